@@ -1,0 +1,36 @@
+# The README's two commands are `make demo` (main job on the embedded default) and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup assets demo test lint unit integration bench clean
+
+setup:
+	bash scripts/setup.sh
+
+assets: setup
+	$(PY) -m blsp_emo.cli assets prepare
+
+demo: assets
+	$(PY) -m blsp_emo.cli demo
+
+lint: setup
+	$(PY) -m ruff check src tests bench
+	$(PY) -m ruff format --check src tests bench
+
+unit: setup
+	$(PY) -m pytest -q -m "not integration"
+
+integration: assets
+	$(PY) -m pytest -q -m integration
+
+test: assets
+	$(PY) -m ruff check src tests bench
+	$(PY) -m pytest -q
+
+bench: assets
+	$(PY) bench/encoder_length.py
+
+clean:
+	rm -rf .pytest_cache .ruff_cache build dist src/*.egg-info
