@@ -1,0 +1,89 @@
+"""Whisper speech recognition (used by the cascade baselines and for checking synthetic corpora).
+
+A small batched greedy decoder over ``WhisperForConditionalGeneration`` with the standard 30 s windows;
+audio longer than 30 s is transcribed window by window.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from blsp_emo.audio import SAMPLE_RATE
+
+WINDOW_SAMPLES = 30 * SAMPLE_RATE
+
+
+@lru_cache(maxsize=2)
+def _cached_whisper(name: str):
+    from blsp_emo.assets.loading import load_whisper
+
+    return load_whisper(name)
+
+
+def _prompt_ids(tokenizer, language: str | None) -> list[int]:
+    ids = [tokenizer.convert_tokens_to_ids("<|startoftranscript|>")]
+    lang_tok = f"<|{language}|>" if language else None
+    unk = tokenizer.unk_token_id
+    if lang_tok and tokenizer.convert_tokens_to_ids(lang_tok) not in (None, unk):  # multilingual model
+        ids += [tokenizer.convert_tokens_to_ids(lang_tok), tokenizer.convert_tokens_to_ids("<|transcribe|>")]
+    ids.append(tokenizer.convert_tokens_to_ids("<|notimestamps|>"))
+    return ids
+
+
+@torch.no_grad()
+def transcribe(
+    audios: list[np.ndarray],
+    name: str = "tiny",
+    batch_size: int = 8,
+    language: str | None = "en",
+    max_new_tokens: int = 224,
+    model=None,
+    processor=None,
+) -> list[str]:
+    """Transcribe 16 kHz mono arrays; returns one string per input (windows of long audio joined)."""
+    if model is None or processor is None:
+        model, processor = _cached_whisper(name)
+    windows: list[np.ndarray] = []
+    owner: list[int] = []
+    for i, audio in enumerate(audios):
+        for start in range(0, max(len(audio), 1), WINDOW_SAMPLES):
+            windows.append(audio[start : start + WINDOW_SAMPLES])
+            owner.append(i)
+    texts = [""] * len(windows)
+    for start in range(0, len(windows), batch_size):
+        chunk = windows[start : start + batch_size]
+        texts[start : start + len(chunk)] = _decode_batch(model, processor, chunk, language, max_new_tokens)
+    joined: list[list[str]] = [[] for _ in audios]
+    for i, text in zip(owner, texts):
+        joined[i].append(text.strip())
+    return [" ".join(t for t in parts if t) for parts in joined]
+
+
+def _decode_batch(model, processor, chunk, language, max_new_tokens) -> list[str]:
+    tokenizer = processor.tokenizer
+    device = next(model.parameters()).device
+    feats = processor.feature_extractor(chunk, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
+    feats = feats.to(device=device, dtype=next(model.parameters()).dtype)
+    encoder_out = model.model.encoder(feats)
+    eot = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    prompt = torch.tensor([_prompt_ids(tokenizer, language)] * len(chunk), device=device)
+    generated = torch.empty((len(chunk), 0), dtype=torch.long, device=device)
+    finished = torch.zeros(len(chunk), dtype=torch.bool, device=device)
+    step_ids, past = prompt, None
+    for _ in range(max_new_tokens):
+        out = model(encoder_outputs=encoder_out, decoder_input_ids=step_ids, past_key_values=past, use_cache=True)
+        logits = out.logits[:, -1, :].float()
+        logits[:, eot + 1 :] = -torch.inf  # text tokens and end-of-text only: no timestamps or specials
+        if generated.shape[1] == 0:
+            logits[:, eot] = -torch.inf  # an empty transcript is never the answer to speech
+        next_ids = logits.argmax(-1)
+        next_ids = torch.where(finished, torch.full_like(next_ids, eot), next_ids)
+        generated = torch.cat([generated, next_ids[:, None]], dim=1)
+        finished |= next_ids == eot
+        if bool(finished.all()):
+            break
+        step_ids, past = next_ids[:, None], out.past_key_values
+    return tokenizer.batch_decode(generated, skip_special_tokens=True)
