@@ -1,0 +1,1 @@
+"""Data: manifests, corpus importers, synthetic emotional speech, teacher targets, datasets."""

@@ -1,0 +1,148 @@
+"""``blsp-emo data ...``: check manifests, import corpora, synthesise emotional speech, write targets."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``data`` command group (check, import, synth, targets) to the CLI."""
+    data = subparsers.add_parser("data", help="manifests, corpus import, synthetic speech, teacher targets")
+    sub = data.add_subparsers(dest="data_command", metavar="ACTION")
+    data.set_defaults(func=lambda args: (data.print_help(), 1)[1])
+
+    check = sub.add_parser("check", help="validate a manifest; names file:line of every bad row")
+    check.add_argument("manifest", type=Path)
+    check.add_argument("--no-audio", action="store_true", help="only check that audio files exist (faster)")
+    check.set_defaults(func=cmd_check)
+
+    imp = sub.add_parser("import", help="import a corpus in its standard layout into a manifest")
+    imp.add_argument("name", help="librispeech, common_voice, iemocap, meld, ravdess, cremad, esd, generic")
+    imp.add_argument("root", type=Path, help="the corpus folder (generic: the CSV/TSV/JSONL file)")
+    imp.add_argument("-o", "--output", type=Path, required=True, help="manifest JSONL to write")
+    imp.add_argument(
+        "--iemocap-excited", default="happy", choices=("happy", "drop"), help="IEMOCAP 'exc' rule"
+    )
+    imp.add_argument(
+        "--ravdess-calm", default="neutral", choices=("neutral", "drop"), help="RAVDESS calm rule"
+    )
+    imp.add_argument(
+        "--split", choices=("train", "dev", "test"), help="force one split (ravdess, cremad, generic)"
+    )
+    imp.add_argument("--language", help="generic: language code for every row")
+    imp.add_argument("--map", dest="column_map", action="append", metavar="FIELD=COLUMN", help="generic")
+    imp.add_argument("--label-map", action="append", metavar="LABEL=EMOTION", help="generic; empty = drop")
+    imp.set_defaults(func=cmd_import)
+
+    synth = sub.add_parser("synth", help="synthesise a labelled emotional speech corpus (espeak-ng, Piper)")
+    synth.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    synth.add_argument(
+        "--utterances", type=int, default=1500, help="emotional utterances (stage 2), all splits"
+    )
+    synth.add_argument("--general", type=int, default=500, help="unlabelled general sentences (stage 1)")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--workers", type=int, default=2)
+    synth.add_argument("--engines", default="espeak,piper", help="comma list of espeak, piper")
+    synth.add_argument("--sentences", type=Path, help="text file, one sentence a line, for the general part")
+    synth.add_argument("--no-plot", action="store_true", help="skip the prosody PNG")
+    synth.set_defaults(func=cmd_synth)
+
+    targets = sub.add_parser("targets", help="write teacher-LLM continuations (SPEC.md section 3)")
+    targets.add_argument("manifest", type=Path)
+    targets.add_argument(
+        "-o", "--output", type=Path, required=True, help="target JSONL (appended, resumable)"
+    )
+    targets.add_argument("--stage", required=True, choices=("semantic", "emotion"))
+    targets.add_argument("--backend", default="hf", choices=("hf", "openai", "vllm"))
+    targets.add_argument("--teacher", default="tiny", help="'tiny' (embedded) or a model folder / hub name")
+    targets.add_argument("--base-url", default="http://127.0.0.1:8000/v1", help="openai backend endpoint")
+    targets.add_argument("--api-key", default=None, help="openai backend key (default: $OPENAI_API_KEY)")
+    targets.add_argument("--model-name", default=None, help="openai backend: model name sent to the server")
+    targets.add_argument(
+        "--batch-size", type=int, default=16, help="hf/vllm batch, openai concurrent requests"
+    )
+    targets.add_argument("--max-new-tokens", type=int, default=48)
+    targets.add_argument("--all-emotions", action="store_true", help="emotion stage: one row per emotion")
+    targets.add_argument("--split", action="append", help="only rows of this split (repeatable)")
+    targets.add_argument("--limit", type=int, default=None, help="only the first N input rows")
+    targets.add_argument("--seed", type=int, default=0)
+    targets.add_argument("--min-seconds", type=float, default=1.0, help="drop shorter audio (SPEC: 1 s)")
+    targets.add_argument("--max-seconds", type=float, default=30.0, help="drop longer audio (SPEC: 30 s)")
+    targets.set_defaults(func=cmd_targets)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate a manifest: print every bad row as ``file:line: problem``; exit 1 if any."""
+    from blsp_emo.data.manifest import check_manifest
+
+    report = check_manifest(args.manifest, read_audio=not args.no_audio)
+    for problem in report.problems:
+        print(problem)
+    if report.ok:
+        print(f"{args.manifest}: {report.rows} rows, no problems")
+        return 0
+    print(f"{args.manifest}: {report.rows} rows, {len(report.problems)} problem(s)")
+    return 1
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Import a corpus into a manifest and print what was kept per label and what was dropped."""
+    from blsp_emo.data.importers import run_import
+
+    report = run_import(
+        args.name,
+        args.root,
+        args.output,
+        iemocap_excited=args.iemocap_excited,
+        ravdess_calm=args.ravdess_calm,
+        split=args.split,
+        language=args.language,
+        column_map=args.column_map,
+        label_map=args.label_map,
+    )
+    print(report.summary())
+    print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    """Synthesise the embedded default's emotional speech corpus (resumable) and print its prosody table."""
+    from blsp_emo.data.synth_corpus import SynthOptions, build_corpus
+
+    options = SynthOptions(
+        utterances=args.utterances,
+        general=args.general,
+        seed=args.seed,
+        workers=args.workers,
+        engines=tuple(e.strip() for e in args.engines.split(",") if e.strip()),
+        sentences_file=args.sentences,
+        plot=not args.no_plot,
+    )
+    build_corpus(args.output, options)
+    return 0
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    """Write teacher continuations for a manifest (stage 1 'semantic' or stage 2 'emotion'), resumably."""
+    from blsp_emo.data.targets import TargetOptions, generate_targets
+
+    options = TargetOptions(
+        stage=args.stage,
+        backend=args.backend,
+        teacher=args.teacher,
+        base_url=args.base_url,
+        api_key=args.api_key,
+        model_name=args.model_name,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        all_emotions=args.all_emotions,
+        splits=tuple(args.split) if args.split else None,
+        limit=args.limit,
+        seed=args.seed,
+        min_seconds=args.min_seconds,
+        max_seconds=args.max_seconds,
+    )
+    summary = generate_targets(args.manifest, args.output, options)
+    print(summary.describe())
+    return 0

@@ -1,0 +1,51 @@
+"""Corpus importers: read a corpus in its standard on-disk layout, write a manifest.
+
+``IMPORTERS`` maps the ``data import NAME`` names to functions ``(root, **options) -> ImportReport``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from blsp_emo.data.importers.common import ImportReport, normalize_label
+from blsp_emo.data.importers.emotion import (
+    import_cremad,
+    import_esd,
+    import_iemocap,
+    import_meld,
+    import_ravdess,
+)
+from blsp_emo.data.importers.speech import import_common_voice, import_generic, import_librispeech
+from blsp_emo.errors import UserError
+
+IMPORTERS: dict[str, Callable[..., ImportReport]] = {
+    "librispeech": import_librispeech,
+    "common_voice": import_common_voice,
+    "iemocap": import_iemocap,
+    "meld": import_meld,
+    "ravdess": import_ravdess,
+    "cremad": import_cremad,
+    "esd": import_esd,
+    "generic": import_generic,
+}
+ALIASES = {"commonvoice": "common_voice", "cv": "common_voice", "crema-d": "cremad", "crema_d": "cremad"}
+
+
+def run_import(name: str, root: str | Path, out: str | Path, **options: object) -> ImportReport:
+    """Import corpus ``name`` from ``root`` into the manifest ``out``; returns the report (already written)."""
+    key = ALIASES.get(name.lower(), name.lower())
+    if key not in IMPORTERS:
+        raise UserError(f"unknown corpus {name!r} (known: {', '.join(IMPORTERS)})")
+    root, out = Path(root), Path(out)
+    if not root.exists():
+        raise UserError(f"{root}: no such file or folder")
+    report = IMPORTERS[key](root, out=out, **options)
+    report.fill_durations()
+    if not report.rows:
+        raise UserError(f"{root}: no usable utterances found for {key}\n{report.summary()}")
+    report.write(out)
+    return report
+
+
+__all__ = ["IMPORTERS", "ImportReport", "normalize_label", "run_import"]

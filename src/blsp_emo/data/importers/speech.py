@@ -1,0 +1,209 @@
+"""Importers for transcribed speech without emotion labels (stage 1) and for any CSV/JSONL table."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from blsp_emo.data.importers.common import ImportReport, normalize_label
+from blsp_emo.data.manifest import SPLITS, ManifestRow
+from blsp_emo.errors import UserError
+
+
+def import_librispeech(root: Path, **_: object) -> ImportReport:
+    """LibriSpeech: ``{subset}/{speaker}/{chapter}/{speaker}-{chapter}.trans.txt`` + ``*.flac``.
+
+    The split comes from the subset folder name (``train-*``, ``dev-*``, ``test-*``).
+    """
+    report = ImportReport("librispeech")
+    transcripts = sorted(root.rglob("*.trans.txt"))
+    if not transcripts:
+        raise UserError(f"{root}: no LibriSpeech '*.trans.txt' files found")
+    for trans in transcripts:
+        chapter_dir = trans.parent
+        subset = chapter_dir.parent.parent.name
+        split = next((s for s in SPLITS if subset.startswith(s)), "train")
+        for number, line in enumerate(trans.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            utt, _, text = line.partition(" ")
+            if not text:
+                report.drop(f"no transcript ({trans.name}:{number})")
+                continue
+            audio = chapter_dir / f"{utt}.flac"
+            if not audio.exists():
+                report.drop("audio file missing")
+                continue
+            speaker = utt.split("-")[0]
+            report.keep(
+                ManifestRow(
+                    audio=str(audio),
+                    text=text.strip().capitalize(),
+                    language="en",
+                    speaker=speaker,
+                    split=split,
+                    corpus="librispeech",
+                    id=utt,
+                )
+            )
+    report.notes.append("split from the subset folder name (train-*, dev-*, test-*)")
+    return report
+
+
+def _read_tsv(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+def import_common_voice(root: Path, **_: object) -> ImportReport:
+    """Common Voice: ``{train,dev,test}.tsv`` (columns ``path``, ``sentence``, ``client_id``, ``locale``)
+    with the clips in ``clips/``; ``clip_durations.tsv`` is used when present."""
+    report = ImportReport("common_voice")
+    tables = {s: root / f"{s}.tsv" for s in SPLITS if (root / f"{s}.tsv").exists()}
+    if not tables:
+        raise UserError(f"{root}: none of train.tsv, dev.tsv, test.tsv found (Common Voice layout)")
+    known: dict[str, float] = {}
+    durations_tsv = root / "clip_durations.tsv"
+    if durations_tsv.exists():
+        for row in _read_tsv(durations_tsv):
+            try:
+                known[row["clip"]] = float(row["duration[ms]"]) / 1000.0
+            except (KeyError, ValueError):
+                continue
+    language = root.name if len(root.name) <= 5 else "en"
+    for split, table in tables.items():
+        for number, row in enumerate(_read_tsv(table), 2):
+            clip, sentence = row.get("path"), (row.get("sentence") or "").strip()
+            if not clip:
+                raise UserError(f"{table}:{number}: column 'path' is missing or empty")
+            if not sentence:
+                report.drop("empty sentence")
+                continue
+            audio = root / "clips" / clip
+            if not audio.exists():
+                report.drop("audio file missing")
+                continue
+            report.keep(
+                ManifestRow(
+                    audio=str(audio),
+                    text=sentence,
+                    language=(row.get("locale") or language).split("-")[0],
+                    speaker=(row.get("client_id") or "")[:16],
+                    duration=known.get(clip),
+                    split=split,
+                    corpus="common_voice",
+                    id=Path(clip).stem,
+                )
+            )
+    report.notes.append("splits from train.tsv/dev.tsv/test.tsv; other tables (validated, other) ignored")
+    return report
+
+
+def _parse_mapping(pairs: list[str] | None, what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"--{what} {pair!r}: expected KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+GENERIC_FIELDS = ("audio", "text", "emotion", "language", "speaker", "duration", "split", "id")
+
+
+def import_generic(
+    root: Path,
+    column_map: list[str] | None = None,
+    label_map: list[str] | None = None,
+    split: str | None = None,
+    language: str | None = None,
+    **_: object,
+) -> ImportReport:
+    """Any CSV, TSV or JSONL table: ``--map field=column`` for each manifest field whose column is named
+    differently (``audio`` is required); ``--label-map corpus_label=emotion`` (empty value = drop).
+
+    Relative audio paths are resolved against the table's folder.
+    """
+    if not root.is_file():
+        raise UserError(f"{root}: the generic importer takes a CSV/TSV/JSONL file, not a folder")
+    mapping = {f: f for f in GENERIC_FIELDS}
+    user_map = _parse_mapping(column_map, "map")
+    for key in user_map:
+        if key not in GENERIC_FIELDS:
+            raise UserError(
+                f"--map {key}=...: unknown manifest field (expected one of {', '.join(GENERIC_FIELDS)})"
+            )
+    mapping.update(user_map)
+    labels: dict[str, str | None] = {
+        k.lower(): (v or None) for k, v in _parse_mapping(label_map, "label-map").items()
+    }
+    report = ImportReport("generic")
+    for number, record in _read_table(root):
+        audio_value = record.get(mapping["audio"])
+        if not audio_value:
+            raise UserError(f"{root}:{number}: column {mapping['audio']!r} (audio) is missing or empty")
+        audio = Path(str(audio_value))
+        if not audio.is_absolute():
+            audio = root.parent / audio
+        if not audio.exists():
+            report.drop("audio file missing")
+            continue
+        source_label = record.get(mapping["emotion"])
+        emotion = None
+        if source_label not in (None, ""):
+            emotion = normalize_label(str(source_label), labels)
+            if emotion is None:
+                report.drop(f"label {source_label!r} has no counterpart among the five emotions")
+                continue
+        duration = record.get(mapping["duration"])
+        try:
+            duration = float(duration) if duration not in (None, "") else None
+        except ValueError:
+            raise UserError(
+                f"{root}:{number}: column {mapping['duration']!r} is not a number: {duration!r}"
+            ) from None
+        row_split = split or str(record.get(mapping["split"]) or "train")
+        if row_split not in SPLITS:
+            raise UserError(
+                f"{root}:{number}: unknown split {row_split!r} (expected one of {', '.join(SPLITS)})"
+            )
+        report.keep(
+            ManifestRow(
+                audio=str(audio),
+                text=str(record.get(mapping["text"]) or ""),
+                emotion=emotion,
+                language=str(language or record.get(mapping["language"]) or "en"),
+                speaker=str(record.get(mapping["speaker"]) or ""),
+                duration=duration,
+                split=row_split,
+                source_label=str(source_label) if source_label not in (None, "") else None,
+                corpus="generic",
+                id=str(record.get(mapping["id"]) or ""),
+            )
+        )
+    return report
+
+
+def _read_table(path: Path) -> list[tuple[int, dict]]:
+    suffix = path.suffix.lower()
+    records: list[tuple[int, dict]] = []
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{path}:{number}: malformed JSON ({exc.msg})") from None
+            if not isinstance(record, dict):
+                raise UserError(f"{path}:{number}: expected a JSON object")
+            records.append((number, record))
+        return records
+    delimiter = "\t" if suffix == ".tsv" else ","
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle, delimiter=delimiter)
+        for number, record in enumerate(reader, 2):
+            records.append((number, record))
+    return records
