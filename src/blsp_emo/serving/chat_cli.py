@@ -1,0 +1,164 @@
+"""``blsp-emo chat``: a multi-turn conversation in the terminal.
+
+Each turn is an audio file path, text, or both (``clip.wav what do you think?``: a first word that names an
+existing file is the audio, the rest is text; quote paths with spaces). The reply streams as it is
+generated, after the emotion heard in the audio. Commands: ``/reset`` (new conversation), ``/save FILE``
+(the conversation as JSON, audio as file paths), ``/quit``. The conversation lives in this session only.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from blsp_emo.audio import SAMPLE_RATE, load_audio
+from blsp_emo.errors import UserError
+from blsp_emo.prompts import system_prompt
+from blsp_emo.serving.engine import Completion, ServingEngine
+from blsp_emo.serving.protocol import GenerationParams
+
+HELP = (
+    "Type text, an audio file path, or both ('clip.wav what do you hear?'). Commands: /reset /save FILE /quit"
+)
+
+
+def parse_turn(line: str) -> tuple[Path | None, str]:
+    """Split a typed line into (audio path or None, text); the first word is audio when it is a file."""
+    line = line.strip()
+    if not line:
+        return None, ""
+    if line[0] in "'\"":
+        try:
+            words = shlex.split(line)
+        except ValueError:
+            return None, line
+        first, rest = words[0], line[line.index(line[0], 1) + 1 :].strip()
+    else:
+        first, _, rest = line.partition(" ")
+        rest = rest.strip()
+    path = Path(first.removeprefix("@")).expanduser()
+    if path.is_file():
+        return path, rest
+    return None, line
+
+
+class ChatSession:
+    """One terminal conversation: its messages, and the engine that answers them."""
+
+    def __init__(
+        self,
+        engine: ServingEngine,
+        *,
+        system: str | None = "empathetic",
+        params: GenerationParams | None = None,
+        max_audio_seconds: float = 120.0,
+        out: TextIO = sys.stdout,
+    ) -> None:
+        self.engine = engine
+        self.system = system_prompt(system)
+        self.params = params or GenerationParams()
+        self.max_audio_seconds = max_audio_seconds
+        self.out = out
+        self.messages: list[dict[str, Any]] = []
+        self._saved: list[dict[str, Any]] = []  # the same turns, with audio as paths (for /save)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the conversation (the system prompt stays)."""
+        self.messages = [{"role": "system", "content": self.system}] if self.system else []
+        self._saved = [dict(m) for m in self.messages]
+
+    def save(self, path: str | Path) -> Path:
+        """Write the conversation as JSON (audio parts as paths) and return the path."""
+        path = Path(path).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"messages": self._saved}, indent=2, ensure_ascii=False) + "\n")
+        return path
+
+    def turn(self, audio_path: Path | None, text: str) -> Completion:
+        """Send one user turn, print the streamed reply, and return it."""
+        content: list[dict[str, Any]] = []
+        saved: list[dict[str, Any]] = []
+        if text:
+            content.append({"type": "text", "text": text})
+            saved.append({"type": "text", "text": text})
+        if audio_path is not None:
+            audio = load_audio(audio_path, max_seconds=self.max_audio_seconds)
+            content.append({"type": "audio", "audio": audio})
+            saved.append(
+                {"type": "audio", "path": str(audio_path.resolve()), "seconds": audio.size / SAMPLE_RATE}
+            )
+        conversation = [*self.messages, {"role": "user", "content": content}]
+        done: Completion | None = None
+        started = False
+        for event in self.engine.open_stream(conversation, self.params):
+            if event.kind == "emotion" and event.value.emotion:
+                scores = event.value.emotion_scores or {}
+                score = f" {scores[event.value.emotion]:.2f}" if event.value.emotion in scores else ""
+                self.out.write(f"[emotion heard: {event.value.emotion}{score}]\n")
+            elif event.kind == "text":
+                if not started:
+                    self.out.write("assistant> ")
+                    started = True
+                self.out.write(event.value)
+                self.out.flush()
+            elif event.kind == "done":
+                done = event.value
+                if not started:
+                    self.out.write("assistant> ")
+        self.out.write("\n")
+        assert done is not None
+        self.messages = [*conversation, {"role": "assistant", "content": done.text}]
+        self._saved += [
+            {"role": "user", "content": saved, "emotion": done.emotion},
+            {"role": "assistant", "content": done.text},
+        ]
+        return done
+
+    def handle(self, line: str) -> bool:
+        """Act on one typed line; False means quit."""
+        stripped = line.strip()
+        if not stripped:
+            return True
+        if stripped in {"/quit", "/exit", "/q"}:
+            return False
+        if stripped == "/reset":
+            self.reset()
+            self.out.write("(new conversation)\n")
+            return True
+        if stripped.startswith("/save"):
+            _, _, target = stripped.partition(" ")
+            if not target.strip():
+                self.out.write("usage: /save FILE\n")
+            else:
+                self.out.write(f"(saved to {self.save(target.strip())})\n")
+            return True
+        if stripped in {"/help", "/?"}:
+            self.out.write(HELP + "\n")
+            return True
+        if stripped.startswith("/") and not Path(stripped.split()[0]).exists():
+            self.out.write(f"unknown command {stripped.split()[0]}; {HELP}\n")
+            return True
+        audio_path, text = parse_turn(stripped)
+        try:
+            self.turn(audio_path, text)
+        except UserError as exc:  # a bad file must not end the conversation
+            self.out.write(f"error: {exc}\n")
+        return True
+
+
+def chat_loop(session: ChatSession, read_line: Callable[[str], str] = input) -> None:
+    """Read lines until /quit or end of input, answering each turn."""
+    session.out.write(HELP + "\n")
+    while True:
+        try:
+            line = read_line("you> ")
+        except EOFError:
+            session.out.write("\n")
+            return
+        if not session.handle(line):
+            return

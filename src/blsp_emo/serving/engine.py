@@ -1,0 +1,422 @@
+"""The serving core: one model session shared by the chat CLI, the HTTP API and the web page.
+
+Requests go into a queue; one worker thread owns the model. It waits a few milliseconds after the first
+request for others to arrive, groups those with the same decoding settings, and answers each group with
+one batched :meth:`SpeechChat.respond` call. Streaming requests are generated one at a time with
+:meth:`SpeechChat.stream`, their pieces handed to the waiting client as they come. Nothing about a
+conversation is kept here: every request carries its whole conversation, so requests can never leak into
+each other, and each result goes back to the future or stream of the request that asked for it.
+
+Timeouts: a request that is still queued when its time is up is dropped without running; a stream stops
+generating at its deadline; a client that goes away (``cancel()``) stops its stream at the next piece.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from blsp_emo.serving.protocol import GenerationParams
+
+log = logging.getLogger(__name__)
+
+
+class EngineTimeout(TimeoutError):
+    """A request did not finish within its time limit."""
+
+
+class EngineClosed(RuntimeError):
+    """The engine was shut down before the request ran."""
+
+
+@dataclass
+class Completion:
+    """One answer: the text, the emotion heard in the user's latest audio, and token counts."""
+
+    text: str
+    emotion: str | None = None
+    emotion_scores: dict[str, float] | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = "stop"
+
+    @classmethod
+    def from_reply(cls, reply: Any) -> Completion:
+        """Copy a :class:`blsp_emo.model.Reply` (or anything with the same attributes)."""
+        scores = getattr(reply, "emotion_scores", None)
+        return cls(
+            text=str(reply.text),
+            emotion=getattr(reply, "emotion", None),
+            emotion_scores={str(k): float(v) for k, v in scores.items()} if scores else None,
+            prompt_tokens=int(getattr(reply, "prompt_tokens", 0) or 0),
+            completion_tokens=int(getattr(reply, "completion_tokens", 0) or 0),
+            finish_reason=str(getattr(reply, "finish_reason", "stop") or "stop"),
+        )
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """One item of a stream: ``kind`` is "emotion" (value: Completion with emotion only), "text" (a piece)
+    or "done" (value: the final Completion with usage)."""
+
+    kind: str
+    value: Any
+
+
+_ids = itertools.count()
+
+
+@dataclass(eq=False)
+class _Request:
+    messages: list[dict[str, Any]]
+    params: GenerationParams
+    deadline: float
+    future: concurrent.futures.Future | None = None
+    stream: TokenStream | None = None
+    id: int = field(default_factory=lambda: next(_ids))
+
+    def batch_key(self) -> tuple:
+        if self.params.greedy:  # deterministic: top_p and seed do not matter
+            return ("greedy", self.params.max_new_tokens)
+        if self.params.seed is not None:  # a seeded sample must not depend on its batch-mates
+            return ("alone", self.id)
+        return ("sample", self.params.max_new_tokens, self.params.temperature, self.params.top_p)
+
+    @property
+    def cancelled(self) -> bool:
+        if self.stream is not None:
+            return self.stream.cancelled.is_set()
+        return self.future is not None and self.future.cancelled()
+
+
+class TokenStream:
+    """The receiving end of a streaming request; iterate it (sync or async) for :class:`StreamEvent` s."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._loop = loop
+        self._queue: asyncio.Queue | queue.Queue = asyncio.Queue() if loop else queue.Queue()
+        self.cancelled = threading.Event()
+
+    def _push(self, item: StreamEvent | BaseException | None) -> None:
+        if self._loop is None:
+            self._queue.put(item)
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        except RuntimeError:  # the client's event loop is gone: nobody is listening
+            self.cancelled.set()
+
+    def cancel(self) -> None:
+        """Stop generating for this stream (the client went away)."""
+        self.cancelled.set()
+
+    def __iter__(self) -> Iterator[StreamEvent]:
+        assert self._loop is None, "this stream was opened for asyncio: use 'async for'"
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    async def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        assert self._loop is not None, "this stream was opened without an event loop: use 'for'"
+        while True:
+            item = await self._queue.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+
+def last_user_audio(messages: list[dict[str, Any]]) -> np.ndarray | None:
+    """The last audio part of the latest user turn, or None when that turn has no audio."""
+    for message in reversed(messages):
+        if message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, list):
+            for part in reversed(content):
+                if part.get("type") == "audio":
+                    return part["audio"]
+        return None
+    return None
+
+
+class ServingEngine:
+    """One model session that queues requests and answers concurrent ones in batches."""
+
+    def __init__(
+        self,
+        chat: Any,
+        *,
+        model_name: str = "blsp-emo",
+        max_batch_size: int = 16,
+        batch_wait_s: float = 0.01,
+        timeout_s: float = 300.0,
+    ) -> None:
+        """``chat`` is a :class:`blsp_emo.model.SpeechChat`; ``batch_wait_s`` is how long the worker waits
+        after a first request for others to join its batch; ``timeout_s`` is the default time limit."""
+        self.chat = chat
+        self.model_name = model_name
+        self.max_batch_size = max(1, int(max_batch_size))
+        self.batch_wait_s = float(batch_wait_s)
+        self.timeout_s = float(timeout_s)
+        self.stats = {"requests": 0, "batches": 0, "largest_batch": 0, "timeouts": 0}
+        self._queue: queue.Queue[_Request | None] = queue.Queue()
+        self._closed = threading.Event()
+        self._worker = threading.Thread(target=self._run, name="blsp-emo-engine", daemon=True)
+        self._worker.start()
+
+    # ----- client side -------------------------------------------------------------------------------
+    def _deadline(self, timeout: float | None) -> float:
+        return time.monotonic() + (self.timeout_s if timeout is None else float(timeout))
+
+    def _enqueue(self, request: _Request) -> None:
+        if self._closed.is_set():
+            raise EngineClosed("the serving engine is shut down")
+        self._queue.put(request)
+
+    def submit(
+        self,
+        messages: list[dict[str, Any]],
+        params: GenerationParams | None = None,
+        timeout: float | None = None,
+    ) -> concurrent.futures.Future:
+        """Queue one conversation; the future resolves to a :class:`Completion`."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._enqueue(
+            _Request(messages, params or GenerationParams(), self._deadline(timeout), future=future)
+        )
+        return future
+
+    def generate(
+        self,
+        messages: list[dict[str, Any]],
+        params: GenerationParams | None = None,
+        timeout: float | None = None,
+    ) -> Completion:
+        """Answer one conversation, blocking until done; raises :class:`EngineTimeout` after ``timeout``."""
+        limit = self.timeout_s if timeout is None else timeout
+        future = self.submit(messages, params, limit)
+        try:
+            return future.result(timeout=limit + 1.0)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise EngineTimeout(f"no answer within {limit:g} s") from None
+
+    async def agenerate(
+        self,
+        messages: list[dict[str, Any]],
+        params: GenerationParams | None = None,
+        timeout: float | None = None,
+    ) -> Completion:
+        """The asyncio form of :meth:`generate`."""
+        limit = self.timeout_s if timeout is None else timeout
+        future = self.submit(messages, params, limit)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout=limit + 1.0)
+        except asyncio.TimeoutError:
+            future.cancel()
+            raise EngineTimeout(f"no answer within {limit:g} s") from None
+
+    def open_stream(
+        self,
+        messages: list[dict[str, Any]],
+        params: GenerationParams | None = None,
+        timeout: float | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> TokenStream:
+        """Queue one conversation for streaming; pass the running ``loop`` to consume it with ``async for``."""
+        stream = TokenStream(loop)
+        self._enqueue(
+            _Request(messages, params or GenerationParams(), self._deadline(timeout), stream=stream)
+        )
+        return stream
+
+    def close(self, wait: bool = True) -> None:
+        """Stop the worker; queued requests fail with :class:`EngineClosed`."""
+        self._closed.set()
+        self._queue.put(None)
+        if wait:
+            self._worker.join(timeout=60)
+
+    # ----- worker side -------------------------------------------------------------------------------
+    def _collect(self, first: _Request) -> list[_Request]:
+        batch = [first]
+        until = time.monotonic() + self.batch_wait_s
+        while len(batch) < self.max_batch_size:
+            left = until - time.monotonic()
+            try:
+                item = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self._queue.put(None)  # keep the shutdown signal for the main loop
+                break
+            batch.append(item)
+        return batch
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None or self._closed.is_set():
+                break
+            pending = self._collect(first)
+            live = [r for r in pending if self._alive(r)]
+            groups: dict[tuple, list[_Request]] = {}
+            streams: list[_Request] = []
+            for request in live:
+                if request.stream is not None:
+                    streams.append(request)
+                else:
+                    groups.setdefault(request.batch_key(), []).append(request)
+            for group in groups.values():
+                self._answer(group)
+            for request in streams:
+                if self._alive(request):
+                    self._stream(request)
+        self._drain()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None:
+                self._fail(item, EngineClosed("the serving engine is shut down"))
+
+    def _fail(self, request: _Request, exc: BaseException) -> None:
+        if request.stream is not None:
+            request.stream._push(exc)
+        elif request.future is not None and request.future.set_running_or_notify_cancel():
+            request.future.set_exception(exc)
+
+    def _alive(self, request: _Request) -> bool:
+        """False (and the request answered) when it was cancelled or its time ran out while queued."""
+        if request.cancelled:
+            return False
+        if time.monotonic() > request.deadline:
+            self.stats["timeouts"] += 1
+            self._fail(request, EngineTimeout("the request timed out while waiting in the queue"))
+            return False
+        return True
+
+    def _answer(self, group: list[_Request]) -> None:
+        group = [r for r in group if r.future is not None and r.future.set_running_or_notify_cancel()]
+        if not group:
+            return
+        params = group[0].params
+        self.stats["batches"] += 1
+        self.stats["requests"] += len(group)
+        self.stats["largest_batch"] = max(self.stats["largest_batch"], len(group))
+        try:
+            replies = self.chat.respond(
+                [r.messages for r in group],
+                max_new_tokens=params.max_new_tokens,
+                temperature=params.temperature,
+                top_p=params.top_p,
+                seed=params.seed,
+            )
+        except Exception as exc:  # one bad conversation must not fail its batch-mates: retry one by one
+            if len(group) == 1:
+                log.exception("generation failed")
+                group[0].future.set_exception(exc)
+                return
+            log.warning("batch of %d failed (%s); answering one by one", len(group), exc)
+            for request in group:
+                retry: concurrent.futures.Future = concurrent.futures.Future()
+                single = _Request(request.messages, request.params, request.deadline, future=retry)
+                self._answer([single])
+                self._copy(retry, request.future)
+            return
+        for request, reply in zip(group, replies):
+            request.future.set_result(Completion.from_reply(reply))
+
+    @staticmethod
+    def _copy(source: concurrent.futures.Future, target: concurrent.futures.Future) -> None:
+        if source.exception() is not None:
+            target.set_exception(source.exception())
+        else:
+            target.set_result(source.result())
+
+    def _emotion(self, messages: list[dict[str, Any]]) -> Completion:
+        audio = last_user_audio(messages)
+        result = Completion(text="")
+        if audio is None:
+            return result
+        found = self.chat.recognize_emotion([audio])
+        head = found[0] if found else None
+        if isinstance(head, tuple):
+            result.emotion, result.emotion_scores = head[0], dict(head[1])
+        elif isinstance(head, dict):
+            result.emotion = head.get("emotion") or head.get("label")
+            result.emotion_scores = head.get("scores") or head.get("emotion_scores")
+        elif isinstance(head, str):
+            result.emotion = head
+        elif head is not None:
+            result.emotion = getattr(head, "emotion", None) or getattr(head, "label", None)
+            result.emotion_scores = getattr(head, "emotion_scores", None) or getattr(head, "scores", None)
+        return result
+
+    def _stream(self, request: _Request) -> None:
+        stream = request.stream
+        assert stream is not None
+        self.stats["requests"] += 1
+        params = request.params
+        pieces: list[str] = []
+        try:
+            head = self._emotion(request.messages)
+            stream._push(StreamEvent("emotion", head))
+            generator = self.chat.stream(
+                request.messages,
+                max_new_tokens=params.max_new_tokens,
+                temperature=params.temperature,
+                top_p=params.top_p,
+                seed=params.seed,
+            )
+            try:
+                for piece in generator:
+                    if stream.cancelled.is_set():
+                        return
+                    if time.monotonic() > request.deadline:
+                        self.stats["timeouts"] += 1
+                        stream._push(EngineTimeout("the reply did not finish within the time limit"))
+                        return
+                    if piece:
+                        pieces.append(piece)
+                        stream._push(StreamEvent("text", piece))
+                final = getattr(generator, "reply", None)
+            finally:
+                close = getattr(generator, "close", None)
+                if close is not None:
+                    close()
+            done = (
+                Completion.from_reply(final) if final is not None else self._count(request, "".join(pieces))
+            )
+            done.emotion, done.emotion_scores = head.emotion, head.emotion_scores
+            stream._push(StreamEvent("done", done))
+            stream._push(None)
+        except Exception as exc:
+            log.exception("streaming failed")
+            stream._push(exc)
+
+    def _count(self, request: _Request, text: str) -> Completion:
+        """Usage for a stream whose generator reports none: count tokens with the processor's tokenizer."""
+        tokenizer = getattr(getattr(self.chat, "processor", None), "tokenizer", None)
+        completion = len(tokenizer(text, add_special_tokens=False)["input_ids"]) if tokenizer else 0
+        finish = "length" if completion >= request.params.max_new_tokens else "stop"
+        return Completion(text=text, completion_tokens=completion, finish_reason=finish)

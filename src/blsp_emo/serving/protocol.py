@@ -1,0 +1,342 @@
+"""The OpenAI chat-completions wire format: parse and validate a request into the internal conversation format.
+
+Everything a client can get wrong is checked here, before any model sees it, and reported as an
+:class:`APIError` that the HTTP layer turns into OpenAI-style error JSON
+(``{"error": {"message", "type", "param", "code"}}``). ``param`` names the offending field in the request,
+e.g. ``messages[1].content[0].input_audio.data``. Unknown fields are ignored, as OpenAI's own server does.
+
+Audio comes in three shapes:
+
+* ``{"type": "input_audio", "input_audio": {"data": BASE64, "format": "wav"}}`` (OpenAI's shape);
+* ``{"type": "audio_url", "audio_url": {"url": "data:audio/wav;base64,..."}}`` (a ``data:`` URL);
+* ``audio_url`` with an ``http(s)`` URL, only when the server allows it (``fetch_url`` given); ``file:`` and
+  every other scheme are always refused so that a request can never read the server's disk.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from blsp_emo.audio import SAMPLE_RATE, load_audio
+from blsp_emo.errors import AudioError
+from blsp_emo.prompts import system_prompt
+
+# Formats a client may name in input_audio.format; the decoder sniffs the container anyway.
+AUDIO_FORMATS: frozenset[str] = frozenset(
+    {"wav", "mp3", "flac", "ogg", "oga", "opus", "webm", "m4a", "mp4", "aac", "weba"}
+)
+ROLES: frozenset[str] = frozenset({"system", "developer", "user", "assistant"})
+_DATA_URL = re.compile(
+    r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^;,]*)*?);base64,(?P<data>.*)$", re.S
+)
+
+
+class APIError(Exception):
+    """A request the server refuses, with the HTTP status and the OpenAI error fields."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 400,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.type = type
+        self.param = param
+        self.code = code
+
+    def to_dict(self) -> dict[str, Any]:
+        """The body of the error response, in OpenAI's shape."""
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+@dataclass(frozen=True)
+class ServingLimits:
+    """What one request may ask for; every limit is checked before the model runs."""
+
+    max_request_bytes: int = 25 * 1024 * 1024  # whole HTTP body (base64 audio is 4/3 of the raw size)
+    max_audio_seconds: float = 60.0  # per audio part
+    max_total_audio_seconds: float = 300.0  # all audio parts of one request together
+    max_audio_parts: int = 8  # audio parts over the whole conversation
+    max_messages: int = 64
+    max_new_tokens: int = 1024  # the largest max_tokens a client may ask for
+    default_new_tokens: int = 128  # SPEC section 5: 128 new tokens by default
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Decoding settings of one request; requests with equal settings can share a batch."""
+
+    max_new_tokens: int = 128
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+
+    @property
+    def greedy(self) -> bool:
+        """True when decoding is deterministic (temperature 0)."""
+        return self.temperature <= 0.0
+
+
+@dataclass
+class ChatRequest:
+    """A validated chat-completions request in the internal conversation format."""
+
+    messages: list[dict[str, Any]]
+    params: GenerationParams
+    model: str | None = None
+    stream: bool = False
+    include_usage: bool = False
+    want_audio: bool = False
+    voice: str | None = None
+    audio_seconds: list[float] = field(default_factory=list)
+
+
+def _bad(message: str, param: str | None, code: str = "invalid_value", status: int = 400) -> APIError:
+    return APIError(message, status=status, param=param, code=code)
+
+
+def _number(body: dict, name: str, low: float, high: float, default: float) -> float:
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _bad(f"'{name}' must be a number, got {type(value).__name__}", name, "invalid_type")
+    if not low <= value <= high:
+        raise _bad(f"'{name}' must be between {low:g} and {high:g}, got {value}", name)
+    return float(value)
+
+
+def _generation_params(body: dict, limits: ServingLimits) -> GenerationParams:
+    name = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    max_tokens = body.get(name)
+    if max_tokens is None:
+        max_tokens = limits.default_new_tokens
+    elif isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
+        raise _bad(f"'{name}' must be an integer", name, "invalid_type")
+    elif not 1 <= max_tokens <= limits.max_new_tokens:
+        raise _bad(f"'{name}' must be between 1 and {limits.max_new_tokens}, got {max_tokens}", name)
+    seed = body.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise _bad("'seed' must be an integer", "seed", "invalid_type")
+    top_p = _number(body, "top_p", 0.0, 1.0, 1.0)
+    if top_p <= 0.0:
+        raise _bad("'top_p' must be greater than 0", "top_p")
+    return GenerationParams(
+        max_new_tokens=int(max_tokens),
+        temperature=_number(body, "temperature", 0.0, 2.0, 0.0),
+        top_p=top_p,
+        seed=seed,
+    )
+
+
+class _AudioDecoder:
+    """Decodes audio parts of one request, counting parts and seconds against the limits."""
+
+    def __init__(self, limits: ServingLimits, fetch_url: Callable[[str], bytes] | None) -> None:
+        self.limits = limits
+        self.fetch_url = fetch_url
+        self.seconds: list[float] = []
+
+    def _budget(self, param: str) -> None:
+        if len(self.seconds) >= self.limits.max_audio_parts:
+            raise _bad(
+                f"too many audio parts: the limit is {self.limits.max_audio_parts} per request",
+                param,
+                "too_many_audio_parts",
+            )
+
+    def decode(self, data: bytes, param: str) -> np.ndarray:
+        try:
+            audio = load_audio(data, max_seconds=self.limits.max_audio_seconds)
+        except AudioError as exc:
+            code = "audio_too_long" if "the limit is" in str(exc) else "invalid_audio"
+            raise _bad(f"{param}: {exc}", param, code) from None
+        seconds = audio.size / SAMPLE_RATE
+        if sum(self.seconds) + seconds > self.limits.max_total_audio_seconds:
+            raise _bad(
+                f"the request holds more than {self.limits.max_total_audio_seconds:g} s of audio",
+                param,
+                "audio_too_long",
+            )
+        self.seconds.append(seconds)
+        return audio
+
+    def input_audio(self, part: dict, param: str) -> np.ndarray:
+        self._budget(param)
+        spec = part.get("input_audio")
+        if not isinstance(spec, dict):
+            raise _bad("'input_audio' must be an object with 'data' and 'format'", f"{param}.input_audio")
+        fmt = spec.get("format")
+        if fmt is not None and (not isinstance(fmt, str) or fmt.lower() not in AUDIO_FORMATS):
+            raise _bad(
+                f"unsupported audio format {fmt!r}; supported: {', '.join(sorted(AUDIO_FORMATS))}",
+                f"{param}.input_audio.format",
+                "unsupported_audio_format",
+            )
+        return self.decode(_b64(spec.get("data"), f"{param}.input_audio.data"), f"{param}.input_audio.data")
+
+    def audio_url(self, part: dict, param: str) -> np.ndarray:
+        self._budget(param)
+        spec = part.get("audio_url")
+        url = spec.get("url") if isinstance(spec, dict) else spec
+        where = f"{param}.audio_url.url" if isinstance(spec, dict) else f"{param}.audio_url"
+        if not isinstance(url, str) or not url:
+            raise _bad("'audio_url' must hold a 'url' string", where)
+        scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+        if scheme == "data":
+            match = _DATA_URL.match(url)
+            if not match:
+                raise _bad("a data: URL must be base64 encoded (data:audio/wav;base64,...)", where)
+            mime = (match.group("mime") or "").lower()
+            if mime and not (
+                mime.startswith("audio/") or mime in {"video/webm", "video/mp4", "application/octet-stream"}
+            ):
+                raise _bad(f"a data: URL of type {mime!r} is not audio", where, "unsupported_audio_format")
+            return self.decode(_b64(match.group("data"), where), where)
+        if scheme in {"http", "https"}:
+            if self.fetch_url is None:
+                raise _bad(
+                    "http(s) audio URLs are disabled on this server; send the audio inline (input_audio or a data: URL)",
+                    where,
+                    "url_not_allowed",
+                )
+            return self.decode(self.fetch_url(url), where)
+        raise _bad(f"audio URL scheme {scheme or '(none)'!r} is not allowed", where, "url_not_allowed")
+
+
+def _b64(data: Any, param: str) -> bytes:
+    if not isinstance(data, str) or not data:
+        raise _bad("audio data must be a non-empty base64 string", param)
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise _bad("audio data is not valid base64", param, "invalid_base64") from None
+
+
+def _content(message: dict, index: int, decoder: _AudioDecoder) -> str | list[dict[str, Any]]:
+    param = f"messages[{index}].content"
+    role = message["role"]
+    content = message.get("content")
+    if content is None and role == "assistant":
+        # An assistant turn that was spoken carries its text as audio.transcript.
+        audio = message.get("audio")
+        content = audio.get("transcript") if isinstance(audio, dict) else None
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise _bad("'content' must be a string or a list of content parts", param, "invalid_type")
+    parts: list[dict[str, Any]] = []
+    for j, part in enumerate(content):
+        where = f"{param}[{j}]"
+        if not isinstance(part, dict):
+            raise _bad("a content part must be an object", where, "invalid_type")
+        kind = part.get("type")
+        if kind == "text":
+            text = part.get("text")
+            if not isinstance(text, str):
+                raise _bad("a text part needs a 'text' string", f"{where}.text", "invalid_type")
+            parts.append({"type": "text", "text": text})
+        elif kind in {"input_audio", "audio_url"}:
+            if role != "user":
+                raise _bad(f"audio is only accepted in user messages, not {role!r}", where)
+            audio = (
+                decoder.input_audio(part, where) if kind == "input_audio" else decoder.audio_url(part, where)
+            )
+            parts.append({"type": "audio", "audio": audio})
+        else:
+            raise _bad(
+                f"unsupported content part type {kind!r}; use 'text', 'input_audio' or 'audio_url'",
+                f"{where}.type",
+                "unsupported_content_type",
+            )
+    if role != "user":  # only user turns may mix modalities: join text parts into a string
+        return "".join(p["text"] for p in parts)
+    return parts
+
+
+def parse_chat_request(
+    body: Any,
+    limits: ServingLimits | None = None,
+    *,
+    default_system: str | None = "empathetic",
+    fetch_url: Callable[[str], bytes] | None = None,
+) -> ChatRequest:
+    """Validate an OpenAI chat-completions request body and decode its audio.
+
+    ``default_system`` (a preset name of :mod:`blsp_emo.prompts` or a text) is put first when the
+    conversation has no system message; ``None`` leaves it as sent. ``fetch_url`` downloads an http(s)
+    audio URL; without it such URLs are refused. Raises :class:`APIError` for anything invalid.
+    """
+    limits = limits or ServingLimits()
+    if not isinstance(body, dict):
+        raise _bad("the request body must be a JSON object", None, "invalid_type")
+    raw = body.get("messages")
+    if not isinstance(raw, list) or not raw:
+        raise _bad(
+            "'messages' must be a non-empty list",
+            "messages",
+            "invalid_type" if raw else "missing_required_parameter",
+        )
+    if len(raw) > limits.max_messages:
+        raise _bad(f"too many messages: the limit is {limits.max_messages}", "messages", "too_many_messages")
+    n = body.get("n")
+    if n not in (None, 1):
+        raise _bad("only n=1 is supported", "n", "unsupported_value")
+    params = _generation_params(body, limits)
+
+    modalities = body.get("modalities") or ["text"]
+    if not isinstance(modalities, list) or not set(modalities) <= {"text", "audio"}:
+        raise _bad(
+            "'modalities' must be a list drawn from 'text' and 'audio'", "modalities", "unsupported_value"
+        )
+    audio_spec = body.get("audio") if isinstance(body.get("audio"), dict) else {}
+    out_format = audio_spec.get("format", "wav")
+    if "audio" in modalities and out_format != "wav":
+        raise _bad("only 'wav' audio output is supported", "audio.format", "unsupported_value")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise _bad("'stream' must be a boolean", "stream", "invalid_type")
+    stream_options = body.get("stream_options") if isinstance(body.get("stream_options"), dict) else {}
+
+    decoder = _AudioDecoder(limits, fetch_url)
+    messages: list[dict[str, Any]] = []
+    for i, message in enumerate(raw):
+        if not isinstance(message, dict):
+            raise _bad("each message must be an object", f"messages[{i}]", "invalid_type")
+        role = message.get("role")
+        if role not in ROLES:
+            raise _bad(
+                f"unsupported role {role!r}; use 'system', 'user' or 'assistant'", f"messages[{i}].role"
+            )
+        role = "system" if role == "developer" else role
+        messages.append({"role": role, "content": _content(message, i, decoder)})
+    if messages[-1]["role"] != "user":
+        raise _bad("the last message must come from the user", f"messages[{len(messages) - 1}].role")
+    if default_system is not None and messages[0]["role"] != "system":
+        text = system_prompt(default_system)
+        if text:
+            messages.insert(0, {"role": "system", "content": text})
+    model = body.get("model")
+    return ChatRequest(
+        messages=messages,
+        params=params,
+        model=model if isinstance(model, str) else None,
+        stream=stream,
+        include_usage=bool(stream_options.get("include_usage", False)),
+        want_audio="audio" in modalities,
+        voice=audio_spec.get("voice") if isinstance(audio_spec.get("voice"), str) else None,
+        audio_seconds=decoder.seconds,
+    )

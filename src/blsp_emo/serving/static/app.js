@@ -1,0 +1,233 @@
+// BLSP-Emo web chat. The conversation lives here, in `history` (OpenAI messages); every request sends all of
+// it, so the server keeps no state. Speech is recorded with MediaRecorder (or uploaded) and sent as
+// input_audio; the reply streams in as server-sent events; the emotion heard in each user turn is shown as a
+// badge; with "speak replies" on, the spoken reply (a wav from the server) is attached to the answer.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const history = [];            // OpenAI-format messages, user audio kept as base64 input_audio parts
+let pending = null;            // {blob, format, name} audio waiting to be sent
+let recorder = null;
+let busy = false;
+// The method's system prompts (blsp_emo.prompts.SYSTEM_PROMPTS).
+const SYSTEM_PROMPTS = {
+  empathetic: "You are a helpful assistant. Your response should fulfill requests with empathy toward user's emotion tone.",
+  default: "You are a helpful assistant.",
+};
+
+function status(text) { $("status").textContent = text || ""; }
+
+function headers() {
+  const h = { "Content-Type": "application/json" };
+  const key = $("api-key").value.trim();
+  if (key) h["Authorization"] = "Bearer " + key;
+  return h;
+}
+
+function formatOf(type, name) {
+  const t = (type || "").toLowerCase(), n = (name || "").toLowerCase();
+  for (const f of ["webm", "ogg", "wav", "mp3", "flac", "m4a", "mp4", "aac", "opus"]) {
+    if (t.includes(f) || n.endsWith("." + f)) return f;
+  }
+  if (t.includes("mpeg")) return "mp3";
+  return "wav";
+}
+
+function blobToBase64(blob) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(String(reader.result).split(",", 2)[1]);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(blob);
+  });
+}
+
+function setPending(blob, name) {
+  pending = blob ? { blob, format: formatOf(blob.type, name), name } : null;
+  $("pending").hidden = !pending;
+  if (pending) {
+    $("pending-audio").src = URL.createObjectURL(blob);
+    $("pending-name").textContent = `${name} (${Math.round(blob.size / 1024)} kB)`;
+  }
+}
+
+function bubble(role) {
+  $("hint")?.remove();
+  const div = document.createElement("div");
+  div.className = `msg ${role}`;
+  const meta = document.createElement("div");
+  meta.className = "meta";
+  const text = document.createElement("div");
+  text.className = "text";
+  div.append(meta, text);
+  $("thread").append(div);
+  div.scrollIntoView({ block: "end" });
+  return div;
+}
+
+function setBadge(div, emotion) {
+  const badge = div.querySelector(".emotion-badge");
+  if (!badge) return;
+  badge.classList.remove("pending");
+  if (emotion && emotion.label) {
+    badge.textContent = emotion.label;
+    badge.classList.add(emotion.label);
+    const scores = emotion.scores || {};
+    badge.title = Object.entries(scores).map(([k, v]) => `${k} ${(100 * v).toFixed(0)}%`).join(", ");
+  } else {
+    badge.textContent = "no emotion";
+  }
+}
+
+async function recordToggle() {
+  if (recorder && recorder.state === "recording") { recorder.stop(); return; }
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+  } catch (err) {
+    status("Microphone unavailable: " + err.message);
+    return;
+  }
+  const chunks = [];
+  recorder = new MediaRecorder(stream);
+  recorder.ondataavailable = (e) => { if (e.data.size) chunks.push(e.data); };
+  recorder.onstop = () => {
+    stream.getTracks().forEach((t) => t.stop());
+    $("record").classList.remove("recording");
+    $("record").textContent = "● Record";
+    const blob = new Blob(chunks, { type: recorder.mimeType || "audio/webm" });
+    setPending(blob, "recording." + formatOf(blob.type, ""));
+    status("Recorded " + Math.round(blob.size / 1024) + " kB");
+  };
+  recorder.start();
+  $("record").classList.add("recording");
+  $("record").textContent = "■ Stop";
+  status("Recording… press Stop when done");
+}
+
+async function* sseEvents(response) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true });
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const event = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      for (const line of event.split("\n")) {
+        if (line.startsWith("data: ")) yield line.slice(6);
+      }
+    }
+  }
+}
+
+async function send(event) {
+  event.preventDefault();
+  if (busy) return;
+  const text = $("text").value.trim();
+  if (!pending && !text) { status("Record or upload audio, or type some text."); return; }
+  busy = true;
+  $("send").disabled = true;
+  const content = [];
+  const userDiv = bubble("user");
+  if (text) content.push({ type: "text", text });
+  if (pending) {
+    const data = await blobToBase64(pending.blob);
+    content.push({ type: "input_audio", input_audio: { data, format: pending.format } });
+    const player = document.createElement("audio");
+    player.controls = true;
+    player.src = URL.createObjectURL(pending.blob);
+    userDiv.querySelector(".text").before(player);
+    const badge = document.createElement("span");
+    badge.className = "emotion-badge pending";
+    badge.textContent = "listening…";
+    userDiv.querySelector(".meta").append(badge);
+  }
+  userDiv.querySelector(".text").textContent = text;
+  history.push({ role: "user", content });
+  $("text").value = "";
+  setPending(null);
+
+  const botDiv = bubble("assistant");
+  botDiv.classList.add("streaming");
+  const out = botDiv.querySelector(".text");
+  const body = {
+    model: $("model-name").textContent,
+    messages: [{ role: "system", content: SYSTEM_PROMPTS[$("system").value] }, ...history],
+    stream: true,
+    stream_options: { include_usage: true },
+  };
+  if ($("speak").checked) { body.modalities = ["text", "audio"]; body.audio = { voice: "joe", format: "wav" }; }
+  status("Thinking…");
+  let reply = "";
+  try {
+    const response = await fetch("/v1/chat/completions", { method: "POST", headers: headers(), body: JSON.stringify(body) });
+    if (!response.ok) {
+      const err = await response.json().catch(() => ({ error: { message: response.statusText } }));
+      throw new Error(err.error?.message || response.statusText);
+    }
+    for await (const data of sseEvents(response)) {
+      if (data === "[DONE]") break;
+      const chunk = JSON.parse(data);
+      if (chunk.error) throw new Error(chunk.error.message);
+      if (chunk.emotion !== undefined) setBadge(userDiv, chunk.emotion);
+      if (chunk.usage) status(`${chunk.usage.prompt_tokens} prompt + ${chunk.usage.completion_tokens} reply tokens`);
+      const delta = chunk.choices?.[0]?.delta || {};
+      if (delta.content) { reply += delta.content; out.textContent = reply; botDiv.scrollIntoView({ block: "end" }); }
+      if (delta.audio?.data) {
+        const player = document.createElement("audio");
+        player.controls = true;
+        player.className = "reply-audio";
+        player.src = "data:audio/wav;base64," + delta.audio.data;
+        out.after(player);
+        if (chunk.speech_style) {
+          const tag = document.createElement("span");
+          tag.className = "style-tag";
+          tag.textContent = "spoken: " + chunk.speech_style;
+          botDiv.querySelector(".meta").append(tag);
+        }
+        player.play().catch(() => {});
+      }
+    }
+    history.push({ role: "assistant", content: reply });
+  } catch (err) {
+    history.pop();  // the turn failed: keep the conversation as it was
+    userDiv.remove();
+    botDiv.className = "msg error";
+    out.textContent = "Error: " + err.message;
+    status("");
+  } finally {
+    botDiv.classList.remove("streaming");
+    busy = false;
+    $("send").disabled = false;
+  }
+}
+
+function reset() {
+  history.length = 0;
+  $("thread").innerHTML = "";
+  setPending(null);
+  status("New conversation");
+}
+
+async function init() {
+  $("record").addEventListener("click", recordToggle);
+  $("file").addEventListener("change", (e) => { const f = e.target.files[0]; if (f) setPending(f, f.name); e.target.value = ""; });
+  $("discard").addEventListener("click", () => setPending(null));
+  $("composer").addEventListener("submit", send);
+  $("reset").addEventListener("click", reset);
+  $("api-key").value = localStorage.getItem("blsp-emo-key") || "";
+  $("api-key").addEventListener("change", () => localStorage.setItem("blsp-emo-key", $("api-key").value));
+  if (!window.MediaRecorder) { $("record").disabled = true; $("record").title = "MediaRecorder is not supported here"; }
+  try {
+    const models = await (await fetch("/v1/models", { headers: headers() })).json();
+    $("model-name").textContent = models.data[0].id;
+  } catch (err) {
+    $("model-name").textContent = "?";
+  }
+}
+
+init();

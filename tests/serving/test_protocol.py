@@ -1,0 +1,194 @@
+"""Request parsing and validation (no model needed): every field a client can get wrong."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from blsp_emo.audio import wav_bytes
+from blsp_emo.prompts import SYSTEM_PROMPTS
+from blsp_emo.serving.protocol import APIError, ServingLimits, parse_chat_request
+
+LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
+
+
+@pytest.fixture(scope="module")
+def speech_wav() -> bytes:
+    clips = sorted(LIBRIVOX.glob("*.wav"))
+    if not clips:
+        pytest.skip("pocketsphinx-testdata is not installed (apt-get install pocketsphinx-testdata)")
+    return clips[0].read_bytes()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def audio_part(data: bytes, fmt: str = "wav") -> dict:
+    return {"type": "input_audio", "input_audio": {"data": b64(data), "format": fmt}}
+
+
+def user(*parts: dict) -> dict:
+    return {"role": "user", "content": list(parts)}
+
+
+def error_of(body: object, **kwargs) -> APIError:
+    with pytest.raises(APIError) as info:
+        parse_chat_request(body, **kwargs)
+    return info.value
+
+
+def test_text_and_audio_parts_become_the_internal_format(speech_wav: bytes) -> None:
+    body = {
+        "model": "blsp-emo-tiny",
+        "messages": [user({"type": "text", "text": "How do I sound?"}, audio_part(speech_wav))],
+        "max_tokens": 20,
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "seed": 3,
+        "unknown_field": {"ignored": True},
+    }
+    request = parse_chat_request(body)
+    assert request.messages[0] == {"role": "system", "content": SYSTEM_PROMPTS["empathetic"]}
+    parts = request.messages[1]["content"]
+    assert parts[0] == {"type": "text", "text": "How do I sound?"}
+    assert parts[1]["type"] == "audio" and parts[1]["audio"].dtype == np.float32
+    assert 1.0 < request.audio_seconds[0] < 30.0
+    assert (request.params.max_new_tokens, request.params.temperature, request.params.top_p, request.params.seed) == (
+        20, 0.7, 0.9, 3,
+    )  # fmt: skip
+    assert not request.stream and not request.want_audio
+
+
+def test_multi_turn_data_url_and_roles(speech_wav: bytes) -> None:
+    body = {
+        "messages": [
+            {"role": "developer", "content": "Be brief."},
+            user({"type": "audio_url", "audio_url": {"url": "data:audio/wav;base64," + b64(speech_wav)}}),
+            {
+                "role": "assistant",
+                "content": [{"type": "text", "text": "Hello "}, {"type": "text", "text": "there"}],
+            },
+            {"role": "assistant", "content": None, "audio": {"id": "a1", "transcript": "Spoken before."}},
+            {"role": "user", "content": "And now?"},
+        ],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "modalities": ["text", "audio"],
+        "audio": {"voice": "joe", "format": "wav"},
+    }
+    request = parse_chat_request(body)
+    roles = [m["role"] for m in request.messages]
+    assert roles == ["system", "user", "assistant", "assistant", "user"]  # no default system added
+    assert request.messages[0]["content"] == "Be brief."
+    assert request.messages[2]["content"] == "Hello there"
+    assert request.messages[3]["content"] == "Spoken before."
+    assert request.stream and request.include_usage and request.want_audio and request.voice == "joe"
+
+
+def test_no_default_system_when_disabled() -> None:
+    request = parse_chat_request({"messages": [{"role": "user", "content": "hi"}]}, default_system=None)
+    assert request.messages == [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "code"),
+    [
+        ([], None, "invalid_type"),
+        ({}, "messages", "missing_required_parameter"),
+        ({"messages": "hi"}, "messages", "invalid_type"),
+        ({"messages": [{"role": "robot", "content": "x"}]}, "messages[0].role", "invalid_value"),
+        ({"messages": [{"role": "assistant", "content": "x"}]}, "messages[0].role", "invalid_value"),
+        ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content", "invalid_type"),
+        ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "messages[0].content[0].type",
+         "unsupported_content_type"),
+        ({"messages": [{"role": "user", "content": "x"}], "temperature": 3}, "temperature", "invalid_value"),
+        ({"messages": [{"role": "user", "content": "x"}], "temperature": "hot"}, "temperature", "invalid_type"),
+        ({"messages": [{"role": "user", "content": "x"}], "top_p": 0}, "top_p", "invalid_value"),
+        ({"messages": [{"role": "user", "content": "x"}], "max_tokens": 10**6}, "max_tokens", "invalid_value"),
+        ({"messages": [{"role": "user", "content": "x"}], "max_tokens": 1.5}, "max_tokens", "invalid_type"),
+        ({"messages": [{"role": "user", "content": "x"}], "seed": "s"}, "seed", "invalid_type"),
+        ({"messages": [{"role": "user", "content": "x"}], "n": 2}, "n", "unsupported_value"),
+        ({"messages": [{"role": "user", "content": "x"}], "stream": "yes"}, "stream", "invalid_type"),
+        ({"messages": [{"role": "user", "content": "x"}], "modalities": ["video"]}, "modalities", "unsupported_value"),
+        ({"messages": [{"role": "user", "content": "x"}], "modalities": ["text", "audio"],
+          "audio": {"format": "mp3"}}, "audio.format", "unsupported_value"),
+    ],
+)  # fmt: skip
+def test_invalid_fields_are_named(body: object, param: str | None, code: str) -> None:
+    error = error_of(body)
+    assert (error.status, error.param, error.code) == (400, param, code)
+    assert error.to_dict()["error"]["type"] == "invalid_request_error"
+
+
+def test_bad_audio_is_refused_with_the_part_named(speech_wav: bytes) -> None:
+    where = "messages[0].content[0].input_audio"
+    cases = [
+        (
+            {"type": "input_audio", "input_audio": {"data": "@@not base64@@", "format": "wav"}},
+            "invalid_base64",
+        ),
+        (audio_part(b"RIFF0000WAVEjunk" * 40), "invalid_audio"),
+        (audio_part(speech_wav, fmt="midi"), "unsupported_audio_format"),
+        ({"type": "input_audio", "input_audio": {"data": "", "format": "wav"}}, "invalid_value"),
+        ({"type": "input_audio", "input_audio": "abc"}, "invalid_value"),
+    ]
+    for part, code in cases:
+        error = error_of({"messages": [user(part)]})
+        assert error.code == code, (part, error.message)
+        assert error.param.startswith(where)
+    corrupt = error_of({"messages": [user(audio_part(bytes(range(256)) * 50))]})
+    assert "unreadable or unsupported audio" in corrupt.message
+
+
+def test_audio_limits(speech_wav: bytes) -> None:
+    long_audio = wav_bytes(np.zeros(16_000 * 5, dtype=np.float32))
+    error = error_of(
+        {"messages": [user(audio_part(long_audio))]}, limits=ServingLimits(max_audio_seconds=2.0)
+    )
+    assert error.code == "audio_too_long" and "limit is 2 s" in error.message
+    many = user(*[audio_part(speech_wav)] * 3)
+    error = error_of({"messages": [many]}, limits=ServingLimits(max_audio_parts=2))
+    assert error.code == "too_many_audio_parts" and error.param == "messages[0].content[2]"
+    total = ServingLimits(max_total_audio_seconds=1.5 * 5.0)
+    error = error_of({"messages": [user(*[audio_part(long_audio)] * 2)]}, limits=total)
+    assert error.code == "audio_too_long"
+
+
+def test_audio_only_from_users(speech_wav: bytes) -> None:
+    body = {
+        "messages": [
+            {"role": "assistant", "content": [audio_part(speech_wav)]},
+            user({"type": "text", "text": "x"}),
+        ]
+    }
+    assert error_of(body).param == "messages[0].content[0]"
+
+
+def test_audio_urls_data_only_by_default(speech_wav: bytes) -> None:
+    def url_part(url: str) -> dict:
+        return user({"type": "audio_url", "audio_url": {"url": url}})
+
+    for url, code in [
+        ("file:///etc/passwd", "url_not_allowed"),
+        ("/etc/passwd", "url_not_allowed"),
+        ("ftp://example.org/a.wav", "url_not_allowed"),
+        ("http://127.0.0.1:9/a.wav", "url_not_allowed"),
+        ("https://example.org/a.wav", "url_not_allowed"),
+        ("data:audio/wav,notbase64", "invalid_value"),
+        ("data:image/png;base64," + b64(speech_wav), "unsupported_audio_format"),
+    ]:
+        error = error_of({"messages": [url_part(url)]})
+        assert (error.code, error.param) == (code, "messages[0].content[0].audio_url.url"), url
+    fetched: list[str] = []
+
+    def fetch(url: str) -> bytes:
+        fetched.append(url)
+        return speech_wav
+
+    request = parse_chat_request({"messages": [url_part("https://example.org/a.wav")]}, fetch_url=fetch)
+    assert fetched == ["https://example.org/a.wav"] and request.audio_seconds
+    assert error_of({"messages": [url_part("file:///etc/passwd")]}, fetch_url=fetch).code == "url_not_allowed"

