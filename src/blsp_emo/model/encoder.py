@@ -1,0 +1,92 @@
+"""Whisper encoder on the true length of the audio (attention-masked), with the paper's 30 s padding as
+an option, and the length rules that tie audio samples to speech-embedding counts.
+
+transformers' ``WhisperEncoder.forward`` insists on 3000 mel frames; this module reuses its layers but
+runs them on variable-length, masked input, so a 4 s clip costs 200 frames of work instead of 1500.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from blsp_emo.model.adapter import conv_output_length, lengths_to_mask
+
+HOP_LENGTH = 160  # mel frames are 10 ms apart at 16 kHz
+WINDOW_FRAMES = 3000  # one Whisper window: 30 s
+WINDOW_SAMPLES = WINDOW_FRAMES * HOP_LENGTH
+MIN_SAMPLES = 1600  # shorter audio is padded with silence to 0.1 s
+
+
+def window_bounds(num_samples: int) -> list[tuple[int, int]]:
+    """Split a signal into 30 s windows: (start, end) sample indices; at least one window."""
+    num_samples = max(num_samples, MIN_SAMPLES)
+    return [(s, min(s + WINDOW_SAMPLES, num_samples)) for s in range(0, num_samples, WINDOW_SAMPLES)]
+
+
+def mel_frames(num_samples: int) -> int:
+    """Mel frames Whisper's feature extractor yields for a window of ``num_samples`` (max 3000)."""
+    return min(max(num_samples, MIN_SAMPLES) // HOP_LENGTH, WINDOW_FRAMES)
+
+
+def encoder_frames(n_mel: int | torch.Tensor) -> int | torch.Tensor:
+    """Encoder output frames for ``n_mel`` mel frames (conv2 has stride 2): (n - 1) // 2 + 1."""
+    return conv_output_length(n_mel, 1)
+
+
+def speech_embedding_count(num_samples: int, adapter_layers: int = 3) -> int:
+    """Number of speech embeddings the model places in the prompt for audio of ``num_samples``."""
+    total = sum(encoder_frames(mel_frames(e - s)) for s, e in window_bounds(num_samples))
+    return int(conv_output_length(total, adapter_layers))
+
+
+def encode_windows(
+    encoder: nn.Module, features: torch.Tensor, mel_lengths: torch.Tensor, pad_to_30s: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run a transformers ``WhisperEncoder`` on mel windows (W, n_mels, F) with true lengths.
+
+    Returns encoder states (W, T, D) and their true lengths (W,). With ``pad_to_30s`` every window is
+    padded to 3000 frames and encoded unmasked, as the paper does, then cut back to its true length.
+    """
+    lengths = encoder_frames(mel_lengths)
+    if pad_to_30s:
+        if features.shape[-1] < WINDOW_FRAMES:
+            features = nn.functional.pad(features, (0, WINDOW_FRAMES - features.shape[-1]))
+        mask = None
+    else:
+        mask = lengths_to_mask(mel_lengths, features.shape[-1])[:, None, :].to(features.dtype)
+        features = features * mask
+    x = nn.functional.gelu(encoder.conv1(features))
+    if mask is not None:
+        x = x * mask  # zero past the end, as conv2's own padding would be for a lone clip
+    x = nn.functional.gelu(encoder.conv2(x)).transpose(1, 2)
+    steps = x.shape[1]
+    x = x + encoder.embed_positions.weight[:steps].to(x.dtype)
+    x = nn.functional.dropout(x, p=encoder.dropout, training=encoder.training)
+    attn_mask = None
+    if not pad_to_30s:
+        keep = lengths_to_mask(lengths, steps)
+        attn_mask = torch.zeros(keep.shape, dtype=x.dtype, device=x.device)
+        # (W, 1, 1, T): broadcast over heads and queries; padded keys get the dtype's minimum.
+        attn_mask = attn_mask.masked_fill(~keep, torch.finfo(x.dtype).min)[:, None, None, :]
+    for layer in encoder.layers:
+        x = layer(x, attn_mask)
+        if isinstance(x, tuple):
+            x = x[0]
+    x = encoder.layer_norm(x)
+    return x[:, : int(lengths.max())], lengths
+
+
+def merge_windows(
+    states: torch.Tensor, lengths: torch.Tensor, window_segment: torch.Tensor, num_segments: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Concatenate the windows of each segment (long audio) into one sequence per segment, zero-padded."""
+    pieces: list[list[torch.Tensor]] = [[] for _ in range(num_segments)]
+    for w in range(states.shape[0]):
+        pieces[int(window_segment[w])].append(states[w, : int(lengths[w])])
+    seqs = [torch.cat(p, dim=0) for p in pieces]
+    seg_lengths = torch.tensor([s.shape[0] for s in seqs], device=states.device)
+    out = states.new_zeros(num_segments, int(seg_lengths.max()), states.shape[-1])
+    for i, s in enumerate(seqs):
+        out[i, : s.shape[0]] = s
+    return out, seg_lengths

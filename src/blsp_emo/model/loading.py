@@ -1,0 +1,78 @@
+"""``load_model``: one entry point for presets, checkpoints and the tiny random test model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from blsp_emo.errors import ModelNotAvailableError
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def build_processor(config, pad_to_30s: bool | None = None):
+    """The processor for a config: the Whisper feature extractor and the LLM tokenizer of its base models."""
+    from transformers import AutoTokenizer, WhisperFeatureExtractor
+
+    from blsp_emo.assets import resolve
+    from blsp_emo.model.processor import BlspEmoProcessor
+
+    feature_extractor = WhisperFeatureExtractor.from_pretrained(resolve(config.whisper_name, "whisper"))
+    tokenizer = AutoTokenizer.from_pretrained(
+        resolve(config.llm_name, "llm"), trust_remote_code=config.trust_remote_code
+    )
+    return BlspEmoProcessor(
+        feature_extractor,
+        tokenizer,
+        pad_to_30s=config.pad_to_30s if pad_to_30s is None else pad_to_30s,
+        adapter_layers=config.adapter_layers,
+    )
+
+
+def _is_checkpoint(path: Path) -> bool:
+    cfg = path / "config.json"
+    if not cfg.is_file():
+        return False
+    try:
+        return json.loads(cfg.read_text()).get("model_type") == "blsp_emo"
+    except json.JSONDecodeError:
+        return False
+
+
+def load_model(name: str = "tiny", device: str | torch.device | None = None, dtype: torch.dtype | None = None, **config):
+    """Load ``(BlspEmoModel, BlspEmoProcessor)``.
+
+    ``name`` is a checkpoint folder, a preset (``tiny``, ``paper``: base models with an untrained adapter,
+    initialised from a fixed seed so runs are repeatable), or ``random-tiny`` (tiny random weights, for
+    tests). ``config`` overrides ``BlspEmoConfig`` fields.
+    """
+    from blsp_emo.assets import PRESETS
+    from blsp_emo.model.configuration import BlspEmoConfig
+    from blsp_emo.model.modeling import BlspEmoModel
+    from blsp_emo.model.testing import build_random_tiny
+
+    device = torch.device(device) if device is not None else default_device()
+    if dtype is None:
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    if name == "random-tiny":
+        model, processor = build_random_tiny(**config)
+    elif _is_checkpoint(Path(str(name)).expanduser()):
+        model = BlspEmoModel.from_pretrained(Path(str(name)).expanduser(), **config)
+        processor = build_processor(model.config)
+    elif name in PRESETS:
+        preset = PRESETS[name]
+        cfg = BlspEmoConfig(whisper_name=preset.whisper, llm_name=preset.llm, **config)
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = BlspEmoModel(cfg)
+        processor = build_processor(cfg)
+    else:
+        raise ModelNotAvailableError(
+            f"{name!r} is neither a blsp-emo checkpoint folder nor a preset ({', '.join(PRESETS)}, random-tiny)"
+        )
+    return model.to(device=device, dtype=dtype).eval(), processor

@@ -1,0 +1,340 @@
+"""``BlspEmoModel``: Whisper encoder -> adapter -> chat LLM, with partial LoRA and an emotion head.
+
+One function, :meth:`BlspEmoModel.embed_inputs`, splices speech embeddings into the text embeddings at
+the ``SPEECH_TOKEN_ID`` slots; training, generation and multi-turn chat all go through it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.utils import ModelOutput
+
+from blsp_emo.model.adapter import EmotionHead, SpeechAdapter
+from blsp_emo.model.configuration import BlspEmoConfig
+from blsp_emo.model.encoder import encode_windows, merge_windows
+from blsp_emo.model.plora import LoraMask, apply_partial_lora, lora_parameters
+from blsp_emo.model.processor import IGNORE_INDEX, SPEECH_TOKEN_ID
+
+WEIGHTS_NAME = "model.safetensors"
+
+
+@dataclass
+class BlspEmoOutput(ModelOutput):
+    """Losses and logits of a forward pass. ``logits`` are at response positions only when labels are given."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    lm_loss: torch.Tensor | None = None
+    kl_loss: torch.Tensor | None = None
+    emotion_loss: torch.Tensor | None = None
+    emotion_logits: torch.Tensor | None = None
+
+
+def kl_distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 2.0) -> torch.Tensor:
+    """KL(teacher || student) with temperature on both sides and no T^2 factor, averaged over tokens."""
+    return nn.functional.kl_div(
+        nn.functional.log_softmax(student.float() / temperature, dim=-1),
+        nn.functional.softmax(teacher.float() / temperature, dim=-1),
+        reduction="batchmean",
+    )
+
+
+class BlspEmoModel(PreTrainedModel):
+    """A BLSP-Emo speech-language model built on any Whisper encoder and any chat LLM."""
+
+    config_class = BlspEmoConfig
+    base_model_prefix = "blsp_emo"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+
+    def __init__(self, config: BlspEmoConfig, encoder: nn.Module | None = None, llm: nn.Module | None = None):
+        super().__init__(config)
+        if encoder is None:
+            from blsp_emo.assets import load_whisper
+
+            encoder = load_whisper(config.whisper_name)[0].model.encoder
+        if llm is None:
+            from blsp_emo.assets import load_llm
+
+            llm = load_llm(config.llm_name, trust_remote_code=config.trust_remote_code)[0]
+        self.encoder = encoder
+        self.llm = llm
+        llm_dim = llm.get_input_embeddings().embedding_dim
+        self.adapter = SpeechAdapter(
+            encoder.config.d_model, llm_dim, config.adapter_bottleneck, config.adapter_layers
+        )
+        self.emotion_head = EmotionHead(llm_dim, config.num_emotions) if config.use_emotion_head else None
+        self.lora_mask: LoraMask | None = None
+        if config.lora_r > 0:
+            self._wrap_lora()
+        self.post_init()
+
+    # ---- structure ---------------------------------------------------------------------------------
+
+    def _wrap_lora(self) -> None:
+        c = self.config
+        self.lora_mask = apply_partial_lora(self.llm, c.lora_r, c.lora_alpha, c.lora_dropout, c.lora_targets)
+
+    def enable_lora(self, r: int = 16, alpha: float = 16.0, dropout: float = 0.05, targets="auto") -> None:
+        """Add partial LoRA to the LLM (stage 2 starting from a stage-1 checkpoint)."""
+        if self.lora_mask is not None:
+            raise ValueError("partial LoRA is already enabled")
+        self.config.lora_r, self.config.lora_alpha = r, alpha
+        self.config.lora_dropout, self.config.lora_targets = dropout, targets
+        self._wrap_lora()
+
+    def _init_weights(self, module: nn.Module) -> None:  # base models come pretrained; ours init themselves
+        pass
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
+        """Enable activation checkpointing in the LLM (and the encoder when it is trained)."""
+        kwargs = gradient_checkpointing_kwargs or {"use_reentrant": False}
+        self.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        if hasattr(self.llm, "enable_input_require_grads"):
+            self.llm.enable_input_require_grads()
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """The parts a checkpoint stores: adapter, emotion head, LoRA, and the encoder if it was trained."""
+        keep: dict[str, torch.Tensor] = {}
+        for name, tensor in self.state_dict().items():
+            if name.startswith(("adapter.", "emotion_head.")) or ".lora_A." in name or ".lora_B." in name:
+                keep[name] = tensor
+            elif name.startswith("encoder.") and self.config.encoder_trained:
+                keep[name] = tensor
+        return keep
+
+    def set_trainable(self, adapter: bool = True, lora: bool = False, emotion_head: bool = False, encoder: bool = False):
+        """Freeze everything, then unfreeze the named parts; returns the trainable parameter count."""
+        self.requires_grad_(False)
+        self.adapter.requires_grad_(adapter)
+        if self.emotion_head is not None:
+            self.emotion_head.requires_grad_(emotion_head)
+        for p in lora_parameters(self.llm):
+            p.requires_grad_(lora)
+        self.encoder.requires_grad_(encoder)
+        self.config.encoder_trained = self.config.encoder_trained or encoder
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    # ---- speech ------------------------------------------------------------------------------------
+
+    def encode_speech(
+        self,
+        input_features: torch.Tensor,
+        feature_lengths: torch.Tensor,
+        window_segment: torch.Tensor | None = None,
+        **_: object,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mel windows -> encoder states per segment (S, T, D) and their lengths (S,)."""
+        dtype = next(self.encoder.parameters()).dtype
+        grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.encoder.parameters())
+        with torch.set_grad_enabled(grad):
+            states, lengths = encode_windows(
+                self.encoder, input_features.to(dtype), feature_lengths, pad_to_30s=self.config.pad_to_30s
+            )
+        if window_segment is None:
+            return states, lengths
+        num_segments = int(window_segment.max()) + 1
+        if num_segments == states.shape[0]:
+            return states, lengths
+        return merge_windows(states, lengths, window_segment, num_segments)
+
+    def speech_embeddings(self, encoder_states: torch.Tensor, encoder_lengths: torch.Tensor):
+        """Encoder states -> speech embeddings in the LLM's space (S, T', D_llm) and lengths (S,)."""
+        dtype = next(self.adapter.parameters()).dtype
+        return self.adapter(encoder_states.to(dtype), encoder_lengths)
+
+    def embed_inputs(
+        self, input_ids: torch.Tensor, speech: torch.Tensor | None, speech_lengths: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Text embeddings with speech embeddings written into the ``SPEECH_TOKEN_ID`` slots, in order.
+
+        Returns ``inputs_embeds`` (B, T, D) and the boolean speech-position mask (B, T).
+        """
+        slots = input_ids == SPEECH_TOKEN_ID
+        embeds = self.llm.get_input_embeddings()(input_ids.masked_fill(slots, 0))
+        n_slots = int(slots.sum())
+        if n_slots == 0:
+            return embeds, slots
+        if speech is None or speech_lengths is None:
+            raise ValueError(f"input has {n_slots} speech slots but no speech was given")
+        flat = torch.cat([speech[i, : int(n)] for i, n in enumerate(speech_lengths)], dim=0)
+        if flat.shape[0] != n_slots:
+            raise ValueError(f"{flat.shape[0]} speech embeddings for {n_slots} speech slots in the prompt")
+        embeds = embeds.masked_scatter(slots[..., None], flat.to(embeds.dtype))
+        return embeds, slots
+
+    def prepare_embeddings(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """From a processor batch (or cached encoder states) to LLM input embeddings.
+
+        Returns ``(inputs_embeds, speech_mask, speech, speech_lengths)``.
+        """
+        speech = lengths = None
+        if batch.get("encoder_states") is not None:
+            speech, lengths = self.speech_embeddings(batch["encoder_states"], batch["encoder_lengths"])
+        elif batch.get("input_features") is not None:
+            states, enc_lengths = self.encode_speech(**batch)
+            speech, lengths = self.speech_embeddings(states, enc_lengths)
+        embeds, mask = self.embed_inputs(batch["input_ids"], speech, lengths)
+        return embeds, mask, speech, lengths
+
+    def _llm_hidden(self, embeds, attention_mask, speech_mask=None) -> torch.Tensor:
+        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        if self.lora_mask is not None:
+            self.lora_mask.mask = speech_mask if speech_mask is not None and speech_mask.any() else None
+        out = self.llm.base_model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids)
+        return out.last_hidden_state
+
+    def _response_logits(self, hidden: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits at the positions that predict response tokens, and those tokens (flattened)."""
+        select = labels[:, 1:] != IGNORE_INDEX
+        h = hidden[:, :-1][select]
+        return self.llm.get_output_embeddings()(h), labels[:, 1:][select]
+
+    # ---- forward -----------------------------------------------------------------------------------
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        teacher_input_ids: torch.Tensor | None = None,
+        teacher_attention_mask: torch.Tensor | None = None,
+        teacher_labels: torch.Tensor | None = None,
+        emotion_labels: torch.Tensor | None = None,
+        **speech: torch.Tensor,
+    ) -> BlspEmoOutput:
+        """Losses of both stages.
+
+        Stage 1 (teacher inputs given): KL(teacher || student) at T = ``config.kl_temperature`` over the
+        response positions; the teacher is the same LLM fed the transcript, without gradient or LoRA.
+        Stage 2 (labels, no teacher): cross-entropy on response tokens, plus the emotion-head
+        cross-entropy (weight ``config.emotion_loss_weight``) when ``emotion_labels`` (per speech
+        segment, -1 = unknown) are given. ``speech`` holds the processor's audio fields or cached
+        ``encoder_states``/``encoder_lengths``.
+        """
+        embeds, speech_mask, speech_emb, speech_lengths = self.prepare_embeddings(
+            {"input_ids": input_ids, **speech}
+        )
+        hidden = self._llm_hidden(embeds, attention_mask, speech_mask)
+        if labels is None:
+            return BlspEmoOutput(logits=self.llm.get_output_embeddings()(hidden))
+        logits, targets = self._response_logits(hidden, labels)
+        out = BlspEmoOutput(logits=logits)
+        if teacher_input_ids is not None:
+            with torch.no_grad():
+                t_embeds, _ = self.embed_inputs(teacher_input_ids, None, None)
+                t_hidden = self._llm_hidden(t_embeds, teacher_attention_mask, None)
+                t_logits, t_targets = self._response_logits(t_hidden, teacher_labels)
+            if t_logits.shape[0] != logits.shape[0]:
+                raise ValueError(f"teacher has {t_logits.shape[0]} response tokens, student {logits.shape[0]}")
+            out.kl_loss = kl_distillation_loss(logits, t_logits, self.config.kl_temperature)
+            out.loss = out.kl_loss
+            if self.lora_mask is not None:  # the student pass must be the last to set the mask
+                self.lora_mask.mask = speech_mask if speech_mask.any() else None
+        else:
+            out.lm_loss = nn.functional.cross_entropy(logits.float(), targets)
+            out.loss = out.lm_loss
+        if emotion_labels is not None and self.emotion_head is not None and speech_emb is not None:
+            out.emotion_logits = self.emotion_head(speech_emb, speech_lengths)
+            if (emotion_labels >= 0).any():
+                out.emotion_loss = nn.functional.cross_entropy(
+                    out.emotion_logits.float(), emotion_labels.to(out.emotion_logits.device), ignore_index=-1
+                )
+                out.loss = out.loss + self.config.emotion_loss_weight * out.emotion_loss
+        return out
+
+    # ---- generation --------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate(
+        self,
+        batch: dict,
+        stop_token_ids: list[int] | None = None,
+        max_new_tokens: int = 128,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        streamer=None,
+        **kwargs,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Generate replies for a left-padded processor batch.
+
+        Greedy when ``temperature`` is 0, else sampling with ``temperature``/``top_p``. Partial LoRA acts in
+        the prefill only. Returns the new token ids (B, N) and emotion-head probabilities per speech
+        segment (S, 5) or None.
+        """
+        device = self.llm.get_input_embeddings().weight.device
+        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        embeds, speech_mask, speech, lengths = self.prepare_embeddings(batch)
+        emotion = None
+        if self.emotion_head is not None and speech is not None:
+            emotion = self.emotion_head(speech, lengths).float().softmax(-1)
+        sample = temperature > 0
+        if self.lora_mask is not None:
+            self.lora_mask.mask = speech_mask if speech_mask.any() else None
+        try:
+            out = self.llm.generate(
+                inputs_embeds=embeds,
+                attention_mask=batch["attention_mask"],
+                max_new_tokens=max_new_tokens,
+                do_sample=sample,
+                temperature=temperature if sample else None,
+                top_p=top_p if sample else None,
+                top_k=None,
+                eos_token_id=stop_token_ids,
+                pad_token_id=(stop_token_ids or [0])[0],
+                streamer=streamer,
+                **kwargs,
+            )
+        finally:
+            if self.lora_mask is not None:
+                self.lora_mask.mask = None
+        return out, emotion
+
+    # ---- checkpoints -------------------------------------------------------------------------------
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **_: object) -> None:
+        """Write ``config.json`` and ``model.safetensors`` with the trained parts only (atomic per file)."""
+        from safetensors.torch import save_file
+
+        folder = Path(save_directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().contiguous().cpu() for k, v in self.trainable_state_dict().items()}
+        tmp = folder / f".{WEIGHTS_NAME}.tmp{os.getpid()}"
+        save_file(tensors, str(tmp), metadata={"format": "pt", "blsp_emo": "trained-parts"})
+        os.replace(tmp, folder / WEIGHTS_NAME)
+        cfg = self.config.to_dict()
+        tmp = folder / f".config.json.tmp{os.getpid()}"
+        tmp.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, folder / "config.json")
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, encoder=None, llm=None, **overrides) -> BlspEmoModel:
+        """Rebuild the base models named in the config, then load the trained parts from safetensors."""
+        from safetensors.torch import load_file
+
+        from blsp_emo.errors import ModelNotAvailableError
+
+        folder = Path(path)
+        if not (folder / "config.json").is_file() or not (folder / WEIGHTS_NAME).is_file():
+            raise ModelNotAvailableError(f"{folder}: not a blsp-emo checkpoint (needs config.json and {WEIGHTS_NAME})")
+        config = BlspEmoConfig.from_json_file(str(folder / "config.json"))
+        for key, value in overrides.items():
+            setattr(config, key, value)
+        model = cls(config, encoder=encoder, llm=llm)
+        state = load_file(str(folder / WEIGHTS_NAME))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        expected = set(model.trainable_state_dict())
+        absent = sorted(expected - set(state))
+        if unexpected or absent:
+            raise ModelNotAvailableError(
+                f"{folder}: checkpoint does not match its config (unexpected {unexpected[:5]}, missing {absent[:5]})"
+            )
+        return model.eval()
