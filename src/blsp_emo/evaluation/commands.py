@@ -1,0 +1,313 @@
+"""CLI: ``blsp-emo eval TASK|all|build-instructions``.
+
+``eval TASK --model M --data MANIFEST`` writes ``results.json``, ``report.md``, ``predictions.jsonl`` and
+PNG plots to ``-o DIR``; ``eval all`` runs several tasks for several systems and adds a comparison table
+(systems x metrics) as markdown, JSON and PNG. Decoding is greedy, so a run is deterministic for a seed;
+wall-clock times and versions go to ``run.json`` so that ``results.json`` is reproducible byte for byte.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import random
+import sys
+import time
+from pathlib import Path
+
+from blsp_emo.errors import UserError
+
+log = logging.getLogger(__name__)
+
+TASK_NAMES = ("ser", "semantic", "empathy", "instructions")
+SYSTEM_HELP = (
+    "a BLSP-Emo model (preset such as tiny or random-tiny, or a checkpoint folder), or a baseline: "
+    "cascade-text, cascade-asr, cascade-asr-ser (optionally NAME@LLM, e.g. cascade-asr@random-tiny)"
+)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", type=Path, help="output folder (default: runs/eval/...)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed for the data subset and decoding (default 0)"
+    )
+    parser.add_argument("--limit", type=int, help="evaluate a seeded random subset of N utterances")
+    parser.add_argument(
+        "--split", help="only rows of this manifest split (train|dev|test; default: all rows)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=4, help="conversations per generate call (default 4)"
+    )
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        help="answer length (default per task: ser 32, semantic 48, empathy 128, instructions 256)",
+    )
+    parser.add_argument(
+        "--temperature", type=float, default=0.0, help="0 = greedy (default, as in the paper)"
+    )
+    parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling when temperature > 0")
+    parser.add_argument(
+        "--llm", help="model whose LLM the cascades use (default: the first BLSP-Emo --model, else tiny)"
+    )
+    parser.add_argument(
+        "--asr", default="tiny", help="Whisper for the cascades' ASR and SER features (default tiny)"
+    )
+    parser.add_argument(
+        "--ser-train",
+        type=Path,
+        help="emotion-labelled manifest to train cascade-asr-ser's "
+        "classifier on (its train split when it has one)",
+    )
+    parser.add_argument(
+        "--embedder",
+        default="all-MiniLM-L6-v2",
+        help="sentence embedder (default: the packaged all-MiniLM-L6-v2)",
+    )
+    parser.add_argument(
+        "--judge-url",
+        help="OpenAI-compatible endpoint for LLM-judge scores (e.g. "
+        "http://localhost:8000/v1); off by default",
+    )
+    parser.add_argument("--judge-model", help="judge model name at --judge-url")
+    parser.add_argument(
+        "--judge-key-env",
+        default="OPENAI_API_KEY",
+        help="environment variable with the judge's API key (default OPENAI_API_KEY)",
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``eval`` sub-command with its tasks."""
+    from blsp_emo.evaluation.tasks import TASKS
+
+    ev = subparsers.add_parser("eval", help="evaluate models and baselines (results.json, report.md, plots)")
+    sub = ev.add_subparsers(dest="eval_command", metavar="TASK", required=True)
+    for name, task in TASKS.items():
+        p = sub.add_parser(name, help=task.description)
+        p.add_argument("--model", required=True, help=SYSTEM_HELP)
+        p.add_argument("--data", type=Path, required=True, help="manifest JSONL")
+        _common(p)
+        p.set_defaults(func=cmd_task, task=name)
+    every = sub.add_parser("all", help="several tasks x several systems + comparison table")
+    every.add_argument("--model", nargs="+", required=True, help=SYSTEM_HELP)
+    every.add_argument("--data", type=Path, required=True, help="emotion-labelled manifest with transcripts")
+    every.add_argument("--semantic-data", type=Path, help="manifest for the semantic task (default: --data)")
+    every.add_argument(
+        "--instructions-data", type=Path, help="spoken-instruction manifest (build-instructions)"
+    )
+    every.add_argument(
+        "--tasks",
+        nargs="+",
+        choices=TASK_NAMES,
+        help="tasks to run (default: ser semantic "
+        "empathy, plus instructions when --instructions-data is given)",
+    )
+    _common(every)
+    every.set_defaults(func=cmd_all)
+    build = sub.add_parser(
+        "build-instructions", help="speak the instruction list in four prosodies (manifest)"
+    )
+    build.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    build.add_argument("--prosodies", nargs="+", help="subset of: cheerful sad angry neutral")
+    build.add_argument("--voices", nargs="+", help="synthesiser voice ids (default: the test-split voices)")
+    build.add_argument("--limit", type=int, help="only the first N instructions")
+    build.add_argument("--seed", type=int, default=0)
+    build.set_defaults(func=cmd_build_instructions)
+
+
+def _seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _judge(args: argparse.Namespace):
+    if not args.judge_url and not args.judge_model:
+        return None
+    if not (args.judge_url and args.judge_model):
+        raise UserError("an LLM judge needs both --judge-url and --judge-model")
+    from blsp_emo.evaluation.judge import Judge
+
+    return Judge(args.judge_url, args.judge_model, api_key_env=args.judge_key_env, seed=args.seed)
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.max_new_tokens is not None and args.max_new_tokens < 1:
+        raise UserError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit must be at least 1, got {args.limit}")
+    if args.ser_train is not None and not args.ser_train.is_file():
+        raise UserError(f"{args.ser_train}: no such manifest file (--ser-train)")
+
+
+def _context(args: argparse.Namespace, out_dir: Path, cache_dir: Path, data: dict):
+    from blsp_emo.evaluation.systems import GenerationSettings
+    from blsp_emo.evaluation.tasks import RunContext
+
+    settings = GenerationSettings(
+        max_new_tokens=args.max_new_tokens or 128,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        seed=args.seed,
+        batch_size=args.batch_size,
+    )
+    return RunContext(
+        out_dir=out_dir,
+        cache_dir=cache_dir,
+        settings=settings,
+        data=data,
+        embedder=args.embedder,
+        judge=_judge(args),
+        max_new_tokens_set=args.max_new_tokens is not None,
+    )
+
+
+def _utterances(args: argparse.Namespace, task: str, manifest: Path):
+    from blsp_emo.evaluation.dataset import load_utterances, manifest_fingerprint
+    from blsp_emo.evaluation.tasks import TASKS
+
+    spec = TASKS[task]
+    everything = load_utterances(
+        manifest, split=args.split, need_emotion=spec.need_emotion, need_text=spec.need_text
+    )
+    utterances = load_utterances(
+        manifest,
+        split=args.split,
+        limit=args.limit,
+        seed=args.seed,
+        need_emotion=spec.need_emotion,
+        need_text=spec.need_text,
+    )
+    data = {
+        "manifest": str(manifest),
+        "sha256": manifest_fingerprint(manifest),
+        "split": args.split,
+        "n": len(utterances),
+        "available": len(everything),
+        "limited": len(utterances) < len(everything),
+        "seed": args.seed,
+    }
+    return utterances, data
+
+
+def _write_run_info(out_dir: Path, args: argparse.Namespace, started: float) -> None:
+    import torch
+    import transformers
+
+    info = {
+        "argv": sys.argv,
+        "wall_seconds": round(time.time() - started, 1),
+        "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "host": platform.node(),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "run.json").write_text(json.dumps(info, indent=2) + "\n")
+
+
+def _default_llm(args: argparse.Namespace, models: list[str]) -> str:
+    from blsp_emo.evaluation.systems import split_system_name
+
+    if args.llm:
+        return args.llm
+    speech = [m for m in models if split_system_name(m, "")[1] is None]
+    return speech[0] if speech else "tiny"
+
+
+def _load_system(args: argparse.Namespace, spec: str, llm: str):
+    from blsp_emo.evaluation.systems import load_system
+
+    return load_system(spec, llm=llm, asr=args.asr, ser_train=args.ser_train, seed=args.seed)
+
+
+def cmd_task(args: argparse.Namespace) -> int:
+    """Run one evaluation task for one system (``blsp-emo eval TASK``)."""
+    from blsp_emo.evaluation.report import write_result
+    from blsp_emo.evaluation.tasks import TASKS
+    from blsp_emo.evaluation.tasks.common import slug
+
+    started = time.time()
+    _check_args(args)
+    _seed_everything(args.seed)
+    utterances, data = _utterances(args, args.task, args.data)
+    out_dir = args.output or Path("runs/eval") / f"{args.task}-{slug(args.model)}"
+    system = _load_system(args, args.model, _default_llm(args, [args.model]))
+    ctx = _context(args, out_dir, out_dir / "cache", data)
+    result = TASKS[args.task].run(system, utterances, ctx)
+    write_result(result, out_dir)
+    _write_run_info(out_dir, args, started)
+    for key, value in result.headline.items():
+        print(f"{args.task}.{key}\t{'-' if value is None else f'{value:.4f}'}")
+    print(f"wrote {out_dir}/results.json, report.md and {len(result.plots)} plots")
+    return 0
+
+
+def cmd_all(args: argparse.Namespace) -> int:
+    """Run several tasks for several systems and write a comparison table (``blsp-emo eval all``)."""
+    from blsp_emo.evaluation.report import write_comparison, write_result
+    from blsp_emo.evaluation.tasks import TASKS, TaskResult
+    from blsp_emo.evaluation.tasks.common import slug
+
+    started = time.time()
+    _check_args(args)
+    tasks = args.tasks or ["ser", "semantic", "empathy"] + (
+        ["instructions"] if args.instructions_data else []
+    )
+    if "instructions" in tasks and not args.instructions_data:
+        raise UserError("task instructions needs --instructions-data (build it with eval build-instructions)")
+    if len(set(args.model)) != len(args.model):
+        raise UserError("each --model may be given once")
+    manifests = {
+        "ser": args.data,
+        "empathy": args.data,
+        "semantic": args.semantic_data or args.data,
+        "instructions": args.instructions_data,
+    }
+    # Read and check every data set before any model is loaded: bad input fails in seconds.
+    selections = {task: _utterances(args, task, manifests[task]) for task in tasks}
+    out_dir = args.output or Path("runs/eval/all")
+    llm = _default_llm(args, args.model)
+    results: dict[str, dict[str, TaskResult]] = {}
+    for spec in args.model:
+        _seed_everything(args.seed)
+        system = _load_system(args, spec, llm)
+        results[spec] = {}
+        for task in tasks:
+            utterances, data = selections[task]
+            task_dir = out_dir / slug(spec) / task
+            ctx = _context(args, task_dir, out_dir / "cache", data)
+            log.info("%s: %s on %d utterances", spec, task, len(utterances))
+            result = TASKS[task].run(system, utterances, ctx)
+            write_result(result, task_dir)
+            results[spec][task] = result
+    data = {task: f"{sel[1]['manifest']} ({sel[1]['n']} utterances)" for task, sel in selections.items()}
+    data["seed"] = args.seed
+    data["cascade LLM"] = llm
+    markdown = write_comparison(results, out_dir, data)
+    _write_run_info(out_dir, args, started)
+    print(markdown)
+    print(f"wrote {out_dir}/comparison.md, comparison.json and per-system reports")
+    return 0
+
+
+def cmd_build_instructions(args: argparse.Namespace) -> int:
+    """Speak the instruction list in cheerful, sad, angry and neutral prosody and write a manifest."""
+    from blsp_emo.evaluation.spoken_instructions import build_spoken_instructions
+
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit must be at least 1, got {args.limit}")
+    manifest = build_spoken_instructions(
+        args.output, prosodies=args.prosodies, voices=args.voices, limit=args.limit, seed=args.seed
+    )
+    print(f"wrote {manifest}")
+    return 0

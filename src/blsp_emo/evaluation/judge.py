@@ -1,0 +1,137 @@
+"""Optional LLM judge: quality and empathy scores (1-10) from any OpenAI-compatible chat endpoint.
+
+The judge prompt is the file ``prompts/judge.md`` in this package (placeholders ``{transcript}``,
+``{emotion}``, ``{response}``; literal braces doubled). The judge is asked for one JSON line
+``{"quality": q, "empathy": e}``; :func:`parse_scores` also accepts "quality: 7 ... empathy: 5" text.
+Requests use temperature 0 and the run's seed; answers are cached in a JSONL file so that a rerun (or
+a crash) does not pay for them again. An API key, when the endpoint needs one, is read from the
+environment variable named by ``api_key_env`` (default ``OPENAI_API_KEY``) and never written anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from blsp_emo.errors import UserError
+
+SCALES: tuple[str, ...] = ("quality", "empathy")
+
+
+def judge_prompt_template() -> str:
+    """The judge prompt kept in the repository (``blsp_emo/evaluation/prompts/judge.md``)."""
+    return resources.files("blsp_emo.evaluation").joinpath("prompts/judge.md").read_text(encoding="utf-8")
+
+
+def build_judge_prompt(transcript: str, emotion: str, response: str, template: str | None = None) -> str:
+    """Fill the judge prompt for one reply."""
+    return (template or judge_prompt_template()).format(
+        transcript=transcript, emotion=emotion, response=response
+    )
+
+
+def parse_scores(text: str) -> dict[str, float] | None:
+    """Read ``{"quality": q, "empathy": e}`` (or "quality: q, empathy: e") from a judge's answer.
+
+    Scores outside 1..10 are rejected; ``None`` when either scale is missing.
+    """
+    scores: dict[str, float] = {}
+    match = re.search(r"\{[^{}]*\}", text or "")
+    if match:
+        try:
+            data = json.loads(match.group(0))
+            for scale in SCALES:
+                if isinstance(data.get(scale), (int, float)) and not isinstance(data.get(scale), bool):
+                    scores[scale] = float(data[scale])
+        except json.JSONDecodeError:
+            pass
+    for scale in SCALES:
+        if scale not in scores:
+            found = re.search(rf"{scale}\W{{0,3}}\s*(\d+(?:\.\d+)?)", text or "", re.IGNORECASE)
+            if found:
+                scores[scale] = float(found.group(1))
+    if set(scores) != set(SCALES) or not all(1.0 <= v <= 10.0 for v in scores.values()):
+        return None
+    return scores
+
+
+@dataclass
+class Judge:
+    """A chat model behind an OpenAI-compatible ``/chat/completions`` endpoint."""
+
+    url: str
+    model: str
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout: float = 120.0
+    seed: int = 0
+    max_tokens: int = 64
+
+    def _endpoint(self) -> str:
+        url = self.url.rstrip("/")
+        return url if url.endswith("/chat/completions") else f"{url}/chat/completions"
+
+    def complete(self, prompt: str) -> str:
+        """One deterministic chat completion; raises :class:`UserError` on HTTP or protocol errors."""
+        body = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": prompt}],
+            "temperature": 0,
+            "seed": self.seed,
+            "max_tokens": self.max_tokens,
+        }
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get(self.api_key_env)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        request = urllib.request.Request(self._endpoint(), json.dumps(body).encode(), headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                data = json.loads(response.read().decode("utf-8"))
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode("utf-8", "replace")[:200]
+            raise UserError(f"judge {self._endpoint()}: HTTP {exc.code}: {detail}") from None
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            raise UserError(f"judge {self._endpoint()} is unreachable: {exc}") from None
+        except json.JSONDecodeError:
+            raise UserError(f"judge {self._endpoint()}: the answer is not JSON") from None
+        try:
+            return str(data["choices"][0]["message"]["content"] or "")
+        except (KeyError, IndexError, TypeError):
+            raise UserError(
+                f"judge {self._endpoint()}: no choices[0].message.content in the answer"
+            ) from None
+
+    def score(
+        self, items: list[tuple[str, str, str]], cache_path: Path | None = None
+    ) -> list[dict[str, float] | None]:
+        """Scores for (transcript, emotion, response) triples; ``None`` where the judge's answer is unusable."""
+        template = judge_prompt_template()
+        cache: dict[str, str] = {}
+        if cache_path is not None and cache_path.is_file():
+            for line in cache_path.read_text(encoding="utf-8").splitlines():
+                try:
+                    row = json.loads(line)
+                    cache[row["key"]] = row["answer"]
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue
+        results: list[dict[str, float] | None] = []
+        for transcript, emotion, response in tqdm(items, desc=f"judge {self.model}", unit="reply"):
+            prompt = build_judge_prompt(transcript, emotion, response, template)
+            key = hashlib.sha256(f"{self.model}\0{self.seed}\0{prompt}".encode()).hexdigest()
+            if key not in cache:
+                cache[key] = self.complete(prompt)
+                if cache_path is not None:
+                    cache_path.parent.mkdir(parents=True, exist_ok=True)
+                    with cache_path.open("a", encoding="utf-8") as handle:
+                        handle.write(json.dumps({"key": key, "answer": cache[key]}) + "\n")
+            results.append(parse_scores(cache[key]))
+        return results

@@ -1,0 +1,152 @@
+"""Classification and text-similarity metrics, written out so that their definitions are explicit.
+
+Unparsed predictions (``None``) count as wrong everywhere: they are never a correct prediction, they
+lower the recall of their true class, and they appear in the confusion matrix as an extra last column
+"unparsed" so nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+from blsp_emo.prompts import EMOTIONS
+
+UNPARSED = "unparsed"
+
+
+@dataclass
+class ClassificationReport:
+    """Everything the SER task reports about a set of predictions against true labels."""
+
+    labels: list[str]
+    n: int
+    accuracy: float
+    unweighted_average_recall: float
+    macro_f1: float
+    per_class_recall: dict[str, float | None]
+    per_class_precision: dict[str, float | None]
+    per_class_f1: dict[str, float | None]
+    support: dict[str, int]
+    unparsed: int
+    unparsed_rate: float
+    # rows: true labels (in ``labels`` order); columns: predicted labels, then "unparsed".
+    confusion: list[list[int]] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict."""
+        return {
+            "labels": self.labels,
+            "n": self.n,
+            "accuracy": self.accuracy,
+            "unweighted_average_recall": self.unweighted_average_recall,
+            "macro_f1": self.macro_f1,
+            "per_class_recall": self.per_class_recall,
+            "per_class_precision": self.per_class_precision,
+            "per_class_f1": self.per_class_f1,
+            "support": self.support,
+            "unparsed": self.unparsed,
+            "unparsed_rate": self.unparsed_rate,
+            "confusion": {"rows": self.labels, "columns": [*self.labels, UNPARSED], "counts": self.confusion},
+        }
+
+
+def confusion_matrix(
+    truth: Sequence[str], predicted: Sequence[str | None], labels: Sequence[str] = EMOTIONS
+) -> np.ndarray:
+    """Counts with rows = true label, columns = predicted label, plus a last column for unparsed.
+
+    A prediction outside ``labels`` (and ``None``) lands in the unparsed column.
+    """
+    if len(truth) != len(predicted):
+        raise ValueError(f"{len(truth)} true labels but {len(predicted)} predictions")
+    index = {label: i for i, label in enumerate(labels)}
+    matrix = np.zeros((len(labels), len(labels) + 1), dtype=np.int64)
+    for t, p in zip(truth, predicted):
+        if t not in index:
+            raise ValueError(f"true label {t!r} is not one of {list(labels)}")
+        matrix[index[t], index.get(p, len(labels)) if p is not None else len(labels)] += 1
+    return matrix
+
+
+def classification_report(
+    truth: Sequence[str], predicted: Sequence[str | None], labels: Sequence[str] = EMOTIONS
+) -> ClassificationReport:
+    """Accuracy, unweighted average recall (UAR), macro F1, per-class recall/precision/F1, confusion.
+
+    UAR and macro F1 average over the classes that occur in ``truth`` (a class absent from the test set
+    has no recall; its per-class values are ``None``). Precision of a class never predicted is 0.
+    """
+    labels = list(labels)
+    matrix = confusion_matrix(truth, predicted, labels)
+    n = int(matrix.sum())
+    correct = int(np.trace(matrix[:, : len(labels)]))
+    support = matrix.sum(axis=1)
+    predicted_count = matrix[:, : len(labels)].sum(axis=0)
+    recall: dict[str, float | None] = {}
+    precision: dict[str, float | None] = {}
+    f1: dict[str, float | None] = {}
+    for i, label in enumerate(labels):
+        tp = int(matrix[i, i])
+        if support[i] == 0:
+            recall[label] = precision[label] = f1[label] = None
+            continue
+        r = tp / int(support[i])
+        p = tp / int(predicted_count[i]) if predicted_count[i] else 0.0
+        recall[label], precision[label] = r, p
+        f1[label] = 2 * p * r / (p + r) if p + r else 0.0
+    present = [label for label in labels if recall[label] is not None]
+    unparsed = int(matrix[:, -1].sum())
+    return ClassificationReport(
+        labels=labels,
+        n=n,
+        accuracy=correct / n if n else 0.0,
+        unweighted_average_recall=float(np.mean([recall[c] for c in present])) if present else 0.0,
+        macro_f1=float(np.mean([f1[c] for c in present])) if present else 0.0,
+        per_class_recall=recall,
+        per_class_precision=precision,
+        per_class_f1=f1,
+        support={label: int(s) for label, s in zip(labels, support)},
+        unparsed=unparsed,
+        unparsed_rate=unparsed / n if n else 0.0,
+        confusion=matrix.tolist(),
+    )
+
+
+@lru_cache(maxsize=1)
+def _rouge_scorer():
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+
+
+def rouge_l(reference: str, candidate: str) -> float:
+    """ROUGE-L F-measure (rouge-score package: its tokenizer, Porter stemming, beta = 1).
+
+    An empty text on either side scores 0.0.
+    """
+    return float(_rouge_scorer().score(reference, candidate)["rougeL"].fmeasure)
+
+
+def mean_and_ci(values: Sequence[float], z: float = 1.96) -> dict[str, float]:
+    """Mean, standard deviation and a normal-approximation 95% confidence half-width."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.size == 0:
+        return {"mean": float("nan"), "std": float("nan"), "ci95": float("nan"), "n": 0}
+    std = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+    return {
+        "mean": float(arr.mean()),
+        "std": std,
+        "ci95": z * std / float(np.sqrt(arr.size)),
+        "n": int(arr.size),
+    }
+
+
+def cosine_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of every row of ``a`` with every row of ``b``."""
+    a = a / np.clip(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12, None)
+    b = b / np.clip(np.linalg.norm(b, axis=-1, keepdims=True), 1e-12, None)
+    return a @ b.T

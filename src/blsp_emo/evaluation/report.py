@@ -1,0 +1,106 @@
+"""results.json, report.md and the systems x metrics comparison of ``eval all``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from blsp_emo.evaluation.plots import plot_comparison
+from blsp_emo.evaluation.tasks.common import TaskResult, dump_json, fmt
+
+# Metrics on a 0..1 scale where higher is better (drawn in the comparison plot).
+_PLOTTED = (
+    "ser.accuracy",
+    "ser.uar",
+    "ser.macro_f1",
+    "ser.head_accuracy",
+    "semantic.cosine",
+    "semantic.rouge_l",
+    "empathy.emotion_agreement",
+    "instructions.emotion_accuracy",
+    "instructions.emotion_agreement",
+)
+
+
+def render_report(result: TaskResult) -> str:
+    """The markdown report of one task for one system."""
+    data = result.data
+    lines = [
+        f"# {result.task}: {result.system.get('name')}",
+        "",
+        f"- system: `{result.system.get('name')}` ({result.system.get('kind', '')}), LLM `{result.system.get('llm')}`",
+        f"- data: `{data.get('manifest')}` (sha256 {str(data.get('sha256', ''))[:12]}), split {data.get('split') or 'all'}, "
+        f"{data.get('n')} utterances"
+        + (f" (seeded subset of {data.get('available')})" if data.get("limited") else ""),
+        f"- decoding: {_generation_text(result.generation)}",
+        "",
+        "| metric | value |",
+        "| --- | ---: |",
+    ]
+    lines += [f"| {k} | {fmt(v)} |" for k, v in result.headline.items()]
+    lines.append("")
+    for section in result.sections:
+        lines += [section, ""]
+    for plot in result.plots:
+        lines += [f"![{plot}]({plot})", ""]
+    return "\n".join(lines)
+
+
+def _generation_text(generation: dict) -> str:
+    if "max_new_tokens" in generation:
+        g = generation
+        mode = "greedy" if not g.get("temperature") else f"temperature {g['temperature']}, top-p {g['top_p']}"
+        return f"{mode}, at most {g['max_new_tokens']} new tokens, seed {g['seed']}"
+    return "; ".join(f"{k}: {_generation_text(v)}" for k, v in generation.items())
+
+
+def write_result(result: TaskResult, out_dir: Path) -> None:
+    """Write ``results.json`` and ``report.md`` into ``out_dir`` (the plots are already there)."""
+    dump_json(out_dir / "results.json", result.to_dict())
+    (out_dir / "report.md").write_text(render_report(result), encoding="utf-8")
+
+
+def comparison_table(
+    results: dict[str, dict[str, TaskResult]],
+) -> tuple[list[str], dict[str, dict[str, float | None]]]:
+    """Columns ``task.metric`` (in first-seen order) and one row per system."""
+    columns: list[str] = []
+    table: dict[str, dict[str, float | None]] = {}
+    for system, by_task in results.items():
+        row: dict[str, float | None] = {}
+        for task, result in by_task.items():
+            for metric, value in result.headline.items():
+                column = f"{task}.{metric}"
+                if column not in columns:
+                    columns.append(column)
+                row[column] = value
+        table[system] = row
+    return columns, table
+
+
+def write_comparison(results: dict[str, dict[str, TaskResult]], out_dir: Path, data: dict) -> str:
+    """Write ``comparison.json``, ``comparison.md`` and ``comparison.png``; return the markdown."""
+    columns, table = comparison_table(results)
+    # Drop columns with no value for any system (e.g. head accuracy when no system has a head).
+    columns = [c for c in columns if any(table[s].get(c) is not None for s in table)]
+    dump_json(out_dir / "comparison.json", {"columns": columns, "systems": table, "data": data})
+    header = "| system | " + " | ".join(columns) + " |"
+    lines = [
+        "# Comparison",
+        "",
+        "Every number comes from the per-system folders next to this file (results.json, report.md).",
+        "",
+        header,
+        "| --- | " + " | ".join("---:" for _ in columns) + " |",
+    ]
+    for system, row in table.items():
+        lines.append(f"| {system} | " + " | ".join(fmt(row.get(c)) for c in columns) + " |")
+    lines.append("")
+    plotted = [c for c in _PLOTTED if c in columns]
+    if plotted:
+        plot_comparison(table, plotted, out_dir / "comparison.png", "systems x metrics")
+        lines += ["![comparison](comparison.png)", ""]
+    for key, value in data.items():
+        lines.append(f"- {key}: {value}")
+    markdown = "\n".join(lines) + "\n"
+    (out_dir / "comparison.md").write_text(markdown, encoding="utf-8")
+    return markdown

@@ -1,0 +1,182 @@
+"""The strong cascade's emotion classifier: logistic regression on pooled Whisper-encoder states.
+
+Features: the Whisper encoder's last hidden state over the audio's true length (the 30 s padding cut
+off, as BLSP-Emo does), pooled as [mean, standard deviation] over frames. Classifier: standardisation
+followed by multinomial logistic regression with balanced class weights (scikit-learn for fitting).
+Training is cached: the fitted weights are stored as safetensors (no pickle) with a JSON side file,
+under a key made of the training manifest's content, the Whisper name and the recipe version, so the
+same training set is fitted once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from blsp_emo.audio import SAMPLE_RATE
+from blsp_emo.errors import UserError
+from blsp_emo.prompts import EMOTIONS
+
+log = logging.getLogger(__name__)
+
+RECIPE = "whisper-meanstd-logreg-v1"
+WINDOW = 30 * SAMPLE_RATE
+
+
+class WhisperFeatures:
+    """Pooled Whisper-encoder features of audio clips."""
+
+    def __init__(self, whisper: str = "tiny", model=None, processor=None):
+        """Load the Whisper named ``whisper`` (or use the given model and processor)."""
+        if model is None or processor is None:
+            from blsp_emo.assets import load_whisper
+
+            model, processor = load_whisper(whisper)
+        self.name = whisper
+        self.encoder = model.model.encoder if hasattr(model, "model") else model.encoder
+        self.feature_extractor = processor.feature_extractor
+
+    def __call__(self, utterances: list, batch_size: int = 8, progress: bool = True) -> np.ndarray:
+        """Features (n, 2 * d_model) of utterances (objects with ``.load()``) or 16 kHz mono arrays.
+
+        Audio is loaded one batch at a time; clips over 30 s use their first 30 s.
+        """
+        import torch
+
+        out: list[np.ndarray] = []
+        param = next(self.encoder.parameters())
+        bar = tqdm(total=len(utterances), desc="whisper features", unit="utt", disable=not progress)
+        with torch.inference_mode():
+            for start in range(0, len(utterances), batch_size):
+                items = utterances[start : start + batch_size]
+                chunk = [(a if isinstance(a, np.ndarray) else a.load())[:WINDOW] for a in items]
+                feats = self.feature_extractor(chunk, sampling_rate=SAMPLE_RATE, return_tensors="pt")
+                hidden = self.encoder(feats.input_features.to(param.device, param.dtype)).last_hidden_state
+                hop = self.feature_extractor.hop_length
+                for i, audio in enumerate(chunk):
+                    n_mel = max(1, len(audio) // hop)
+                    length = min(hidden.shape[1], (n_mel - 1) // 2 + 1)
+                    frames = hidden[i, :length].float()
+                    pooled = torch.cat([frames.mean(0), frames.std(0, unbiased=False)])
+                    out.append(pooled.cpu().numpy())
+                bar.update(len(chunk))
+        bar.close()
+        return np.stack(out).astype(np.float32)
+
+
+@dataclass
+class EmotionClassifier:
+    """Standardise, then a linear layer and softmax over ``labels``."""
+
+    labels: list[str]
+    mean: np.ndarray
+    scale: np.ndarray
+    weight: np.ndarray  # (n_labels, dim)
+    bias: np.ndarray  # (n_labels,)
+    info: dict
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        """Class probabilities (n, n_labels)."""
+        z = ((features - self.mean) / self.scale) @ self.weight.T + self.bias
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def predict(self, features: np.ndarray) -> list[str]:
+        """The most probable label of each row."""
+        return [self.labels[i] for i in self.probabilities(features).argmax(axis=1)]
+
+    def save(self, path: Path) -> None:
+        """Write ``path`` (.safetensors) and ``path`` with .json (labels and training information)."""
+        from safetensors.numpy import save_file
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {"mean": self.mean, "scale": self.scale, "weight": self.weight, "bias": self.bias}
+        save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}, str(path))
+        path.with_suffix(".json").write_text(
+            json.dumps({"labels": self.labels, **self.info}, indent=2) + "\n"
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> EmotionClassifier:
+        """Read a classifier written by :meth:`save`."""
+        from safetensors.numpy import load_file
+
+        tensors = load_file(str(path))
+        info = json.loads(path.with_suffix(".json").read_text())
+        labels = info.pop("labels")
+        return cls(labels, tensors["mean"], tensors["scale"], tensors["weight"], tensors["bias"], info)
+
+
+def fit_classifier(
+    features: np.ndarray, labels: list[str], seed: int = 0, c: float = 1.0
+) -> EmotionClassifier:
+    """Fit standardisation + balanced multinomial logistic regression."""
+    from sklearn.linear_model import LogisticRegression
+
+    classes = [e for e in EMOTIONS if e in set(labels)]
+    if len(classes) < 2:
+        raise UserError(
+            f"the emotion classifier needs at least two emotions in its training set, got {classes}"
+        )
+    mean = features.mean(axis=0)
+    scale = features.std(axis=0)
+    scale[scale < 1e-6] = 1.0
+    x = (features - mean) / scale
+    y = np.array([classes.index(label) for label in labels])
+    model = LogisticRegression(C=c, class_weight="balanced", max_iter=2000, random_state=seed)
+    model.fit(x, y)
+    weight, bias = model.coef_, model.intercept_
+    if len(classes) == 2:  # scikit-learn stores one row for a binary problem
+        weight = np.concatenate([-weight / 2, weight / 2])
+        bias = np.concatenate([-bias / 2, bias / 2])
+    train_acc = float((model.predict(x) == y).mean())
+    info = {"recipe": RECIPE, "n_train": len(labels), "train_accuracy": train_acc, "C": c}
+    return EmotionClassifier(classes, mean, scale, weight, bias, info)
+
+
+def _cache_key(manifest: Path, whisper: str, split: str | None) -> str:
+    h = hashlib.sha256()
+    h.update(manifest.read_bytes())
+    h.update(f"\0{whisper}\0{split}\0{RECIPE}".encode())
+    return h.hexdigest()[:16]
+
+
+def train_or_load(
+    manifest: str | Path,
+    features: WhisperFeatures,
+    cache: Path | None = None,
+    seed: int = 0,
+) -> EmotionClassifier:
+    """Fit the classifier on a manifest's training rows, or load it from the cache when already fitted.
+
+    Rows of split "train" are used when the manifest has any, else every labelled row.
+    """
+    from blsp_emo.assets import cache_dir
+    from blsp_emo.data.manifest import read_manifest
+    from blsp_emo.evaluation.dataset import load_utterances
+
+    manifest = Path(manifest)
+    rows = list(read_manifest(manifest))
+    split = "train" if any(r.split == "train" for r in rows) else None
+    cache = cache or cache_dir() / "ser-classifiers"
+    path = cache / f"{_cache_key(manifest, features.name, split)}.safetensors"
+    if path.is_file() and path.with_suffix(".json").is_file():
+        log.info("emotion classifier from cache: %s", path)
+        return EmotionClassifier.load(path)
+    utterances = [u for u in load_utterances(manifest, split=split) if u.emotion is not None]
+    if not utterances:
+        raise UserError(f"{manifest}: no emotion-labelled rows to train the cascade's emotion classifier")
+    feats = features(utterances)
+    classifier = fit_classifier(feats, [u.emotion for u in utterances], seed=seed)
+    classifier.info.update({"manifest": str(manifest), "split": split, "whisper": features.name})
+    classifier.info["train_audio"] = sorted(str(u.audio_path.resolve()) for u in utterances)
+    classifier.save(path)
+    log.info("emotion classifier trained on %d utterances, saved to %s", len(utterances), path)
+    return classifier

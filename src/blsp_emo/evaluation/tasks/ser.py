@@ -1,0 +1,147 @@
+"""Task ``ser``: speech emotion recognition through the model's own words (SPEC.md section 5 prompt).
+
+The answer to the recognition prompt is turned into a label by the published rule in
+:mod:`blsp_emo.evaluation.labels`. When the system can also predict the emotion without text (the
+BLSP-Emo emotion head, the strong cascade's classifier) that accuracy is reported beside it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from blsp_emo.evaluation.dataset import Utterance
+from blsp_emo.evaluation.labels import parse_emotion
+from blsp_emo.evaluation.metrics import ClassificationReport, classification_report
+from blsp_emo.evaluation.plots import plot_bars, plot_confusion
+from blsp_emo.evaluation.systems import Query, System
+from blsp_emo.evaluation.tasks.common import RunContext, TaskResult, fmt, generation_dict, write_jsonl
+from blsp_emo.prompts import EMOTIONS, INSTRUCTIONS, SYSTEM_PROMPTS
+
+DEFAULT_MAX_NEW_TOKENS = 32  # the label comes first in any sensible answer; the rule reads the first one
+
+
+def recognition_queries(utterances: list[Utterance]) -> list[Query]:
+    """The SPEC.md recognition prompt (default system prompt) for every utterance."""
+    return [Query(SYSTEM_PROMPTS["default"], INSTRUCTIONS["recognize_emotion"], u) for u in utterances]
+
+
+def classification_markdown(title: str, report: ClassificationReport) -> str:
+    """A markdown table of a classification report."""
+    lines = [
+        f"### {title}",
+        "",
+        f"accuracy **{fmt(report.accuracy)}**, unweighted average recall {fmt(report.unweighted_average_recall)}, "
+        f"macro F1 {fmt(report.macro_f1)}, unparsed {report.unparsed}/{report.n} ({fmt(report.unparsed_rate)})",
+        "",
+        "| class | support | recall | precision | F1 |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for label in report.labels:
+        lines.append(
+            f"| {label} | {report.support[label]} | {fmt(report.per_class_recall[label])} | "
+            f"{fmt(report.per_class_precision[label])} | {fmt(report.per_class_f1[label])} |"
+        )
+    return "\n".join(lines)
+
+
+def recognize(
+    system: System, utterances: list[Utterance], ctx: RunContext, out_dir: Path, prefix: str = ""
+) -> tuple[dict, dict[str, float | None], list[str], list[str], list[dict]]:
+    """Run recognition; returns (metrics, headline, markdown sections, plot names, per-utterance rows)."""
+    settings = ctx.with_max_new_tokens(DEFAULT_MAX_NEW_TOKENS)
+    answers = system.answers(recognition_queries(utterances), settings, desc=f"{system.name} ser")
+    parsed = [parse_emotion(a.text) for a in answers]
+    truth = [u.emotion for u in utterances]
+    report = classification_report(truth, [p.label for p in parsed], EMOTIONS)
+    head = system.predict_emotions(utterances)
+    head_report = classification_report(truth, head, EMOTIONS) if head is not None else None
+
+    plots = [f"{prefix}confusion.png"]
+    conf = report.to_dict()["confusion"]
+    plot_confusion(
+        conf["counts"],
+        conf["rows"],
+        conf["columns"],
+        out_dir / plots[0],
+        f"{system.name}: emotion from the generated answer (n={report.n})",
+    )
+    plots.append(f"{prefix}recall.png")
+    plot_bars(
+        {k: v for k, v in report.per_class_recall.items() if v is not None},
+        out_dir / plots[-1],
+        f"{system.name}: per-class recall",
+        "recall",
+        chance=1 / len(EMOTIONS),
+    )
+    sections = [classification_markdown("Emotion from the generated answer", report)]
+    metrics: dict = {"answer": report.to_dict()}
+    headline: dict[str, float | None] = {
+        "accuracy": report.accuracy,
+        "uar": report.unweighted_average_recall,
+        "macro_f1": report.macro_f1,
+        "unparsed_rate": report.unparsed_rate,
+        "head_accuracy": None,
+    }
+    if head_report is not None:
+        metrics["head"] = head_report.to_dict()
+        headline["head_accuracy"] = head_report.accuracy
+        what = "emotion head" if system.info.get("kind") == "blsp-emo" else "emotion classifier"
+        sections.append(classification_markdown(f"Emotion from the {what} (no text)", head_report))
+        plots.append(f"{prefix}head_confusion.png")
+        hconf = head_report.to_dict()["confusion"]
+        plot_confusion(
+            hconf["counts"],
+            hconf["rows"],
+            hconf["columns"],
+            out_dir / plots[-1],
+            f"{system.name}: {what} (n={head_report.n})",
+        )
+    overlap = _train_overlap(system, utterances)
+    if overlap is not None:
+        metrics["classifier_train_overlap"] = overlap
+        if overlap:
+            sections.append(
+                f"**Warning**: {overlap} evaluated utterances were in the classifier's training set."
+            )
+    rows = [
+        {
+            "id": u.id,
+            "emotion": u.emotion,
+            "answer": a.text,
+            "parsed": p.label,
+            "matched_word": p.matched,
+            "correct": p.label == u.emotion,
+            "head": head[i] if head is not None else None,
+            "user_text": a.user_text,
+        }
+        for i, (u, a, p) in enumerate(zip(utterances, answers, parsed))
+    ]
+    metrics["generation"] = generation_dict(settings)
+    return metrics, headline, sections, plots, rows
+
+
+def _train_overlap(system: System, utterances: list[Utterance]) -> int | None:
+    classifier = getattr(system, "classifier", None)
+    if classifier is None:
+        return None
+    train = set(classifier.info.get("train_audio", []))
+    return sum(str(u.audio_path.resolve()) in train for u in utterances)
+
+
+def run_ser(system: System, utterances: list[Utterance], ctx: RunContext) -> TaskResult:
+    """Emotion recognition accuracy, UAR, macro F1, per-class recall and confusion matrices."""
+    metrics, headline, sections, plots, rows = recognize(system, utterances, ctx, ctx.out_dir)
+    write_jsonl(ctx.out_dir / "predictions.jsonl", rows)
+    sections.insert(
+        0, "Label rule: `blsp_emo.evaluation.labels` (docs/evaluation.md). Unparsed answers count as wrong."
+    )
+    return TaskResult(
+        task="ser",
+        system=system.describe(),
+        data=ctx.data,
+        generation=metrics.pop("generation"),
+        metrics=metrics,
+        headline=headline,
+        sections=sections,
+        plots=plots,
+    )

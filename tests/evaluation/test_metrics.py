@@ -1,0 +1,92 @@
+"""Metrics on hand-made cases whose answers are worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from blsp_emo.evaluation.metrics import (
+    classification_report,
+    confusion_matrix,
+    cosine_matrix,
+    mean_and_ci,
+    rouge_l,
+)
+from blsp_emo.evaluation.tasks.empathy import emotion_agreement
+from blsp_emo.prompts import EMOTIONS
+
+LABELS = ["neutral", "happy", "sad"]
+
+
+def test_confusion_matrix_with_unparsed_column() -> None:
+    truth = ["neutral", "happy", "happy", "sad"]
+    pred = ["neutral", "sad", None, "sad"]
+    m = confusion_matrix(truth, pred, LABELS)
+    assert m.tolist() == [[1, 0, 0, 0], [0, 0, 1, 1], [0, 0, 1, 0]]
+
+
+def test_report_by_hand() -> None:
+    # neutral: 2 items, both right.  happy: 2 items, 1 right, 1 unparsed.  sad: 1 item, predicted happy.
+    truth = ["neutral", "neutral", "happy", "happy", "sad"]
+    pred = ["neutral", "neutral", "happy", None, "happy"]
+    r = classification_report(truth, pred, LABELS)
+    assert r.n == 5 and r.unparsed == 1 and r.unparsed_rate == pytest.approx(0.2)
+    assert r.accuracy == pytest.approx(3 / 5)
+    assert r.per_class_recall == {"neutral": 1.0, "happy": 0.5, "sad": 0.0}
+    assert r.unweighted_average_recall == pytest.approx(0.5)
+    # precision: neutral 2/2, happy 1/2, sad 0 (never predicted); F1: 1, 0.5, 0
+    assert r.per_class_precision == {"neutral": 1.0, "happy": 0.5, "sad": 0.0}
+    assert r.macro_f1 == pytest.approx(0.5)
+    assert r.support == {"neutral": 2, "happy": 2, "sad": 1}
+
+
+def test_absent_class_is_left_out_of_averages() -> None:
+    r = classification_report(["happy", "sad"], ["happy", "happy"], EMOTIONS)
+    assert r.per_class_recall["angry"] is None
+    assert r.unweighted_average_recall == pytest.approx(0.5)
+    # happy: P 1/2 R 1 -> F1 2/3 ; sad: 0
+    assert r.macro_f1 == pytest.approx(1 / 3)
+    assert r.to_dict()["confusion"]["columns"][-1] == "unparsed"
+
+
+def test_bad_inputs() -> None:
+    with pytest.raises(ValueError):
+        confusion_matrix(["happy"], [], LABELS)
+    with pytest.raises(ValueError):
+        confusion_matrix(["joy"], ["happy"], LABELS)
+
+
+def test_rouge_l() -> None:
+    assert rouge_l("the cat sat on the mat", "the cat sat on the mat") == pytest.approx(1.0)
+    # LCS of "a b c d" and "a c d e" is "a c d" (3): P = R = 3/4
+    assert rouge_l("a b c d", "a c d e") == pytest.approx(0.75)
+    assert rouge_l("completely different", "nothing shared here") == 0.0
+    assert rouge_l("", "something") == 0.0
+
+
+def test_mean_and_ci() -> None:
+    s = mean_and_ci([1.0, 2.0, 3.0])
+    assert s["mean"] == pytest.approx(2.0) and s["std"] == pytest.approx(1.0) and s["n"] == 3
+    assert s["ci95"] == pytest.approx(1.96 / math.sqrt(3))
+    assert mean_and_ci([])["n"] == 0
+
+
+def test_cosine_matrix() -> None:
+    a = np.array([[1.0, 0.0], [1.0, 1.0]])
+    assert cosine_matrix(a, a) == pytest.approx(np.array([[1.0, 1 / math.sqrt(2)], [1 / math.sqrt(2), 1.0]]))
+
+
+def test_emotion_agreement_by_hand() -> None:
+    eye = np.eye(len(EMOTIONS), dtype=np.float32)
+    teachers = np.stack([eye, eye, eye])  # teacher text for emotion k = unit vector k
+    replies = np.stack([eye[1], eye[3], (eye[0] + eye[2]) / np.sqrt(2)])
+    summary, rows = emotion_agreement(replies, teachers, ["happy", "angry", "angry"])
+    # item 0 right; item 1 closest to sad (wrong); item 2 ties neutral/angry -> half credit
+    assert [r["credit"] for r in rows] == [1.0, 0.0, 0.5]
+    assert summary["emotion_agreement"] == pytest.approx(0.5)
+    assert summary["per_emotion_agreement"]["angry"] == pytest.approx(0.25)
+    assert summary["per_emotion_agreement"]["sad"] is None
+    assert rows[0]["margin"] == pytest.approx(1.0)
+    assert summary["chance"] == pytest.approx(0.2)
