@@ -155,10 +155,9 @@ class ChatService:
             return f"data: {json.dumps({**base, 'choices': [choice], **extra})}\n\n"
 
         try:
+            yield chunk({"role": "assistant", "content": ""})
             async for event in stream:
-                if event.kind == "emotion":
-                    yield chunk({"role": "assistant", "content": ""}, emotion=_emotion_field(event.value))
-                elif event.kind == "text":
+                if event.kind == "text":
                     yield chunk({"content": event.value})
                 elif event.kind == "done":
                     done: Completion = event.value

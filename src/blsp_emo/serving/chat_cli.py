@@ -2,7 +2,7 @@
 
 Each turn is an audio file path, text, or both (``clip.wav what do you think?``: a first word that names an
 existing file is the audio, the rest is text; quote paths with spaces). The reply streams as it is
-generated, after the emotion heard in the audio. Commands: ``/reset`` (new conversation), ``/save FILE``
+generated, then the emotion heard in the audio is shown. Commands: ``/reset`` (new conversation), ``/save FILE``
 (the conversation as JSON, audio as file paths), ``/quit``. The conversation lives in this session only.
 """
 
@@ -96,11 +96,7 @@ class ChatSession:
         done: Completion | None = None
         started = False
         for event in self.engine.open_stream(conversation, self.params):
-            if event.kind == "emotion" and event.value.emotion:
-                scores = event.value.emotion_scores or {}
-                score = f" {scores[event.value.emotion]:.2f}" if event.value.emotion in scores else ""
-                self.out.write(f"[emotion heard: {event.value.emotion}{score}]\n")
-            elif event.kind == "text":
+            if event.kind == "text":
                 if not started:
                     self.out.write("assistant> ")
                     started = True
@@ -112,6 +108,10 @@ class ChatSession:
                     self.out.write("assistant> ")
         self.out.write("\n")
         assert done is not None
+        if done.emotion:
+            scores = done.emotion_scores or {}
+            score = f" ({scores[done.emotion]:.2f})" if done.emotion in scores else ""
+            self.out.write(f"[emotion heard: {done.emotion}{score}]\n")
         self.messages = [*conversation, {"role": "assistant", "content": done.text}]
         self._saved += [
             {"role": "user", "content": saved, "emotion": done.emotion},

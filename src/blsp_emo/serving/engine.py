@@ -66,8 +66,8 @@ class Completion:
 
 @dataclass(frozen=True)
 class StreamEvent:
-    """One item of a stream: ``kind`` is "emotion" (value: Completion with emotion only), "text" (a piece)
-    or "done" (value: the final Completion with usage)."""
+    """One item of a stream: ``kind`` is "text" (value: a piece of the reply) or "done" (value: the final
+    :class:`Completion`, with the emotion and usage)."""
 
     kind: str
     value: Any
@@ -344,7 +344,10 @@ class ServingEngine:
                 self._copy(retry, request.future)
             return
         for request, reply in zip(group, replies):
-            request.future.set_result(Completion.from_reply(reply))
+            completion = Completion.from_reply(reply)
+            if last_user_audio(request.messages) is None:  # the emotion belongs to the latest user turn
+                completion.emotion, completion.emotion_scores = None, None
+            request.future.set_result(completion)
 
     @staticmethod
     def _copy(source: concurrent.futures.Future, target: concurrent.futures.Future) -> None:
@@ -353,25 +356,6 @@ class ServingEngine:
         else:
             target.set_result(source.result())
 
-    def _emotion(self, messages: list[dict[str, Any]]) -> Completion:
-        audio = last_user_audio(messages)
-        result = Completion(text="")
-        if audio is None:
-            return result
-        found = self.chat.recognize_emotion([audio])
-        head = found[0] if found else None
-        if isinstance(head, tuple):
-            result.emotion, result.emotion_scores = head[0], dict(head[1])
-        elif isinstance(head, dict):
-            result.emotion = head.get("emotion") or head.get("label")
-            result.emotion_scores = head.get("scores") or head.get("emotion_scores")
-        elif isinstance(head, str):
-            result.emotion = head
-        elif head is not None:
-            result.emotion = getattr(head, "emotion", None) or getattr(head, "label", None)
-            result.emotion_scores = getattr(head, "emotion_scores", None) or getattr(head, "scores", None)
-        return result
-
     def _stream(self, request: _Request) -> None:
         stream = request.stream
         assert stream is not None
@@ -379,8 +363,6 @@ class ServingEngine:
         params = request.params
         pieces: list[str] = []
         try:
-            head = self._emotion(request.messages)
-            stream._push(StreamEvent("emotion", head))
             generator = self.chat.stream(
                 request.messages,
                 max_new_tokens=params.max_new_tokens,
@@ -407,7 +389,8 @@ class ServingEngine:
             done = (
                 Completion.from_reply(final) if final is not None else self._count(request, "".join(pieces))
             )
-            done.emotion, done.emotion_scores = head.emotion, head.emotion_scores
+            if last_user_audio(request.messages) is None:  # the emotion belongs to the latest user turn
+                done.emotion, done.emotion_scores = None, None
             stream._push(StreamEvent("done", done))
             stream._push(None)
         except Exception as exc:

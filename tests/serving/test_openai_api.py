@@ -1,0 +1,123 @@
+"""The real server on localhost driven by the official ``openai`` client: text, streaming, multi-turn, audio."""
+
+from __future__ import annotations
+
+import base64
+
+import httpx
+import openai
+import pytest
+from servingfix import audio_message
+
+from blsp_emo.audio import load_audio
+from blsp_emo.prompts import EMOTIONS
+
+
+@pytest.fixture(scope="module")
+def client(server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+
+
+def test_models_and_health(client: openai.OpenAI, server) -> None:
+    models = client.models.list()
+    assert [m.id for m in models.data] == ["blsp-emo-random-tiny"]
+    health = httpx.get(server.url + "/health").json()
+    assert health["status"] == "ok" and health["model"] == "blsp-emo-random-tiny"
+
+
+def test_text_and_audio_request(client: openai.OpenAI, speech_clips: list[bytes]) -> None:
+    messages = [audio_message(speech_clips[0], "Listen to this:")]
+    reply = client.chat.completions.create(model="blsp-emo-random-tiny", messages=messages, max_tokens=12)
+    choice = reply.choices[0]
+    assert choice.message.role == "assistant" and isinstance(choice.message.content, str)
+    assert choice.finish_reason in {"stop", "length"}
+    assert reply.usage.prompt_tokens > 10 and 1 <= reply.usage.completion_tokens <= 12
+    assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
+    emotion = reply.model_extra["emotion"]
+    assert emotion["label"] in EMOTIONS
+    assert abs(sum(emotion["scores"].values()) - 1.0) < 1e-2
+
+
+def test_text_only_turn_reports_no_emotion(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model="x", messages=[{"role": "user", "content": "hello"}], max_tokens=4, extra_body={"foo": 1}
+    )
+    assert reply.model_extra["emotion"] is None and reply.usage.completion_tokens <= 4
+
+
+def test_stream_matches_plain_answer(client: openai.OpenAI, speech_clips: list[bytes]) -> None:
+    messages = [audio_message(speech_clips[1])]
+    plain = client.chat.completions.create(model="m", messages=messages, max_tokens=16, temperature=0)
+    chunks = list(
+        client.chat.completions.create(
+            model="m", messages=messages, max_tokens=16, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == plain.choices[0].message.content
+    finals = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert [c.choices[0].finish_reason for c in finals] == [plain.choices[0].finish_reason]
+    assert finals[0].model_extra["emotion"] == plain.model_extra["emotion"]
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == plain.usage.completion_tokens
+    assert chunks[-1].usage.prompt_tokens == plain.usage.prompt_tokens
+
+
+def test_multi_turn_keeps_earlier_speech(client: openai.OpenAI, speech_clips: list[bytes]) -> None:
+    first = [audio_message(speech_clips[2])]
+    one = client.chat.completions.create(model="m", messages=first, max_tokens=8)
+    follow = [
+        *first,
+        {"role": "assistant", "content": one.choices[0].message.content},
+        audio_message(speech_clips[3], "And this one?"),
+    ]
+    two = client.chat.completions.create(model="m", messages=follow, max_tokens=8)
+    # Both clips are in the prompt as speech embeddings, plus the first answer and the new text.
+    assert two.usage.prompt_tokens > one.usage.prompt_tokens + 10
+    alone = client.chat.completions.create(model="m", messages=[follow[-1]], max_tokens=8)
+    assert two.model_extra["emotion"] == alone.model_extra["emotion"]  # the latest user turn's audio
+
+
+def test_seeded_sampling_repeats(client: openai.OpenAI, speech_clips: list[bytes]) -> None:
+    messages = [audio_message(speech_clips[4])]
+    kwargs = {
+        "model": "m",
+        "messages": messages,
+        "max_tokens": 10,
+        "temperature": 1.0,
+        "top_p": 0.9,
+        "seed": 7,
+    }
+    a = client.chat.completions.create(**kwargs)
+    b = client.chat.completions.create(**kwargs)
+    assert a.choices[0].message.content == b.choices[0].message.content
+
+
+def test_spoken_reply(client: openai.OpenAI, speech_clips: list[bytes]) -> None:
+    reply = client.chat.completions.create(
+        model="m",
+        messages=[audio_message(speech_clips[5])],
+        max_tokens=8,
+        modalities=["text", "audio"],
+        audio={"voice": "joe", "format": "wav"},
+    )
+    audio = reply.choices[0].message.audio
+    assert audio.transcript == reply.choices[0].message.content
+    wav = base64.b64decode(audio.data)
+    assert wav[:4] == b"RIFF" and load_audio(wav).size > 16_000 * 0.2
+    assert reply.model_extra["speech_style"] in {"neutral", "consoling", "cheerful", "calming", "surprised"}
+
+
+def test_spoken_reply_streamed(client: openai.OpenAI, speech_clips: list[bytes]) -> None:
+    chunks = list(
+        client.chat.completions.create(
+            model="m",
+            messages=[audio_message(speech_clips[6])],
+            max_tokens=8,
+            stream=True,
+            modalities=["text", "audio"],
+            audio={"voice": "joe", "format": "wav"},
+        )
+    )
+    audio = [c.choices[0].delta.audio for c in chunks if c.choices and c.choices[0].delta.audio]
+    assert len(audio) == 1 and base64.b64decode(audio[0].data)[:4] == b"RIFF"
