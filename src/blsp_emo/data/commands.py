@@ -46,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--engines", default="espeak,piper", help="comma list of espeak, piper")
     synth.add_argument("--sentences", type=Path, help="text file, one sentence a line, for the general part")
     synth.add_argument("--no-plot", action="store_true", help="skip the prosody PNG")
+    synth.add_argument("--asr-sample", type=int, default=0, help="Whisper-transcribe N test clips, print WER")
     synth.set_defaults(func=cmd_synth)
 
     targets = sub.add_parser("targets", help="write teacher-LLM continuations (SPEC.md section 3)")
@@ -118,6 +119,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         engines=tuple(e.strip() for e in args.engines.split(",") if e.strip()),
         sentences_file=args.sentences,
         plot=not args.no_plot,
+        asr_sample=args.asr_sample,
     )
     build_corpus(args.output, options)
     return 0

@@ -1,0 +1,342 @@
+"""``data synth``: build the embedded default's synthetic emotional speech corpus.
+
+Output folder::
+
+    plan.json            the options the corpus was planned with (a rerun must match them)
+    progress.jsonl       one row per finished utterance, appended (flush + fsync) as workers finish
+    emotion.jsonl        labelled utterances (stage 2 / evaluation), sorted by id, all splits
+    general.jsonl        unlabelled general sentences (stage 1), sorted by id, all splits
+    audio/{part}/{split}/{id}.wav
+    prosody.txt, prosody.png   per-class prosody measured from the produced audio
+
+The plan (sentence, emotion, voice, seed of every utterance) is a pure function of the options, so the
+corpus is deterministic; a rerun skips utterances whose row and audio already exist. Splits are disjoint in
+sentences and in voices.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from blsp_emo.data.manifest import JsonlAppender, read_jsonl_dicts, write_manifest
+from blsp_emo.data.prosody import group_by_label, plot_prosody, prosody_table
+from blsp_emo.data.sentences import (
+    ambiguous_sentences,
+    emotional_sentences,
+    general_sentences,
+    read_sentence_file,
+    sentence_split,
+)
+from blsp_emo.data.synth import list_voices, piper_available
+from blsp_emo.errors import UserError
+from blsp_emo.prompts import EMOTIONS
+
+SPLIT_SHARES = {"train": 0.8, "dev": 0.1, "test": 0.1}
+
+
+@dataclass
+class SynthOptions:
+    """What to synthesise."""
+
+    utterances: int = 1500  # labelled emotional utterances over all splits (balanced over the 5 classes)
+    general: int = 500  # unlabelled general sentences for stage 1
+    seed: int = 0  # everything random derives from this
+    workers: int = 2  # synthesis processes
+    engines: tuple[str, ...] = ("espeak", "piper")  # TTS engines to draw voices from
+    piper_share: float = 0.25  # fraction of utterances spoken by Piper when it is available
+    ambiguous_share: float = 0.7  # fraction of emotional utterances whose words fit any emotion
+    sentences_file: Path | None = None  # user sentences for the general part (else the grammar)
+    plot: bool = True  # write prosody.png
+    asr_sample: int = 0  # transcribe this many test utterances with Whisper and print the WER
+    progress: bool = True  # tqdm progress bar
+
+
+@dataclass
+class Job:
+    """One utterance to synthesise."""
+
+    id: str
+    part: str  # "emotion" | "general"
+    split: str
+    text: str
+    emotion: str | None
+    voice: str
+    seed: int
+    wording: str = ""  # "ambiguous" | "emotional" | "general"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def audio(self) -> str:
+        """Audio path relative to the corpus folder."""
+        return f"audio/{self.part}/{self.split}/{self.id}.wav"
+
+
+def _voices(split: str, engines: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    voices = list_voices(split, engines=engines)
+    return [v for v in voices if v.startswith("espeak:")], [v for v in voices if v.startswith("piper:")]
+
+
+def _pick_voice(rng: random.Random, espeak: list[str], piper: list[str], piper_share: float) -> str:
+    if piper and (not espeak or rng.random() < piper_share):
+        return rng.choice(piper)
+    if not espeak:
+        raise UserError("no voices available for the chosen engines (is espeak-ng installed?)")
+    return rng.choice(espeak)
+
+
+def plan_jobs(options: SynthOptions) -> list[Job]:
+    """The full, deterministic list of utterances for these options."""
+    rng = random.Random(options.seed)
+    engines = tuple(e for e in options.engines if e != "piper" or piper_available())
+    unknown = set(options.engines) - {"espeak", "piper"}
+    if unknown:
+        raise UserError(f"unknown TTS engine(s) {', '.join(sorted(unknown))} (expected espeak, piper)")
+    jobs: list[Job] = []
+    ambiguous = {s: [x for x in ambiguous_sentences() if sentence_split(x) == s] for s in SPLIT_SHARES}
+    worded = {s: [p for p in emotional_sentences() if sentence_split(p[1]) == s] for s in SPLIT_SHARES}
+    counts = _split_counts(options.utterances)
+    for split, count in counts.items():
+        espeak, piper = _voices(split, engines)
+        for index in range(count):
+            emotion = EMOTIONS[index % len(EMOTIONS)]
+            congruent = [text for label, text in worded[split] if label == emotion]
+            if congruent and rng.random() >= options.ambiguous_share:
+                text, wording = rng.choice(congruent), "emotional"
+            else:
+                text, wording = rng.choice(ambiguous[split]), "ambiguous"
+            voice = _pick_voice(rng, espeak, piper, options.piper_share)
+            jobs.append(
+                Job(
+                    f"emo-{split}-{index:06d}",
+                    "emotion",
+                    split,
+                    text,
+                    emotion,
+                    voice,
+                    rng.randrange(2**31),
+                    wording,
+                )
+            )
+    if options.general > 0:
+        if options.sentences_file is not None:
+            pool = read_sentence_file(options.sentences_file)
+        else:
+            pool = general_sentences(max(options.general * 2, 100), seed=options.seed)
+        by_split: dict[str, list[str]] = {s: [] for s in SPLIT_SHARES}
+        for sentence in pool:
+            by_split[sentence_split(sentence)].append(sentence)
+        targets = _split_counts(options.general)
+        for split, count in targets.items():
+            espeak, piper = _voices(split, engines)
+            for index, text in enumerate(by_split[split][:count]):
+                voice = _pick_voice(rng, espeak, piper, options.piper_share)
+                jobs.append(
+                    Job(
+                        f"gen-{split}-{index:06d}",
+                        "general",
+                        split,
+                        text,
+                        None,
+                        voice,
+                        rng.randrange(2**31),
+                        "general",
+                    )
+                )
+    return jobs
+
+
+def _split_counts(total: int) -> dict[str, int]:
+    dev = int(round(total * SPLIT_SHARES["dev"]))
+    test = int(round(total * SPLIT_SHARES["test"]))
+    return {"train": total - dev - test, "dev": dev, "test": test}
+
+
+def synthesize_job(job: Job, root: str) -> dict[str, Any]:
+    """Worker: synthesise one utterance, write its wav, measure its prosody; returns its manifest row."""
+    from blsp_emo.audio import save_wav
+    from blsp_emo.data.prosody import measure
+    from blsp_emo.data.synth import synthesize
+
+    audio, rate = synthesize(job.text, job.emotion, job.voice, seed=job.seed)
+    save_wav(Path(root) / job.audio, audio, rate)
+    words = len(re.findall(r"[\w']+", job.text))
+    return {
+        "id": job.id,
+        "audio": job.audio,
+        "text": job.text,
+        **({"emotion": job.emotion} if job.emotion else {}),
+        "language": "en",
+        "speaker": job.voice,
+        "duration": round(audio.size / rate, 3),
+        "split": job.split,
+        "corpus": "synth",
+        "part": job.part,
+        "wording": job.wording,
+        "seed": job.seed,
+        "prosody": measure(audio, rate, words=words).to_dict(),
+    }
+
+
+def _run_job(args: tuple[Job, str]) -> dict[str, Any] | str:
+    job, root = args
+    try:
+        return synthesize_job(job, root)
+    except Exception as exc:  # reported per utterance; the rest of the corpus goes on
+        return f"{job.id} ({job.voice}): {exc}"
+
+
+def _check_plan(out: Path, options: SynthOptions) -> None:
+    plan = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()}
+    for key in ("workers", "plot", "asr_sample", "progress"):
+        plan.pop(key)
+    plan["engines"] = [e for e in options.engines if e != "piper" or piper_available()]
+    path = out / "plan.json"
+    if path.exists():
+        previous = json.loads(path.read_text())
+        if previous != plan:
+            changed = sorted(k for k in plan if previous.get(k) != plan[k])
+            raise UserError(
+                f"{out}: this folder holds a corpus planned with other options ({', '.join(changed)}); "
+                "use a new folder or the same options to resume"
+            )
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(plan, indent=2) + "\n")
+
+
+def build_corpus(out: str | Path, options: SynthOptions | None = None) -> dict[str, Any]:
+    """Synthesise (or finish) the corpus in ``out``; prints and returns a summary with the prosody table."""
+    options = options or SynthOptions()
+    out = Path(out)
+    _check_plan(out, options)
+    jobs = plan_jobs(options)
+    log = out / "progress.jsonl"
+    done = {row["id"]: row for _, row in read_jsonl_dicts(log) if (out / str(row.get("audio", ""))).is_file()}
+    todo = [job for job in jobs if job.id not in done]
+    print(f"synth: {len(jobs)} utterances planned, {len(jobs) - len(todo)} already done, {len(todo)} to go")
+    failures = _run_jobs(todo, out, options, done)
+    rows = [done[job.id] for job in jobs if job.id in done]
+    write_manifest(out / "emotion.jsonl", [r for r in rows if r["part"] == "emotion"])
+    write_manifest(out / "general.jsonl", [r for r in rows if r["part"] == "general"])
+    summary = summarize(out, rows, options)
+    if failures:
+        print(f"synth: {len(failures)} utterance(s) failed (rerun to retry):")
+        for failure in failures[:10]:
+            print(f"  {failure}")
+    summary["failures"] = failures
+    return summary
+
+
+def _run_jobs(todo: list[Job], out: Path, options: SynthOptions, done: dict[str, dict]) -> list[str]:
+    from tqdm import tqdm
+
+    failures: list[str] = []
+    if not todo:
+        return failures
+    bar = tqdm(total=len(todo), desc="synth", unit="utt", disable=not options.progress)
+    with JsonlAppender(out / "progress.jsonl") as log:
+
+        def record(result: dict | str) -> None:
+            if isinstance(result, str):
+                failures.append(result)
+            else:
+                log.write(result)
+                done[result["id"]] = result
+            bar.update(1)
+
+        args = [(job, str(out)) for job in todo]
+        if options.workers <= 1:
+            for item in args:
+                record(_run_job(item))
+        else:
+            import multiprocessing as mp
+
+            with mp.get_context("spawn").Pool(options.workers) as pool:
+                for result in pool.imap_unordered(_run_job, args, chunksize=4):
+                    record(result)
+    bar.close()
+    return failures
+
+
+def summarize(out: Path, rows: list[dict[str, Any]], options: SynthOptions) -> dict[str, Any]:
+    """Print counts per split and class and the per-class prosody table; write prosody.txt/.png."""
+    emo = [r for r in rows if r["part"] == "emotion"]
+    gen = [r for r in rows if r["part"] == "general"]
+    lines = [f"corpus {out}: {len(emo)} emotional + {len(gen)} general utterances"]
+    for split in SPLIT_SHARES:
+        in_split = [r for r in rows if r["split"] == split]
+        voices = {r["speaker"] for r in in_split}
+        hours = sum(r["duration"] for r in in_split) / 3600
+        lines.append(f"  {split:<5} {len(in_split):>6} utterances, {len(voices):>3} voices, {hours:.2f} h")
+    groups = group_by_label((r["emotion"], r["prosody"]) for r in emo)
+    groups.update(group_by_label(("(general)", r["prosody"]) for r in gen))
+    table = prosody_table(groups, [*EMOTIONS, "(general)"])
+    lines += ["", "prosody per class, measured from the produced audio (mean ± std):", table]
+    text = "\n".join(lines)
+    print(text)
+    (out / "prosody.txt").write_text(text + "\n")
+    summary: dict[str, Any] = {"emotion": len(emo), "general": len(gen), "table": table}
+    if options.plot and emo:
+        png = plot_prosody(groups, [*EMOTIONS, "(general)"], out / "prosody.png")
+        if png:
+            print(f"plot: {png}")
+    if options.asr_sample > 0:
+        summary["wer"] = asr_check(out, [r for r in emo if r["split"] == "test"] or emo, options.asr_sample)
+    return summary
+
+
+_NUMBERS = "zero one two three four five six seven eight nine ten eleven twelve".split()
+
+
+def normalize_words(text: str) -> list[str]:
+    """Lower-case words without punctuation, small numbers as words (for WER)."""
+    words = re.findall(r"[a-z0-9']+", text.lower().replace("-", " "))
+    return [_NUMBERS[int(w)] if w.isdigit() and int(w) < len(_NUMBERS) else w.strip("'") for w in words]
+
+
+def word_errors(reference: list[str], hypothesis: list[str]) -> int:
+    """Levenshtein distance between word lists."""
+    previous = list(range(len(hypothesis) + 1))
+    for i, ref in enumerate(reference, 1):
+        current = [i] + [0] * len(hypothesis)
+        for j, hyp in enumerate(hypothesis, 1):
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref != hyp))
+        previous = current
+    return previous[-1]
+
+
+def asr_check(out: Path, rows: list[dict[str, Any]], sample: int, seed: int = 0) -> float:
+    """Transcribe a sample with the embedded Whisper and print the word error rate per class and overall."""
+    from blsp_emo.assets import transcribe
+    from blsp_emo.audio import load_audio
+
+    chosen = random.Random(seed).sample(rows, min(sample, len(rows)))
+    hyps = transcribe([load_audio(out / r["audio"]) for r in chosen])
+    errors: dict[str, list[int]] = {}
+    for row, hyp in zip(chosen, hyps):
+        ref = normalize_words(row["text"])
+        errs = errors.setdefault(row.get("emotion") or "(general)", [0, 0])
+        errs[0] += word_errors(ref, normalize_words(hyp))
+        errs[1] += len(ref)
+    total = sum(e for e, _ in errors.values()) / max(1, sum(n for _, n in errors.values()))
+    per_class = ", ".join(f"{k} {e / max(n, 1):.1%}" for k, (e, n) in sorted(errors.items()))
+    print(f"Whisper ASR on {len(chosen)} utterances: WER {total:.1%} ({per_class})")
+    return float(total)
+
+
+def load_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a corpus manifest as plain dicts."""
+    return [row for _, row in read_jsonl_dicts(path)]
+
+
+def class_means(rows: list[dict[str, Any]], feature: str) -> dict[str, float]:
+    """Mean of one prosody feature per emotion (for checks and tests)."""
+    groups = group_by_label((r.get("emotion") or "(general)", r["prosody"]) for r in rows)
+    return {label: float(np.mean(values[feature])) for label, values in groups.items() if values.get(feature)}

