@@ -56,7 +56,9 @@ def _read(f: BinaryIO, name: str) -> dict[str, np.ndarray]:
     return variables
 
 
-def _attention(prefix: str, src: str, v: dict[str, np.ndarray], out: dict[str, torch.Tensor], fused: str) -> None:
+def _attention(
+    prefix: str, src: str, v: dict[str, np.ndarray], out: dict[str, torch.Tensor], fused: str
+) -> None:
     """Map one CT2 attention block. ``fused`` is "qkv" (self-attention) or "kv" (cross-attention)."""
     t = {k: torch.from_numpy(a) for k, a in v.items() if k.startswith(src + "/")}
     if fused == "qkv":

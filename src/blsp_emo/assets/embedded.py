@@ -85,8 +85,12 @@ def _build_whisper_base(roots: list[Path], out: Path) -> None:
 def convert_ct2_folder(model_bin: Path, tokenizer_json: Path, out: Path) -> None:
     """Write a transformers Whisper folder (fp16 safetensors, config, tokenizer, feature extractor)."""
     import torch
-    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
-    from transformers import WhisperTokenizerFast
+    from transformers import (
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperTokenizerFast,
+    )
 
     from blsp_emo.assets.ct2_whisper import convert_state_dict, read_ct2_variables
 

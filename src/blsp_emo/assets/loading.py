@@ -31,7 +31,9 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "tiny": Preset("whisper-base", "smollm2-135m-instruct", "embedded default: runs on a 2-core CPU"),
     # The paper used Qwen-7B-Chat (remote code); Qwen2.5-7B-Instruct is its plain-transformers successor.
-    "paper": Preset("openai/whisper-large-v2", "Qwen/Qwen2.5-7B-Instruct", "paper scale: needs GPUs and a hub"),
+    "paper": Preset(
+        "openai/whisper-large-v2", "Qwen/Qwen2.5-7B-Instruct", "paper scale: needs GPUs and a hub"
+    ),
 }
 
 

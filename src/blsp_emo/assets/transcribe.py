@@ -74,7 +74,9 @@ def _decode_batch(model, processor, chunk, language, max_new_tokens) -> list[str
     finished = torch.zeros(len(chunk), dtype=torch.bool, device=device)
     step_ids, past = prompt, None
     for _ in range(max_new_tokens):
-        out = model(encoder_outputs=encoder_out, decoder_input_ids=step_ids, past_key_values=past, use_cache=True)
+        out = model(
+            encoder_outputs=encoder_out, decoder_input_ids=step_ids, past_key_values=past, use_cache=True
+        )
         logits = out.logits[:, -1, :].float()
         logits[:, eot + 1 :] = -torch.inf  # text tokens and end-of-text only: no timestamps or specials
         if generated.shape[1] == 0:

@@ -44,7 +44,9 @@ def _is_checkpoint(path: Path) -> bool:
         return False
 
 
-def load_model(name: str = "tiny", device: str | torch.device | None = None, dtype: torch.dtype | None = None, **config):
+def load_model(
+    name: str = "tiny", device: str | torch.device | None = None, dtype: torch.dtype | None = None, **config
+):
     """Load ``(BlspEmoModel, BlspEmoProcessor)``.
 
     ``name`` is a checkpoint folder, a preset (``tiny``, ``paper``: base models with an untrained adapter,
@@ -76,3 +78,12 @@ def load_model(name: str = "tiny", device: str | torch.device | None = None, dty
             f"{name!r} is neither a blsp-emo checkpoint folder nor a preset ({', '.join(PRESETS)}, random-tiny)"
         )
     return model.to(device=device, dtype=dtype).eval(), processor
+
+
+def shipped_model_path() -> Path | None:
+    """Folder of the trained blsp-emo-tiny checkpoint shipped in the repository, if present."""
+    candidates = [
+        Path(__file__).resolve().parents[3] / "checkpoints" / "blsp-emo-tiny",  # source checkout
+        Path(__file__).resolve().parents[1] / "checkpoints" / "blsp-emo-tiny",  # installed package data
+    ]
+    return next((p for p in candidates if _is_checkpoint(p)), None)

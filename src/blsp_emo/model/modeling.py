@@ -37,7 +37,9 @@ class BlspEmoOutput(ModelOutput):
     emotion_logits: torch.Tensor | None = None
 
 
-def kl_distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 2.0) -> torch.Tensor:
+def kl_distillation_loss(
+    student: torch.Tensor, teacher: torch.Tensor, temperature: float = 2.0
+) -> torch.Tensor:
     """KL(teacher || student) with temperature on both sides and no T^2 factor, averaged over tokens."""
     return nn.functional.kl_div(
         nn.functional.log_softmax(student.float() / temperature, dim=-1),
@@ -111,7 +113,9 @@ class BlspEmoModel(PreTrainedModel):
                 keep[name] = tensor
         return keep
 
-    def set_trainable(self, adapter: bool = True, lora: bool = False, emotion_head: bool = False, encoder: bool = False):
+    def set_trainable(
+        self, adapter: bool = True, lora: bool = False, emotion_head: bool = False, encoder: bool = False
+    ):
         """Freeze everything, then unfreeze the named parts; returns the trainable parameter count."""
         self.requires_grad_(False)
         self.adapter.requires_grad_(adapter)
@@ -171,7 +175,9 @@ class BlspEmoModel(PreTrainedModel):
         embeds = embeds.masked_scatter(slots[..., None], flat.to(embeds.dtype))
         return embeds, slots
 
-    def prepare_embeddings(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    def prepare_embeddings(
+        self, batch: dict
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """From a processor batch (or cached encoder states) to LLM input embeddings.
 
         Returns ``(inputs_embeds, speech_mask, speech, speech_lengths)``.
@@ -189,10 +195,14 @@ class BlspEmoModel(PreTrainedModel):
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         if self.lora_mask is not None:
             self.lora_mask.mask = speech_mask if speech_mask is not None and speech_mask.any() else None
-        out = self.llm.base_model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids)
+        out = self.llm.base_model(
+            inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids
+        )
         return out.last_hidden_state
 
-    def _response_logits(self, hidden: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _response_logits(
+        self, hidden: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits at the positions that predict response tokens, and those tokens (flattened)."""
         select = labels[:, 1:] != IGNORE_INDEX
         h = hidden[:, :-1][select]
@@ -234,7 +244,9 @@ class BlspEmoModel(PreTrainedModel):
                 t_hidden = self._llm_hidden(t_embeds, teacher_attention_mask, None)
                 t_logits, t_targets = self._response_logits(t_hidden, teacher_labels)
             if t_logits.shape[0] != logits.shape[0]:
-                raise ValueError(f"teacher has {t_logits.shape[0]} response tokens, student {logits.shape[0]}")
+                raise ValueError(
+                    f"teacher has {t_logits.shape[0]} response tokens, student {logits.shape[0]}"
+                )
             out.kl_loss = kl_distillation_loss(logits, t_logits, self.config.kl_temperature)
             out.loss = out.kl_loss
             if self.lora_mask is not None:  # the student pass must be the last to set the mask
@@ -324,7 +336,9 @@ class BlspEmoModel(PreTrainedModel):
 
         folder = Path(path)
         if not (folder / "config.json").is_file() or not (folder / WEIGHTS_NAME).is_file():
-            raise ModelNotAvailableError(f"{folder}: not a blsp-emo checkpoint (needs config.json and {WEIGHTS_NAME})")
+            raise ModelNotAvailableError(
+                f"{folder}: not a blsp-emo checkpoint (needs config.json and {WEIGHTS_NAME})"
+            )
         config = BlspEmoConfig.from_json_file(str(folder / "config.json"))
         for key, value in overrides.items():
             setattr(config, key, value)

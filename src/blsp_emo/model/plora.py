@@ -80,7 +80,7 @@ def apply_partial_lora(
     names = resolve_targets(llm, targets)
     holder = LoraMask()
     wrapped = 0
-    for parent_name, parent in list(llm.named_modules()):
+    for _, parent in list(llm.named_modules()):
         for child_name, child in list(parent.named_children()):
             if child_name in names and isinstance(child, nn.Linear):
                 setattr(parent, child_name, PartialLoRALinear(child, holder, r, alpha, dropout))

@@ -70,7 +70,9 @@ class BlspEmoProcessor:
 
     # ---- text side ---------------------------------------------------------------------------------
 
-    def render(self, messages: Sequence[Message], add_generation_prompt: bool = True) -> tuple[list[str], list]:
+    def render(
+        self, messages: Sequence[Message], add_generation_prompt: bool = True
+    ) -> tuple[list[str], list]:
         """Render a conversation through the chat template.
 
         Returns the text pieces around the speech (one more than the number of audio parts) and the audio
@@ -107,7 +109,9 @@ class BlspEmoProcessor:
         Includes the template's end-of-turn marker unless the response was cut by the token cap.
         """
         prompt, _ = self.render(messages, add_generation_prompt=True)
-        full, _ = self.render([*messages, {"role": "assistant", "content": response}], add_generation_prompt=False)
+        full, _ = self.render(
+            [*messages, {"role": "assistant", "content": response}], add_generation_prompt=False
+        )
         prompt_text, full_text = SPEECH_PLACEHOLDER.join(prompt), SPEECH_PLACEHOLDER.join(full)
         if full_text.startswith(prompt_text) and response in full_text[len(prompt_text) :]:
             tail = full_text[len(prompt_text) :]
@@ -124,7 +128,9 @@ class BlspEmoProcessor:
         add_generation_prompt: bool = True,
     ) -> EncodedConversation:
         """Token ids (speech slots = ``SPEECH_TOKEN_ID``), labels (response tokens only) and audio."""
-        pieces, parts = self.render(messages, add_generation_prompt=add_generation_prompt or response is not None)
+        pieces, parts = self.render(
+            messages, add_generation_prompt=add_generation_prompt or response is not None
+        )
         audios = [_as_audio(p) for p in parts]
         ids: list[int] = []
         for i, piece in enumerate(pieces):
@@ -174,7 +180,9 @@ class BlspEmoProcessor:
 
     # ---- batches -----------------------------------------------------------------------------------
 
-    def collate(self, encoded: Sequence[EncodedConversation], with_labels: bool = False) -> dict[str, torch.Tensor]:
+    def collate(
+        self, encoded: Sequence[EncodedConversation], with_labels: bool = False
+    ) -> dict[str, torch.Tensor]:
         """Left-pad encoded conversations into a batch (with audio features when any audio is present).
 
         ``labels`` (response tokens, else ``IGNORE_INDEX``) are included when ``with_labels`` is set.

@@ -1,0 +1,124 @@
+"""BlspEmoModel on tiny random weights: losses, partial LoRA, generation, checkpoints."""
+
+import numpy as np
+import pytest
+import torch
+
+from blsp_emo.model import BlspEmoModel, SpeechChat, kl_distillation_loss, load_model
+from blsp_emo.prompts import INSTRUCTIONS, SYSTEM_PROMPTS
+
+
+def _speech_conv(audio, instruction="continue"):
+    return [
+        {"role": "system", "content": SYSTEM_PROMPTS["default"]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": INSTRUCTIONS[instruction]},
+                {"type": "audio", "audio": audio},
+            ],
+        },
+    ]
+
+
+def _text_conv(text):
+    return [
+        {"role": "system", "content": SYSTEM_PROMPTS["default"]},
+        {"role": "user", "content": INSTRUCTIONS["continue"] + text},
+    ]
+
+
+@pytest.fixture
+def audio():
+    return (np.random.default_rng(0).standard_normal(24000) * 0.1).astype(np.float32)
+
+
+def test_kl_is_zero_when_student_equals_teacher():
+    logits = torch.randn(7, 50)
+    assert kl_distillation_loss(logits, logits.clone()).abs().item() < 1e-6
+    assert kl_distillation_loss(logits, torch.randn(7, 50)).item() > 0
+
+
+def test_stage1_loss_trains_adapter_only(random_model, audio):
+    model, processor = random_model
+    model.set_trainable(adapter=True)
+    student = processor([_speech_conv(audio)], responses=["it was fine"], truncated=[False])
+    teacher = processor([_text_conv("hello there")], responses=["it was fine"], truncated=[False])
+    out = model(
+        **student,
+        teacher_input_ids=teacher["input_ids"],
+        teacher_attention_mask=teacher["attention_mask"],
+        teacher_labels=teacher["labels"],
+    )
+    assert out.kl_loss is not None and out.loss.item() > 0
+    out.loss.backward()
+    assert model.adapter.fc1.weight.grad is not None and model.adapter.fc1.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.llm.parameters())
+
+
+def test_stage2_loss_has_response_and_emotion_terms(audio):
+    model, processor = load_model("random-tiny", device="cpu", lora_r=4)
+    model.set_trainable(adapter=True, lora=True, emotion_head=True)
+    batch = processor([_speech_conv(audio, "continue_emotion")], responses=["oh no"], truncated=[False])
+    out = model(**batch, emotion_labels=torch.tensor([3]))
+    assert out.lm_loss is not None and out.emotion_loss is not None
+    torch.testing.assert_close(out.loss, out.lm_loss + out.emotion_loss)
+    out.loss.backward()
+    lora_b = [p for n, p in model.named_parameters() if "lora_B" in n]
+    assert lora_b and all(p.grad is not None for p in lora_b)
+
+
+def test_partial_lora_leaves_text_only_prompts_bit_identical(audio):
+    base, processor = load_model("random-tiny", device="cpu", lora_r=0)
+    lora, _ = load_model("random-tiny", device="cpu", lora_r=4)
+    with torch.no_grad():  # make the LoRA update non-zero so that it would show if applied
+        for name, p in lora.named_parameters():
+            if "lora_B" in name:
+                p.normal_()
+    batch = processor([_text_conv("the weather is nice")])
+    a = base(**batch).logits
+    b = lora(**batch).logits
+    assert torch.equal(a, b)
+    # ...while speech prompts do change
+    speech = processor([_speech_conv(audio)])
+    assert not torch.equal(base(**speech).logits, lora(**speech).logits)
+    # ...and generation after the prefill sees the base LLM: text-only replies identical
+    ra = SpeechChat(base, processor).respond([_text_conv("hi")], max_new_tokens=8)
+    rb = SpeechChat(lora, processor).respond([_text_conv("hi")], max_new_tokens=8)
+    assert ra[0].text == rb[0].text
+
+
+def test_batched_generation_matches_single(random_model, audio):
+    model, processor = random_model
+    chat = SpeechChat(model, processor)
+    convs = [_speech_conv(audio), _speech_conv(audio[:9000]), _text_conv("good morning")]
+    together = chat.respond(convs, max_new_tokens=6)
+    alone = [chat.respond([c], max_new_tokens=6)[0] for c in convs]
+    assert [r.text for r in together] == [r.text for r in alone]
+    assert together[0].emotion in {"neutral", "happy", "angry", "sad", "surprise"}
+    assert together[2].emotion is None
+
+
+def test_stream_yields_same_text_as_respond(random_model, audio):
+    model, processor = random_model
+    chat = SpeechChat(model, processor)
+    reply = chat.respond([_speech_conv(audio)], max_new_tokens=8)[0]
+    stream = chat.stream(_speech_conv(audio), max_new_tokens=8)
+    pieces = list(stream)
+    assert "".join(pieces).strip() == reply.text
+    assert stream.reply is not None and stream.reply.completion_tokens == reply.completion_tokens
+
+
+def test_save_load_round_trip_gives_identical_outputs(tmp_path, audio):
+    model, processor = load_model("random-tiny", device="cpu", lora_r=4)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name or "adapter" in name:
+                p.add_(0.01 * torch.randn_like(p))
+    model.save_pretrained(tmp_path)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["config.json", "model.safetensors"]
+    fresh, _ = load_model("random-tiny", device="cpu")  # same base weights (fixed seed), no LoRA yet
+    restored = BlspEmoModel.from_pretrained(tmp_path, encoder=fresh.encoder, llm=fresh.llm)
+    batch = processor([_speech_conv(audio)])
+    assert torch.equal(model(**batch).logits, restored(**batch).logits)
