@@ -1,0 +1,24 @@
+"""Training of both BLSP-Emo stages on accelerate (single process, DDP, DeepSpeed, FSDP).
+
+Names are imported lazily so that ``blsp-emo --help`` does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "TrainConfig": "blsp_emo.training.config",
+    "load_config": "blsp_emo.training.config",
+    "Trainer": "blsp_emo.training.trainer",
+    "TrainResult": "blsp_emo.training.trainer",
+    "TrainingDivergedError": "blsp_emo.training.trainer",
+    "train": "blsp_emo.training.trainer",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'blsp_emo.training' has no attribute {name!r}")

@@ -1,0 +1,187 @@
+"""Training checkpoints: everything a run needs to continue exactly, written atomically, no pickle.
+
+Layout of ``<output_dir>/checkpoints/checkpoint-<step>/``:
+
+- ``model/``: the trained parts (``BlspEmoModel.save_pretrained``: safetensors + config.json); loadable
+  on its own with ``load_model(folder)``.
+- ``optimizer.safetensors``: AdamW moments per parameter; its param groups as JSON metadata.
+- ``scheduler.json``: the learning-rate scheduler's state.
+- ``rng_state_<rank>.safetensors``: torch (CPU and CUDA), numpy and Python RNG states of each rank.
+- ``trainer_state.json``: step, epoch, micro-batches done in the epoch, samples seen, elapsed time.
+
+A checkpoint is written into a hidden temporary folder and renamed into place once every rank has
+finished, so a crash mid-write never leaves a half checkpoint that ``--resume`` would pick up. Only the
+newest ``keep_last`` complete checkpoints are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+CHECKPOINT_PREFIX = "checkpoint-"
+
+
+@dataclass
+class TrainerState:
+    """Where a run stands (saved in every checkpoint)."""
+
+    global_step: int = 0  # optimizer steps done
+    epoch: int = 0  # current epoch (0-based)
+    micro_batches_in_epoch: int = 0  # micro-batches of the current epoch already trained (per rank)
+    samples_seen: int = 0  # training rows consumed, all ranks together
+    elapsed_seconds: float = 0.0  # wall time spent training before this checkpoint
+    total_steps: int = 0  # planned optimizer steps of the whole run
+
+
+def checkpoint_dirs(root: Path) -> list[Path]:
+    """Complete checkpoints under ``root``, oldest first."""
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX)]
+    found = [p for p in found if (p / "trainer_state.json").is_file()]
+    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]))
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    """The newest complete checkpoint under ``root``, or None."""
+    found = checkpoint_dirs(root)
+    return found[-1] if found else None
+
+
+def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict] = {}
+    for index, values in state["state"].items():
+        for name, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{index}.{name}"] = value.detach().contiguous().cpu()
+            else:
+                scalars.setdefault(str(index), {})[name] = value
+    groups = [
+        {k: list(v) if isinstance(v, tuple) else v for k, v in g.items()} for g in state["param_groups"]
+    ]
+    return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+def save_optimizer(optimizer: torch.optim.Optimizer, path: Path) -> None:
+    """Write an optimizer's state dict as safetensors (tensors) + JSON metadata (groups, scalars)."""
+    from safetensors.torch import save_file
+
+    tensors, meta = _flatten_optimizer(optimizer.state_dict())
+    if not tensors:  # safetensors refuses an empty file; keep one marker tensor
+        tensors["__empty__"] = torch.zeros(1)
+    save_file(tensors, str(path), metadata={"meta": json.dumps(meta)})
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, path: Path) -> None:
+    """Restore an optimizer written by :func:`save_optimizer` (tensors moved to the params' devices)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        meta = json.loads(handle.metadata()["meta"])
+        tensors = {k: handle.get_tensor(k) for k in handle.keys() if k != "__empty__"}
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    for index, values in meta["scalars"].items():
+        state.setdefault(int(index), {}).update(values)
+    groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in meta["param_groups"]]
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def save_rng_state(path: Path) -> None:
+    """Write this process's torch / CUDA / numpy / Python RNG states."""
+    from safetensors.torch import save_file
+
+    np_state = np.random.get_state()
+    tensors = {"torch": torch.get_rng_state(), "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64))}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda.{i}"] = s
+    py_version, py_state, py_gauss = random.getstate()
+    meta = {
+        "python": [py_version, list(py_state), py_gauss],
+        "numpy": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])],
+    }
+    save_file(tensors, str(path), metadata={"meta": json.dumps(meta)})
+
+
+def load_rng_state(path: Path) -> None:
+    """Restore RNG states written by :func:`save_rng_state`."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        meta = json.loads(handle.metadata()["meta"])
+        tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+    torch.set_rng_state(tensors["torch"])
+    cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("cuda."))]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    version, state, gauss = meta["python"]
+    random.setstate((version, tuple(state), gauss))
+    name, pos, has_gauss, cached = meta["numpy"]
+    np.random.set_state((name, tensors["numpy_keys"].numpy().astype(np.uint32), pos, has_gauss, cached))
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write JSON atomically (temp file + rename)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def temporary_dir(root: Path, step: int) -> Path:
+    """The hidden folder a checkpoint is written into before it is renamed into place."""
+    return root / f".{CHECKPOINT_PREFIX}{step}.tmp"
+
+
+def save_main_parts(folder: Path, model, optimizer, scheduler, state: TrainerState) -> None:
+    """Rank 0's part of a checkpoint: trained weights, optimizer, scheduler and trainer state."""
+    model.save_pretrained(folder / "model")
+    if optimizer is not None:
+        save_optimizer(optimizer, folder / "optimizer.safetensors")
+    if scheduler is not None:
+        write_json(folder / "scheduler.json", scheduler.state_dict())
+    write_json(folder / "trainer_state.json", asdict(state))
+
+
+def finalize(tmp: Path, root: Path, step: int, keep_last: int) -> Path:
+    """Rename a fully written checkpoint into place and delete the oldest beyond ``keep_last``."""
+    final = root / f"{CHECKPOINT_PREFIX}{step}"
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in checkpoint_dirs(root)[:-keep_last]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_trainer_state(folder: Path) -> TrainerState:
+    """Read ``trainer_state.json`` of a checkpoint."""
+    return TrainerState(**json.loads((folder / "trainer_state.json").read_text()))
+
+
+def load_trained_weights(model, folder: Path) -> None:
+    """Load a checkpoint's trained parts into an already built model (strict on the trained parts)."""
+    from safetensors.torch import load_file
+
+    from blsp_emo.model.modeling import WEIGHTS_NAME
+
+    state = load_file(str(folder / "model" / WEIGHTS_NAME))
+    expected = set(model.trainable_state_dict())
+    missing = sorted(expected - set(state))
+    unexpected = sorted(set(state) - expected)
+    if missing or unexpected:
+        raise ValueError(
+            f"{folder}: checkpoint weights do not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    model.load_state_dict(state, strict=False)

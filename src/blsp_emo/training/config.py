@@ -1,0 +1,234 @@
+"""Typed training configuration: dataclasses per concern, read from YAML with ``key=value`` overrides.
+
+A config file has one top-level ``stage`` and four sections (``model``, ``data``, ``optim``, ``run``).
+Overrides on the command line use dotted keys (``optim.lr=3e-4``, ``run.output_dir=runs/x``); values are
+parsed as YAML scalars, so ``true``, ``1e-4`` and ``[a, b]`` work as expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from blsp_emo.errors import UserError
+
+STAGES = ("semantic", "emotion")
+
+
+@dataclass
+class ModelSection:
+    """Which model to start from and which parts are trained."""
+
+    init_from: str = (
+        "tiny"  # preset (tiny, paper), "random-tiny", or a checkpoint folder (stage 2: stage 1's)
+    )
+    pad_to_30s: bool = False  # paper path: pad every window to 30 s before encoding (slow; for comparison)
+    train_encoder: bool = (
+        False  # stage 2: also train the Whisper encoder, as the paper does (disables the cache)
+    )
+    lora_r: int = 16  # stage 2: partial-LoRA rank (0 = no LoRA)
+    lora_alpha: float = 16.0  # stage 2: LoRA scaling numerator (scale = alpha / r)
+    lora_dropout: float = 0.05  # stage 2: dropout on the LoRA branch input
+    lora_targets: Any = "auto"  # stage 2: module names to wrap, or "auto" for the architecture's list
+    gradient_checkpointing: bool = False  # recompute LLM activations in the backward pass to save memory
+    emotion_loss_weight: float = 1.0  # stage 2: weight of the emotion-head cross-entropy
+
+
+@dataclass
+class DataSection:
+    """Training rows, prompts and batching."""
+
+    train: str = (
+        ""  # target JSONL written by `blsp-emo data targets` (audio, text, target, truncated, emotion)
+    )
+    system_prompt: str = ""  # preset name or text; "" = the stage's default (default / empathetic)
+    instruction: str = ""  # preset name or text before the speech; "" = the stage's default
+    batching: str = (
+        "duration"  # "duration": batches of about batch_seconds of audio; "count": batch_size rows
+    )
+    batch_seconds: float = 60.0  # duration batching: seconds of audio per micro-batch per device
+    batch_size: int = 8  # count batching: rows per micro-batch per device; duration batching: the most rows
+    min_seconds: float = 1.0  # drop shorter utterances (SPEC.md §3)
+    max_seconds: float = 30.0  # drop longer utterances (SPEC.md §3)
+    max_rows: int = 0  # use only the first N rows (0 = all); for smoke tests
+    cache_encoder: bool = True  # cache encoder outputs on disk while the encoder is frozen (fast path)
+    cache_dir: str = ""  # encoder cache folder; "" = <output_dir>/encoder-cache
+    shuffle: bool = True  # shuffle batches each epoch (deterministic from run.seed and the epoch)
+
+
+@dataclass
+class OptimSection:
+    """AdamW with linear warm-up and linear decay to zero (SPEC.md §4)."""
+
+    lr: float = 1e-4  # peak learning rate
+    weight_decay: float = 0.05  # AdamW weight decay (not applied to biases and norms)
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW betas
+    eps: float = 1e-8  # AdamW epsilon
+    warmup_steps: int = 1000  # optimizer steps of linear warm-up from 0 to lr
+    epochs: float = 1.0  # passes over the data (a fraction stops part-way)
+    max_steps: int = 0  # optimizer steps in all; 0 = from epochs; the schedule decays to zero at the end
+    grad_accum: int = 1  # micro-batches per optimizer step (effective batch = batch x grad_accum x devices)
+    max_grad_norm: float = 1.0  # gradient clipping (global L2 norm); 0 = off
+
+
+@dataclass
+class RunSection:
+    """Where outputs go, precision, checkpoints and logging."""
+
+    output_dir: str = "runs/train"  # checkpoints, logs, curve and the final model (in <output_dir>/final)
+    seed: int = 0  # seeds shuffling, dropout and LoRA initialisation
+    mixed_precision: str = "no"  # "no", "bf16" or "fp16" (accelerate); the paper trains in bf16
+    save_steps: int = 500  # write a checkpoint every N optimizer steps (0 = only at the end)
+    keep_last: int = 2  # checkpoints kept on disk (older ones are deleted after a new one is complete)
+    log_steps: int = 10  # log loss, learning rate and samples/s every N optimizer steps
+    stop_after_steps: int = (
+        0  # stop (as if interrupted) after N steps of this run, schedule unchanged; 0 = off
+    )
+    progress: bool = True  # show a progress bar on the main process
+    plot: bool = True  # write training_curve.png at the end
+
+
+@dataclass
+class TrainConfig:
+    """A complete training recipe (one stage)."""
+
+    stage: str = "semantic"  # "semantic" (stage 1, KL to the transcript teacher) or "emotion" (stage 2)
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    run: RunSection = field(default_factory=RunSection)
+
+    def validate(self) -> TrainConfig:
+        """Check value ranges; raises :class:`UserError` naming the field."""
+        checks = [
+            (self.stage in STAGES, f"stage must be one of {', '.join(STAGES)}, got {self.stage!r}"),
+            (self.data.batching in ("duration", "count"), "data.batching must be 'duration' or 'count'"),
+            (self.data.batch_size >= 1, "data.batch_size must be >= 1"),
+            (self.data.batch_seconds > 0, "data.batch_seconds must be > 0"),
+            (self.optim.lr > 0, "optim.lr must be > 0"),
+            (self.optim.grad_accum >= 1, "optim.grad_accum must be >= 1"),
+            (
+                self.optim.epochs > 0 or self.optim.max_steps > 0,
+                "optim.epochs or optim.max_steps must be > 0",
+            ),
+            (
+                self.run.mixed_precision in ("no", "bf16", "fp16"),
+                "run.mixed_precision must be no, bf16 or fp16",
+            ),
+            (self.run.keep_last >= 1, "run.keep_last must be >= 1"),
+            (self.run.log_steps >= 1, "run.log_steps must be >= 1"),
+            (bool(self.data.train), "data.train: no training file given (set data.train=PATH)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(message)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (for YAML/JSON)."""
+        return dataclasses.asdict(self)
+
+    @property
+    def encoder_frozen(self) -> bool:
+        """True when no encoder weight is trained (stage 1 always; stage 2 unless train_encoder)."""
+        return self.stage == "semantic" or not self.model.train_encoder
+
+    @property
+    def uses_cache(self) -> bool:
+        """True when encoder outputs are read from the cache instead of recomputed every step."""
+        return self.data.cache_encoder and self.encoder_frozen
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Convert a YAML value to a field's declared type (ints to floats, lists to tuples)."""
+    name = getattr(hint, "__name__", str(hint))
+    try:
+        if hint is float and isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            return float(value)  # PyYAML reads 1e-4 (no dot) as a string
+        if hint is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if hint is bool and isinstance(value, bool):
+            return value
+        if hint is str and value is not None and not isinstance(value, (dict, list)):
+            return str(value)
+        if "tuple" in str(hint) and isinstance(value, (list, tuple)):
+            return tuple(float(v) for v in value)
+        if hint is Any:
+            return value
+    except (TypeError, ValueError):
+        pass
+    raise UserError(f"config field {key}: expected {name}, got {value!r}")
+
+
+def _fill(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise UserError(f"config section {prefix.rstrip('.') or '<root>'}: expected a mapping, got {data!r}")
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise UserError(f"unknown config field {prefix}{unknown[0]} (known: {', '.join(sorted(names))})")
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _fill(hint, value or {}, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(value, hint, prefix + name)
+    return cls(**kwargs)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b=value`` strings to a nested dict (values parsed as YAML scalars)."""
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"override {item!r}: expected key=value (e.g. optim.lr=1e-4)")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = data
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"override {item!r}: {part} is not a section")
+        value = yaml.safe_load(raw) if raw.strip() else ""
+        if isinstance(value, str) and _looks_numeric(value):
+            value = float(value)  # PyYAML reads "1e-4" (no dot) as a string
+        node[parts[-1]] = value
+    return data
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML recipe (or start from defaults when ``path`` is None) and apply overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"{path}: no such config file")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        for key in ("model", "data", "optim", "run"):  # relative data paths are relative to the caller
+            data.setdefault(key, {})
+    data = apply_overrides(data, list(overrides or []))
+    config = _fill(TrainConfig, data, "")
+    return config.validate()
+
+
+def dump_config(config: TrainConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML (the run's record of what it trained with)."""
+    data = config.to_dict()
+    data["optim"]["betas"] = list(data["optim"]["betas"])
+    Path(path).write_text(yaml.safe_dump(data, sort_keys=False))

@@ -1,0 +1,450 @@
+"""The training loop of both stages, on accelerate: one process, DDP under torchrun, DeepSpeed or FSDP.
+
+Reads top to bottom: build the model for the stage -> read rows -> (fill the encoder cache) -> optimizer
+and schedule -> ``accelerator.prepare`` -> (resume) -> loop of micro-batches with gradient accumulation,
+logging and checkpoints -> final model, curve and summary. See ``blsp_emo.training.checkpoint`` for what
+a checkpoint holds and ``blsp_emo.training.config`` for every option.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from blsp_emo.errors import UserError
+from blsp_emo.training import checkpoint as ckpt
+from blsp_emo.training.config import TrainConfig, dump_config
+from blsp_emo.training.data import TargetDataset, TrainingCollator, read_training_rows
+from blsp_emo.training.tracking import TrainingLog, plot_training_curve
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDivergedError(UserError):
+    """The loss became NaN or infinite; the run stopped and kept its last good checkpoint."""
+
+
+@dataclass
+class TrainResult:
+    """What a run produced."""
+
+    final_dir: Path | None  # the trained model (None when the run stopped early via stop_after_steps)
+    checkpoint: Path | None  # the newest checkpoint
+    global_step: int
+    samples_per_second: float  # training throughput of this invocation (all ranks together)
+    losses: list[float] = field(default_factory=list)  # logged mean losses, in order
+    is_main: bool = True  # this process is the main one (prints, writes logs)
+
+
+def load_start(init_from: str):
+    """Load the model a run starts from: a preset, ``random-tiny``, or a checkpoint folder.
+
+    A checkpoint of the random test model (its config names ``random-tiny`` base models, which
+    ``load_model`` cannot rebuild from a folder) is rebuilt from the same seed and gets its trained parts.
+    """
+    import json
+
+    from safetensors.torch import load_file
+
+    from blsp_emo.model import load_model
+    from blsp_emo.model.modeling import WEIGHTS_NAME
+
+    folder = Path(init_from).expanduser()
+    config_file = folder / "config.json"
+    if config_file.is_file() and json.loads(config_file.read_text()).get("whisper_name") == "random-tiny":
+        saved = json.loads(config_file.read_text())
+        model, processor = load_model("random-tiny", device="cpu", dtype=torch.float32)
+        if saved.get("lora_r", 0) > 0:
+            model.enable_lora(
+                saved["lora_r"], saved["lora_alpha"], saved["lora_dropout"], saved["lora_targets"]
+            )
+        model.config.encoder_trained = saved.get("encoder_trained", False)
+        model.load_state_dict(load_file(str(folder / WEIGHTS_NAME)), strict=False)
+        return model, processor
+    return load_model(init_from, device="cpu", dtype=torch.float32)
+
+
+def build_model(config: TrainConfig):
+    """Load the starting model and set what the stage trains (SPEC.md §4). Returns (model, processor)."""
+    m = config.model
+    model, processor = load_start(m.init_from)
+    model.config.pad_to_30s = processor.pad_to_30s = m.pad_to_30s
+    if config.stage == "semantic":
+        model.set_trainable(adapter=True)
+    else:
+        if m.lora_r > 0 and model.lora_mask is None:
+            model.enable_lora(m.lora_r, m.lora_alpha, m.lora_dropout, m.lora_targets)
+        model.config.emotion_loss_weight = m.emotion_loss_weight
+        model.set_trainable(adapter=True, lora=m.lora_r > 0, emotion_head=True, encoder=m.train_encoder)
+    if m.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    model.train()
+    if config.encoder_frozen:
+        model.encoder.eval()
+    return model, processor
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: decay on weight matrices, none on biases and norm parameters."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+class Trainer:
+    """One training run of one stage, configured by a :class:`TrainConfig`."""
+
+    def __init__(self, config: TrainConfig):
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedDataParallelKwargs, set_seed
+
+        self.config = config
+        self.out = Path(config.run.output_dir)
+        ddp = DistributedDataParallelKwargs(find_unused_parameters=config.stage == "emotion")
+        self.accelerator = Accelerator(
+            mixed_precision=config.run.mixed_precision,
+            gradient_accumulation_steps=config.optim.grad_accum,
+            kwargs_handlers=[ddp],
+            cpu=not torch.cuda.is_available(),  # accelerate only goes multi-process on CPU (gloo) when told
+        )
+        set_seed(config.run.seed)
+        self.main = self.accelerator.is_main_process
+        self.model, self.processor = build_model(config)
+        self.dataset = TargetDataset(
+            read_training_rows(
+                config.data.train, config.data.min_seconds, config.data.max_seconds, config.data.max_rows
+            )
+        )
+        self.cache = self._fill_cache() if config.uses_cache else None
+        self.sampler, self.loader = self._make_loader()
+        self.steps_per_epoch = self.sampler.batches_per_epoch() // config.optim.grad_accum
+        if self.steps_per_epoch == 0:
+            raise UserError(
+                f"{config.data.train}: {len(self.dataset)} rows make no full optimizer step "
+                f"(batch x grad_accum {config.optim.grad_accum} x {self.accelerator.num_processes} processes)"
+            )
+        o = config.optim
+        self.total_steps = o.max_steps or max(1, math.ceil(o.epochs * self.steps_per_epoch))
+        self._build_optimizer()
+
+    # ---- set-up ------------------------------------------------------------------------------------
+
+    def _fill_cache(self):
+        """Encode every utterance once (this rank's share) and store the states; the encoder is frozen."""
+        from tqdm.auto import tqdm
+
+        from blsp_emo.training.cache import EncoderStateCache, encoder_fingerprint
+
+        cfg, acc = self.config, self.accelerator
+        folder = Path(cfg.data.cache_dir or self.out / "encoder-cache")
+        prefix = encoder_fingerprint(self.model.encoder, self.model.config.whisper_name, cfg.model.pad_to_30s)
+        cache = EncoderStateCache(folder, prefix)
+        self.model.encoder.to(acc.device)
+        mine = [i for i in range(len(self.dataset)) if i % acc.num_processes == acc.process_index]
+        mine.sort(key=lambda i: self.dataset.rows[i].duration)  # similar lengths encode together
+        todo = [i for i in mine if not cache.contains(self.dataset[i]["audio"])]
+        bar = tqdm(
+            total=len(todo), desc="encoder cache", disable=not (self.main and cfg.run.progress and todo)
+        )
+        for start in range(0, len(todo), 8):
+            audios = [self.dataset[i]["audio"] for i in todo[start : start + 8]]
+            feats = self.processor.audio_features(audios)
+            with torch.no_grad():
+                states, lengths = self.model.encode_speech(**{k: v.to(acc.device) for k, v in feats.items()})
+            for audio, s, n in zip(audios, states, lengths):
+                cache.put(audio, s[: int(n)].float().cpu())
+            bar.update(len(audios))
+        bar.close()
+        self.model.encoder.to("cpu")
+        acc.wait_for_everyone()
+        return cache
+
+    def _make_loader(self):
+        from blsp_emo.training.sampler import TrainBatchSampler
+
+        d, acc = self.config.data, self.accelerator
+        sampler = TrainBatchSampler(
+            self.dataset.durations,
+            mode=d.batching,
+            batch_seconds=d.batch_seconds,
+            batch_size=d.batch_size,
+            num_replicas=acc.num_processes,
+            rank=acc.process_index,
+            seed=self.config.run.seed,
+            shuffle=d.shuffle,
+            multiple_of=self.config.optim.grad_accum,
+        )
+        collator = TrainingCollator(
+            self.processor, self.config.stage, d.system_prompt, d.instruction, self.cache
+        )
+        # A private generator: creating an iterator must not draw from the global RNG (exact resume).
+        loader = DataLoader(
+            self.dataset,
+            batch_sampler=sampler,
+            collate_fn=collator,
+            generator=torch.Generator().manual_seed(0),
+        )
+        return sampler, loader
+
+    def _build_optimizer(self) -> None:
+        from transformers import get_linear_schedule_with_warmup
+
+        o = self.config.optim
+        optimizer = torch.optim.AdamW(
+            param_groups(self.model, o.weight_decay), lr=o.lr, betas=tuple(o.betas), eps=o.eps
+        )
+        self.model, self.optimizer = self.accelerator.prepare(self.model, optimizer)
+        # Not prepared: accelerate would step it once per process; this schedule counts optimizer steps.
+        self.scheduler = get_linear_schedule_with_warmup(
+            self.optimizer, min(o.warmup_steps, self.total_steps), self.total_steps
+        )
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+
+    @property
+    def unwrapped(self):
+        """The model without DDP/DeepSpeed wrapping."""
+        return self.accelerator.unwrap_model(self.model)
+
+    @property
+    def checkpoint_root(self) -> Path:
+        """Folder holding ``checkpoint-<step>`` folders."""
+        return self.out / "checkpoints"
+
+    @property
+    def _sharded(self) -> bool:
+        from accelerate.utils import DistributedType
+
+        return self.accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
+
+    # ---- checkpoints -------------------------------------------------------------------------------
+
+    def save_checkpoint(self, state: ckpt.TrainerState) -> Path:
+        """Write a complete checkpoint atomically; keep the newest ``run.keep_last``."""
+        acc, root = self.accelerator, self.checkpoint_root
+        tmp = ckpt.temporary_dir(root, state.global_step)
+        if self.main:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        acc.wait_for_everyone()
+        if self._sharded:  # sharded optimizer state: accelerate's own format, written by every rank
+            acc.save_state(str(tmp / "accelerate"))
+        if self.main:
+            optimizer = None if self._sharded else self.optimizer
+            ckpt.save_main_parts(tmp, self.unwrapped, optimizer, self.scheduler, state)
+        ckpt.save_rng_state(tmp / f"rng_state_{acc.process_index}.safetensors")
+        acc.wait_for_everyone()
+        final = root / f"{ckpt.CHECKPOINT_PREFIX}{state.global_step}"
+        if self.main:
+            final = ckpt.finalize(tmp, root, state.global_step, self.config.run.keep_last)
+        acc.wait_for_everyone()
+        return final
+
+    def load_checkpoint(self, folder: Path) -> ckpt.TrainerState:
+        """Restore weights, optimizer, schedule, RNG and position from a checkpoint."""
+        state = ckpt.load_trainer_state(folder)
+        if state.total_steps != self.total_steps:
+            raise UserError(
+                f"{folder}: planned {state.total_steps} steps but this config gives {self.total_steps} "
+                "(data, batching, grad_accum or process count changed); start a new output_dir instead"
+            )
+        if self._sharded:
+            self.accelerator.load_state(str(folder / "accelerate"))
+        else:
+            ckpt.load_trained_weights(self.unwrapped, folder)
+            ckpt.load_optimizer(self.optimizer, folder / "optimizer.safetensors")
+        import json
+
+        self.scheduler.load_state_dict(json.loads((folder / "scheduler.json").read_text()))
+        rng = folder / f"rng_state_{self.accelerator.process_index}.safetensors"
+        if rng.is_file():
+            ckpt.load_rng_state(rng)
+        return state
+
+    # ---- the loop ----------------------------------------------------------------------------------
+
+    def _micro_step(self, batch: dict, window: dict, state: ckpt.TrainerState) -> None:
+        """Forward, finite-loss check (all ranks agree), backward, and the optimizer step when due."""
+        acc = self.accelerator
+        num = batch.pop("num_samples")
+        batch = {k: v.to(acc.device) for k, v in batch.items()}
+        with acc.accumulate(self.model):
+            out = self.model(**batch)
+            zero = out.loss.detach() * 0
+            parts = [out.loss.detach()] + [
+                (p.detach() if p is not None else zero) for p in (out.kl_loss, out.lm_loss, out.emotion_loss)
+            ]
+            flags = torch.tensor([1.0, float(out.emotion_loss is not None), float(num)], device=acc.device)
+            stats = acc.reduce(torch.cat([torch.stack(parts).float(), flags]), reduction="sum")
+            if not torch.isfinite(stats[:4]).all():
+                self._diverged(stats[0] / stats[4], state)
+            acc.backward(out.loss)
+            if acc.sync_gradients and self.config.optim.max_grad_norm > 0:
+                norm = acc.clip_grad_norm_(self.trainable, self.config.optim.max_grad_norm)
+                window["grad_norm"] = float(norm) if norm is not None else float("nan")
+            self.optimizer.step()
+            if acc.sync_gradients:
+                self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        n_proc = stats[4]
+        window["loss"] = window.get("loss", 0.0) + float(stats[0] / n_proc)
+        window["kl_loss"] = window.get("kl_loss", 0.0) + float(stats[1] / n_proc)
+        window["lm_loss"] = window.get("lm_loss", 0.0) + float(stats[2] / n_proc)
+        if stats[5] > 0:
+            window["emotion_loss"] = window.get("emotion_loss", 0.0) + float(stats[3] / stats[5])
+            window["emotion_n"] = window.get("emotion_n", 0) + 1
+        window["micro"] = window.get("micro", 0) + 1
+        window["samples"] = window.get("samples", 0) + int(stats[6])
+
+    def _diverged(self, value: torch.Tensor, state: ckpt.TrainerState) -> None:
+        last = ckpt.latest_checkpoint(self.checkpoint_root)
+        where = f"last good checkpoint kept: {last}" if last else "no checkpoint was written yet"
+        raise TrainingDivergedError(
+            f"loss is {float(value)} at step {state.global_step + 1} (epoch {state.epoch}); training stopped, "
+            f"{where}. Lower optim.lr or check the data, then rerun with --resume"
+        )
+
+    def _log_record(self, window: dict, state: ckpt.TrainerState, seconds: float) -> dict:
+        micro = max(window.get("micro", 1), 1)
+        record = {"step": state.global_step, "epoch": state.epoch, "loss": window["loss"] / micro}
+        if self.config.stage == "semantic":
+            record["kl_loss"] = window["kl_loss"] / micro
+        else:
+            record["lm_loss"] = window["lm_loss"] / micro
+            if window.get("emotion_n"):
+                record["emotion_loss"] = window["emotion_loss"] / window["emotion_n"]
+        record["lr"] = self.scheduler.get_last_lr()[0]
+        record["grad_norm"] = window.get("grad_norm", float("nan"))
+        record["samples_per_s"] = window["samples"] / max(seconds, 1e-9)
+        record["samples_seen"] = state.samples_seen
+        record["elapsed_s"] = round(state.elapsed_seconds, 2)
+        return record
+
+    def _resume_or_start(self, resume: bool) -> tuple[ckpt.TrainerState, Path | None]:
+        state = ckpt.TrainerState(total_steps=self.total_steps)
+        latest = ckpt.latest_checkpoint(self.checkpoint_root) if resume else None
+        if resume and latest is None:
+            log.warning("--resume: no checkpoint under %s; starting from the beginning", self.checkpoint_root)
+        if latest is not None:
+            state = self.load_checkpoint(latest)
+            log.info("resumed from %s (step %d of %d)", latest, state.global_step, self.total_steps)
+        elif self.main and self.checkpoint_root.exists():
+            shutil.rmtree(self.checkpoint_root)  # a fresh run must never resume from an older run's files
+        return state, latest
+
+    def fit(self, resume: bool = False) -> TrainResult:
+        """Train to the end of the schedule (or ``run.stop_after_steps``); returns what was produced."""
+        from tqdm.auto import tqdm
+
+        cfg, acc = self.config, self.accelerator
+        state, last_saved = self._resume_or_start(resume)
+        tracker = None
+        if self.main:
+            tracker = TrainingLog(self.out / "logs", resume_step=state.global_step if last_saved else None)
+            dump_config(cfg, self.out / "config.yaml")
+        acc.wait_for_everyone()
+        stop_at = state.global_step + cfg.run.stop_after_steps if cfg.run.stop_after_steps else None
+        bar = tqdm(
+            total=self.total_steps,
+            initial=state.global_step,
+            desc=f"train {cfg.stage}",
+            disable=not (self.main and cfg.run.progress),
+            dynamic_ncols=True,
+        )
+        losses: list[float] = []
+        run_start, run_samples, base_elapsed = time.perf_counter(), 0, state.elapsed_seconds
+        window: dict = {}
+        window_start = time.perf_counter()
+        done = state.global_step >= self.total_steps
+        try:
+            while not done:
+                self.sampler.set_epoch(state.epoch, skip=state.micro_batches_in_epoch)
+                for batch in self.loader:
+                    self._micro_step(batch, window, state)
+                    state.micro_batches_in_epoch += 1
+                    if not acc.sync_gradients:
+                        continue
+                    state.global_step += 1
+                    state.samples_seen += window["samples"] - window.get("counted", 0)
+                    run_samples += window["samples"] - window.get("counted", 0)
+                    window["counted"] = window["samples"]
+                    state.elapsed_seconds = base_elapsed + time.perf_counter() - run_start
+                    bar.update(1)
+                    if state.global_step % cfg.run.log_steps == 0 or state.global_step == self.total_steps:
+                        record = self._log_record(window, state, time.perf_counter() - window_start)
+                        losses.append(record["loss"])
+                        bar.set_postfix(
+                            loss=f"{record['loss']:.4f}", samples_s=f"{record['samples_per_s']:.2f}"
+                        )
+                        if tracker is not None:
+                            tracker.write(record)
+                        window, window_start = {}, time.perf_counter()
+                    finished = state.global_step >= self.total_steps
+                    stopping = stop_at is not None and state.global_step >= stop_at
+                    if (
+                        finished
+                        or stopping
+                        or (cfg.run.save_steps and state.global_step % cfg.run.save_steps == 0)
+                    ):
+                        last_saved = self.save_checkpoint(state)
+                    if finished or stopping:
+                        done = True
+                        break
+                if not done:
+                    state.epoch, state.micro_batches_in_epoch = state.epoch + 1, 0
+        finally:
+            bar.close()
+            if tracker is not None:
+                tracker.close()
+        rate = run_samples / max(time.perf_counter() - run_start, 1e-9)
+        return self._finish(state, last_saved, losses, rate)
+
+    def _finish(
+        self, state: ckpt.TrainerState, last_saved: Path | None, losses: list[float], rate: float
+    ) -> TrainResult:
+        """Write the final model, the curve and a summary when the schedule is complete."""
+        final_dir = None
+        if state.global_step >= self.total_steps:
+            final_dir = self.out / "final"
+            if self.main:
+                tmp = self.out / ".final.tmp"
+                shutil.rmtree(tmp, ignore_errors=True)
+                self.unwrapped.save_pretrained(tmp)
+                shutil.rmtree(final_dir, ignore_errors=True)
+                tmp.rename(final_dir)
+        if self.main:
+            if self.config.run.plot:
+                plot_training_curve(
+                    self.out / "logs" / "train.jsonl",
+                    self.out / "training_curve.png",
+                    f"stage {self.config.stage} ({Path(self.config.data.train).name})",
+                )
+            ckpt.write_json(
+                self.out / "summary.json",
+                {
+                    "stage": self.config.stage,
+                    "global_step": state.global_step,
+                    "total_steps": self.total_steps,
+                    "samples_seen": state.samples_seen,
+                    "train_seconds": round(state.elapsed_seconds, 2),
+                    "samples_per_s_this_run": round(rate, 3),
+                    "final_dir": str(final_dir) if final_dir else None,
+                    "checkpoint": str(last_saved) if last_saved else None,
+                    "processes": self.accelerator.num_processes,
+                },
+            )
+        self.accelerator.wait_for_everyone()
+        return TrainResult(final_dir, last_saved, state.global_step, rate, losses, self.main)
+
+
+def train(config: TrainConfig, resume: bool = False) -> TrainResult:
+    """Run one training stage as configured (see ``configs/*.yaml``)."""
+    return Trainer(config).fit(resume=resume)
