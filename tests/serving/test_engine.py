@@ -1,0 +1,80 @@
+"""The serving core on the tiny random model: batching, isolation, timeouts, cancellation, shutdown."""
+
+from __future__ import annotations
+
+import pytest
+
+from blsp_emo.audio import load_audio
+from blsp_emo.errors import UserError
+from blsp_emo.serving.engine import EngineClosed, EngineTimeout, ServingEngine
+from blsp_emo.serving.protocol import GenerationParams
+
+GREEDY = GenerationParams(max_new_tokens=6)
+
+
+@pytest.fixture()
+def engine(random_engine):
+    """A fresh engine on the shared model session, waiting 100 ms for batch-mates."""
+    engine = ServingEngine(random_engine.chat, max_batch_size=8, batch_wait_s=0.1)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def conversations(speech_files) -> list[list[dict]]:
+    return [
+        [{"role": "user", "content": [{"type": "audio", "audio": load_audio(path)}]}]
+        for path in speech_files[:6]
+    ]
+
+
+def test_concurrent_requests_share_batches_by_settings(engine, conversations) -> None:
+    futures = [engine.submit(c, GREEDY) for c in conversations[:4]]
+    futures.append(engine.submit(conversations[4], GenerationParams(max_new_tokens=3)))
+    results = [f.result(timeout=60) for f in futures]
+    assert engine.stats["batches"] == 2 and engine.stats["largest_batch"] == 4
+    assert results[4].completion_tokens <= 3
+    solo = [engine.generate(c, GREEDY) for c in conversations[:4]]
+    assert [r.text for r in results[:4]] == [r.text for r in solo]
+
+
+def test_a_broken_conversation_does_not_fail_its_batch(engine, conversations) -> None:
+    broken = [{"role": "user", "content": [{"type": "audio"}]}]  # no samples
+    good = engine.submit(conversations[0], GREEDY)
+    bad = engine.submit(broken, GREEDY)
+    assert good.result(timeout=60).text == engine.generate(conversations[0], GREEDY).text
+    with pytest.raises(UserError):  # only this request fails
+        bad.result(timeout=60)
+
+
+def test_timeouts(engine, conversations) -> None:
+    with pytest.raises(EngineTimeout):
+        engine.generate(conversations[0], GREEDY, timeout=0.0)
+    stream = engine.open_stream(conversations[0], GREEDY, timeout=0.0)
+    with pytest.raises(EngineTimeout):
+        list(stream)
+    assert engine.stats["timeouts"] == 2
+    assert engine.generate(conversations[0], GREEDY).completion_tokens > 0  # still serving
+
+
+def test_stream_gives_pieces_then_the_reply(engine, conversations) -> None:
+    events = list(engine.open_stream(conversations[1], GREEDY))
+    assert [e.kind for e in events][-1] == "done" and all(e.kind == "text" for e in events[:-1])
+    done = events[-1].value
+    assert "".join(e.value for e in events[:-1]).strip() == done.text
+    assert done.text == engine.generate(conversations[1], GREEDY).text and done.emotion is not None
+    cancelled = engine.open_stream(conversations[2], GREEDY)
+    cancelled.cancel()
+    assert engine.generate(conversations[2], GREEDY).text  # a cancelled stream does not block the queue
+
+
+def test_text_only_turn_has_no_emotion(engine, conversations) -> None:
+    follow = [*conversations[0], {"role": "assistant", "content": "ok"}, {"role": "user", "content": "and?"}]
+    assert engine.generate(follow, GREEDY).emotion is None
+
+
+def test_close_fails_queued_requests(random_engine, conversations) -> None:
+    engine = ServingEngine(random_engine.chat, batch_wait_s=0.0)
+    engine.close()
+    with pytest.raises(EngineClosed):
+        engine.submit(conversations[0], GREEDY)
