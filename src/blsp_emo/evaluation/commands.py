@@ -46,6 +46,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="answer length (default per task: ser 32, semantic 48, empathy 128, instructions 256)",
     )
     parser.add_argument(
+        "--teacher-max-new-tokens",
+        type=int,
+        help="length of the emotion-conditioned teacher texts (default: 48 for empathy as in stage 2, "
+        "128 for instructions)",
+    )
+    parser.add_argument(
         "--temperature", type=float, default=0.0, help="0 = greedy (default, as in the paper)"
     )
     parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling when temperature > 0")
@@ -144,6 +150,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UserError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be at least 1, got {args.limit}")
+    if args.teacher_max_new_tokens is not None and args.teacher_max_new_tokens < 1:
+        raise UserError(f"--teacher-max-new-tokens must be at least 1, got {args.teacher_max_new_tokens}")
     if args.ser_train is not None and not args.ser_train.is_file():
         raise UserError(f"{args.ser_train}: no such manifest file (--ser-train)")
 
@@ -167,6 +175,7 @@ def _context(args: argparse.Namespace, out_dir: Path, cache_dir: Path, data: dic
         embedder=args.embedder,
         judge=_judge(args),
         max_new_tokens_set=args.max_new_tokens is not None,
+        teacher_max_new_tokens=args.teacher_max_new_tokens,
     )
 
 

@@ -62,18 +62,19 @@ def write_result(result: TaskResult, out_dir: Path) -> None:
 def comparison_table(
     results: dict[str, dict[str, TaskResult]],
 ) -> tuple[list[str], dict[str, dict[str, float | None]]]:
-    """Columns ``task.metric`` (in first-seen order) and one row per system."""
-    columns: list[str] = []
+    """Columns ``task.metric`` (grouped by task, metrics in first-seen order) and one row per system."""
+    by_task: dict[str, list[str]] = {}
     table: dict[str, dict[str, float | None]] = {}
-    for system, by_task in results.items():
+    for system, task_results in results.items():
         row: dict[str, float | None] = {}
-        for task, result in by_task.items():
+        for task, result in task_results.items():
+            names = by_task.setdefault(task, [])
             for metric, value in result.headline.items():
-                column = f"{task}.{metric}"
-                if column not in columns:
-                    columns.append(column)
-                row[column] = value
+                if metric not in names:
+                    names.append(metric)
+                row[f"{task}.{metric}"] = value
         table[system] = row
+    columns = [f"{task}.{metric}" for task, names in by_task.items() for metric in names]
     return columns, table
 
 
@@ -82,7 +83,11 @@ def write_comparison(results: dict[str, dict[str, TaskResult]], out_dir: Path, d
     columns, table = comparison_table(results)
     # Drop columns with no value for any system (e.g. head accuracy when no system has a head).
     columns = [c for c in columns if any(table[s].get(c) is not None for s in table)]
-    dump_json(out_dir / "comparison.json", {"columns": columns, "systems": table, "data": data})
+    # "systems" keeps the command-line order (the JSON's keys are sorted).
+    dump_json(
+        out_dir / "comparison.json",
+        {"columns": columns, "systems": list(table), "values": table, "data": data},
+    )
     header = "| system | " + " | ".join(columns) + " |"
     lines = [
         "# Comparison",

@@ -176,14 +176,15 @@ class BlspEmoSystem(System):
         return conversations, [None] * len(batch)
 
     def predict_emotions(self, utterances: list[Utterance]) -> list[str | None] | None:
-        """The model's emotion head, when it has one."""
+        """The model's emotion head, when it has one (None otherwise)."""
+        if getattr(self.chat.model, "emotion_head", None) is None:
+            return None
         predictions: list[str | None] = []
         for start in range(0, len(utterances), 8):
             batch = utterances[start : start + 8]
-            result = self.chat.recognize_emotion([u.load() for u in batch])
-            if result is None:
-                return None
-            predictions.extend(emotion_from_prediction(p) for p in result)
+            predictions.extend(
+                emotion_from_prediction(p) for p in self.chat.recognize_emotion([u.load() for u in batch])
+            )
         return predictions
 
 
@@ -195,6 +196,7 @@ class CascadeSystem(System):
     asr_name: str = "tiny"
     classifier: Any = None  # ser_classifier.EmotionClassifier for cascade-asr-ser
     features: Any = None  # ser_classifier.WhisperFeatures for cascade-asr-ser
+    whisper: tuple[Any, Any] | None = None  # (model, processor) shared by ASR and the features
     _transcripts: dict[str, str] = field(default_factory=dict)
     _emotions: dict[str, str] = field(default_factory=dict)
 
@@ -204,12 +206,24 @@ class CascadeSystem(System):
             return [u.text for u in utterances]
         missing = [u for u in utterances if u.id not in self._transcripts]
         if missing:
-            from blsp_emo.assets import transcribe
+            from blsp_emo.assets import load_whisper, transcribe
 
+            if self.whisper is None:
+                self.whisper = load_whisper(self.asr_name)
+            model, processor = self.whisper
             bar = tqdm(total=len(missing), desc=f"{self.name} ASR", unit="utt")
             for start in range(0, len(missing), 8):
                 batch = missing[start : start + 8]
-                texts = transcribe([u.load() for u in batch], name=self.asr_name, language=batch[0].language)
+                groups: dict[str, list[Utterance]] = {}
+                for u in batch:  # one decoder prompt per language
+                    groups.setdefault(u.language, []).append(u)
+                texts_by_id: dict[str, str] = {}
+                for language, group in groups.items():
+                    heard = transcribe(
+                        [u.load() for u in group], language=language or None, model=model, processor=processor
+                    )
+                    texts_by_id.update({u.id: t for u, t in zip(group, heard)})
+                texts = [texts_by_id[u.id] for u in batch]
                 self._transcripts.update({u.id: t for u, t in zip(batch, texts)})
                 bar.update(len(batch))
             bar.close()
@@ -285,15 +299,17 @@ def load_system(
     if cascade_llm is None:
         return BlspEmoSystem(name=spec, chat=_speech_chat(spec), llm_name=spec, info={"kind": "blsp-emo"})
     info: dict[str, Any] = {"kind": kind}
-    classifier = features = None
+    classifier = features = whisper = None
     if kind != "cascade-text":
         info["asr"] = asr
     if kind == "cascade-asr-ser":
         if ser_train is None:
             raise UserError("cascade-asr-ser needs --ser-train MANIFEST (emotion-labelled training speech)")
+        from blsp_emo.assets import load_whisper
         from blsp_emo.evaluation.ser_classifier import WhisperFeatures, train_or_load
 
-        features = WhisperFeatures(asr)
+        whisper = load_whisper(asr)
+        features = WhisperFeatures(asr, *whisper)
         classifier = train_or_load(ser_train, features, cache=ser_cache, seed=seed)
         info["emotion_classifier"] = {k: v for k, v in classifier.info.items() if k != "train_audio"}
     return CascadeSystem(
@@ -305,4 +321,5 @@ def load_system(
         asr_name=asr,
         classifier=classifier,
         features=features,
+        whisper=whisper,
     )

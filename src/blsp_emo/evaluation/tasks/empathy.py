@@ -46,7 +46,9 @@ def teacher_texts(
     ``template`` has an ``{emotion}`` placeholder and is followed by the item's text.
     """
     settings = GenerationSettings(
-        max_new_tokens=max_new_tokens, seed=ctx.settings.seed, batch_size=ctx.settings.batch_size
+        max_new_tokens=ctx.teacher_max_new_tokens or max_new_tokens,
+        seed=ctx.settings.seed,
+        batch_size=ctx.settings.batch_size,
     )
     prompts = [template.format(emotion=e) + text for text in user_texts for e in EMOTIONS]
     answers = cached_text_answers(
@@ -59,6 +61,16 @@ def teacher_texts(
     )
     k = len(EMOTIONS)
     return [[a.text for a in answers[i * k : (i + 1) * k]] for i in range(len(user_texts))]
+
+
+def teacher_info(ctx: RunContext, template: str, max_new_tokens: int) -> dict:
+    """How the teacher texts were written (for results.json)."""
+    return {
+        "instruction": template,
+        "system_prompt": SYSTEM_PROMPTS["empathetic"],
+        "max_new_tokens": ctx.teacher_max_new_tokens or max_new_tokens,
+        "decoding": "greedy",
+    }
 
 
 def emotion_agreement(
@@ -182,6 +194,7 @@ def run_empathy(system: System, utterances: list[Utterance], ctx: RunContext) ->
     teachers = teacher_texts(system, [u.text for u in utterances], ctx)
     replies = [a.text for a in answers]
     metrics, headline, rows, plots, section = score_replies(system, utterances, replies, teachers, ctx)
+    metrics["teacher"] = teacher_info(ctx, EMOTION_TARGET_INSTRUCTION, TEACHER_MAX_NEW_TOKENS)
     write_jsonl(
         ctx.out_dir / "predictions.jsonl",
         [

@@ -18,7 +18,7 @@ from blsp_emo.evaluation.dataset import Utterance
 from blsp_emo.evaluation.spoken_instructions import INSTRUCTION_TEACHER_PROMPT
 from blsp_emo.evaluation.systems import Query, System
 from blsp_emo.evaluation.tasks.common import RunContext, TaskResult, generation_dict, write_jsonl
-from blsp_emo.evaluation.tasks.empathy import score_replies, teacher_texts
+from blsp_emo.evaluation.tasks.empathy import score_replies, teacher_info, teacher_texts
 from blsp_emo.evaluation.tasks.ser import recognize
 from blsp_emo.prompts import EMOTIONS, SYSTEM_PROMPTS
 
@@ -41,6 +41,7 @@ def run_instructions(system: System, utterances: list[Utterance], ctx: RunContex
     emp_metrics, emp_headline, emp_rows, emp_plots, emp_section = score_replies(
         system, utterances, replies, teachers, ctx
     )
+    emp_metrics["teacher"] = teacher_info(ctx, INSTRUCTION_TEACHER_PROMPT, TEACHER_MAX_NEW_TOKENS)
     write_jsonl(
         ctx.out_dir / "predictions.jsonl",
         [

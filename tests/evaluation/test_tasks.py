@@ -1,0 +1,218 @@
+"""Every task end to end through the CLI on the tiny random model (fast) and a synthetic set."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from blsp_emo.cli import main
+from blsp_emo.evaluation.systems import load_system
+
+FAST = ["--max-new-tokens", "8", "--teacher-max-new-tokens", "6", "--batch-size", "5"]
+
+
+def _results(folder: Path) -> dict:
+    return json.loads((folder / "results.json").read_text())
+
+
+def test_ser_is_deterministic_and_complete(emotion_manifest: Path, tmp_path: Path) -> None:
+    outs = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        assert (
+            main(
+                [
+                    "eval",
+                    "ser",
+                    "--model",
+                    "random-tiny",
+                    "--data",
+                    str(emotion_manifest),
+                    "-o",
+                    str(out),
+                    *FAST,
+                ]
+            )
+            == 0
+        )
+        outs.append(out)
+    a, b = outs
+    assert (a / "results.json").read_bytes() == (b / "results.json").read_bytes()
+    assert (a / "predictions.jsonl").read_bytes() == (b / "predictions.jsonl").read_bytes()
+    results = _results(a)
+    assert results["task"] == "ser" and results["data"]["n"] == 5
+    answer = results["metrics"]["answer"]
+    assert answer["n"] == 5 and sum(map(sum, answer["confusion"]["counts"])) == 5
+    assert 0.0 <= answer["accuracy"] <= 1.0 and answer["unparsed"] <= 5
+    # random-tiny has an emotion head: its accuracy is reported beside the answer's.
+    assert results["headline"]["head_accuracy"] is not None and "head" in results["metrics"]
+    for plot in ("confusion.png", "recall.png", "head_confusion.png"):
+        assert (a / plot).read_bytes().startswith(b"\x89PNG")
+    assert "Label rule" in (a / "report.md").read_text()
+
+
+def test_semantic_text_cascade_is_the_reference(emotion_manifest: Path, tmp_path: Path) -> None:
+    # cascade-text feeds the ground-truth transcript to the same LLM with the same prompt: identical replies.
+    out = tmp_path / "sem"
+    argv = [
+        "eval",
+        "semantic",
+        "--model",
+        "cascade-text@random-tiny",
+        "--data",
+        str(emotion_manifest),
+        "-o",
+        str(out),
+    ]
+    assert main([*argv, *FAST]) == 0
+    results = _results(out)
+    assert results["metrics"]["exact_match"] == 1.0
+    assert results["headline"]["cosine"] == pytest.approx(1.0, abs=1e-4)
+    assert (out / "cosine.png").is_file()
+
+
+def test_semantic_speech_model(emotion_manifest: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sem"
+    argv = [
+        "eval",
+        "semantic",
+        "--model",
+        "random-tiny",
+        "--data",
+        str(emotion_manifest),
+        "-o",
+        str(out),
+        "--limit",
+        "3",
+    ]
+    assert main([*argv, *FAST]) == 0
+    results = _results(out)
+    assert results["data"]["n"] == 3 and results["data"]["limited"]
+    assert -1.0 <= results["headline"]["cosine"] <= 1.0 and 0.0 <= results["headline"]["rouge_l"] <= 1.0
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and all({"speech_reply", "text_reply", "cosine"} <= set(r) for r in rows)
+
+
+def test_empathy_caches_teacher_texts(emotion_manifest: Path, tmp_path: Path) -> None:
+    out = tmp_path / "emp"
+    argv = ["eval", "empathy", "--model", "random-tiny", "--data", str(emotion_manifest), "--limit", "3"]
+    argv += ["-o", str(out), *FAST]
+    assert main(argv) == 0
+    cache = out / "cache" / "text-random-tiny.jsonl"
+    cached = cache.read_text().splitlines()
+    assert len(cached) == 15  # five emotion-conditioned teacher continuations per utterance
+    first = _results(out)
+    assert main(argv) == 0  # the rerun reads the cache: nothing new is generated
+    assert cache.read_text().splitlines() == cached
+    assert _results(out) == first
+    agreement = first["metrics"]["agreement"]
+    assert 0.0 <= agreement["emotion_agreement"] <= 1.0 and agreement["chance"] == 0.2
+    row = json.loads((out / "predictions.jsonl").read_text().splitlines()[0])
+    assert set(row["teacher"]) == {"neutral", "happy", "angry", "sad", "surprise"}
+    assert (out / "agreement_confusion.png").is_file()
+
+
+def test_instructions_builder_and_task(tmp_path: Path) -> None:
+    data = tmp_path / "instr"
+    assert (
+        main(
+            ["eval", "build-instructions", "-o", str(data), "--limit", "2", "--prosodies", "cheerful", "sad"]
+        )
+        == 0
+    )
+    rows = [json.loads(line) for line in (data / "manifest.jsonl").read_text().splitlines()]
+    assert [r["emotion"] for r in rows] == ["happy", "sad", "happy", "sad"]
+    assert all((data / r["audio"]).is_file() and r["duration"] > 0.3 for r in rows)
+    out = tmp_path / "out"
+    argv = [
+        "eval",
+        "instructions",
+        "--model",
+        "random-tiny",
+        "--data",
+        str(data / "manifest.jsonl"),
+        "-o",
+        str(out),
+    ]
+    assert main([*argv, *FAST]) == 0
+    results = _results(out)
+    assert set(results["metrics"]) == {"emotion", "empathy"}
+    assert {"emotion_accuracy", "emotion_agreement", "head_accuracy"} <= set(results["headline"])
+    assert (out / "emotion_confusion.png").is_file() and (out / "agreement.png").is_file()
+
+
+def test_eval_all_table(emotion_manifest: Path, train_manifest: Path, tmp_path: Path) -> None:
+    out = tmp_path / "all"
+    argv = [
+        "eval",
+        "all",
+        "--model",
+        "random-tiny",
+        "cascade-text",
+        "--data",
+        str(emotion_manifest),
+        "--tasks",
+        "ser",
+        "semantic",
+        "-o",
+        str(out),
+        "--limit",
+        "3",
+        *FAST,
+    ]
+    assert main(argv) == 0
+    table = json.loads((out / "comparison.json").read_text())
+    assert list(table["systems"]) == ["random-tiny", "cascade-text"]
+    assert "ser.accuracy" in table["columns"] and "semantic.cosine" in table["columns"]
+    assert table["values"]["cascade-text"]["semantic.cosine"] == pytest.approx(1.0, abs=1e-4)
+    markdown = (out / "comparison.md").read_text()
+    assert "| random-tiny |" in markdown and "| cascade-text |" in markdown
+    assert (out / "random-tiny" / "ser" / "confusion.png").is_file() and (out / "comparison.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["eval", "ser", "--model", "random-tiny", "--data", "/nonexistent.jsonl"], "no such manifest"),
+        (["eval", "ser", "--model", "cascade-asr-ser@random-tiny", "--data", "{m}"], "--ser-train"),
+        (
+            ["eval", "ser", "--model", "random-tiny", "--data", "{m}", "--judge-url", "http://x"],
+            "--judge-model",
+        ),
+        (["eval", "ser", "--model", "random-tiny", "--data", "{m}", "--limit", "0"], "--limit"),
+        (["eval", "ser", "--model", "random-tiny@x", "--data", "{m}"], "@LLM"),
+        (
+            ["eval", "all", "--model", "random-tiny", "--data", "{m}", "--tasks", "instructions"],
+            "--instructions-data",
+        ),
+    ],
+)
+def test_bad_input_is_a_one_line_error(argv, message, emotion_manifest: Path, capsys, tmp_path: Path) -> None:
+    argv = [a.replace("{m}", str(emotion_manifest)) for a in argv] + ["-o", str(tmp_path / "o")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_manifest_errors_name_the_row(tmp_path: Path, emotion_manifest: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    row = json.loads(emotion_manifest.read_text().splitlines()[0])
+    row["audio"] = str(emotion_manifest.parent / row["audio"])
+    unlabelled = {**row, "emotion": None, "id": "x"}
+    bad.write_text(json.dumps(row) + "\n" + json.dumps(unlabelled) + "\n")
+    assert main(["eval", "ser", "--model", "random-tiny", "--data", str(bad), "-o", str(tmp_path / "o")]) == 2
+
+
+def test_cascade_shows_the_llm_the_transcript(emotion_manifest: Path) -> None:
+    from blsp_emo.evaluation.dataset import load_utterances
+    from blsp_emo.evaluation.systems import GenerationSettings, Query
+
+    system = load_system("cascade-text@random-tiny")
+    utterances = load_utterances(emotion_manifest, limit=2)
+    answers = system.answers(
+        [Query(None, "Say: ", u) for u in utterances], GenerationSettings(max_new_tokens=2)
+    )
+    assert [a.user_text for a in answers] == [u.text for u in utterances]
+    assert system.describe()["kind"] == "cascade-text" and system.predict_emotions(utterances) is None
