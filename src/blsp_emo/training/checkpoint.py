@@ -144,9 +144,29 @@ def temporary_dir(root: Path, step: int) -> Path:
     return root / f".{CHECKPOINT_PREFIX}{step}.tmp"
 
 
-def save_main_parts(folder: Path, model, optimizer, scheduler, state: TrainerState) -> None:
+def save_trained_parts(folder: Path, model, full_state: dict[str, torch.Tensor] | None = None) -> None:
+    """Write the trained parts as a loadable model folder (``BlspEmoModel.save_pretrained`` format).
+
+    ``full_state`` is the gathered state dict of a sharded model (DeepSpeed ZeRO-3, FSDP); without it the
+    model's own (unsharded) parameters are written.
+    """
+    if full_state is None:
+        model.save_pretrained(folder)
+        return
+    from safetensors.torch import save_file
+
+    from blsp_emo.model.modeling import WEIGHTS_NAME
+
+    folder.mkdir(parents=True, exist_ok=True)
+    keep = set(model.trainable_state_dict())
+    tensors = {k: v.detach().contiguous().cpu() for k, v in full_state.items() if k in keep}
+    save_file(tensors, str(folder / WEIGHTS_NAME), metadata={"format": "pt", "blsp_emo": "trained-parts"})
+    write_json(folder / "config.json", model.config.to_dict())
+
+
+def save_main_parts(folder: Path, model, optimizer, scheduler, state: TrainerState, full_state=None) -> None:
     """Rank 0's part of a checkpoint: trained weights, optimizer, scheduler and trainer state."""
-    model.save_pretrained(folder / "model")
+    save_trained_parts(folder / "model", model, full_state)
     if optimizer is not None:
         save_optimizer(optimizer, folder / "optimizer.safetensors")
     if scheduler is not None:

@@ -45,6 +45,7 @@ class DataSection:
     train: str = (
         ""  # target JSONL written by `blsp-emo data targets` (audio, text, target, truncated, emotion)
     )
+    split: str = "train"  # use rows of this split only (rows without a split field are kept); "" = all
     system_prompt: str = ""  # preset name or text; "" = the stage's default (default / empathetic)
     instruction: str = ""  # preset name or text before the speech; "" = the stage's default
     batching: str = (

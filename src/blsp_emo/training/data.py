@@ -64,11 +64,18 @@ def _jsonl(path: Path):
 
 
 def read_training_rows(
-    path: str | Path, min_seconds: float = 0.0, max_seconds: float = float("inf"), max_rows: int = 0
+    path: str | Path,
+    min_seconds: float = 0.0,
+    max_seconds: float = float("inf"),
+    max_rows: int = 0,
+    split: str = "",
 ) -> list[TrainingRow]:
-    """Read a target JSONL (``data targets`` output); drop rows outside the duration range.
+    """Read a target JSONL (``data targets`` output).
 
-    Raises :class:`UserError` naming the file and line of a row without a target or an unknown emotion.
+    Drops rows outside the duration range, rows of another ``split`` (when given and the row has one),
+    and rows whose continuation was written for another emotion than the utterance's
+    (``target_emotion``, from ``data targets --all-emotions``). Raises :class:`UserError` naming the file
+    and line of a row without a target or with an unknown emotion.
     """
     path = Path(path)
     if not path.is_file():
@@ -80,6 +87,10 @@ def read_training_rows(
         if not isinstance(data.get("audio"), str) or not isinstance(data.get("target"), str):
             raise UserError(f"{where}: a training row needs string fields 'audio' and 'target'")
         emotion = data.get("emotion")
+        if split and data.get("split", split) != split:
+            continue
+        if data.get("target_emotion", emotion) != emotion:
+            continue
         if emotion is not None and emotion not in EMOTION_TO_ID:
             raise UserError(
                 f"{where}: unknown emotion {emotion!r} (expected one of {', '.join(EMOTION_TO_ID)})"

@@ -119,10 +119,9 @@ class Trainer:
         set_seed(config.run.seed)
         self.main = self.accelerator.is_main_process
         self.model, self.processor = build_model(config)
+        d = config.data
         self.dataset = TargetDataset(
-            read_training_rows(
-                config.data.train, config.data.min_seconds, config.data.max_seconds, config.data.max_rows
-            )
+            read_training_rows(d.train, d.min_seconds, d.max_seconds, d.max_rows, d.split)
         )
         self.cache = self._fill_cache() if config.uses_cache else None
         self.sampler, self.loader = self._make_loader()
@@ -202,6 +201,9 @@ class Trainer:
         optimizer = torch.optim.AdamW(
             param_groups(self.model, o.weight_decay), lr=o.lr, betas=tuple(o.betas), eps=o.eps
         )
+        plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
+        if plugin is not None:  # our loader is not prepared, so DeepSpeed cannot infer the micro-batch size
+            plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = self.config.data.batch_size
         self.model, self.optimizer = self.accelerator.prepare(self.model, optimizer)
         # Not prepared: accelerate would step it once per process; this schedule counts optimizer steps.
         self.scheduler = get_linear_schedule_with_warmup(
@@ -225,6 +227,26 @@ class Trainer:
 
         return self.accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
 
+    @torch.no_grad()
+    def mean_loss(self, batch_size: int = 4) -> float:
+        """Mean training loss of the current model over all rows (fixed order, this process, no update)."""
+        model = self.unwrapped
+        was_training = model.training
+        model.eval()
+        collate = self.loader.collate_fn
+        total, count = 0.0, 0
+        for start in range(0, len(self.dataset), batch_size):
+            batch = collate(
+                [self.dataset[i] for i in range(start, min(start + batch_size, len(self.dataset)))]
+            )
+            n = int(batch.pop("num_samples"))
+            out = model(**{k: v.to(self.accelerator.device) for k, v in batch.items()})
+            total, count = total + float(out.loss) * n, count + n
+        model.train(was_training)
+        if was_training and self.config.encoder_frozen:
+            model.encoder.eval()
+        return total / max(count, 1)
+
     # ---- checkpoints -------------------------------------------------------------------------------
 
     def save_checkpoint(self, state: ckpt.TrainerState) -> Path:
@@ -235,11 +257,13 @@ class Trainer:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
         acc.wait_for_everyone()
-        if self._sharded:  # sharded optimizer state: accelerate's own format, written by every rank
+        full_state = None
+        if self._sharded:  # sharded state: accelerate's own format, written by every rank, + gathered weights
             acc.save_state(str(tmp / "accelerate"))
+            full_state = acc.get_state_dict(self.model)
         if self.main:
             optimizer = None if self._sharded else self.optimizer
-            ckpt.save_main_parts(tmp, self.unwrapped, optimizer, self.scheduler, state)
+            ckpt.save_main_parts(tmp, self.unwrapped, optimizer, self.scheduler, state, full_state)
         ckpt.save_rng_state(tmp / f"rng_state_{acc.process_index}.safetensors")
         acc.wait_for_everyone()
         final = root / f"{ckpt.CHECKPOINT_PREFIX}{state.global_step}"
@@ -414,10 +438,11 @@ class Trainer:
         final_dir = None
         if state.global_step >= self.total_steps:
             final_dir = self.out / "final"
+            full_state = self.accelerator.get_state_dict(self.model) if self._sharded else None
             if self.main:
                 tmp = self.out / ".final.tmp"
                 shutil.rmtree(tmp, ignore_errors=True)
-                self.unwrapped.save_pretrained(tmp)
+                ckpt.save_trained_parts(tmp, self.unwrapped, full_state)
                 shutil.rmtree(final_dir, ignore_errors=True)
                 tmp.rename(final_dir)
         if self.main:

@@ -1,0 +1,55 @@
+"""Config loading, overrides and errors; every recipe in configs/ parses."""
+
+from pathlib import Path
+
+import pytest
+
+from blsp_emo.errors import UserError
+from blsp_emo.training.config import load_config
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+@pytest.mark.parametrize("name", ["paper-stage1", "paper-stage2", "tiny-stage1", "tiny-stage2"])
+def test_recipes_parse(name):
+    config = load_config(CONFIGS / f"{name}.yaml")
+    assert config.stage == ("semantic" if name.endswith("1") else "emotion")
+    assert config.optim.weight_decay == 0.05 and config.optim.max_grad_norm == 1.0
+
+
+def test_paper_hyper_parameters():
+    s1, s2 = load_config(CONFIGS / "paper-stage1.yaml"), load_config(CONFIGS / "paper-stage2.yaml")
+    assert (s1.optim.lr, s1.optim.warmup_steps, s1.optim.epochs) == (1e-4, 1000, 1.0)
+    assert s1.data.batch_size * s1.optim.grad_accum * 4 == 768
+    assert (s2.optim.lr, s2.optim.warmup_steps, s2.optim.epochs) == (2e-5, 200, 3.0)
+    assert s2.data.batch_size * s2.optim.grad_accum * 4 == 128
+    assert (s2.model.lora_r, s2.model.lora_alpha, s2.model.lora_dropout) == (16, 16.0, 0.05)
+    assert s1.run.mixed_precision == s2.run.mixed_precision == "bf16"
+
+
+def test_overrides_are_typed():
+    config = load_config(
+        CONFIGS / "tiny-stage1.yaml", ["optim.lr=1e-4", "run.save_steps=7", "data.cache_encoder=false"]
+    )
+    assert config.optim.lr == 1e-4 and isinstance(config.optim.lr, float)
+    assert config.run.save_steps == 7 and config.data.cache_encoder is False
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["optim.lrr=1"], "unknown config field optim.lrr"),
+        (["optim.lr=fast"], "optim.lr"),
+        (["stage=third"], "stage must be one of"),
+        (["data.batching=random"], "data.batching"),
+        (["nokey"], "expected key=value"),
+    ],
+)
+def test_bad_values_name_the_field(overrides, message):
+    with pytest.raises(UserError, match=message):
+        load_config(CONFIGS / "tiny-stage1.yaml", overrides)
+
+
+def test_missing_file_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="no such config file"):
+        load_config(tmp_path / "absent.yaml")
