@@ -60,6 +60,8 @@ def test_speak_wav_is_a_readable_wav(speaker: Speaker) -> None:
     audio = load_audio(wav)
     assert audio.size > 16_000 * 0.3
     assert speaker.synthesize("   ", "neutral")[0].size == 0
+    assert speaker.synthesize("\x00\x1b\ufffd", "neutral")[0].size == 0  # model garbage must not crash Piper
+    assert speaker.synthesize("ok\x00 then", "neutral")[0].size > 0
 
 
 def test_espeak_fallback_speaks_the_same_styles() -> None:

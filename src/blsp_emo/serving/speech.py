@@ -106,6 +106,12 @@ def reply_tone(text: str, user_emotion: str | None = None) -> str:
     return _TONE_FOR_EMOTION.get(user_emotion or "neutral", "neutral")
 
 
+def speakable(text: str) -> str:
+    """``text`` without control characters and undecodable bytes (which the phonemizer rejects)."""
+    text = "".join(ch if ch.isprintable() and ch != "\ufffd" else " " for ch in text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
 def _shift_pitch(audio: np.ndarray, semitones: float) -> np.ndarray:
     """Resample ``audio`` so that it plays ``2**(semitones/12)`` times higher (and that much shorter)."""
     if abs(semitones) < 1e-3 or audio.size == 0:
@@ -167,7 +173,7 @@ class Speaker:
     def synthesize(self, text: str, tone: str = "neutral") -> tuple[np.ndarray, int]:
         """Speak ``text`` in ``tone`` (one of :data:`TONES`); returns (float32 mono audio, sample rate)."""
         style = STYLES.get(tone, STYLES["neutral"])
-        text = re.sub(r"\s+", " ", text).strip()
+        text = speakable(text)
         if not text:
             return np.zeros(0, dtype=np.float32), 22050
         if self.engine == "espeak":

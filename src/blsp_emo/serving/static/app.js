@@ -1,11 +1,11 @@
-// BLSP-Emo web chat. The conversation lives here, in `history` (OpenAI messages); every request sends all of
+// BLSP-Emo web chat. The conversation lives here, in `conversation` (OpenAI messages); every request sends all of
 // it, so the server keeps no state. Speech is recorded with MediaRecorder (or uploaded) and sent as
 // input_audio; the reply streams in as server-sent events; the emotion heard in each user turn is shown as a
 // badge; with "speak replies" on, the spoken reply (a wav from the server) is attached to the answer.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const history = [];            // OpenAI-format messages, user audio kept as base64 input_audio parts
+const conversation = [];  // OpenAI-format messages, user audio kept as base64 input_audio parts
 let pending = null;            // {blob, format, name} audio waiting to be sent
 let recorder = null;
 let busy = false;
@@ -147,7 +147,7 @@ async function send(event) {
     userDiv.querySelector(".meta").append(badge);
   }
   userDiv.querySelector(".text").textContent = text;
-  history.push({ role: "user", content });
+  conversation.push({ role: "user", content });
   $("text").value = "";
   setPending(null);
 
@@ -156,10 +156,12 @@ async function send(event) {
   const out = botDiv.querySelector(".text");
   const body = {
     model: $("model-name").textContent,
-    messages: [{ role: "system", content: SYSTEM_PROMPTS[$("system").value] }, ...history],
+    messages: [{ role: "system", content: SYSTEM_PROMPTS[$("system").value] }, ...conversation],
     stream: true,
     stream_options: { include_usage: true },
   };
+  const maxTokens = Number(new URLSearchParams(location.search).get("max_tokens"));  // e.g. /?max_tokens=64
+  if (maxTokens > 0) body.max_tokens = maxTokens;
   if ($("speak").checked) { body.modalities = ["text", "audio"]; body.audio = { voice: "joe", format: "wav" }; }
   status("Thinking…");
   let reply = "";
@@ -192,9 +194,9 @@ async function send(event) {
         player.play().catch(() => {});
       }
     }
-    history.push({ role: "assistant", content: reply });
+    conversation.push({ role: "assistant", content: reply });
   } catch (err) {
-    history.pop();  // the turn failed: keep the conversation as it was
+    conversation.pop();  // the turn failed: keep the conversation as it was
     userDiv.remove();
     botDiv.className = "msg error";
     out.textContent = "Error: " + err.message;
@@ -207,7 +209,7 @@ async function send(event) {
 }
 
 function reset() {
-  history.length = 0;
+  conversation.length = 0;
   $("thread").innerHTML = "";
   setPending(null);
   status("New conversation");
