@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,3 +57,55 @@ def chromium_page(microphone_wav: Path) -> Iterator:
                 context.close()
     finally:
         shutil.rmtree(profile, ignore_errors=True)
+
+
+# Counts every change of the reply text, to see it arrive piece by piece.
+WATCH_REPLY = """() => {
+  window.replyUpdates = 0;
+  new MutationObserver(() => { window.replyUpdates += 1; })
+    .observe(document.getElementById('thread'), {subtree: true, characterData: true, childList: true});
+}"""
+
+
+def run_page_conversation(server_url: str, microphone: Path, upload: Path, screenshot: Path) -> dict:
+    """Record + send, then upload + send; returns what the page showed and sent."""
+    with chromium_page(microphone) as page:
+        requests: list[dict] = []
+        page.on(
+            "request",
+            lambda r: (
+                requests.append(json.loads(r.post_data)) if r.url.endswith("/chat/completions") else None
+            ),
+        )
+        page.goto(server_url + "/?max_tokens=24")
+        page.wait_for_function("document.getElementById('model-name').textContent !== '…'")
+        page.evaluate(WATCH_REPLY)
+
+        page.click("#record")
+        page.wait_for_selector("#record.recording")
+        time.sleep(1.5)
+        page.click("#record")
+        page.wait_for_selector("#pending:not([hidden])")
+        page.click("#send")
+        page.wait_for_selector(".msg.user .emotion-badge:not(.pending)", timeout=60_000)
+        page.wait_for_selector(".msg.assistant:not(.streaming) audio.reply-audio", timeout=60_000)
+
+        page.set_input_files("#file", str(upload))
+        page.fill("#text", "And how about this one?")
+        page.click("#send")
+        page.wait_for_function("document.querySelectorAll('.msg.assistant audio.reply-audio').length === 2",
+                               timeout=60_000)  # fmt: skip
+        page.screenshot(path=str(screenshot), full_page=True)
+        print(f"\nweb page screenshot: {screenshot}")
+        return {
+            "badges": page.eval_on_selector_all(
+                ".msg.user .emotion-badge", "els => els.map(e => e.textContent)"
+            ),
+            "replies": page.eval_on_selector_all(
+                ".msg.assistant .text", "els => els.map(e => e.textContent)"
+            ),
+            "updates": page.evaluate("window.replyUpdates"),
+            "errors": page.errors,
+            "requests": requests,
+            "user_text": page.inner_text(".msg.user:nth-of-type(3)"),
+        }

@@ -191,6 +191,7 @@ async function send(event) {
           tag.textContent = "spoken: " + chunk.speech_style;
           botDiv.querySelector(".meta").append(tag);
         }
+        document.querySelectorAll("audio").forEach((a) => a.pause());  // one voice at a time
         player.play().catch(() => {});
       }
     }

@@ -1,0 +1,57 @@
+"""The server on the real embedded models (Whisper base + SmolLM2): streamed English, spoken reply, web page."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import openai
+import pytest
+from servingfix import audio_message
+from webfix import artifacts_dir, run_page_conversation
+
+from blsp_emo.audio import load_audio
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def embedded_server(embedded_model, speaker):
+    from blsp_emo.model import SpeechChat
+    from blsp_emo.serving.api import create_app
+    from blsp_emo.serving.engine import ServingEngine
+    from blsp_emo.serving.server import BackgroundServer
+
+    engine = ServingEngine(SpeechChat(*embedded_model), model_name="blsp-emo-tiny")
+    with BackgroundServer(create_app(engine, speaker=speaker)) as server:
+        yield server
+    engine.close()
+
+
+def test_streamed_english_reply_and_spoken_answer(embedded_server, speech_clips: list[bytes]) -> None:
+    client = openai.OpenAI(base_url=embedded_server.url + "/v1", api_key="x", max_retries=0, timeout=300)
+    messages = [audio_message(speech_clips[1])]  # "he was not an ill disposed young man"
+    chunks = list(
+        client.chat.completions.create(model="blsp-emo-tiny", messages=messages, max_tokens=24, stream=True)
+    )
+    pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert len(pieces) >= 3  # the reply really arrives piece by piece
+    text = "".join(pieces)
+    assert len(re.findall(r"[A-Za-z]{2,}", text)) >= 4, text  # words from SmolLM2, not bytes
+    spoken = client.chat.completions.create(
+        model="blsp-emo-tiny", messages=messages, max_tokens=24, modalities=["text", "audio"],
+        audio={"voice": "joe", "format": "wav"},
+    )  # fmt: skip
+    assert (
+        spoken.choices[0].message.content == text.strip()
+    )  # greedy: the same answer with or without streaming
+    assert load_audio(base64.b64decode(spoken.choices[0].message.audio.data)).size > 16_000  # > 1 s of speech
+
+
+def test_web_page_on_the_embedded_model(embedded_server, speech_files) -> None:
+    screenshot = artifacts_dir() / "web_page_tiny.png"
+    shown = run_page_conversation(embedded_server.url, speech_files[2], speech_files[4], screenshot)
+    assert not shown["errors"] and len(shown["badges"]) == 2
+    assert all(len(re.findall(r"[A-Za-z]{2,}", reply)) >= 3 for reply in shown["replies"])
+    assert shown["updates"] > 10  # the replies were drawn piece by piece as they streamed in
+    assert screenshot.stat().st_size > 10_000
