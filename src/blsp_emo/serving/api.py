@@ -244,7 +244,7 @@ def create_app(
         return {
             "status": "ok",
             "model": engine.model_name,
-            "queued": engine._queue.qsize(),
+            "queued": engine.queued,
             "stats": dict(engine.stats),
             "speech": service._speaker.name if service._speaker else "piper (loads on first use)",
         }

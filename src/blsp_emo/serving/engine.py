@@ -246,6 +246,11 @@ class ServingEngine:
         )
         return stream
 
+    @property
+    def queued(self) -> int:
+        """Requests waiting for the worker (not counting the batch being generated)."""
+        return self._queue.qsize()
+
     def close(self, wait: bool = True) -> None:
         """Stop the worker; queued requests fail with :class:`EngineClosed`."""
         self._closed.set()
