@@ -1,0 +1,314 @@
+"""``data targets``: teacher-written continuations for stage 1 and stage 2 (SPEC.md section 3).
+
+Stage 1 ("semantic"): default system prompt; ``Continue the following sentence in a coherent style: `` +
+transcript. Stage 2 ("emotion"): empathetic system prompt; ``Continue the following sentence that reflects
+a '{emotion}' emotion tone in a coherent style: `` + transcript. Greedy, 48 new tokens; ``truncated`` marks
+a continuation that hit the cap. Stage-2 refusals are filtered out (kept in ``OUT.refused.jsonl``).
+
+The output is appended one complete, fsynced line at a time: a rerun skips finished rows and Ctrl-C loses
+nothing written. ``OUT.provenance.json`` records the teacher, prompts, decoding, seed and code version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from blsp_emo.data.manifest import JsonlAppender, ManifestRow, read_jsonl_dicts, read_manifest, relative_audio
+from blsp_emo.data.target_backends import Messages, TeacherBackend
+from blsp_emo.errors import UserError
+from blsp_emo.prompts import EMOTION_TARGET_INSTRUCTION, EMOTIONS, INSTRUCTIONS, SYSTEM_PROMPTS, is_refusal
+
+STAGES = ("semantic", "emotion")
+
+
+@dataclass
+class TargetOptions:
+    """How to write targets."""
+
+    stage: str = "semantic"  # "semantic" (stage 1) or "emotion" (stage 2)
+    backend: str = "hf"  # hf | openai | vllm
+    teacher: str = "tiny"  # model for hf/vllm (preset, embedded name, folder, hub id)
+    base_url: str = "http://127.0.0.1:8000/v1"  # openai backend
+    api_key: str | None = None  # openai backend (default $OPENAI_API_KEY)
+    model_name: str | None = None  # openai backend: model name (default: the server's first model)
+    batch_size: int = 16  # hf/vllm batch size; openai concurrent requests
+    max_new_tokens: int = 48  # SPEC: 48
+    all_emotions: bool = False  # emotion stage: write a continuation for each of the five emotions
+    splits: tuple[str, ...] | None = None  # only rows of these splits
+    limit: int | None = None  # only the first N input rows
+    seed: int = 0  # recorded; decoding is greedy
+    min_seconds: float = 1.0  # SPEC: keep 1 s <= duration <= 30 s
+    max_seconds: float = 30.0
+    max_text_tokens: int = 256  # SPEC: <= 256 text tokens (when the backend knows the tokenizer)
+    progress: bool = True  # tqdm progress bar
+
+
+def build_messages(stage: str, transcript: str, emotion: str | None = None) -> Messages:
+    """The teacher conversation for one transcript (SPEC.md section 3)."""
+    if stage == "semantic":
+        return [
+            {"role": "system", "content": SYSTEM_PROMPTS["default"]},
+            {"role": "user", "content": INSTRUCTIONS["continue"] + transcript},
+        ]
+    if stage == "emotion":
+        if emotion not in EMOTIONS:
+            raise ValueError(f"stage 2 needs one of {', '.join(EMOTIONS)}, got {emotion!r}")
+        return [
+            {"role": "system", "content": SYSTEM_PROMPTS["empathetic"]},
+            {"role": "user", "content": EMOTION_TARGET_INSTRUCTION.format(emotion=emotion) + transcript},
+        ]
+    raise UserError(f"unknown stage {stage!r} (expected semantic or emotion)")
+
+
+@dataclass
+class TargetSummary:
+    """Counts of one ``data targets`` run."""
+
+    output: Path
+    input_rows: int = 0
+    already_done: int = 0
+    generated: int = 0
+    written: int = 0
+    truncated: int = 0
+    refused: Counter = field(default_factory=Counter)  # emotion -> refusals dropped
+    dropped: Counter = field(default_factory=Counter)  # reason -> input rows not sent to the teacher
+    seconds: float = 0.0
+
+    def describe(self) -> str:
+        """A readable summary."""
+        lines = [
+            f"targets -> {self.output}",
+            f"  input rows {self.input_rows}, already done {self.already_done}, generated {self.generated} "
+            f"in {self.seconds:.1f} s ({self.generated / max(self.seconds, 1e-9):.2f} rows/s)",
+            f"  written {self.written}, truncated (hit the token cap) {self.truncated}",
+        ]
+        if self.refused:
+            detail = ", ".join(f"{k} {v}" for k, v in sorted(self.refused.items()))
+            lines.append(f"  refusals dropped {sum(self.refused.values())} ({detail})")
+        else:
+            lines.append("  refusals dropped 0")
+        for reason, count in self.dropped.most_common():
+            lines.append(f"  skipped {count}: {reason}")
+        return "\n".join(lines)
+
+
+def code_version() -> str:
+    """Package version plus the git commit of the source tree when available."""
+    import blsp_emo
+
+    version = getattr(blsp_emo, "__version__", "unknown")
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{version}+g{commit}" if commit else version
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def provenance(options: TargetOptions, backend: TeacherBackend, manifest: Path) -> dict[str, Any]:
+    """What produced the targets: teacher, prompts, decoding, seed, code version, input."""
+    if options.stage == "semantic":
+        prompts = {"system": SYSTEM_PROMPTS["default"], "user": INSTRUCTIONS["continue"] + "{transcript}"}
+    else:
+        prompts = {
+            "system": SYSTEM_PROMPTS["empathetic"],
+            "user": EMOTION_TARGET_INSTRUCTION + "{transcript}",
+        }
+    return {
+        "stage": options.stage,
+        "teacher": backend.name,
+        "backend": options.backend,
+        "chat_template": "the teacher's own (tokenizer.apply_chat_template; server-side for openai)",
+        "prompts": prompts,
+        "decoding": {"strategy": "greedy", "max_new_tokens": options.max_new_tokens},
+        "refusal_filter": options.stage == "emotion",
+        "all_emotions": options.all_emotions,
+        "seed": options.seed,
+        "filters": {
+            "min_seconds": options.min_seconds,
+            "max_seconds": options.max_seconds,
+            "max_text_tokens": options.max_text_tokens,
+        },
+        "code_version": code_version(),
+        "input": {"path": str(manifest.resolve()), "sha256": _sha256(manifest)},
+    }
+
+
+def _write_provenance(path: Path, record: dict[str, Any]) -> None:
+    """Refuse to mix teachers/prompts in one output; otherwise (re)write the sidecar atomically."""
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            old = {}
+        keys = ("stage", "teacher", "prompts", "decoding", "all_emotions")
+        changed = [k for k in keys if k in old and old[k] != record[k]]
+        if changed:
+            raise UserError(
+                f"{path}: the existing targets were written with a different {', '.join(changed)}; "
+                "write to a new output file"
+            )
+        record = {**record, "runs": old.get("runs", 0) + 1}
+    else:
+        record = {**record, "runs": 1}
+    record["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+@dataclass
+class _Request:
+    key: str
+    row: ManifestRow
+    emotion: str | None
+    messages: Messages
+
+
+def _row_key(row: ManifestRow, emotion: str | None) -> str:
+    return f"{row.id or row.audio}|{emotion or ''}"
+
+
+def _plan_requests(manifest: Path, options: TargetOptions, backend: TeacherBackend, summary: TargetSummary):
+    requests: list[_Request] = []
+    for index, row in enumerate(read_manifest(manifest)):
+        if options.limit is not None and index >= options.limit:
+            break
+        summary.input_rows += 1
+        if options.splits and row.split not in options.splits:
+            summary.dropped[f"split not in {','.join(options.splits)}"] += 1
+            continue
+        if not row.text.strip():
+            summary.dropped["no transcript"] += 1
+            continue
+        if row.duration is not None and not (options.min_seconds <= row.duration <= options.max_seconds):
+            summary.dropped[f"duration outside {options.min_seconds:g}-{options.max_seconds:g} s"] += 1
+            continue
+        tokens = backend.count_tokens(row.text)
+        if tokens is not None and tokens > options.max_text_tokens:
+            summary.dropped[f"transcript over {options.max_text_tokens} tokens"] += 1
+            continue
+        if options.stage == "semantic":
+            emotions: list[str | None] = [None]
+        elif options.all_emotions:
+            emotions = list(EMOTIONS)
+        elif row.emotion in EMOTIONS:
+            emotions = [row.emotion]
+        else:
+            summary.dropped["no emotion label (stage 2 without --all-emotions)"] += 1
+            continue
+        for emotion in emotions:
+            messages = build_messages(options.stage, row.text.strip(), emotion)
+            requests.append(_Request(_row_key(row, emotion), row, emotion, messages))
+    return requests
+
+
+def make_backend(options: TargetOptions) -> TeacherBackend:
+    """Build the backend named in ``options``."""
+    from blsp_emo.data.target_backends import HFBackend, OpenAIBackend, VLLMBackend
+
+    if options.backend == "hf":
+        return HFBackend.load(options.teacher, batch_size=options.batch_size)
+    if options.backend == "openai":
+        return OpenAIBackend(
+            options.base_url, options.model_name, options.api_key, concurrency=options.batch_size
+        )
+    if options.backend == "vllm":
+        return VLLMBackend(options.teacher, batch_size=max(options.batch_size, 64))
+    raise UserError(f"unknown backend {options.backend!r} (expected hf, openai or vllm)")
+
+
+def generate_targets(
+    manifest: str | Path,
+    output: str | Path,
+    options: TargetOptions | None = None,
+    backend: TeacherBackend | None = None,
+) -> TargetSummary:
+    """Write teacher continuations for the rows of ``manifest`` into ``output`` (resumable)."""
+    options = options or TargetOptions()
+    if options.stage not in STAGES:
+        raise UserError(f"unknown stage {options.stage!r} (expected semantic or emotion)")
+    manifest, output = Path(manifest), Path(output)
+    if not manifest.is_file():
+        raise UserError(f"{manifest}: no such manifest file")
+    if output.resolve() == manifest.resolve():
+        raise UserError(f"{output}: the output must not be the input manifest")
+    backend = backend or make_backend(options)
+    summary = TargetSummary(output=output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    _write_provenance(
+        output.with_name(output.name + ".provenance.json"), provenance(options, backend, manifest)
+    )
+    refused_path = output.with_name(output.name + ".refused.jsonl")
+    done = {str(d.get("target_key")) for path in (output, refused_path) for _, d in read_jsonl_dicts(path)}
+    requests = _plan_requests(manifest, options, backend, summary)
+    todo = [r for r in requests if r.key not in done]
+    summary.already_done = len(requests) - len(todo)
+    # Longest prompts first: similar lengths share a batch (little padding) and memory peaks early.
+    todo.sort(key=lambda r: -len(r.messages[-1]["content"]))
+    started = time.perf_counter()
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(todo), desc=f"targets ({options.stage})", unit="row", disable=not options.progress)
+    position = 0
+    with JsonlAppender(output) as out, JsonlAppender(refused_path) as refused:
+        for completions in backend.generate([r.messages for r in todo], options.max_new_tokens, options.seed):
+            for request, completion in zip(todo[position : position + len(completions)], completions):
+                record = _target_row(request, completion, options, output)
+                summary.generated += 1
+                if options.stage == "emotion" and is_refusal(completion.text):
+                    summary.refused[request.emotion or ""] += 1
+                    refused.write(record)
+                    continue
+                out.write(record)
+                summary.written += 1
+                summary.truncated += int(completion.truncated)
+            position += len(completions)
+            bar.update(len(completions))
+    bar.close()
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _target_row(request: _Request, completion: Any, options: TargetOptions, output: Path) -> dict[str, Any]:
+    row = request.row
+    data = row.to_dict()
+    data["audio"] = relative_audio(row.audio_path, output)
+    data.update(
+        target=completion.text,
+        truncated=bool(completion.truncated),
+        stage=options.stage,
+        target_key=request.key,
+        completion_tokens=completion.completion_tokens,
+    )
+    if options.stage == "emotion":
+        data["target_emotion"] = request.emotion
+    return data
+
+
+def summary_dict(summary: TargetSummary) -> dict[str, Any]:
+    """The summary as plain JSON-able data."""
+    data = asdict(summary)
+    data["output"] = str(summary.output)
+    return data

@@ -1,0 +1,234 @@
+"""Teacher targets: prompts, hf batching, an OpenAI-compatible server on 127.0.0.1, resume, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from blsp_emo.data.manifest import ManifestRow, read_jsonl_dicts, write_manifest
+from blsp_emo.data.target_backends import HFBackend, OpenAIBackend
+from blsp_emo.data.targets import TargetOptions, build_messages, generate_targets
+from blsp_emo.errors import UserError
+from blsp_emo.prompts import EMOTIONS
+
+TEXTS = ["I'm graduating soon.", "My sister called this morning.", "The long train was late again.", "Hello."]
+
+
+def _manifest(tmp_path: Path, n: int = 4) -> Path:
+    rows = [
+        ManifestRow(audio=f"a{i}.wav", text=TEXTS[i % 4], emotion=EMOTIONS[i % 5], duration=2.0, id=f"u{i}")
+        for i in range(n)
+    ]
+    rows.append(ManifestRow(audio="short.wav", text="Too short.", emotion="sad", duration=0.4, id="short"))
+    rows.append(ManifestRow(audio="none.wav", text="No label here.", duration=2.0, id="nolabel"))
+    path = tmp_path / "in.jsonl"
+    write_manifest(path, rows)
+    return path
+
+
+def test_prompts_are_the_spec_strings() -> None:
+    semantic = build_messages("semantic", "I'm graduating soon.")
+    assert semantic[0] == {"role": "system", "content": "You are a helpful assistant."}
+    assert (
+        semantic[1]["content"] == "Continue the following sentence in a coherent style: I'm graduating soon."
+    )
+    emotion = build_messages("emotion", "I'm graduating soon.", "sad")
+    assert emotion[0]["content"].endswith("with empathy toward user's emotion tone.")
+    assert emotion[1]["content"] == (
+        "Continue the following sentence that reflects a 'sad' emotion tone in a coherent style: I'm graduating soon."
+    )
+
+
+class _Teacher(BaseHTTPRequestHandler):
+    """A tiny OpenAI-compatible server: deterministic answers derived from the prompt."""
+
+    in_flight = 0
+    max_in_flight = 0
+    requests = 0
+    lock = threading.Lock()
+    delay = 0.05
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _send(self, code: int, payload: dict) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:  # noqa: N802
+        if self.path == "/v1/models":
+            self._send(200, {"object": "list", "data": [{"id": "test-teacher", "object": "model"}]})
+        else:
+            self._send(404, {"error": "not found"})
+
+    def do_POST(self) -> None:  # noqa: N802
+        if self.path != "/v1/chat/completions":
+            self._send(404, {"error": "not found"})
+            return
+        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        cls = type(self)
+        with cls.lock:
+            cls.in_flight += 1
+            cls.requests += 1
+            cls.max_in_flight = max(cls.max_in_flight, cls.in_flight)
+        time.sleep(cls.delay)
+        user = request["messages"][-1]["content"]
+        transcript = user.split(": ", 1)[1]
+        if "'sad'" in user and "sister" in transcript:
+            content = "I'm sorry, but I cannot continue this sentence."
+        else:
+            content = f"{transcript} And then {request['messages'][0]['content'][:10]} went on."
+        length = "long" in transcript
+        with cls.lock:
+            cls.in_flight -= 1
+        self._send(
+            200,
+            {
+                "id": "x",
+                "object": "chat.completion",
+                "model": request["model"],
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": content},
+                     "finish_reason": "length" if length else "stop"}
+                ],
+                "usage": {"completion_tokens": 48 if length else 9},
+            },
+        )  # fmt: skip
+
+
+@pytest.fixture()
+def teacher_url():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Teacher)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Teacher.max_in_flight = _Teacher.requests = 0
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def test_openai_backend_stage2_all_emotions_refusals_and_resume(tmp_path: Path, teacher_url: str) -> None:
+    manifest = _manifest(tmp_path, n=6)
+    out = tmp_path / "targets" / "emo.jsonl"
+    options = TargetOptions(stage="emotion", backend="openai", base_url=teacher_url, batch_size=4,
+                            all_emotions=True, progress=False)  # fmt: skip
+    summary = generate_targets(manifest, out, options)
+    rows = [d for _, d in read_jsonl_dicts(out)]
+    # 6 usable rows + the unlabelled one (all five emotions need no label) = 7 transcripts x 5 emotions.
+    assert summary.generated == 35 and summary.dropped == {"duration outside 1-30 s": 1}
+    assert summary.refused == {"sad": 2}  # "My sister called..." appears twice; its sad target is refused
+    assert len(rows) == 33 and summary.written == 33
+    assert {r["target_emotion"] for r in rows if r["id"] == "u0"} == set(EMOTIONS)
+    assert all(r["truncated"] == ("long" in r["text"]) for r in rows)
+    assert Path(rows[0]["audio"]).parent == tmp_path.resolve() and rows[0]["stage"] == "emotion"
+    assert _Teacher.max_in_flight > 1  # requests really ran concurrently
+    provenance = json.loads((tmp_path / "targets" / "emo.jsonl.provenance.json").read_text())
+    assert provenance["teacher"] == "test-teacher" and provenance["decoding"]["max_new_tokens"] == 48
+    assert "{emotion}" in provenance["prompts"]["user"]
+    # Resume: lose the last line (plus a torn partial line) and rerun -> only that row is generated again.
+    lines = out.read_text().splitlines()
+    out.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:30])
+    again = generate_targets(manifest, out, options)
+    assert again.generated == 1 and again.already_done == 34
+    assert len(list(read_jsonl_dicts(out))) == 33
+    with pytest.raises(UserError, match="different stage"):
+        generate_targets(
+            manifest, out, TargetOptions(stage="semantic", backend="openai", base_url=teacher_url)
+        )
+
+
+def test_stage2_one_emotion_per_row_and_unlabelled_rows_dropped(tmp_path: Path, teacher_url: str) -> None:
+    manifest = _manifest(tmp_path, n=4)
+    out = tmp_path / "emo1.jsonl"
+    summary = generate_targets(manifest, out, TargetOptions(stage="emotion", backend="openai", base_url=teacher_url,
+                                                            progress=False))  # fmt: skip
+    rows = [d for _, d in read_jsonl_dicts(out)]
+    assert all(r["target_emotion"] == r["emotion"] for r in rows) and len(rows) == 4
+    assert summary.dropped["no emotion label (stage 2 without --all-emotions)"] == 1
+
+
+def test_openai_backend_errors_are_one_line(teacher_url: str) -> None:
+    with pytest.raises(UserError, match="HTTP 404"):
+        OpenAIBackend(teacher_url.replace("/v1", "/nope"), model="m", retries=0).complete(
+            build_messages("semantic", "x"), 8, 0
+        )
+    with pytest.raises(UserError, match="127.0.0.1:9"):
+        OpenAIBackend("http://127.0.0.1:9/v1", model="m", retries=0).complete(
+            build_messages("semantic", "x"), 8, 0
+        )
+
+
+def test_ctrl_c_loses_nothing_written(tmp_path: Path, teacher_url: str) -> None:
+    manifest = tmp_path / "many.jsonl"
+    write_manifest(manifest, [ManifestRow(audio="a.wav", text=f"Sentence number {i}.", duration=2.0, id=f"r{i}")
+                              for i in range(40)])  # fmt: skip
+    out = tmp_path / "sem.jsonl"
+    _Teacher.delay = 0.1
+    cmd = [sys.executable, "-m", "blsp_emo.cli", "data", "targets", "--stage", "semantic", str(manifest),
+           "-o", str(out), "--backend", "openai", "--base-url", teacher_url, "--batch-size", "1"]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        deadline = time.time() + 60
+        while time.time() < deadline and len(list(read_jsonl_dicts(out))) < 3:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err.decode()[-500:]
+        written = out.read_text()
+        assert written.endswith("\n")
+        first = len(list(read_jsonl_dicts(out)))
+        assert 3 <= first < 40
+        _Teacher.delay = 0.0
+        assert subprocess.run(cmd, capture_output=True, env=env, timeout=120).returncode == 0
+        rows = [d for _, d in read_jsonl_dicts(out)]
+        assert sorted(r["id"] for r in rows) == sorted(f"r{i}" for i in range(40))
+    finally:
+        _Teacher.delay = 0.05
+
+
+def test_hf_backend_batched_equals_one_at_a_time() -> None:
+    import torch
+
+    from blsp_emo.model.testing import tiny_llm, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    torch.manual_seed(0)
+    model = tiny_llm(len(tokenizer)).eval()
+    conversations = [build_messages("semantic", t) for t in TEXTS]
+    batched = HFBackend(model, tokenizer, batch_size=4)
+    single = HFBackend(model, tokenizer, batch_size=1)
+    a = [c for batch in batched.generate(conversations, 6, 0) for c in batch]
+    b = [c for batch in single.generate(conversations, 6, 0) for c in batch]
+    assert [c.text for c in a] == [c.text for c in b]
+    assert all(c.truncated == (c.completion_tokens == 6) for c in a)
+    rendered = tokenizer.decode(batched.render(conversations[0]))
+    assert (
+        rendered.endswith("<|im_start|>assistant\n") and "<|im_start|>system\nYou are a helpful" in rendered
+    )
+
+
+@pytest.mark.integration
+def test_real_teacher_writes_semantic_targets(tmp_path: Path) -> None:
+    manifest = tmp_path / "in.jsonl"
+    write_manifest(manifest, [ManifestRow(audio="a.wav", text=t, duration=2.0, id=f"r{i}") for i, t in
+                              enumerate(["The capital of France is", "I'm graduating soon."])])  # fmt: skip
+    out = tmp_path / "sem.jsonl"
+    options = TargetOptions(stage="semantic", teacher="tiny", batch_size=2, max_new_tokens=16, progress=False)
+    summary = generate_targets(manifest, out, options)
+    rows = {d["id"]: d for _, d in read_jsonl_dicts(out)}
+    assert summary.written == 2 and all(rows[k]["target"] for k in rows)
+    assert json.loads((tmp_path / "sem.jsonl.provenance.json").read_text())["teacher"] == "tiny"
