@@ -1,0 +1,39 @@
+"""The strong cascade's emotion classifier: fitting and the no-pickle round trip (features: integration)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from blsp_emo.errors import UserError
+from blsp_emo.evaluation.ser_classifier import EmotionClassifier, fit_classifier
+
+
+def _clusters(labels: list[str], per_class: int = 12, dim: int = 6, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    centres = {label: rng.normal(0, 5, dim) for label in labels}
+    x = np.concatenate([centres[label] + rng.normal(0, 0.3, (per_class, dim)) for label in labels])
+    y = [label for label in labels for _ in range(per_class)]
+    return x.astype(np.float32), y
+
+
+@pytest.mark.parametrize("labels", [["happy", "sad", "angry", "neutral"], ["sad", "happy"]])
+def test_separable_clusters_are_learned(labels: list[str], tmp_path: Path) -> None:
+    x, y = _clusters(labels)
+    clf = fit_classifier(x, y)
+    assert clf.labels == [e for e in ("neutral", "happy", "angry", "sad", "surprise") if e in labels]
+    assert clf.predict(x) == y and clf.info["train_accuracy"] == 1.0
+    probs = clf.probabilities(x)
+    assert probs.shape == (len(y), len(labels)) and np.allclose(probs.sum(1), 1.0)
+    path = tmp_path / "clf.safetensors"
+    clf.save(path)
+    again = EmotionClassifier.load(path)
+    assert again.labels == clf.labels and np.allclose(again.probabilities(x), probs, atol=1e-5)
+    assert path.read_bytes()[:8] != b"\x80\x04\x95"  # not a pickle
+
+
+def test_one_class_is_an_error() -> None:
+    with pytest.raises(UserError, match="two emotions"):
+        fit_classifier(np.zeros((3, 2), np.float32), ["sad"] * 3)
