@@ -71,6 +71,7 @@ def cascade_run(
 
     started = time.perf_counter()
     transcript = transcribe([audio], model=whisper[0], processor=whisper[1])[0]
+    asr_seconds = time.perf_counter() - started
     messages = [
         {"role": "system", "content": SYSTEM_PROMPTS["empathetic"]},
         {"role": "user", "content": transcript},
@@ -93,7 +94,8 @@ def cascade_run(
     first, total, text = time_stream(streamer, started)
     worker.join()
     total = time.perf_counter() - started
-    return first, total, f"[{transcript}] -> {text}", int(out["ids"].shape[1] - ids["input_ids"].shape[1])
+    reply = f"[ASR {asr_seconds:.2f} s: {transcript}] -> {text}"
+    return first, total, reply, int(out["ids"].shape[1] - ids["input_ids"].shape[1])
 
 
 def latency(args: argparse.Namespace, chat) -> dict:
@@ -114,7 +116,7 @@ def latency(args: argparse.Namespace, chat) -> dict:
     )
     print(f"{'system':<10} {'first token':>12} {'total':>9} {'tokens':>7}  reply")
     for name, (first, total, text, tokens) in results.items():
-        print(f"{name:<10} {first:>10.2f} s {total:>7.2f} s {tokens:>7}  {text[:90]!r}")
+        print(f"{name:<10} {first:>10.2f} s {total:>7.2f} s {tokens:>7}  {text[:110]!r}")
     b_first, b_total = results["blsp_emo"][:2]
     c_first, c_total = results["cascade"][:2]
     print(f"time to first token, cascade / BLSP-Emo: {c_first / b_first:.2f}x")

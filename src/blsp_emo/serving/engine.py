@@ -387,10 +387,10 @@ class ServingEngine:
                         pieces.append(piece)
                         stream._push(StreamEvent("text", piece))
                 final = getattr(generator, "reply", None)
-            finally:
-                close = getattr(generator, "close", None)
-                if close is not None:
-                    close()
+            finally:  # stop generating early where the stream supports it (a cancelled or timed-out client)
+                stop = getattr(generator, "cancel", None) or getattr(generator, "close", None)
+                if stop is not None:
+                    stop()
             done = (
                 Completion.from_reply(final) if final is not None else self._count(request, "".join(pieces))
             )
