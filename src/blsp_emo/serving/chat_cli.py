@@ -79,8 +79,8 @@ class ChatSession:
         path.write_text(json.dumps({"messages": self._saved}, indent=2, ensure_ascii=False) + "\n")
         return path
 
-    def turn(self, audio_path: Path | None, text: str) -> Completion:
-        """Send one user turn, print the streamed reply, and return it."""
+    def turn(self, audio_path: Path | None, text: str) -> Completion | None:
+        """Send one user turn, print the streamed reply, and return it (None when interrupted)."""
         content: list[dict[str, Any]] = []
         saved: list[dict[str, Any]] = []
         if text:
@@ -95,17 +95,23 @@ class ChatSession:
         conversation = [*self.messages, {"role": "user", "content": content}]
         done: Completion | None = None
         started = False
-        for event in self.engine.open_stream(conversation, self.params):
-            if event.kind == "text":
-                if not started:
+        stream = self.engine.open_stream(conversation, self.params)
+        try:
+            for event in stream:
+                if event.kind == "text" and not started:
                     self.out.write("assistant> ")
                     started = True
-                self.out.write(event.value)
-                self.out.flush()
-            elif event.kind == "done":
-                done = event.value
-                if not started:
-                    self.out.write("assistant> ")
+                if event.kind == "text":
+                    self.out.write(event.value)
+                    self.out.flush()
+                elif event.kind == "done":
+                    done = event.value
+        except KeyboardInterrupt:  # Ctrl-C stops this reply, not the conversation
+            stream.cancel()
+            self.out.write("\n(reply interrupted; the turn is dropped)\n")
+            return None
+        if not started:
+            self.out.write("assistant> ")
         self.out.write("\n")
         assert done is not None
         if done.emotion:
