@@ -30,6 +30,9 @@ def test_reply_tone_from_words_then_voice() -> None:
     assert reply_tone("Tell me more about it.", "angry") == "calming"
     assert reply_tone("Tell me more about it.", "happy") == "cheerful"
     assert reply_tone("Tell me more about it.", None) == "neutral"
+    assert reply_tone("Here is a glossary.") == "neutral"  # whole words only: not "loss"
+    assert reply_tone("That sounds frustrating, I get it.") == "calming"
+    assert reply_tone("I\u2019m sorry to hear that.") == "consoling"  # typographic apostrophe
     assert set(STYLES) >= {"neutral", "consoling", "cheerful", "calming", "surprised"}
 
 

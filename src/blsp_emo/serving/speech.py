@@ -91,15 +91,24 @@ _CUES: dict[str, tuple[str, ...]] = {
         "exciting",
         "glad to hear",
     ),
-    "calming": ("frustrat", "understand your anger", "calm", "take a deep breath", "upsetting", "annoying"),
+    "calming": ("frustrat*", "understand your anger", "calm", "take a deep breath", "upsetting", "annoying"),
     "surprised": ("wow", "really?", "no way", "unbelievable", "what a surprise", "incredible"),
+}
+
+
+# Whole words only ("loss" must not match "glossary"); a cue ending in "*" is a word prefix.
+_CUE_PATTERNS: dict[str, re.Pattern[str]] = {
+    tone: re.compile(
+        "|".join(r"\b" + re.escape(c.rstrip("*")) + (r"\w*" if c.endswith("*") else r"(?!\w)") for c in cues)
+    )
+    for tone, cues in _CUES.items()
 }
 
 
 def reply_tone(text: str, user_emotion: str | None = None) -> str:
     """The tone to speak a reply in: from its wording, else from the emotion heard in the user's voice."""
-    folded = text.casefold()
-    counts = {tone: sum(folded.count(cue) for cue in cues) for tone, cues in _CUES.items()}
+    folded = text.casefold().replace("\u2019", "'")
+    counts = {tone: len(pattern.findall(folded)) for tone, pattern in _CUE_PATTERNS.items()}
     best = max(counts, key=lambda tone: counts[tone])
     if counts[best] > 0:
         return best
