@@ -38,6 +38,17 @@ def write_tone_rows(folder: Path, count: int = 12, seed: int = 0) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: on a shared 2-core machine two threads are several times slower (contention)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def tone_targets(tmp_path: Path) -> Path:
     """A 12-row target JSONL over synthetic clips (for the random-tiny model)."""

@@ -89,6 +89,9 @@ class RunSection:
     stop_after_steps: int = (
         0  # stop (as if interrupted) after N steps of this run, schedule unchanged; 0 = off
     )
+    num_threads: int = (
+        0  # torch CPU threads per process (0 = torch's default; 1 is fastest on a busy machine)
+    )
     progress: bool = True  # show a progress bar on the main process
     plot: bool = True  # write training_curve.png at the end
 

@@ -109,6 +109,8 @@ class Trainer:
 
         self.config = config
         self.out = Path(config.run.output_dir)
+        if config.run.num_threads > 0:
+            torch.set_num_threads(config.run.num_threads)
         ddp = DistributedDataParallelKwargs(find_unused_parameters=config.stage == "emotion")
         self.accelerator = Accelerator(
             mixed_precision=config.run.mixed_precision,
