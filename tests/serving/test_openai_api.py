@@ -121,3 +121,14 @@ def test_spoken_reply_streamed(client: openai.OpenAI, speech_clips: list[bytes])
     )
     audio = [c.choices[0].delta.audio for c in chunks if c.choices and c.choices[0].delta.audio]
     assert len(audio) == 1 and base64.b64decode(audio[0].data)[:4] == b"RIFF"
+
+
+def test_client_leaving_mid_stream_does_not_stall_the_server(server, speech_clips: list[bytes]) -> None:
+    body = {"messages": [audio_message(speech_clips[7])], "max_tokens": 64, "stream": True}
+    with httpx.stream("POST", server.url + "/v1/chat/completions", json=body, timeout=60) as response:
+        first = next(response.iter_lines())
+        assert first.startswith("data: ")  # then hang up without reading the rest
+    after = httpx.post(
+        server.url + "/v1/chat/completions", json={**body, "stream": False, "max_tokens": 4}, timeout=60
+    )
+    assert after.status_code == 200 and after.json()["usage"]["completion_tokens"] <= 4

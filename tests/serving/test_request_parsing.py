@@ -192,3 +192,17 @@ def test_audio_urls_data_only_by_default(speech_wav: bytes) -> None:
     request = parse_chat_request({"messages": [url_part("https://example.org/a.wav")]}, fetch_url=fetch)
     assert fetched == ["https://example.org/a.wav"] and request.audio_seconds
     assert error_of({"messages": [url_part("file:///etc/passwd")]}, fetch_url=fetch).code == "url_not_allowed"
+
+
+@pytest.mark.parametrize(("container", "subtype", "fmt"), [("FLAC", None, "flac"), ("OGG", "VORBIS", "ogg"),
+                                                            ("MP3", "MPEG_LAYER_III", "mp3")])  # fmt: skip
+def test_compressed_formats(speech_wav: bytes, container: str, subtype: str | None, fmt: str) -> None:
+    import io
+
+    import soundfile as sf
+
+    audio, rate = sf.read(io.BytesIO(speech_wav), dtype="float32")
+    buffer = io.BytesIO()
+    sf.write(buffer, audio, rate, format=container, subtype=subtype)
+    request = parse_chat_request({"messages": [user(audio_part(buffer.getvalue(), fmt))]})
+    assert abs(request.audio_seconds[0] - len(audio) / rate) < 0.1
