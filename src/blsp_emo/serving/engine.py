@@ -278,6 +278,8 @@ class ServingEngine:
         while True:
             first = self._queue.get()
             if first is None or self._closed.is_set():
+                if first is not None:
+                    self._fail(first, EngineClosed("the serving engine is shut down"))
                 break
             pending = self._collect(first)
             live = [r for r in pending if self._alive(r)]
@@ -289,7 +291,13 @@ class ServingEngine:
                 else:
                     groups.setdefault(request.batch_key(), []).append(request)
             for group in groups.values():
-                self._answer(group)
+                try:
+                    self._answer(group)
+                except Exception as exc:  # never let the worker die: fail this group and go on
+                    log.exception("batch failed")
+                    for request in group:
+                        if request.future is not None and not request.future.done():
+                            request.future.set_exception(exc)
             for request in streams:
                 if self._alive(request):
                     self._stream(request)
