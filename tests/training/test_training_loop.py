@@ -105,3 +105,24 @@ def test_training_improves_the_loss_and_writes_logs(tone_targets, tmp_path):
     assert len((out / "logs" / "train.jsonl").read_text().splitlines()) == 9
     assert result.final_dir == out / "final" and (out / "config.yaml").is_file()
     shutil.rmtree(out / "encoder-cache")
+
+
+def test_cli_trains_and_refuses_to_clobber_a_run(tone_targets, tmp_path, capsys):
+    from blsp_emo.cli import main
+
+    config = tmp_path / "c.yaml"
+    config.write_text("stage: semantic\nmodel:\n  init_from: random-tiny\n")
+    args = [
+        "train",
+        "--config",
+        str(config),
+        f"data.train={tone_targets}",
+        f"run.output_dir={tmp_path / 'r'}",
+    ]
+    args += ["optim.max_steps=2", "run.progress=false", "run.plot=false", "data.batching=count"]
+    assert main(args) == 0
+    assert (tmp_path / "r" / "final" / "model.safetensors").is_file()
+    assert main(args) == 2  # checkpoints exist and neither --resume nor run.overwrite=true was given
+    assert "--resume" in capsys.readouterr().err
+    assert main([*args, "--resume"]) == 0  # the run is complete: nothing left to do
+    assert main([*args, "optim.lr=oops"]) == 2

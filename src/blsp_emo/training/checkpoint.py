@@ -39,6 +39,8 @@ class TrainerState:
     samples_seen: int = 0  # training rows consumed, all ranks together
     elapsed_seconds: float = 0.0  # wall time spent training before this checkpoint
     total_steps: int = 0  # planned optimizer steps of the whole run
+    world_size: int = 1  # processes the run trains with (a resumed run must use as many)
+    grad_accum: int = 1  # micro-batches per optimizer step
 
 
 def checkpoint_dirs(root: Path) -> list[Path]:

@@ -81,6 +81,7 @@ class RunSection:
     """Where outputs go, precision, checkpoints and logging."""
 
     output_dir: str = "runs/train"  # checkpoints, logs, curve and the final model (in <output_dir>/final)
+    overwrite: bool = False  # allow a fresh run (no --resume) to delete checkpoints already in output_dir
     seed: int = 0  # seeds shuffling, dropout and LoRA initialisation
     mixed_precision: str = "no"  # "no", "bf16" or "fp16" (accelerate); the paper trains in bf16
     save_steps: int = 500  # write a checkpoint every N optimizer steps (0 = only at the end)

@@ -8,19 +8,17 @@ continuation as labels, and the emotion label per utterance (-1 when unknown).
 
 from __future__ import annotations
 
-import json
+import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from blsp_emo.audio import load_audio
+from blsp_emo.data.dataset import TargetDataset
 from blsp_emo.errors import UserError
 from blsp_emo.model.encoder import encoder_frames, mel_frames, window_bounds
-from blsp_emo.prompts import EMOTION_TO_ID, instruction, system_prompt
+from blsp_emo.prompts import instruction, system_prompt
 
 STAGE_PROMPTS = {  # (system prompt, instruction) per stage, SPEC.md §4
     "semantic": ("default", "continue"),
@@ -28,116 +26,59 @@ STAGE_PROMPTS = {  # (system prompt, instruction) per stage, SPEC.md §4
 }
 
 
-@dataclass
-class TrainingRow:
-    """One target row: an utterance and the continuation the model must produce for it."""
-
-    audio_path: Path
-    transcript: str
-    target: str
-    truncated: bool
-    emotion: str | None
-    duration: float
-
-
-def _duration(path: Path) -> float:
-    import soundfile
-
-    try:
-        return float(soundfile.info(str(path)).duration)
-    except Exception:
-        return len(load_audio(str(path))) / 16000.0
-
-
-def _jsonl(path: Path):
-    with path.open(encoding="utf-8") as handle:
-        for number, text in enumerate(handle, 1):
-            if not text.strip():
-                continue
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-            if not isinstance(data, dict):
-                raise UserError(f"{path}:{number}: a row must be a JSON object")
-            yield number, data
-
-
-def read_training_rows(
+def load_target_dataset(
     path: str | Path,
     min_seconds: float = 0.0,
     max_seconds: float = float("inf"),
     max_rows: int = 0,
     split: str = "",
-) -> list[TrainingRow]:
-    """Read a target JSONL (``data targets`` output).
+) -> TargetDataset:
+    """The training rows of a target JSONL (``data targets`` output) as a ``blsp_emo.data`` dataset.
 
-    Drops rows outside the duration range, rows of another ``split`` (when given and the row has one),
-    and rows whose continuation was written for another emotion than the utterance's
-    (``target_emotion``, from ``data targets --all-emotions``). Raises :class:`UserError` naming the file
-    and line of a row without a target or with an unknown emotion.
+    Keeps rows of ``split`` (rows without one are kept) whose audio lasts ``min_seconds``..``max_seconds``
+    (SPEC.md §3), at most ``max_rows`` of them; the dataset itself drops rows whose continuation was
+    written for another emotion than the utterance's. Bad rows raise :class:`UserError` naming file:line.
     """
+    from blsp_emo.data.importers.common import audio_duration
+    from blsp_emo.data.manifest import read_manifest
+
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such training file")
-    base = path.resolve().parent
-    rows: list[TrainingRow] = []
-    for line, data in _jsonl(path):
-        where = f"{path}:{line}"
-        if not isinstance(data.get("audio"), str) or not isinstance(data.get("target"), str):
-            raise UserError(f"{where}: a training row needs string fields 'audio' and 'target'")
-        emotion = data.get("emotion")
-        if split and data.get("split", split) != split:
+    rows = []
+    for row in read_manifest(path):
+        if split and row.split != split:  # rows without a split field count as "train"
             continue
-        if data.get("target_emotion", emotion) != emotion:
-            continue
-        if emotion is not None and emotion not in EMOTION_TO_ID:
-            raise UserError(
-                f"{where}: unknown emotion {emotion!r} (expected one of {', '.join(EMOTION_TO_ID)})"
-            )
-        audio = Path(data["audio"]) if Path(data["audio"]).is_absolute() else base / data["audio"]
-        if not audio.is_file():
-            raise UserError(f"{where}: audio file {audio} not found")
-        duration = data.get("duration")
-        duration = float(duration) if isinstance(duration, (int, float)) else _duration(audio)
-        if not min_seconds <= duration <= max_seconds:
-            continue
-        rows.append(
-            TrainingRow(
-                audio,
-                str(data.get("text") or ""),
-                data["target"],
-                bool(data.get("truncated")),
-                emotion,
-                duration,
-            )
-        )
+        if row.duration is None:
+            if not row.audio_path.is_file():
+                raise UserError(f"{path}: audio file {row.audio_path} not found")
+            row.duration = audio_duration(row.audio_path) or 0.0
+        if min_seconds <= row.duration <= max_seconds:
+            rows.append(row)
         if max_rows and len(rows) >= max_rows:
             break
-    if not rows:
+    dataset = TargetDataset(rows)
+    if len(dataset) == 0:
         raise UserError(
             f"{path}: no usable rows (need {min_seconds:g}-{max_seconds:g} s audio with a target)"
         )
-    return rows
+    missing = next((r.audio_path for r in dataset.rows if not r.audio_path.is_file()), None)
+    if missing is not None:
+        raise UserError(f"{path}: audio file {missing} not found")
+    return dataset
 
 
-class TargetDataset(Dataset):
-    """Target rows with their audio loaded (16 kHz mono float32)."""
+def encoder_cache_prefix(encoder: torch.nn.Module, name: str, pad_to_30s: bool) -> str:
+    """The encoder-cache key prefix: encoder name, encoding mode and a fingerprint of the weights."""
+    digest = hashlib.sha256()
+    for tensor_name, tensor in sorted(encoder.state_dict().items())[:8]:
+        digest.update(tensor_name.encode())
+        digest.update(tensor.detach().float().cpu().flatten()[:256].numpy().tobytes())
+    return f"{name}|{'pad30' if pad_to_30s else 'variable'}|{digest.hexdigest()[:16]}"
 
-    def __init__(self, rows: Sequence[TrainingRow]):
-        self.rows = list(rows)
 
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, index: int) -> dict:
-        row = self.rows[index]
-        return {"row": row, "audio": load_audio(str(row.audio_path))}
-
-    @property
-    def durations(self) -> list[float]:
-        """Seconds of audio per row (for duration batching)."""
-        return [r.duration for r in self.rows]
+def _missing(_: np.ndarray) -> torch.Tensor:
+    raise RuntimeError("encoder cache is missing an utterance (was it filled before training?)")
 
 
 def encoder_length(num_samples: int) -> int:
@@ -178,22 +119,17 @@ class TrainingCollator:
         return self._messages(self.instruction + transcript)
 
     def __call__(self, items: Sequence[dict]) -> dict[str, torch.Tensor]:
-        rows = [item["row"] for item in items]
+        """Items of ``blsp_emo.data.dataset.TargetDataset`` -> the model's keyword arguments (+ num_samples)."""
         encoded = [
             self.processor.encode(
-                self.student_messages(item["audio"]), response=r.target, truncated=r.truncated
+                self.student_messages(it["audio"]), response=it["target"], truncated=it["truncated"]
             )
-            for item, r in zip(items, rows)
+            for it in items
         ]
         if self.cache is not None:
             states = []
             for e in encoded:
-                cached = self.cache.get(e.audios[0])
-                if cached is None:
-                    raise RuntimeError(
-                        "encoder cache is missing an utterance (was it filled before training?)"
-                    )
-                states.append(cached)
+                states.append(self.cache.get_or_compute(e.audios[0], _missing))
                 e.audios = []  # no mel features: the cached encoder states stand in for them
             batch = self.processor.collate(encoded, with_labels=True)
             batch["encoder_states"], batch["encoder_lengths"] = pad_states(states)
@@ -202,17 +138,15 @@ class TrainingCollator:
         if self.stage == "semantic":
             teacher = [
                 self.processor.encode(
-                    self.teacher_messages(r.transcript), response=r.target, truncated=r.truncated
+                    self.teacher_messages(it["text"]), response=it["target"], truncated=it["truncated"]
                 )
-                for r in rows
+                for it in items
             ]
             t = self.processor.collate(teacher, with_labels=True)
             batch["teacher_input_ids"] = t["input_ids"]
             batch["teacher_attention_mask"] = t["attention_mask"]
             batch["teacher_labels"] = t["labels"]
         else:
-            batch["emotion_labels"] = torch.tensor(
-                [EMOTION_TO_ID.get(r.emotion, -1) if r.emotion else -1 for r in rows], dtype=torch.long
-            )
-        batch["num_samples"] = torch.tensor(len(rows))
+            batch["emotion_labels"] = torch.tensor([it["emotion_id"] for it in items], dtype=torch.long)
+        batch["num_samples"] = torch.tensor(len(items))
         return batch

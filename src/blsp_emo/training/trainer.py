@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from blsp_emo.errors import UserError
 from blsp_emo.training import checkpoint as ckpt
 from blsp_emo.training.config import TrainConfig, dump_config
-from blsp_emo.training.data import TargetDataset, TrainingCollator, read_training_rows
+from blsp_emo.training.data import TrainingCollator, encoder_cache_prefix, load_target_dataset
 from blsp_emo.training.tracking import TrainingLog, plot_training_curve
 
 log = logging.getLogger(__name__)
@@ -122,9 +122,7 @@ class Trainer:
         self.main = self.accelerator.is_main_process
         self.model, self.processor = build_model(config)
         d = config.data
-        self.dataset = TargetDataset(
-            read_training_rows(d.train, d.min_seconds, d.max_seconds, d.max_rows, d.split)
-        )
+        self.dataset = load_target_dataset(d.train, d.min_seconds, d.max_seconds, d.max_rows, d.split)
         self.cache = self._fill_cache() if config.uses_cache else None
         self.sampler, self.loader = self._make_loader()
         self.steps_per_epoch = self.sampler.batches_per_epoch() // config.optim.grad_accum
@@ -143,16 +141,17 @@ class Trainer:
         """Encode every utterance once (this rank's share) and store the states; the encoder is frozen."""
         from tqdm.auto import tqdm
 
-        from blsp_emo.training.cache import EncoderStateCache, encoder_fingerprint
+        from blsp_emo.data.dataset import EncoderCache
 
         cfg, acc = self.config, self.accelerator
         folder = Path(cfg.data.cache_dir or self.out / "encoder-cache")
-        prefix = encoder_fingerprint(self.model.encoder, self.model.config.whisper_name, cfg.model.pad_to_30s)
-        cache = EncoderStateCache(folder, prefix)
+        name = self.model.config.whisper_name
+        cache = EncoderCache(folder, encoder_cache_prefix(self.model.encoder, name, cfg.model.pad_to_30s))
         self.model.encoder.to(acc.device)
+        durations = self.dataset.durations
         mine = [i for i in range(len(self.dataset)) if i % acc.num_processes == acc.process_index]
-        mine.sort(key=lambda i: self.dataset.rows[i].duration)  # similar lengths encode together
-        todo = [i for i in mine if not cache.contains(self.dataset[i]["audio"])]
+        mine.sort(key=lambda i: durations[i])  # similar lengths encode together
+        todo = [i for i in mine if self.dataset[i]["audio"] not in cache]
         bar = tqdm(
             total=len(todo), desc="encoder cache", disable=not (self.main and cfg.run.progress and todo)
         )
@@ -162,7 +161,7 @@ class Trainer:
             with torch.no_grad():
                 states, lengths = self.model.encode_speech(**{k: v.to(acc.device) for k, v in feats.items()})
             for audio, s, n in zip(audios, states, lengths):
-                cache.put(audio, s[: int(n)].float().cpu())
+                cache.get_or_compute(audio, lambda _, s=s, n=n: s[: int(n)].float().cpu())
             bar.update(len(audios))
         bar.close()
         self.model.encoder.to("cpu")
@@ -277,10 +276,12 @@ class Trainer:
     def load_checkpoint(self, folder: Path) -> ckpt.TrainerState:
         """Restore weights, optimizer, schedule, RNG and position from a checkpoint."""
         state = ckpt.load_trainer_state(folder)
-        if state.total_steps != self.total_steps:
+        now = (self.total_steps, self.accelerator.num_processes, self.config.optim.grad_accum)
+        if (state.total_steps, state.world_size, state.grad_accum) != now:
             raise UserError(
-                f"{folder}: planned {state.total_steps} steps but this config gives {self.total_steps} "
-                "(data, batching, grad_accum or process count changed); start a new output_dir instead"
+                f"{folder}: saved by a run of {state.total_steps} steps on {state.world_size} processes with "
+                f"grad_accum {state.grad_accum}, but this one has {now[0]} steps, {now[1]} processes, "
+                f"grad_accum {now[2]}; resume with the same data, batching and processes, or use a new output_dir"
             )
         if self._sharded:
             self.accelerator.load_state(str(folder / "accelerate"))
@@ -355,13 +356,22 @@ class Trainer:
         return record
 
     def _resume_or_start(self, resume: bool) -> tuple[ckpt.TrainerState, Path | None]:
-        state = ckpt.TrainerState(total_steps=self.total_steps)
+        state = ckpt.TrainerState(
+            total_steps=self.total_steps,
+            world_size=self.accelerator.num_processes,
+            grad_accum=self.config.optim.grad_accum,
+        )
         latest = ckpt.latest_checkpoint(self.checkpoint_root) if resume else None
         if resume and latest is None:
             log.warning("--resume: no checkpoint under %s; starting from the beginning", self.checkpoint_root)
         if latest is not None:
             state = self.load_checkpoint(latest)
             log.info("resumed from %s (step %d of %d)", latest, state.global_step, self.total_steps)
+        elif ckpt.checkpoint_dirs(self.checkpoint_root) and not self.config.run.overwrite:
+            raise UserError(
+                f"{self.checkpoint_root} holds checkpoints of an earlier run: pass --resume to continue it, "
+                "or run.overwrite=true to start over (deletes them), or choose another run.output_dir"
+            )
         elif self.main and self.checkpoint_root.exists():
             shutil.rmtree(self.checkpoint_root)  # a fresh run must never resume from an older run's files
         return state, latest
