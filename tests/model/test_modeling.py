@@ -122,3 +122,13 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path, audio):
     restored = BlspEmoModel.from_pretrained(tmp_path, encoder=fresh.encoder, llm=fresh.llm)
     batch = processor([_speech_conv(audio)])
     assert torch.equal(model(**batch).logits, restored(**batch).logits)
+
+
+def test_cancelled_stream_stops_early(random_model, audio):
+    model, processor = random_model
+    chat = SpeechChat(model, processor)
+    stream = chat.stream(_speech_conv(audio), max_new_tokens=400)
+    stream.cancel()
+    list(stream)
+    assert stream.reply is not None and stream.reply.completion_tokens < 400
+    assert stream.reply.finish_reason in ("cancelled", "stop")

@@ -26,7 +26,7 @@ class Reply:
     emotion_scores: dict[str, float] | None
     prompt_tokens: int
     completion_tokens: int
-    finish_reason: str  # "stop" (end of turn) or "length" (token cap)
+    finish_reason: str  # "stop" (end of turn), "length" (token cap) or "cancelled" (stream cancelled)
 
 
 def _emotion_dict(probs: torch.Tensor | None) -> tuple[str | None, dict[str, float] | None]:
@@ -117,6 +117,18 @@ class SpeechChat:
         return [_emotion_dict(p)[1] for p in probs]
 
 
+class _CancelCriterion:
+    """A transformers stopping criterion that fires once the stream is cancelled."""
+
+    def __init__(self, flag: threading.Event):
+        self.flag = flag
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
+        return torch.full(
+            (input_ids.shape[0],), self.flag.is_set(), dtype=torch.bool, device=input_ids.device
+        )
+
+
 class ReplyStream:
     """Iterator of text pieces of one reply, generated in a background thread."""
 
@@ -126,6 +138,7 @@ class ReplyStream:
         self.chat = chat
         self.reply: Reply | None = None
         self.error: BaseException | None = None
+        self._cancelled = threading.Event()
         encoded, batch, last_segment = chat._prepare([messages])
         self._prompt_tokens = len(encoded[0].input_ids)
         self._last_segment = last_segment[0]
@@ -149,14 +162,21 @@ class ReplyStream:
                     temperature=temperature,
                     top_p=top_p,
                     streamer=self._streamer,
+                    stopping_criteria=[_CancelCriterion(self._cancelled)],
                 )
             text, n_tokens, finish = self.chat._decode(ids[0])
+            if self._cancelled.is_set() and finish == "length":
+                finish = "cancelled"
             seg = self._last_segment
             label, scores = _emotion_dict(emotion[seg] if emotion is not None and seg is not None else None)
             self.reply = Reply(text, label, scores, self._prompt_tokens, n_tokens, finish)
         except BaseException as exc:  # surfaced to the consumer in __iter__
             self.error = exc
             self._streamer.end()
+
+    def cancel(self) -> None:
+        """Stop generating at the next token (e.g. the client went away); frees the model early."""
+        self._cancelled.set()
 
     def __iter__(self) -> Iterator[str]:
         for piece in self._streamer:
