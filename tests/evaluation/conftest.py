@@ -52,6 +52,21 @@ def write_emotion_manifest(folder: Path, n: int = 5, split: str = "test") -> Pat
     return manifest
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Run each evaluation test on one intra-op thread, then restore the setting.
+
+    The test machines are small and shared: with two busy-waiting OpenMP threads per process, a generate
+    call was measured 3-8x slower under contention than with one thread.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def emotion_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Five synthetic test utterances, one per emotion, with transcripts."""

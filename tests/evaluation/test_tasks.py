@@ -216,3 +216,35 @@ def test_cascade_shows_the_llm_the_transcript(emotion_manifest: Path) -> None:
     )
     assert [a.user_text for a in answers] == [u.text for u in utterances]
     assert system.describe()["kind"] == "cascade-text" and system.predict_emotions(utterances) is None
+
+
+def _write_targets(manifest: Path, folder: Path, n_rows: int) -> Path:
+    """Target rows in the format of `data targets --stage emotion --all-emotions` (refusals aside)."""
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()][:n_rows]
+    kept, refused = [], []
+    for row in rows:
+        for emotion in ("neutral", "happy", "angry", "sad", "surprise"):
+            out = {**row, "target_emotion": emotion, "target": f"{emotion} words", "stage": "emotion"}
+            (refused if emotion == "angry" else kept).append(json.dumps(out) + "\n")
+    (folder / "t.jsonl").write_text("".join(kept))
+    (folder / "t.refused.jsonl").write_text("".join(refused))
+    return folder / "t.jsonl"
+
+
+def test_empathy_reads_teacher_targets(emotion_manifest: Path, tmp_path: Path) -> None:
+    targets = _write_targets(emotion_manifest, tmp_path, 5)
+    out = tmp_path / "emp"
+    argv = ["eval", "empathy", "--model", "random-tiny", "--data", str(emotion_manifest), "--limit", "2"]
+    assert main([*argv, "--teacher-targets", str(targets), "-o", str(out), *FAST]) == 0
+    results = _results(out)
+    assert results["metrics"]["teacher"]["source"].startswith("--teacher-targets")
+    first = json.loads((out / "predictions.jsonl").read_text().splitlines()[0])
+    assert first["teacher"]["angry"] == "angry words"  # read from the refused file
+    assert not (out / "cache" / "text-random-tiny.jsonl").exists()  # nothing generated
+
+
+def test_teacher_targets_must_cover_every_utterance(emotion_manifest: Path, tmp_path: Path, capsys) -> None:
+    targets = _write_targets(emotion_manifest, tmp_path, 1)
+    argv = ["eval", "empathy", "--model", "random-tiny", "--data", str(emotion_manifest)]
+    assert main([*argv, "--teacher-targets", str(targets), "-o", str(tmp_path / "o"), *FAST]) == 2
+    assert "--teacher-targets has no" in capsys.readouterr().err

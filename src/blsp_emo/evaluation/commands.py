@@ -52,6 +52,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "128 for instructions)",
     )
     parser.add_argument(
+        "--teacher-targets",
+        type=Path,
+        nargs="+",
+        help="empathy: read the five teacher continuations from `data targets --stage emotion --all-emotions` "
+        "output instead of generating them",
+    )
+    parser.add_argument(
         "--temperature", type=float, default=0.0, help="0 = greedy (default, as in the paper)"
     )
     parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling when temperature > 0")
@@ -156,6 +163,16 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UserError(f"{args.ser_train}: no such manifest file (--ser-train)")
 
 
+def _teacher_targets(args: argparse.Namespace) -> dict[tuple[str, str], str] | None:
+    if not args.teacher_targets:
+        return None
+    if not hasattr(args, "_teacher_table"):
+        from blsp_emo.evaluation.tasks.empathy import load_teacher_targets
+
+        args._teacher_table = load_teacher_targets(args.teacher_targets)
+    return args._teacher_table
+
+
 def _context(args: argparse.Namespace, out_dir: Path, cache_dir: Path, data: dict):
     from blsp_emo.evaluation.systems import GenerationSettings
     from blsp_emo.evaluation.tasks import RunContext
@@ -176,6 +193,7 @@ def _context(args: argparse.Namespace, out_dir: Path, cache_dir: Path, data: dic
         judge=_judge(args),
         max_new_tokens_set=args.max_new_tokens is not None,
         teacher_max_new_tokens=args.teacher_max_new_tokens,
+        teacher_targets=_teacher_targets(args),
     )
 
 

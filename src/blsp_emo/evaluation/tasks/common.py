@@ -27,9 +27,8 @@ class RunContext:
     embedder: str = "all-MiniLM-L6-v2"
     judge: Judge | None = None
     max_new_tokens_set: bool = False  # True when the user chose --max-new-tokens (tasks keep it)
-    teacher_max_new_tokens: int | None = (
-        None  # overrides the teacher texts' length (None: the task's default)
-    )
+    teacher_max_new_tokens: int | None = None  # teacher texts' length (None: the task's default)
+    teacher_targets: dict[tuple[str, str], str] | None = None  # (transcript, emotion) -> teacher text
 
     def with_max_new_tokens(self, default: int) -> GenerationSettings:
         """The decoding settings with this task's default answer length unless the user set one."""

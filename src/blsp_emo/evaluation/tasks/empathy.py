@@ -11,8 +11,12 @@ utterance earns 1/k if the true one is among the k tied. Optional LLM-judge scor
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
+from blsp_emo.data.manifest import read_jsonl_dicts
+from blsp_emo.errors import UserError
 from blsp_emo.evaluation.dataset import Utterance
 from blsp_emo.evaluation.embeddings import get_embedder
 from blsp_emo.evaluation.metrics import confusion_matrix, mean_and_ci
@@ -43,8 +47,18 @@ def teacher_texts(
 ) -> list[list[str]]:
     """Five emotion-conditioned teacher texts per item (rows in ``EMOTIONS`` order), cached.
 
-    ``template`` has an ``{emotion}`` placeholder and is followed by the item's text.
+    ``template`` has an ``{emotion}`` placeholder and is followed by the item's text. With
+    ``ctx.teacher_targets`` (stage-2 targets written by ``data targets``) the texts are read from there
+    instead, and every item must have all five.
     """
+    if ctx.teacher_targets is not None and template == EMOTION_TARGET_INSTRUCTION:
+        out = []
+        for text in user_texts:
+            missing = [e for e in EMOTIONS if (text.strip(), e) not in ctx.teacher_targets]
+            if missing:
+                raise UserError(f"--teacher-targets has no {', '.join(missing)} continuation for {text!r}")
+            out.append([ctx.teacher_targets[(text.strip(), e)] for e in EMOTIONS])
+        return out
     settings = GenerationSettings(
         max_new_tokens=ctx.teacher_max_new_tokens or max_new_tokens,
         seed=ctx.settings.seed,
@@ -63,9 +77,34 @@ def teacher_texts(
     return [[a.text for a in answers[i * k : (i + 1) * k]] for i in range(len(user_texts))]
 
 
+def load_teacher_targets(paths: list[Path]) -> dict[tuple[str, str], str]:
+    """Read ``data targets --stage emotion --all-emotions`` output: (transcript, emotion) -> continuation.
+
+    The refusals that ``data targets`` moves to ``OUT.refused.jsonl`` are read too (when present), since
+    the agreement needs all five continuations of a transcript.
+    """
+    table: dict[tuple[str, str], str] = {}
+    for path in paths:
+        if not path.is_file():
+            raise UserError(f"{path}: no such target file (--teacher-targets)")
+        refused = path.with_name(path.name.removesuffix(".jsonl") + ".refused.jsonl")
+        for source in (path, refused):
+            for number, row in read_jsonl_dicts(source):
+                emotion, text, target = row.get("target_emotion"), row.get("text"), row.get("target")
+                if emotion is None or not isinstance(text, str) or not isinstance(target, str):
+                    raise UserError(
+                        f"{source}:{number}: not an emotion-stage target row (needs text, target_emotion, target)"
+                    )
+                table[(text.strip(), emotion)] = target
+    return table
+
+
 def teacher_info(ctx: RunContext, template: str, max_new_tokens: int) -> dict:
     """How the teacher texts were written (for results.json)."""
+    if ctx.teacher_targets is not None and template == EMOTION_TARGET_INSTRUCTION:
+        return {"source": "--teacher-targets (data targets --stage emotion --all-emotions)"}
     return {
+        "source": "the system's own LLM",
         "instruction": template,
         "system_prompt": SYSTEM_PROMPTS["empathetic"],
         "max_new_tokens": ctx.teacher_max_new_tokens or max_new_tokens,
