@@ -22,6 +22,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from blsp_emo.data.manifest import JsonlAppender, read_jsonl_dicts
 from blsp_emo.errors import UserError
 
 SCALES: tuple[str, ...] = ("quality", "empathy")
@@ -116,22 +117,24 @@ class Judge:
         """Scores for (transcript, emotion, response) triples; ``None`` where the judge's answer is unusable."""
         template = judge_prompt_template()
         cache: dict[str, str] = {}
-        if cache_path is not None and cache_path.is_file():
-            for line in cache_path.read_text(encoding="utf-8").splitlines():
-                try:
-                    row = json.loads(line)
-                    cache[row["key"]] = row["answer"]
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    continue
+        if cache_path is not None:
+            cache = {
+                str(r["key"]): str(r["answer"])
+                for _, r in read_jsonl_dicts(cache_path)
+                if "key" in r and "answer" in r
+            }
+        appender = JsonlAppender(cache_path) if cache_path is not None else None
         results: list[dict[str, float] | None] = []
-        for transcript, emotion, response in tqdm(items, desc=f"judge {self.model}", unit="reply"):
-            prompt = build_judge_prompt(transcript, emotion, response, template)
-            key = hashlib.sha256(f"{self.model}\0{self.seed}\0{prompt}".encode()).hexdigest()
-            if key not in cache:
-                cache[key] = self.complete(prompt)
-                if cache_path is not None:
-                    cache_path.parent.mkdir(parents=True, exist_ok=True)
-                    with cache_path.open("a", encoding="utf-8") as handle:
-                        handle.write(json.dumps({"key": key, "answer": cache[key]}) + "\n")
-            results.append(parse_scores(cache[key]))
+        try:
+            for transcript, emotion, response in tqdm(items, desc=f"judge {self.model}", unit="reply"):
+                prompt = build_judge_prompt(transcript, emotion, response, template)
+                key = hashlib.sha256(f"{self.model}\0{self.seed}\0{prompt}".encode()).hexdigest()
+                if key not in cache:
+                    cache[key] = self.complete(prompt)
+                    if appender is not None:
+                        appender.write({"key": key, "answer": cache[key]})
+                results.append(parse_scores(cache[key]))
+        finally:
+            if appender is not None:
+                appender.close()
         return results
