@@ -21,7 +21,8 @@ def test_duration_batches_respect_the_budget():
 def test_ranks_split_the_epoch_evenly_and_disjointly(mode):
     durations = [1 + (i % 7) for i in range(101)]
     shards = [
-        TrainBatchSampler(durations, mode, 12, 4, num_replicas=2, rank=r, seed=3, multiple_of=2) for r in range(2)
+        TrainBatchSampler(durations, mode, 12, 4, num_replicas=2, rank=r, seed=3, multiple_of=2)
+        for r in range(2)
     ]
     a, b = (s.epoch_batches() for s in shards)
     assert len(a) == len(b) and len(a) % 2 == 0 and a

@@ -17,7 +17,6 @@ import torch
 
 from blsp_emo.data.dataset import TargetDataset
 from blsp_emo.errors import UserError
-from blsp_emo.model.encoder import encoder_frames, mel_frames, window_bounds
 from blsp_emo.prompts import instruction, system_prompt
 
 STAGE_PROMPTS = {  # (system prompt, instruction) per stage, SPEC.md §4
@@ -79,11 +78,6 @@ def encoder_cache_prefix(encoder: torch.nn.Module, name: str, pad_to_30s: bool) 
 
 def _missing(_: np.ndarray) -> torch.Tensor:
     raise RuntimeError("encoder cache is missing an utterance (was it filled before training?)")
-
-
-def encoder_length(num_samples: int) -> int:
-    """Encoder frames for a signal of ``num_samples`` (all windows together)."""
-    return sum(int(encoder_frames(mel_frames(e - s))) for s, e in window_bounds(num_samples))
 
 
 def pad_states(states: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

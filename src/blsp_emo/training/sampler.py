@@ -15,6 +15,14 @@ from collections.abc import Iterator, Sequence
 from torch.utils.data import Sampler
 
 
+def duration_buckets(rows: int, batch_size: int) -> int:
+    """Duration buckets for ``rows``: at most 10, each holding about four full batches or more.
+
+    A batch never spans two buckets, so on a small corpus many buckets would mean many small batches.
+    """
+    return max(1, min(10, rows // (4 * batch_size)))
+
+
 class TrainBatchSampler(Sampler[list[int]]):
     """Yields this rank's micro-batches (lists of dataset indices) for the current epoch."""
 
@@ -44,7 +52,7 @@ class TrainBatchSampler(Sampler[list[int]]):
 
             self.by_duration = DurationBatchSampler(
                 self.durations, max_seconds=batch_seconds, shuffle=shuffle, seed=seed, num_replicas=num_replicas,
-                rank=rank, drop_last=True, max_items=batch_size,
+                rank=rank, drop_last=True, max_items=batch_size, buckets=duration_buckets(len(self.durations), batch_size),
             )  # fmt: skip
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:

@@ -8,6 +8,7 @@ a checkpoint holds and ``blsp_emo.training.config`` for every option.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import shutil
@@ -49,8 +50,6 @@ def load_start(init_from: str):
     A checkpoint of the random test model (its config names ``random-tiny`` base models, which
     ``load_model`` cannot rebuild from a folder) is rebuilt from the same seed and gets its trained parts.
     """
-    import json
-
     from safetensors.torch import load_file
 
     from blsp_emo.model import load_model
@@ -288,8 +287,6 @@ class Trainer:
         else:
             ckpt.load_trained_weights(self.unwrapped, folder)
             ckpt.load_optimizer(self.optimizer, folder / "optimizer.safetensors")
-        import json
-
         self.scheduler.load_state_dict(json.loads((folder / "scheduler.json").read_text()))
         rng = folder / f"rng_state_{self.accelerator.process_index}.safetensors"
         if rng.is_file():
