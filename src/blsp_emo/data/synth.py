@@ -31,18 +31,24 @@ from blsp_emo.audio import SAMPLE_RATE, resample
 from blsp_emo.errors import UserError
 from blsp_emo.prompts import EMOTIONS
 
+# Accents and variants kept where Whisper-base still understands them: in a check of 5 neutral sentences
+# per voice, en-029 and en-gb-x-gbcwmd, and the variants f1, Andy, benjamin, norbert, travis, linda, steph,
+# shelby had word error rates of 27-67%, the kept ones 10-30%.
 ESPEAK_ACCENTS: tuple[str, ...] = (
-    "en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
-)  # fmt: skip
+    "en-us",
+    "en-gb",
+    "en-gb-x-rp",
+    "en-gb-scotland",
+    "en-us-nyc",
+    "en-gb-x-gbclan",
+)
 # espeak-ng variants by split: a voice is an accent + a variant, so splits never share a voice.
 ESPEAK_VARIANTS: dict[str, tuple[str, ...]] = {
-    "train": (
-        "m1", "m2", "m4", "m5", "m7", "f1", "f2", "f3", "Andy", "steph", "max", "adam", "grandma",
-        "benjamin", "shelby", "victor", "alicia",
-    ),
-    "dev": ("f5", "m6", "norbert"),
-    "test": ("f4", "m3", "travis", "linda"),
-}  # fmt: skip
+    "train": ("m1", "m2", "m4", "m5", "m7", "f2", "f3", "max", "victor", "grandma", "alicia", "adam"),
+    "dev": ("m6", "f5"),
+    "test": ("m3", "f4"),
+}
+ESPEAK_BASE_SPEED = 160  # words per minute at rate 1.0 (espeak-ng's own default, 175, is hurried)
 # Piper's single natural voice at different pitch shifts (semitones), one shift per split set.
 PIPER_SHIFTS: dict[str, tuple[float, ...]] = {"train": (-2.0, 0.0, 2.5), "dev": (-4.0,), "test": (4.5,)}
 
@@ -88,8 +94,8 @@ class Prosody:
 # Class means (the literature's directions) and the per-utterance spread around them.
 EMOTION_PROSODY: dict[str, Prosody] = {
     "neutral": Prosody(rate=1.0, pitch=0.0, range=1.0, gain_db=0.0, end_cents=-50.0),
-    "happy": Prosody(rate=1.1, pitch=3.5, range=1.6, gain_db=3.0, end_cents=100.0),
-    "angry": Prosody(rate=1.18, pitch=1.5, range=1.45, gain_db=6.0, end_cents=-150.0),
+    "happy": Prosody(rate=1.08, pitch=3.5, range=1.6, gain_db=3.0, end_cents=100.0),
+    "angry": Prosody(rate=1.15, pitch=1.5, range=1.45, gain_db=6.0, end_cents=-150.0),
     "sad": Prosody(rate=0.78, pitch=-2.5, range=0.4, gain_db=-6.0, end_cents=-60.0),
     "surprise": Prosody(rate=1.02, pitch=5.0, range=1.9, gain_db=2.0, end_cents=550.0),
 }
@@ -158,7 +164,7 @@ def _espeak(text: str, name: str, prosody: Prosody) -> tuple[np.ndarray, int]:
 
     exe = _require("espeak-ng", "espeak-ng")
     pitch = int(np.clip(round(50 + 6 * prosody.pitch), 0, 99))
-    speed = int(np.clip(round(175 * prosody.rate), 80, 400))
+    speed = int(np.clip(round(ESPEAK_BASE_SPEED * prosody.rate), 80, 400))
     if prosody.end_cents > 200:  # a question's clause tune: no final fall before the rising bend
         text = text.rstrip().rstrip(".!") + "?"
     ssml = f'<speak><prosody range="{int(round(100 * prosody.range))}%">{escape(text)}</prosody></speak>'

@@ -50,7 +50,7 @@ class SynthOptions:
     seed: int = 0  # everything random derives from this
     workers: int = 2  # synthesis processes
     engines: tuple[str, ...] = ("espeak", "piper")  # TTS engines to draw voices from
-    piper_share: float = 0.25  # fraction of utterances spoken by Piper when it is available
+    piper_share: float = 0.35  # fraction of utterances spoken by Piper when it is available
     ambiguous_share: float = 0.7  # fraction of emotional utterances whose words fit any emotion
     sentences_file: Path | None = None  # user sentences for the general part (else the grammar)
     plot: bool = True  # write prosody.png
