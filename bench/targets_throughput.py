@@ -1,6 +1,6 @@
 """Target generation throughput on the embedded teacher: batched (length-sorted, left-padded) vs one at a time.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/targets_throughput.py [--rows 32] [--batch-size 16]
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/targets_throughput.py [--rows 16] [--batch-size 16]
 
 Both runs use the same rows, prompts (SPEC.md stage 1) and greedy decoding with 48 new tokens; the script
 prints rows/s for each, the ratio, and how many continuations are identical in the two runs.
@@ -34,7 +34,7 @@ def run(backend: HFBackend, conversations: list, max_new_tokens: int) -> tuple[l
 def main() -> None:
     """Time both ways and print the ratio."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=32)
+    parser.add_argument("--rows", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--teacher", default="tiny")
