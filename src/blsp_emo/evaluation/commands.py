@@ -198,21 +198,14 @@ def _context(args: argparse.Namespace, out_dir: Path, cache_dir: Path, data: dic
 
 
 def _utterances(args: argparse.Namespace, task: str, manifest: Path):
-    from blsp_emo.evaluation.dataset import load_utterances, manifest_fingerprint
+    from blsp_emo.evaluation.dataset import load_utterances, manifest_fingerprint, seeded_subset
     from blsp_emo.evaluation.tasks import TASKS
 
     spec = TASKS[task]
     everything = load_utterances(
         manifest, split=args.split, need_emotion=spec.need_emotion, need_text=spec.need_text
     )
-    utterances = load_utterances(
-        manifest,
-        split=args.split,
-        limit=args.limit,
-        seed=args.seed,
-        need_emotion=spec.need_emotion,
-        need_text=spec.need_text,
-    )
+    utterances = seeded_subset(everything, args.limit, args.seed)
     data = {
         "manifest": str(manifest),
         "sha256": manifest_fingerprint(manifest),

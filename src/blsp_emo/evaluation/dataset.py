@@ -81,12 +81,17 @@ def load_utterances(
     ids = [u.id for u in selected]
     if len(set(ids)) != len(ids):
         raise UserError(f"{manifest}: utterance ids are not unique")
-    if limit is not None and limit < len(selected):
-        if limit <= 0:
-            raise UserError(f"--limit must be positive, got {limit}")
-        keep = sorted(random.Random(seed).sample(range(len(selected)), limit))
-        selected = [selected[i] for i in keep]
-    return selected
+    return seeded_subset(selected, limit, seed)
+
+
+def seeded_subset(utterances: list[Utterance], limit: int | None, seed: int = 0) -> list[Utterance]:
+    """A seeded random subset of ``limit`` utterances, kept in their original order (all when None)."""
+    if limit is None or limit >= len(utterances):
+        return utterances
+    if limit <= 0:
+        raise UserError(f"--limit must be positive, got {limit}")
+    keep = sorted(random.Random(seed).sample(range(len(utterances)), limit))
+    return [utterances[i] for i in keep]
 
 
 def manifest_fingerprint(path: str | Path) -> str:
