@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from conftest import tiny_config  # noqa: E402
+from training_helpers import tiny_config  # noqa: E402
 
 from blsp_emo.training.trainer import Trainer  # noqa: E402
 

@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 import torch
-from conftest import tiny_config
 from safetensors.torch import load_file
+from training_helpers import tiny_config
 
 from blsp_emo.training.trainer import Trainer, TrainingDivergedError, train
 
@@ -126,3 +126,17 @@ def test_cli_trains_and_refuses_to_clobber_a_run(tone_targets, tmp_path, capsys)
     assert "--resume" in capsys.readouterr().err
     assert main([*args, "--resume"]) == 0  # the run is complete: nothing left to do
     assert main([*args, "optim.lr=oops"]) == 2
+
+
+def test_bf16_gradient_checkpointing_and_trained_encoder(tone_targets, tmp_path):
+    config = tiny_config(
+        tone_targets, tmp_path / "run", "emotion", optim={"max_steps": 2},
+        model={"gradient_checkpointing": True, "train_encoder": True}, run={"mixed_precision": "bf16"},
+    )  # fmt: skip
+    assert not config.uses_cache  # a trained encoder is recomputed every step
+    result = train(config)
+    weights = _weights(result.final_dir)
+    assert (
+        any(k.startswith("encoder.") for k in weights) and not (tmp_path / "run" / "encoder-cache").exists()
+    )
+    assert all(torch.isfinite(v).all() for v in weights.values())

@@ -99,6 +99,17 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def _fresh_accelerator_state() -> None:
+    """Let a second run in the same process choose its own precision (accelerate keeps one global state).
+
+    The process group (``PartialState``) is kept; only the per-run settings are cleared.
+    """
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
+
+
 class Trainer:
     """One training run of one stage, configured by a :class:`TrainConfig`."""
 
@@ -110,6 +121,7 @@ class Trainer:
         self.out = Path(config.run.output_dir)
         if config.run.num_threads > 0:
             torch.set_num_threads(config.run.num_threads)
+        _fresh_accelerator_state()
         ddp = DistributedDataParallelKwargs(find_unused_parameters=config.stage == "emotion")
         self.accelerator = Accelerator(
             mixed_precision=config.run.mixed_precision,
