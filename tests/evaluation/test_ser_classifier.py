@@ -37,3 +37,19 @@ def test_separable_clusters_are_learned(labels: list[str], tmp_path: Path) -> No
 def test_one_class_is_an_error() -> None:
     with pytest.raises(UserError, match="two emotions"):
         fit_classifier(np.zeros((3, 2), np.float32), ["sad"] * 3)
+
+
+def test_features_of_a_clip_do_not_depend_on_its_batch() -> None:
+    # True-length, masked encoding: a clip batched with a longer one gets the features it gets alone.
+    from blsp_emo.evaluation.ser_classifier import WhisperFeatures
+    from blsp_emo.model import load_model
+
+    model, processor = load_model("random-tiny")
+    features = WhisperFeatures("random-tiny", model=model.encoder, processor=processor)
+    rng = np.random.default_rng(0)
+    short, long = rng.normal(0, 0.1, 16000).astype(np.float32), rng.normal(0, 0.1, 48000).astype(np.float32)
+    alone = features([short], progress=False)
+    batched = features([short, long], progress=False)
+    assert alone.shape == (1, 2 * model.encoder.config.d_model)
+    assert np.allclose(alone[0], batched[0], atol=1e-5)
+    assert not np.allclose(batched[0], batched[1], atol=1e-3)

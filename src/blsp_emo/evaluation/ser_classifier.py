@@ -1,7 +1,8 @@
 """The strong cascade's emotion classifier: logistic regression on pooled Whisper-encoder states.
 
-Features: the Whisper encoder's last hidden state over the audio's true length (the 30 s padding cut
-off, as BLSP-Emo does), pooled as [mean, standard deviation] over frames. Classifier: standardisation
+Features: the Whisper encoder's last hidden state, computed on the audio's true length with the
+model's masked variable-length encoder (:func:`blsp_emo.model.encoder.encode_windows`), pooled as
+[mean, standard deviation] over frames. Classifier: standardisation
 followed by multinomial logistic regression with balanced class weights (scikit-learn for fitting).
 Training is cached: the fitted weights are stored as safetensors (no pickle) with a JSON side file,
 under a key made of the training manifest's content, the Whisper name and the recipe version, so the
@@ -25,29 +26,41 @@ from blsp_emo.prompts import EMOTIONS
 
 log = logging.getLogger(__name__)
 
-RECIPE = "whisper-meanstd-logreg-v1"
+RECIPE = "whisper-truelength-meanstd-logreg-v2"
 WINDOW = 30 * SAMPLE_RATE
+
+
+def _whisper_encoder(model):
+    """The WhisperEncoder inside a Whisper model, a BLSP-Emo model, or the encoder itself."""
+    if hasattr(model, "conv1") and hasattr(model, "layers"):
+        return model
+    if hasattr(model, "get_encoder"):
+        return model.get_encoder()
+    return model.encoder
 
 
 class WhisperFeatures:
     """Pooled Whisper-encoder features of audio clips."""
 
     def __init__(self, whisper: str = "tiny", model=None, processor=None):
-        """Load the Whisper named ``whisper`` (or use the given model and processor)."""
+        """Load the Whisper named ``whisper``, or use ``model`` (a Whisper model or encoder) and its processor."""
         if model is None or processor is None:
             from blsp_emo.assets import load_whisper
 
             model, processor = load_whisper(whisper)
         self.name = whisper
-        self.encoder = model.model.encoder if hasattr(model, "model") else model.encoder
+        self.encoder = _whisper_encoder(model)
         self.feature_extractor = processor.feature_extractor
 
     def __call__(self, utterances: list, batch_size: int = 8, progress: bool = True) -> np.ndarray:
         """Features (n, 2 * d_model) of utterances (objects with ``.load()``) or 16 kHz mono arrays.
 
-        Audio is loaded one batch at a time; clips over 30 s use their first 30 s.
+        Audio is loaded one batch at a time and encoded on its true length (attention-masked, as the
+        BLSP-Emo model encodes it); clips over 30 s use their first 30 s.
         """
         import torch
+
+        from blsp_emo.model.encoder import MIN_SAMPLES, encode_windows
 
         out: list[np.ndarray] = []
         param = next(self.encoder.parameters())
@@ -55,17 +68,23 @@ class WhisperFeatures:
         with torch.inference_mode():
             for start in range(0, len(utterances), batch_size):
                 items = utterances[start : start + batch_size]
-                chunk = [(a if isinstance(a, np.ndarray) else a.load())[:WINDOW] for a in items]
-                feats = self.feature_extractor(chunk, sampling_rate=SAMPLE_RATE, return_tensors="pt")
-                hidden = self.encoder(feats.input_features.to(param.device, param.dtype)).last_hidden_state
-                hop = self.feature_extractor.hop_length
-                for i, audio in enumerate(chunk):
-                    n_mel = max(1, len(audio) // hop)
-                    length = min(hidden.shape[1], (n_mel - 1) // 2 + 1)
-                    frames = hidden[i, :length].float()
-                    pooled = torch.cat([frames.mean(0), frames.std(0, unbiased=False)])
-                    out.append(pooled.cpu().numpy())
-                bar.update(len(chunk))
+                mels = []
+                for item in items:
+                    audio = (item if isinstance(item, np.ndarray) else item.load())[:WINDOW]
+                    audio = np.pad(audio, (0, max(0, MIN_SAMPLES - len(audio))))
+                    mel = self.feature_extractor(
+                        audio, sampling_rate=SAMPLE_RATE, return_tensors="np", padding="longest"
+                    )
+                    mels.append(mel["input_features"][0])
+                lengths = torch.tensor([m.shape[-1] for m in mels])
+                batch = torch.zeros(len(mels), mels[0].shape[0], int(lengths.max()))
+                for i, m in enumerate(mels):
+                    batch[i, :, : m.shape[-1]] = torch.from_numpy(m)
+                states, frames = encode_windows(self.encoder, batch.to(param.device, param.dtype), lengths)
+                for i in range(len(mels)):
+                    x = states[i, : int(frames[i])].float()
+                    out.append(torch.cat([x.mean(0), x.std(0, unbiased=False)]).cpu().numpy())
+                bar.update(len(items))
         bar.close()
         return np.stack(out).astype(np.float32)
 
