@@ -132,3 +132,15 @@ def test_cancelled_stream_stops_early(random_model, audio):
     list(stream)
     assert stream.reply is not None and stream.reply.completion_tokens < 400
     assert stream.reply.finish_reason in ("cancelled", "stop")
+
+
+def test_load_model_rebuilds_a_random_tiny_checkpoint(tmp_path, audio):
+    model, processor = load_model("random-tiny", device="cpu", lora_r=4)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_()
+    model.save_pretrained(tmp_path)
+    restored, restored_processor = load_model(str(tmp_path), device="cpu")
+    batch = processor([_speech_conv(audio)])
+    assert torch.equal(model(**batch).logits, restored(**restored_processor([_speech_conv(audio)])).logits)

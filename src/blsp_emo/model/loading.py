@@ -21,6 +21,12 @@ def build_processor(config, pad_to_30s: bool | None = None):
 
     from blsp_emo.assets import resolve
     from blsp_emo.model.processor import BlspEmoProcessor
+    from blsp_emo.model.testing import RANDOM_TINY, tiny_processor
+
+    if config.llm_name == RANDOM_TINY:
+        processor = tiny_processor()
+        processor.pad_to_30s = config.pad_to_30s if pad_to_30s is None else pad_to_30s
+        return processor
 
     feature_extractor = WhisperFeatureExtractor.from_pretrained(resolve(config.whisper_name, "whisper"))
     tokenizer = AutoTokenizer.from_pretrained(

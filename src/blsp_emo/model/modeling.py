@@ -21,6 +21,7 @@ from blsp_emo.model.configuration import BlspEmoConfig
 from blsp_emo.model.encoder import encode_windows, merge_windows
 from blsp_emo.model.plora import LoraMask, apply_partial_lora, lora_parameters
 from blsp_emo.model.processor import IGNORE_INDEX, SPEECH_TOKEN_ID
+from blsp_emo.model.testing import RANDOM_TINY
 
 WEIGHTS_NAME = "model.safetensors"
 
@@ -59,6 +60,12 @@ class BlspEmoModel(PreTrainedModel):
 
     def __init__(self, config: BlspEmoConfig, encoder: nn.Module | None = None, llm: nn.Module | None = None):
         super().__init__(config)
+        if (encoder is None or llm is None) and RANDOM_TINY in (config.whisper_name, config.llm_name):
+            from blsp_emo.model.testing import random_tiny_bases
+
+            tiny_encoder, tiny_llm = random_tiny_bases()
+            encoder = encoder if encoder is not None or config.whisper_name != RANDOM_TINY else tiny_encoder
+            llm = llm if llm is not None or config.llm_name != RANDOM_TINY else tiny_llm
         if encoder is None:
             from blsp_emo.assets import load_whisper
 
@@ -99,7 +106,10 @@ class BlspEmoModel(PreTrainedModel):
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
         """Enable activation checkpointing in the LLM (and the encoder when it is trained)."""
         kwargs = gradient_checkpointing_kwargs or {"use_reentrant": False}
-        self.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        if hasattr(self.llm, "activation_checkpointing_enable"):  # transformers >= 5.x name
+            self.llm.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            self.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         if hasattr(self.llm, "enable_input_require_grads"):
             self.llm.enable_input_require_grads()
 

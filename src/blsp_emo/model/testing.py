@@ -92,27 +92,42 @@ def tiny_llm(vocab_size: int, hidden: int = 48, layers: int = 2):
     return LlamaForCausalLM(config)
 
 
-def build_random_tiny(seed: int = 0, lora_r: int = 0, use_emotion_head: bool = True):
-    """Build ``(model, processor)``: tiny random Whisper encoder + tiny random Llama + tiny tokenizer."""
-    from transformers import WhisperFeatureExtractor
+RANDOM_TINY = "random-tiny"  # base-model name of the test model in configs and checkpoints
 
-    from blsp_emo.model.configuration import BlspEmoConfig
-    from blsp_emo.model.modeling import BlspEmoModel
-    from blsp_emo.model.processor import BlspEmoProcessor
 
-    tokenizer = tiny_tokenizer()
+def random_tiny_bases(seed: int = 0):
+    """The tiny random (Whisper encoder, Llama LLM) pair; the same seed always gives the same weights."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         encoder = tiny_whisper_encoder()
-        llm = tiny_llm(len(tokenizer))
+        llm = tiny_llm(len(tiny_tokenizer()))
+    return encoder, llm
+
+
+def tiny_processor():
+    """The processor of the tiny random model."""
+    from transformers import WhisperFeatureExtractor
+
+    from blsp_emo.model.processor import BlspEmoProcessor
+
+    return BlspEmoProcessor(WhisperFeatureExtractor(feature_size=80), tiny_tokenizer())
+
+
+def build_random_tiny(seed: int = 0, lora_r: int = 0, use_emotion_head: bool = True):
+    """Build ``(model, processor)``: tiny random Whisper encoder + tiny random Llama + tiny tokenizer."""
+    from blsp_emo.model.configuration import BlspEmoConfig
+    from blsp_emo.model.modeling import BlspEmoModel
+
+    encoder, llm = random_tiny_bases(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
         config = BlspEmoConfig(
-            whisper_name="random-tiny",
-            llm_name="random-tiny",
+            whisper_name=RANDOM_TINY,
+            llm_name=RANDOM_TINY,
             adapter_bottleneck=16,
             lora_r=lora_r,
             lora_alpha=lora_r or 16,
             use_emotion_head=use_emotion_head,
         )
         model = BlspEmoModel(config, encoder=encoder, llm=llm)
-    processor = BlspEmoProcessor(WhisperFeatureExtractor(feature_size=80), tokenizer)
-    return model.eval(), processor
+    return model.eval(), tiny_processor()

@@ -45,28 +45,9 @@ class TrainResult:
 
 
 def load_start(init_from: str):
-    """Load the model a run starts from: a preset, ``random-tiny``, or a checkpoint folder.
-
-    A checkpoint of the random test model (its config names ``random-tiny`` base models, which
-    ``load_model`` cannot rebuild from a folder) is rebuilt from the same seed and gets its trained parts.
-    """
-    from safetensors.torch import load_file
-
+    """Load the model a run starts from: a preset, ``random-tiny``, or a checkpoint folder."""
     from blsp_emo.model import load_model
-    from blsp_emo.model.modeling import WEIGHTS_NAME
 
-    folder = Path(init_from).expanduser()
-    config_file = folder / "config.json"
-    if config_file.is_file() and json.loads(config_file.read_text()).get("whisper_name") == "random-tiny":
-        saved = json.loads(config_file.read_text())
-        model, processor = load_model("random-tiny", device="cpu", dtype=torch.float32)
-        if saved.get("lora_r", 0) > 0:
-            model.enable_lora(
-                saved["lora_r"], saved["lora_alpha"], saved["lora_dropout"], saved["lora_targets"]
-            )
-        model.config.encoder_trained = saved.get("encoder_trained", False)
-        model.load_state_dict(load_file(str(folder / WEIGHTS_NAME)), strict=False)
-        return model, processor
     return load_model(init_from, device="cpu", dtype=torch.float32)
 
 
