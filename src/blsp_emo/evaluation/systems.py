@@ -235,7 +235,8 @@ class CascadeSystem(System):
             return None
         missing = [u for u in utterances if u.id not in self._emotions]
         if missing:
-            predicted = self.classifier.predict(self.features(missing))
+            # A bar of its own only for the whole set (inside an answer batch the outer bar suffices).
+            predicted = self.classifier.predict(self.features(missing, progress=len(missing) > 8))
             self._emotions.update({u.id: e for u, e in zip(missing, predicted)})
         return [self._emotions[u.id] for u in utterances]
 
