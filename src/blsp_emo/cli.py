@@ -63,6 +63,12 @@ def main(argv: list[str] | None = None) -> int:
             hf_logging.set_verbosity_error()
         except ImportError:
             pass
+    threads = os.environ.get("BLSP_EMO_NUM_THREADS")
+    if threads:
+        # On small shared CPUs one thread per process can be several times faster than oversubscribing.
+        import torch
+
+        torch.set_num_threads(int(threads))
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
