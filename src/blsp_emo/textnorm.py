@@ -6,13 +6,16 @@ import re
 import unicodedata
 
 _PUNCT = re.compile(r"[^\w\s']")
+_NUMBERS = "zero one two three four five six seven eight nine ten eleven twelve".split()
 
 
 def normalize_text(text: str) -> str:
-    """Lower-case, strip accents' compatibility forms, drop punctuation (keeping apostrophes), squeeze spaces."""
+    """Lower-case, NFKC, punctuation and hyphens to spaces (apostrophes inside words kept), numbers up to
+    twelve spelled out (ASR writes "4" where a transcript says "four"), spaces squeezed."""
     text = unicodedata.normalize("NFKC", text).lower().replace("’", "'")
-    text = _PUNCT.sub(" ", text)
-    return " ".join(text.split())
+    words = [w.strip("'") for w in _PUNCT.sub(" ", text).replace("_", " ").split()]
+    words = [_NUMBERS[int(w)] if w.isdigit() and int(w) < len(_NUMBERS) else w for w in words]
+    return " ".join(w for w in words if w)
 
 
 def edit_distance(ref: list[str], hyp: list[str]) -> int:

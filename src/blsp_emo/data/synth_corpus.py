@@ -37,6 +37,7 @@ from blsp_emo.data.sentences import (
 from blsp_emo.data.synth import list_voices, piper_available
 from blsp_emo.errors import UserError
 from blsp_emo.prompts import EMOTIONS
+from blsp_emo.textnorm import edit_distance, normalize_text
 
 SPLIT_SHARES = {"train": 0.8, "dev": 0.1, "test": 0.1}
 
@@ -292,26 +293,6 @@ def summarize(out: Path, rows: list[dict[str, Any]], options: SynthOptions) -> d
     return summary
 
 
-_NUMBERS = "zero one two three four five six seven eight nine ten eleven twelve".split()
-
-
-def normalize_words(text: str) -> list[str]:
-    """Lower-case words without punctuation, small numbers as words (for WER)."""
-    words = re.findall(r"[a-z0-9']+", text.lower().replace("-", " "))
-    return [_NUMBERS[int(w)] if w.isdigit() and int(w) < len(_NUMBERS) else w.strip("'") for w in words]
-
-
-def word_errors(reference: list[str], hypothesis: list[str]) -> int:
-    """Levenshtein distance between word lists."""
-    previous = list(range(len(hypothesis) + 1))
-    for i, ref in enumerate(reference, 1):
-        current = [i] + [0] * len(hypothesis)
-        for j, hyp in enumerate(hypothesis, 1):
-            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref != hyp))
-        previous = current
-    return previous[-1]
-
-
 def asr_check(out: Path, rows: list[dict[str, Any]], sample: int, seed: int = 0) -> float:
     """Transcribe a sample with the embedded Whisper and print the word error rate per class and overall."""
     from blsp_emo.assets import transcribe
@@ -321,9 +302,9 @@ def asr_check(out: Path, rows: list[dict[str, Any]], sample: int, seed: int = 0)
     hyps = transcribe([load_audio(out / r["audio"]) for r in chosen])
     errors: dict[str, list[int]] = {}
     for row, hyp in zip(chosen, hyps):
-        ref = normalize_words(row["text"])
+        ref = normalize_text(row["text"]).split()
         errs = errors.setdefault(row.get("emotion") or "(general)", [0, 0])
-        errs[0] += word_errors(ref, normalize_words(hyp))
+        errs[0] += edit_distance(ref, normalize_text(hyp).split())
         errs[1] += len(ref)
     total = sum(e for e, _ in errors.values()) / max(1, sum(n for _, n in errors.values()))
     per_class = ", ".join(f"{k} {e / max(n, 1):.1%}" for k, (e, n) in sorted(errors.items()))
