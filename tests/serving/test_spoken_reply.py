@@ -47,13 +47,16 @@ def test_pitch_shift_keeps_rate_and_moves_frequency() -> None:
 
 
 def test_consoling_is_slower_and_softer_cheerful_faster(speaker: Speaker) -> None:
-    neutral, rate = speaker.synthesize(TEXT, "neutral")
-    consoling, _ = speaker.synthesize(TEXT, "consoling")
-    cheerful, _ = speaker.synthesize(TEXT, "cheerful")
+    # Piper draws phoneme durations with noise, so one synthesis varies by a few percent: compare medians
+    def median_take(tone: str) -> tuple[np.ndarray, int]:
+        takes = sorted((speaker.synthesize(TEXT, tone) for _ in range(5)), key=lambda take: take[0].size)
+        return takes[2]
+
+    (neutral, rate), (consoling, _), (cheerful, _) = map(median_take, ("neutral", "consoling", "cheerful"))
     assert rate == 22050 and neutral.dtype == np.float32
     assert neutral.size / rate > 1.5
-    assert consoling.size > 1.15 * neutral.size
-    assert cheerful.size < neutral.size
+    assert consoling.size > 1.1 * neutral.size  # length_scale 1.25 and pauses: about 1.2x measured
+    assert cheerful.size < 0.97 * neutral.size  # about 0.91x measured
     assert rms(consoling) < 0.8 * rms(neutral)
 
 

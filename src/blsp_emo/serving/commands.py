@@ -54,7 +54,7 @@ def run_chat(args: argparse.Namespace) -> int:
     try:
         chat_loop(ChatSession(engine, system=args.system, params=params))
     finally:
-        engine.close(wait=False)  # a reply still being generated is abandoned
+        engine.close()  # the worker finishes (a Ctrl-C reply is cancelled) before the interpreter exits
     return 0
 
 
