@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup assets demo test lint unit integration bench clean
+.PHONY: setup assets demo test lint unit integration bench reproduce-tiny clean
 
 setup:
 	bash scripts/setup.sh
@@ -28,6 +28,10 @@ integration: assets
 test: assets
 	$(PY) -m ruff check src tests bench
 	$(PY) -m pytest -q
+
+# The frozen blsp-emo-tiny recipe: corpus -> teacher targets -> stage 1 -> stage 2 + ablations -> eval all.
+reproduce-tiny: assets
+	bash scripts/reproduce_tiny.sh
 
 bench: assets
 	$(PY) bench/encoder_length.py

@@ -9,10 +9,13 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/reproduce-tiny}
 BIN=${BIN:-.venv/bin/blsp-emo}
 SEED=${SEED:-0}
-UTTERANCES=${UTTERANCES:-1500}   # labelled emotional utterances (80/10/10 train/dev/test, disjoint voices+sentences)
-GENERAL=${GENERAL:-500}          # unlabelled general sentences for stage 1
+UTTERANCES=${UTTERANCES:-1200}   # labelled emotional utterances (80/10/10 train/dev/test, disjoint voices+sentences)
+GENERAL=${GENERAL:-400}          # unlabelled general sentences for stage 1
 mkdir -p "$OUT"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# Two single-threaded processes side by side beat one two-threaded process on a 2-core machine
+# (measured: a batch-16 decode takes 10 s with one torch thread and 57 s with two under contention).
+export BLSP_EMO_NUM_THREADS=1 OMP_NUM_THREADS=1
 
 # step NAME DONE_FILE COMMAND...: skip when DONE_FILE exists, else run and record the wall time.
 step() {
@@ -29,35 +32,80 @@ step() {
 C="$OUT/corpus"
 T="$OUT/targets"
 mkdir -p "$T"
+
+# lanes F G: run shell functions F and G side by side (one core each); fail when either fails.
+lanes() {
+  local start=$(date +%s) a b
+  "$1" > "$OUT/lane-$1.log" 2>&1 & a=$!
+  "$2" > "$OUT/lane-$2.log" 2>&1 & b=$!
+  local rc=0
+  wait $a || rc=$?
+  wait $b || rc=$?
+  cat "$OUT/lane-$1.log" "$OUT/lane-$2.log" | grep '^== ' || true
+  if [ $rc -ne 0 ]; then echo "== lanes $1 $2 failed: see $OUT/lane-$1.log and $OUT/lane-$2.log"; exit $rc; fi
+  printf '%s\t%s\n' "$1+$2 (wall)" "$(( $(date +%s) - start ))" >> "$OUT/timings.tsv"
+}
 step assets "$HOME/.cache/blsp-emo/models/smollm2-135m-instruct/.complete" $BIN assets prepare
 step synth "$C/prosody.txt" $BIN data synth -o "$C" --utterances "$UTTERANCES" --general "$GENERAL" \
   --seed "$SEED" --workers 2 --asr-sample 50
 # Stage 1: ASR-style data = every training utterance with its transcript (general + emotional wording).
-step targets-stage1-general "$T/.stage1-general.done" sh -c \
-  "$BIN data targets --stage semantic '$C/general.jsonl' --split train -o '$T/stage1.jsonl' && touch '$T/.stage1-general.done'"
-step targets-stage1-emotion "$T/.stage1-emotion.done" sh -c \
-  "$BIN data targets --stage semantic '$C/emotion.jsonl' --split train -o '$T/stage1.jsonl' && touch '$T/.stage1-emotion.done'"
-step targets-stage2 "$T/.stage2.done" sh -c \
-  "$BIN data targets --stage emotion '$C/emotion.jsonl' --split train -o '$T/stage2.jsonl' && touch '$T/.stage2.done'"
-# Evaluation: the five emotion-conditioned teacher continuations of every test transcript (empathy task).
-step targets-test-all-emotions "$T/.test5.done" sh -c \
-  "$BIN data targets --stage emotion --all-emotions '$C/emotion.jsonl' --split test -o '$T/test-all-emotions.jsonl' && touch '$T/.test5.done'"
+# Two lanes of teacher-target generation run side by side, one per core.
+lane_a() {
+  step targets-stage1-general "$T/.stage1-general.done" sh -c \
+    "$BIN data targets --stage semantic '$C/general.jsonl' --split train -o '$T/stage1.jsonl' && touch '$T/.stage1-general.done'"
+  step targets-stage1-emotion "$T/.stage1-emotion.done" sh -c \
+    "$BIN data targets --stage semantic '$C/emotion.jsonl' --split train -o '$T/stage1.jsonl' && touch '$T/.stage1-emotion.done'"
+}
+lane_b() {
+  step targets-stage2 "$T/.stage2.done" sh -c \
+    "$BIN data targets --stage emotion '$C/emotion.jsonl' --split train -o '$T/stage2.jsonl' && touch '$T/.stage2.done'"
+  # Evaluation: the five emotion-conditioned teacher continuations of every test transcript (empathy task).
+  step targets-test-all-emotions "$T/.test5.done" sh -c \
+    "$BIN data targets --stage emotion --all-emotions '$C/emotion.jsonl' --split test -o '$T/test-all-emotions.jsonl' && touch '$T/.test5.done'"
+}
+lanes lane_a lane_b
 
-step train-stage1 "$OUT/stage1/final/model.safetensors" $BIN train --config configs/tiny-stage1.yaml --resume \
-  data.train="$T/stage1.jsonl" run.output_dir="$OUT/stage1"
-step train-stage2 "$OUT/stage2/final/model.safetensors" $BIN train --config configs/tiny-stage2.yaml --resume \
-  data.train="$T/stage2.jsonl" model.init_from="$OUT/stage1/final" run.output_dir="$OUT/stage2"
+# Training: stage 1 and the no-stage-1 ablation side by side, then stage 2 and the no-emotion-loss ablation.
+train_stage1() {
+  step train-stage1 "$OUT/stage1/final/model.safetensors" $BIN train --config configs/tiny-stage1.yaml --resume \
+    data.train="$T/stage1.jsonl" run.output_dir="$OUT/stage1"
+}
 # Ablations (SPEC.md section 4): stage 2 without stage 1, and stage 2 without the emotion-head loss.
-step train-ablation-no-stage1 "$OUT/ablation-no-stage1/final/model.safetensors" $BIN train \
-  --config configs/tiny-stage2.yaml --resume data.train="$T/stage2.jsonl" model.init_from=tiny \
-  run.output_dir="$OUT/ablation-no-stage1"
-step train-ablation-no-emotion-loss "$OUT/ablation-no-emotion-loss/final/model.safetensors" $BIN train \
-  --config configs/tiny-stage2.yaml --resume data.train="$T/stage2.jsonl" model.init_from="$OUT/stage1/final" \
-  model.emotion_loss_weight=0 run.output_dir="$OUT/ablation-no-emotion-loss"
+train_no_stage1() {
+  step train-ablation-no-stage1 "$OUT/ablation-no-stage1/final/model.safetensors" $BIN train \
+    --config configs/tiny-stage2.yaml --resume data.train="$T/stage2.jsonl" model.init_from=tiny \
+    run.output_dir="$OUT/ablation-no-stage1"
+}
+train_stage2() {
+  step train-stage2 "$OUT/stage2/final/model.safetensors" $BIN train --config configs/tiny-stage2.yaml --resume \
+    data.train="$T/stage2.jsonl" model.init_from="$OUT/stage1/final" run.output_dir="$OUT/stage2"
+}
+train_no_emotion_loss() {
+  step train-ablation-no-emotion-loss "$OUT/ablation-no-emotion-loss/final/model.safetensors" $BIN train \
+    --config configs/tiny-stage2.yaml --resume data.train="$T/stage2.jsonl" model.init_from="$OUT/stage1/final" \
+    model.emotion_loss_weight=0 run.output_dir="$OUT/ablation-no-emotion-loss"
+}
+lanes train_stage1 train_no_stage1
+lanes train_stage2 train_no_emotion_loss
 
-step eval-all "$OUT/eval/comparison.md" $BIN eval all \
-  --model "$OUT/stage2/final" "$OUT/ablation-no-stage1/final" "$OUT/ablation-no-emotion-loss/final" \
-  cascade-asr cascade-asr-ser cascade-text \
-  --data "$C/emotion.jsonl" --split test --ser-train "$C/emotion.jsonl" \
-  --teacher-targets "$T/test-all-emotions.jsonl" -o "$OUT/eval"
+# Evaluation on the test split (voices and sentences never seen in training): two lanes of three systems
+# into one folder (each lane its own text cache), then one `eval all` over all six that only gathers the
+# finished results into the comparison table.
+SYSTEMS_A=("$OUT/stage2/final" "$OUT/ablation-no-stage1/final" cascade-text)
+SYSTEMS_B=("$OUT/ablation-no-emotion-loss/final" cascade-asr cascade-asr-ser)
+EVAL_ARGS=(--data "$C/emotion.jsonl" --split test --ser-train "$C/emotion.jsonl"
+  --teacher-targets "$T/test-all-emotions.jsonl" --llm tiny --batch-size 16 -o "$OUT/eval")
+eval_a() {
+  step eval-lane-a "$OUT/eval/.lane-a.done" sh -c "$BIN eval all --model ${SYSTEMS_A[*]} ${EVAL_ARGS[*]} \
+    --cache-dir '$OUT/eval/cache-a' > '$OUT/eval-lane-a.md' && touch '$OUT/eval/.lane-a.done'"
+}
+eval_b() {
+  step eval-lane-b "$OUT/eval/.lane-b.done" sh -c "$BIN eval all --model ${SYSTEMS_B[*]} ${EVAL_ARGS[*]} \
+    --cache-dir '$OUT/eval/cache-b' > '$OUT/eval-lane-b.md' && touch '$OUT/eval/.lane-b.done'"
+}
+mkdir -p "$OUT/eval"
+lanes eval_a eval_b
+step eval-table "$OUT/eval/comparison.md" $BIN eval all --model "${SYSTEMS_A[@]:0:2}" "${SYSTEMS_B[0]}" \
+  "${SYSTEMS_B[@]:1}" cascade-text "${EVAL_ARGS[@]}"
 echo "== timings (s):"; cat "$OUT/timings.tsv"
+echo "== the trained model: $OUT/stage2/final (the shipped checkpoints/blsp-emo-tiny is a copy of it)"

@@ -34,7 +34,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Print emotion and empathetic reply for each example clip."""
     from blsp_emo.audio import load_audio
     from blsp_emo.model import SpeechChat, load_model
-    from blsp_emo.model.commands import default_model_name
+    from blsp_emo.model.loading import default_model_name
     from blsp_emo.prompts import SYSTEM_PROMPTS
 
     name = args.model or default_model_name()

@@ -143,7 +143,9 @@ def test_instructions_builder_and_task(tmp_path: Path) -> None:
     assert (out / "emotion_confusion.png").is_file() and (out / "agreement.png").is_file()
 
 
-def test_eval_all_table(emotion_manifest: Path, train_manifest: Path, tmp_path: Path) -> None:
+def test_eval_all_table(
+    emotion_manifest: Path, train_manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "all"
     argv = [
         "eval",
@@ -170,6 +172,20 @@ def test_eval_all_table(emotion_manifest: Path, train_manifest: Path, tmp_path: 
     markdown = (out / "comparison.md").read_text()
     assert "| random-tiny |" in markdown and "| cascade-text |" in markdown
     assert (out / "random-tiny" / "ser" / "confusion.png").is_file() and (out / "comparison.png").is_file()
+
+    # A rerun (e.g. after an interruption) reuses every finished system x task: no model is loaded again.
+    before = {p: p.stat().st_mtime_ns for p in out.glob("*/*/results.json")}
+    monkeypatch.setattr(
+        "blsp_emo.evaluation.commands._load_system",
+        lambda *a: pytest.fail("a finished system was loaded again"),
+    )
+    assert main(argv) == 0
+    assert json.loads((out / "comparison.json").read_text())["values"] == table["values"]
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/*/results.json")} == before
+    # Other data (here: another subset) is evaluated again.
+    monkeypatch.undo()
+    assert main([*argv[: -len(FAST) - 2], "--limit", "2", *FAST]) == 0
+    assert json.loads((out / "random-tiny" / "ser" / "results.json").read_text())["data"]["n"] == 2
 
 
 @pytest.mark.parametrize(

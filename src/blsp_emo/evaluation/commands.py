@@ -26,6 +26,7 @@ SYSTEM_HELP = (
     "a BLSP-Emo model (preset such as tiny or random-tiny, or a checkpoint folder), or a baseline: "
     "cascade-text, cascade-asr, cascade-asr-ser (optionally NAME@LLM, e.g. cascade-asr@random-tiny)"
 )
+DEFAULT_HELP = " (default: blsp-emo-tiny, the shipped trained model, when present, else tiny)"
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -100,16 +101,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = ev.add_subparsers(dest="eval_command", metavar="TASK", required=True)
     for name, task in TASKS.items():
         p = sub.add_parser(name, help=task.description)
-        p.add_argument("--model", required=True, help=SYSTEM_HELP)
+        p.add_argument("--model", help=SYSTEM_HELP + DEFAULT_HELP)
         p.add_argument("--data", type=Path, required=True, help="manifest JSONL")
         _common(p)
         p.set_defaults(func=cmd_task, task=name)
     every = sub.add_parser("all", help="several tasks x several systems + comparison table")
-    every.add_argument("--model", nargs="+", required=True, help=SYSTEM_HELP)
+    every.add_argument("--model", nargs="+", help=SYSTEM_HELP + DEFAULT_HELP)
     every.add_argument("--data", type=Path, required=True, help="emotion-labelled manifest with transcripts")
     every.add_argument("--semantic-data", type=Path, help="manifest for the semantic task (default: --data)")
     every.add_argument(
         "--instructions-data", type=Path, help="spoken-instruction manifest (build-instructions)"
+    )
+    every.add_argument(
+        "--recompute",
+        action="store_true",
+        help="run every system x task again even when its results.json in -o matches this run",
+    )
+    every.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="cache of text answers (default: OUTPUT/cache); give parallel runs into one -o their own",
     )
     every.add_argument(
         "--tasks",
@@ -255,8 +266,10 @@ def cmd_task(args: argparse.Namespace) -> int:
     from blsp_emo.evaluation.report import write_result
     from blsp_emo.evaluation.tasks import TASKS
     from blsp_emo.evaluation.tasks.common import slug
+    from blsp_emo.model.loading import default_model_name
 
     started = time.time()
+    args.model = args.model or default_model_name()
     _check_args(args)
     _seed_everything(args.seed)
     utterances, data = _utterances(args, args.task, args.data)
@@ -277,8 +290,10 @@ def cmd_all(args: argparse.Namespace) -> int:
     from blsp_emo.evaluation.report import write_comparison, write_result
     from blsp_emo.evaluation.tasks import TASKS, TaskResult
     from blsp_emo.evaluation.tasks.common import slug
+    from blsp_emo.model.loading import default_model_name
 
     started = time.time()
+    args.model = args.model or [default_model_name()]
     _check_args(args)
     tasks = args.tasks or ["ser", "semantic", "empathy"] + (
         ["instructions"] if args.instructions_data else []
@@ -296,20 +311,35 @@ def cmd_all(args: argparse.Namespace) -> int:
     # Read and check every data set before any model is loaded: bad input fails in seconds.
     selections = {task: _utterances(args, task, manifests[task]) for task in tasks}
     out_dir = args.output or Path("runs/eval/all")
+    cache_dir = args.cache_dir or out_dir / "cache"
     llm = _default_llm(args, args.model)
     results: dict[str, dict[str, TaskResult]] = {}
     for spec in args.model:
+        fingerprint = system_fingerprint(spec, llm, args)
+        results[spec] = {}
+        todo = []
+        for task in tasks:
+            task_dir = out_dir / slug(spec) / task
+            previous = None if args.recompute else load_finished(task_dir, selections[task][1], fingerprint)
+            if previous is not None:
+                log.info("%s: %s already evaluated in %s (--recompute to redo)", spec, task, task_dir)
+                results[spec][task] = previous
+            else:
+                todo.append(task)
+        if not todo:
+            continue
         _seed_everything(args.seed)
         system = _load_system(args, spec, llm)
-        results[spec] = {}
-        for task in tasks:
+        for task in todo:
             utterances, data = selections[task]
             task_dir = out_dir / slug(spec) / task
-            ctx = _context(args, task_dir, out_dir / "cache", data)
+            ctx = _context(args, task_dir, cache_dir, data)
             log.info("%s: %s on %d utterances", spec, task, len(utterances))
             result = TASKS[task].run(system, utterances, ctx)
+            result.system["fingerprint"] = fingerprint
             write_result(result, task_dir)
-            results[spec][task] = result
+            results[spec] = {**results[spec], task: result}
+        results[spec] = {task: results[spec][task] for task in tasks}  # table columns in task order
     data = {task: f"{sel[1]['manifest']} ({sel[1]['n']} utterances)" for task, sel in selections.items()}
     data["seed"] = args.seed
     data["cascade LLM"] = llm
@@ -318,6 +348,56 @@ def cmd_all(args: argparse.Namespace) -> int:
     print(markdown)
     print(f"wrote {out_dir}/comparison.md, comparison.json and per-system reports")
     return 0
+
+
+def system_fingerprint(spec: str, llm: str, args: argparse.Namespace) -> str:
+    """What decides a system's answers besides the data: its name, the cascade LLM and ASR, the decoding
+    options, and for a checkpoint folder the sha256 of its weights (a retrained model is evaluated again)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    parts = [spec, llm, args.asr, str(args.ser_train), args.seed, args.batch_size, args.max_new_tokens,
+             args.teacher_max_new_tokens, args.temperature, args.top_p, args.embedder,
+             sorted(map(str, args.teacher_targets or []))]  # fmt: skip
+    digest.update(json.dumps(parts, default=str).encode())
+    from blsp_emo.model.loading import checkpoint_path
+
+    for name in (spec, llm):
+        folder = checkpoint_path(name.split("@")[0])
+        weights = folder / "model.safetensors" if folder is not None else None
+        if weights is not None and weights.is_file():
+            with weights.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def load_finished(task_dir: Path, data: dict, fingerprint: str):
+    """The :class:`TaskResult` in ``task_dir/results.json`` when it was made from the same data by the
+    same system (fingerprint), else None."""
+    from blsp_emo.evaluation.tasks import TaskResult
+
+    path = task_dir / "results.json"
+    if not path.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    if (
+        saved.get("data") != json.loads(json.dumps(data))
+        or saved.get("system", {}).get("fingerprint") != fingerprint
+    ):
+        return None
+    return TaskResult(
+        task=saved["task"],
+        system=saved["system"],
+        data=saved["data"],
+        generation=saved.get("generation", {}),
+        metrics=saved.get("metrics", {}),
+        headline=saved.get("headline", {}),
+        plots=saved.get("plots", []),
+    )
 
 
 def cmd_build_instructions(args: argparse.Namespace) -> int:

@@ -10,7 +10,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``generate`` sub-command."""
     p = subparsers.add_parser("generate", help="reply to a spoken input (speech in, text out)")
     p.add_argument(
-        "--model", default=None, help="checkpoint folder or preset (default: the shipped model, else 'tiny')"
+        "--model",
+        default=None,
+        help="checkpoint folder, blsp-emo-tiny (the shipped trained model) or a preset "
+        "(default: blsp-emo-tiny when shipped, else 'tiny')",
     )
     p.add_argument("--audio", required=True, help="audio file (any format and sample rate)")
     p.add_argument(
@@ -29,18 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_generate)
 
 
-def default_model_name() -> str:
-    """The shipped trained model when present in the package, else the untrained 'tiny' preset."""
-    from blsp_emo.model.loading import shipped_model_path
-
-    path = shipped_model_path()
-    return str(path) if path is not None else "tiny"
-
-
 def cmd_generate(args: argparse.Namespace) -> int:
     """Load the model, build the conversation, print the reply."""
     from blsp_emo.audio import load_audio
     from blsp_emo.model import SpeechChat, load_model
+    from blsp_emo.model.loading import default_model_name
     from blsp_emo.prompts import instruction, system_prompt
 
     audio = load_audio(args.audio)

@@ -55,7 +55,8 @@ def load_model(
 ):
     """Load ``(BlspEmoModel, BlspEmoProcessor)``.
 
-    ``name`` is a checkpoint folder, a preset (``tiny``, ``paper``: base models with an untrained adapter,
+    ``name`` is a checkpoint folder, ``blsp-emo-tiny`` (the trained checkpoint shipped in the repository), a
+    preset (``tiny``, ``paper``: base models with an untrained adapter,
     initialised from a fixed seed so runs are repeatable), or ``random-tiny`` (tiny random weights, for
     tests). ``config`` overrides ``BlspEmoConfig`` fields.
     """
@@ -67,6 +68,14 @@ def load_model(
     device = torch.device(device) if device is not None else default_device()
     if dtype is None:
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    if name == SHIPPED_NAME:
+        shipped = shipped_model_path()
+        if shipped is None:
+            raise ModelNotAvailableError(
+                f"{SHIPPED_NAME!r}: the trained checkpoint is not in this installation "
+                "(checkpoints/blsp-emo-tiny; `make reproduce-tiny` trains it)"
+            )
+        name = str(shipped)
     if name == "random-tiny":
         model, processor = build_random_tiny(**config)
     elif _is_checkpoint(Path(str(name)).expanduser()):
@@ -84,6 +93,22 @@ def load_model(
             f"{name!r} is neither a blsp-emo checkpoint folder nor a preset ({', '.join(PRESETS)}, random-tiny)"
         )
     return model.to(device=device, dtype=dtype).eval(), processor
+
+
+SHIPPED_NAME = "blsp-emo-tiny"
+
+
+def default_model_name() -> str:
+    """The default ``--model``: the shipped trained model when present, else the untrained 'tiny' preset."""
+    return SHIPPED_NAME if shipped_model_path() is not None else "tiny"
+
+
+def checkpoint_path(name: str) -> Path | None:
+    """The checkpoint folder ``name`` stands for (a folder, or the shipped model's name), else None."""
+    if name == SHIPPED_NAME:
+        return shipped_model_path()
+    path = Path(str(name)).expanduser()
+    return path if _is_checkpoint(path) else None
 
 
 def shipped_model_path() -> Path | None:

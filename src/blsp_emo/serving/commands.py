@@ -12,16 +12,25 @@ log = logging.getLogger(__name__)
 
 
 def model_id(name: str) -> str:
-    """The public id of a served model: ``blsp-emo-tiny`` for a preset, the folder name for a checkpoint."""
+    """The public id of a served model: ``blsp-emo-tiny`` for the shipped model, the folder name for a
+    checkpoint, ``blsp-emo-<preset>`` for a preset (``blsp-emo-tiny-untrained`` for the untrained ``tiny``)."""
+    from blsp_emo.model.loading import SHIPPED_NAME
+
+    if name == SHIPPED_NAME:
+        return name
     path = Path(name)
-    return path.name if path.exists() else f"blsp-emo-{name}"
+    if path.exists():
+        return path.name
+    return "blsp-emo-tiny-untrained" if name == "tiny" else f"blsp-emo-{name}"
 
 
-def build_engine(name: str, **engine_options: Any):
-    """Load model ``name`` (a preset or a checkpoint folder) and start a :class:`ServingEngine` on it."""
+def build_engine(name: str | None, **engine_options: Any):
+    """Load model ``name`` (None: the default model; a preset or a checkpoint folder) and start a :class:`ServingEngine` on it."""
     from blsp_emo.model import SpeechChat, load_model
+    from blsp_emo.model.loading import default_model_name
     from blsp_emo.serving.engine import ServingEngine
 
+    name = name or default_model_name()
     log.info("loading model %s", name)
     model, processor = load_model(name)
     return ServingEngine(SpeechChat(model, processor), model_name=model_id(name), **engine_options)
@@ -29,7 +38,10 @@ def build_engine(name: str, **engine_options: Any):
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--model", default="tiny", help="preset (tiny, random-tiny, paper) or a checkpoint folder"
+        "--model",
+        default=None,
+        help="blsp-emo-tiny (the shipped trained model), a preset (tiny, random-tiny, paper) or a checkpoint "
+        "folder (default: blsp-emo-tiny when shipped, else tiny)",
     )
     parser.add_argument(
         "--system",
