@@ -127,8 +127,11 @@ def test_openai_backend_stage2_all_emotions_refusals_and_resume(tmp_path: Path, 
                             all_emotions=True, progress=False)  # fmt: skip
     summary = generate_targets(manifest, out, options)
     rows = [d for _, d in read_jsonl_dicts(out)]
-    # 6 usable rows + the unlabelled one (all five emotions need no label) = 7 transcripts x 5 emotions.
-    assert summary.generated == 35 and summary.dropped == {"duration outside 1-30 s": 1}
+    # 6 usable rows + the unlabelled one (all five emotions need no label) = 7 rows x 5 emotions, of which
+    # 5 distinct transcripts x 5 emotions go to the teacher (u4 and u5 repeat the words of u0 and u1).
+    assert summary.generated == 25 and summary.reused == 10
+    assert summary.dropped == {"duration outside 1-30 s": 1}
+    assert _Teacher.requests == 25
     assert summary.refused == {"sad": 2}  # "My sister called..." appears twice; its sad target is refused
     assert len(rows) == 33 and summary.written == 33
     assert {r["target_emotion"] for r in rows if r["id"] == "u0"} == set(EMOTIONS)
@@ -142,7 +145,7 @@ def test_openai_backend_stage2_all_emotions_refusals_and_resume(tmp_path: Path, 
     lines = out.read_text().splitlines()
     out.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:30])
     again = generate_targets(manifest, out, options)
-    assert again.generated == 1 and again.already_done == 34
+    assert again.generated + again.reused == 1 and again.already_done == 34
     assert len(list(read_jsonl_dicts(out))) == 33
     with pytest.raises(UserError, match="different stage"):
         generate_targets(

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from blsp_emo.data.manifest import JsonlAppender, ManifestRow, read_jsonl_dicts, read_manifest, relative_audio
-from blsp_emo.data.target_backends import Messages, TeacherBackend
+from blsp_emo.data.target_backends import Completion, Messages, TeacherBackend
 from blsp_emo.errors import UserError
 from blsp_emo.prompts import EMOTION_TARGET_INSTRUCTION, EMOTIONS, INSTRUCTIONS, SYSTEM_PROMPTS, is_refusal
 
@@ -76,6 +76,7 @@ class TargetSummary:
     input_rows: int = 0
     already_done: int = 0
     generated: int = 0
+    reused: int = 0  # rows answered by a finished identical prompt (same transcript and emotion)
     written: int = 0
     truncated: int = 0
     refused: Counter = field(default_factory=Counter)  # emotion -> refusals dropped
@@ -87,7 +88,8 @@ class TargetSummary:
         lines = [
             f"targets -> {self.output}",
             f"  input rows {self.input_rows}, already done {self.already_done}, generated {self.generated} "
-            f"in {self.seconds:.1f} s ({self.generated / max(self.seconds, 1e-9):.2f} rows/s)",
+            f"in {self.seconds:.1f} s ({self.generated / max(self.seconds, 1e-9):.2f} rows/s), "
+            f"copied from an identical prompt {self.reused}",
             f"  written {self.written}, truncated (hit the token cap) {self.truncated}",
         ]
         if self.refused:
@@ -186,6 +188,10 @@ class _Request:
     messages: Messages
 
 
+def _prompt_key(messages: Messages) -> str:
+    return json.dumps(messages, ensure_ascii=False, sort_keys=True)
+
+
 def _row_key(row: ManifestRow, emotion: str | None) -> str:
     return f"{row.id or row.audio}|{emotion or ''}"
 
@@ -261,22 +267,37 @@ def generate_targets(
         output.with_name(output.name + ".provenance.json"), provenance(options, backend, manifest)
     )
     refused_path = output.with_name(output.name + ".refused.jsonl")
-    done = {str(d.get("target_key")) for path in (output, refused_path) for _, d in read_jsonl_dicts(path)}
+    done: set[str] = set()
+    # Greedy decoding makes the continuation a function of the prompt: a transcript spoken by several
+    # voices (or already answered in an earlier run) is generated once and copied to every row.
+    known: dict[str, Completion] = {}
+    for path in (output, refused_path):
+        for _, d in read_jsonl_dicts(path):
+            done.add(str(d.get("target_key")))
+            if d.get("stage") == options.stage and isinstance(d.get("text"), str) and "target" in d:
+                key = _prompt_key(build_messages(options.stage, d["text"].strip(), d.get("target_emotion")))
+                known[key] = Completion(
+                    d["target"], bool(d.get("truncated")), int(d.get("completion_tokens") or 0)
+                )
     requests = _plan_requests(manifest, options, backend, summary)
     todo = [r for r in requests if r.key not in done]
     summary.already_done = len(requests) - len(todo)
+    groups: dict[str, list[_Request]] = {}
+    for request in todo:
+        groups.setdefault(_prompt_key(request.messages), []).append(request)
+    fresh = [group[0] for key, group in groups.items() if key not in known]
     # Longest prompts first: similar lengths share a batch (little padding) and memory peaks early.
-    todo.sort(key=lambda r: -len(r.messages[-1]["content"]))
+    fresh.sort(key=lambda r: -len(r.messages[-1]["content"]))
     started = time.perf_counter()
     from tqdm import tqdm
 
     bar = tqdm(total=len(todo), desc=f"targets ({options.stage})", unit="row", disable=not options.progress)
-    position = 0
     with JsonlAppender(output) as out, JsonlAppender(refused_path) as refused:
-        for completions in backend.generate([r.messages for r in todo], options.max_new_tokens, options.seed):
-            for request, completion in zip(todo[position : position + len(completions)], completions):
+
+        def write(group: list[_Request], completion: Completion) -> None:
+            for request in group:
                 record = _target_row(request, completion, options, output)
-                summary.generated += 1
+                bar.update(1)
                 if options.stage == "emotion" and is_refusal(completion.text):
                     summary.refused[request.emotion or ""] += 1
                     refused.write(record)
@@ -284,8 +305,21 @@ def generate_targets(
                 out.write(record)
                 summary.written += 1
                 summary.truncated += int(completion.truncated)
+
+        for key, group in groups.items():  # rows whose prompt was answered before: no teacher call
+            if key in known:
+                summary.reused += len(group)
+                write(group, known[key])
+        position = 0
+        for completions in backend.generate(
+            [r.messages for r in fresh], options.max_new_tokens, options.seed
+        ):
+            for request, completion in zip(fresh[position : position + len(completions)], completions):
+                group = groups[_prompt_key(request.messages)]
+                summary.generated += 1
+                summary.reused += len(group) - 1
+                write(group, completion)
             position += len(completions)
-            bar.update(len(completions))
     bar.close()
     summary.seconds = time.perf_counter() - started
     return summary
