@@ -55,17 +55,19 @@ lane_a() {
     "$BIN data targets --stage semantic '$C/general.jsonl' --split train -o '$T/stage1.jsonl' && touch '$T/.stage1-general.done'"
   step targets-stage1-emotion "$T/.stage1-emotion.done" sh -c \
     "$BIN data targets --stage semantic '$C/emotion.jsonl' --split train -o '$T/stage1.jsonl' && touch '$T/.stage1-emotion.done'"
-}
-lane_b() {
-  step targets-stage2 "$T/.stage2.done" sh -c \
-    "$BIN data targets --stage emotion '$C/emotion.jsonl' --split train -o '$T/stage2.jsonl' && touch '$T/.stage2.done'"
   # Evaluation: the five emotion-conditioned teacher continuations of every test transcript (empathy task).
   step targets-test-all-emotions "$T/.test5.done" sh -c \
     "$BIN data targets --stage emotion --all-emotions '$C/emotion.jsonl' --split test -o '$T/test-all-emotions.jsonl' && touch '$T/.test5.done'"
 }
+lane_b() {
+  step targets-stage2 "$T/.stage2.done" sh -c \
+    "$BIN data targets --stage emotion '$C/emotion.jsonl' --split train -o '$T/stage2.jsonl' && touch '$T/.stage2.done'"
+}
 lanes lane_a lane_b
 
 # Training: stage 1 and the no-stage-1 ablation side by side, then stage 2 and the no-emotion-loss ablation.
+# The encoder is frozen in all four runs, so they share one cache of its outputs (written atomically).
+CACHE="data.cache_dir=$OUT/stage1/encoder-cache"
 train_stage1() {
   step train-stage1 "$OUT/stage1/final/model.safetensors" $BIN train --config configs/tiny-stage1.yaml --resume \
     data.train="$T/stage1.jsonl" run.output_dir="$OUT/stage1"
@@ -74,16 +76,17 @@ train_stage1() {
 train_no_stage1() {
   step train-ablation-no-stage1 "$OUT/ablation-no-stage1/final/model.safetensors" $BIN train \
     --config configs/tiny-stage2.yaml --resume data.train="$T/stage2.jsonl" model.init_from=tiny \
-    run.output_dir="$OUT/ablation-no-stage1"
+    run.output_dir="$OUT/ablation-no-stage1" "$CACHE"
 }
 train_stage2() {
   step train-stage2 "$OUT/stage2/final/model.safetensors" $BIN train --config configs/tiny-stage2.yaml --resume \
-    data.train="$T/stage2.jsonl" model.init_from="$OUT/stage1/final" run.output_dir="$OUT/stage2"
+    data.train="$T/stage2.jsonl" model.init_from="$OUT/stage1/final" run.output_dir="$OUT/stage2" \
+    "$CACHE"
 }
 train_no_emotion_loss() {
   step train-ablation-no-emotion-loss "$OUT/ablation-no-emotion-loss/final/model.safetensors" $BIN train \
     --config configs/tiny-stage2.yaml --resume data.train="$T/stage2.jsonl" model.init_from="$OUT/stage1/final" \
-    model.emotion_loss_weight=0 run.output_dir="$OUT/ablation-no-emotion-loss"
+    model.emotion_loss_weight=0 run.output_dir="$OUT/ablation-no-emotion-loss" "$CACHE"
 }
 lanes train_stage1 train_no_stage1
 lanes train_stage2 train_no_emotion_loss
