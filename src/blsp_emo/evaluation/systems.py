@@ -271,6 +271,11 @@ def _speech_chat(name: str):
     return SpeechChat(model, processor)
 
 
+def _base_llm(chat: Any) -> str:
+    """The name of the chat LLM under a speech model (its config's ``llm_name``)."""
+    return str(getattr(chat.model.config, "llm_name", None) or "llm")
+
+
 def split_system_name(spec: str, default_llm: str) -> tuple[str, str | None]:
     """``cascade-asr@random-tiny`` -> ("cascade-asr", "random-tiny"); a model name -> (name, None)."""
     base, _, llm = spec.partition("@")
@@ -298,7 +303,10 @@ def load_system(
     """
     kind, cascade_llm = split_system_name(spec, llm)
     if cascade_llm is None:
-        return BlspEmoSystem(name=spec, chat=_speech_chat(spec), llm_name=spec, info={"kind": "blsp-emo"})
+        chat = _speech_chat(spec)
+        # Text-only turns never touch the speech parts (partial LoRA acts at speech positions only), so
+        # the text answers are the base LLM's: keyed by its name, they are shared with the cascades.
+        return BlspEmoSystem(name=spec, chat=chat, llm_name=_base_llm(chat), info={"kind": "blsp-emo"})
     info: dict[str, Any] = {"kind": kind}
     classifier = features = whisper = None
     if kind != "cascade-text":
@@ -313,10 +321,11 @@ def load_system(
         features = WhisperFeatures(asr, *whisper)
         classifier = train_or_load(ser_train, features, cache=ser_cache, seed=seed)
         info["emotion_classifier"] = {k: v for k, v in classifier.info.items() if k != "train_audio"}
+    chat = _speech_chat(cascade_llm)
     return CascadeSystem(
         name=spec,
-        chat=_speech_chat(cascade_llm),
-        llm_name=cascade_llm,
+        chat=chat,
+        llm_name=_base_llm(chat),
         info=info,
         kind=kind,
         asr_name=asr,
