@@ -144,3 +144,25 @@ def test_load_model_rebuilds_a_random_tiny_checkpoint(tmp_path, audio):
     restored, restored_processor = load_model(str(tmp_path), device="cpu")
     batch = processor([_speech_conv(audio)])
     assert torch.equal(model(**batch).logits, restored(**restored_processor([_speech_conv(audio)])).logits)
+
+
+def test_shipped_model_name_is_the_default_when_present(tmp_path, monkeypatch, audio):
+    from blsp_emo.errors import ModelNotAvailableError
+    from blsp_emo.model import loading
+    from blsp_emo.serving.commands import model_id
+
+    monkeypatch.setattr(loading, "shipped_model_path", lambda: None)
+    assert loading.default_model_name() == "tiny" and loading.checkpoint_path("blsp-emo-tiny") is None
+    with pytest.raises(ModelNotAvailableError, match="blsp-emo-tiny"):
+        load_model("blsp-emo-tiny")
+    model, processor = load_model("random-tiny", device="cpu", lora_r=4)
+    model.save_pretrained(tmp_path)
+    monkeypatch.setattr(loading, "shipped_model_path", lambda: tmp_path)
+    assert (
+        loading.default_model_name() == "blsp-emo-tiny"
+        and loading.checkpoint_path("blsp-emo-tiny") == tmp_path
+    )
+    shipped, _ = load_model("blsp-emo-tiny", device="cpu")
+    batch = processor([_speech_conv(audio)])
+    assert torch.equal(model(**batch).logits, shipped(**batch).logits)
+    assert model_id("blsp-emo-tiny") == "blsp-emo-tiny" and model_id("tiny") == "blsp-emo-tiny-untrained"
