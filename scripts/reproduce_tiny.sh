@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # blsp-emo-tiny, recipe v1: from nothing to a trained, evaluated model on a 2-core CPU.
-#   assets -> synthetic corpus -> teacher targets (both stages) -> stage 1 -> stage 2 (+ 2 ablations) -> eval all
+#   assets -> synthetic corpus -> teacher targets (both stages) -> stage 1 -> stage 2 (+ 2 ablations)
+#   -> float16 export of stage 2 (the shipped model) -> eval all (+ semantic fidelity on real LibriVox speech)
 # Every step is resumable: rerun the script after an interruption and finished steps are skipped (each
 # command also resumes inside a step). Wall time per step goes to $OUT/timings.tsv.
 # Frozen: this file and configs/tiny-*.yaml are not edited after the release; a new recipe is a new file.
@@ -90,11 +91,14 @@ train_no_emotion_loss() {
 }
 lanes train_stage1 train_no_stage1
 lanes train_stage2 train_no_emotion_loss
+# The shipped model: stage 2's trained parts in float16 (half the size); it is what gets evaluated.
+MODEL="$OUT/blsp-emo-tiny"
+step export "$MODEL/model.safetensors" $BIN export "$OUT/stage2/final" -o "$MODEL" --dtype float16
 
 # Evaluation on the test split (voices and sentences never seen in training): two lanes of three systems
 # into one folder (each lane its own text cache), then one `eval all` over all six that only gathers the
 # finished results into the comparison table.
-SYSTEMS_A=("$OUT/stage2/final" "$OUT/ablation-no-stage1/final" cascade-text)
+SYSTEMS_A=("$MODEL" "$OUT/ablation-no-stage1/final" cascade-text)
 SYSTEMS_B=("$OUT/ablation-no-emotion-loss/final" cascade-asr cascade-asr-ser)
 EVAL_ARGS=(--data "$C/emotion.jsonl" --split test --ser-train "$C/emotion.jsonl"
   --teacher-targets "$T/test-all-emotions.jsonl" --llm tiny --batch-size 16 -o "$OUT/eval")
@@ -110,5 +114,10 @@ mkdir -p "$OUT/eval"
 lanes eval_a eval_b
 step eval-table "$OUT/eval/comparison.md" $BIN eval all --model "${SYSTEMS_A[@]:0:2}" "${SYSTEMS_B[0]}" \
   "${SYSTEMS_B[@]:1}" cascade-text "${EVAL_ARGS[@]}"
+# Semantic fidelity on real human speech: the five LibriVox clips of pocketsphinx-testdata.
+LIBRIVOX=/usr/share/pocketsphinx/test/data/librivox
+step librivox-manifest "$OUT/librivox.jsonl" $BIN data import sphinx "$LIBRIVOX" -o "$OUT/librivox.jsonl" --split test
+step eval-librivox "$OUT/eval-librivox/comparison.md" $BIN eval all --tasks semantic --data "$OUT/librivox.jsonl" \
+  --model "$MODEL" "$OUT/stage1/final" "$OUT/ablation-no-stage1/final" cascade-asr cascade-text --llm tiny --batch-size 5 -o "$OUT/eval-librivox"
 echo "== timings (s):"; cat "$OUT/timings.tsv"
-echo "== the trained model: $OUT/stage2/final (the shipped checkpoints/blsp-emo-tiny is a copy of it)"
+echo "== the trained model: $MODEL (checkpoints/blsp-emo-tiny in the repository is a copy of it)"

@@ -39,6 +39,44 @@ def test_librispeech(tmp_path: Path) -> None:
     assert check_manifest(out).ok
 
 
+def test_sphinx_transcriptions(tmp_path: Path) -> None:
+    # AN4 layout: etc/an4_train.{transcription,fileids} with the fileids relative to wav/, NIST SPHERE
+    # audio, fillers and noise marks in the text; and a pocketsphinx-testdata-style folder with a bare
+    # `transcription` beside its wav files.
+    root = tmp_path / "an4"
+    write_wav(root / "wav" / "an4_clstk" / "fash" / "an251-fash-b.sph", 0.3, fmt="NIST")
+    write_wav(root / "wav" / "an4_clstk" / "fash" / "an253-fash-b.flac", 0.3, fmt="FLAC")
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "an4_train.transcription").write_text(
+        "<s> YES ++NOISE++ </s> (an251-fash-b)\n\n<s> GO <sil> FORWARD TEN </s> (an253-fash-b)\n"
+        "<s> <sil> </s> (an254-fash-b)\n<s> NO AUDIO </s> (an255-fash-b)\n"
+    )
+    (root / "etc" / "an4_train.fileids").write_text(
+        "".join(f"an4_clstk/fash/an{n}-fash-b\n" for n in (251, 253, 254, 255))
+    )
+    clips = tmp_path / "librivox"
+    write_wav(clips / "austen-0880.wav", 0.4)
+    (clips / "transcription").write_text("<s> he was not an ill disposed young man </s> (austen-0880)\n")
+    out = tmp_path / "out" / "sphinx.jsonl"
+    report = run_import("sphinx", tmp_path, out)
+    rows = {r.id: r for r in read_manifest(out)}
+    assert set(rows) == {"an251-fash-b", "an253-fash-b", "austen-0880"}
+    assert rows["an251-fash-b"].text == "Yes" and rows["an251-fash-b"].split == "train"
+    assert abs(rows["an251-fash-b"].duration - 0.3) < 0.01  # the SPHERE file was read
+    assert rows["an253-fash-b"].text == "Go forward ten" and rows["an253-fash-b"].audio_path.suffix == ".flac"
+    assert rows["austen-0880"].text == "He was not an ill disposed young man"
+    assert rows["austen-0880"].language == "en" and rows["austen-0880"].emotion is None
+    assert report.dropped == Counter({"no transcript": 1, "audio file missing": 1})
+    assert check_manifest(out).ok
+    # One file as the root, a forced split; a line that is not in the format names its file and line.
+    run_import("sphinx", clips / "transcription", out, split="test")
+    assert [r.split for r in read_manifest(out)] == ["test"]
+    (clips / "transcription").write_text("<s> fine </s> (austen-0880)\nhe was not\n")
+    with pytest.raises(UserError, match=r"transcription:2: not a Sphinx transcription line"):
+        run_import("sphinx", clips, tmp_path / "bad.jsonl")
+    assert not (tmp_path / "bad.jsonl").exists()
+
+
 def test_common_voice(tmp_path: Path) -> None:
     root = tmp_path / "cv-corpus" / "en"
     header = "client_id\tpath\tsentence\tup_votes\tdown_votes\tage\tgender\taccents\tlocale\tsegment\n"

@@ -166,3 +166,35 @@ def test_shipped_model_name_is_the_default_when_present(tmp_path, monkeypatch, a
     batch = processor([_speech_conv(audio)])
     assert torch.equal(model(**batch).logits, shipped(**batch).logits)
     assert model_id("blsp-emo-tiny") == "blsp-emo-tiny" and model_id("tiny") == "blsp-emo-tiny-untrained"
+
+
+def test_float16_export_halves_the_checkpoint_and_keeps_outputs_close(tmp_path, audio, capsys):
+    from safetensors.torch import load_file
+
+    from blsp_emo.cli import main
+
+    model, processor = load_model("random-tiny", device="cpu", lora_r=4)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.02)
+    model.save_pretrained(tmp_path / "fp32")
+    assert main(["export", str(tmp_path / "fp32"), "-o", str(tmp_path / "fp16")]) == 0
+    assert "float16" in capsys.readouterr().out
+    weights = {name: load_file(str(tmp_path / name / "model.safetensors")) for name in ("fp32", "fp16")}
+    assert weights["fp16"].keys() == weights["fp32"].keys()
+    assert {t.dtype for t in weights["fp16"].values()} == {torch.float16}
+    size = {name: (tmp_path / name / "model.safetensors").stat().st_size for name in ("fp32", "fp16")}
+    assert size["fp16"] < 0.55 * size["fp32"]
+    restored, _ = load_model(str(tmp_path / "fp16"), device="cpu")
+    assert next(restored.adapter.parameters()).dtype == torch.float32  # loading casts back
+    batch = processor([_speech_conv(audio)])
+    with torch.no_grad():
+        before, after = model(**batch).logits, restored(**batch).logits
+    assert not torch.equal(before, after) and torch.allclose(before, after, atol=1e-2, rtol=1e-2)
+    # An existing checkpoint is not replaced unless asked; a folder that is no checkpoint is named.
+    assert main(["export", str(tmp_path / "fp32"), "-o", str(tmp_path / "fp16")]) == 2
+    assert "already holds a checkpoint" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "fp32"), "-o", str(tmp_path / "fp16"), "--overwrite"]) == 0
+    assert main(["export", str(tmp_path), "-o", str(tmp_path / "x")]) == 2
+    assert "not a blsp-emo checkpoint" in capsys.readouterr().err

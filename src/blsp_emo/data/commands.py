@@ -18,7 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.set_defaults(func=cmd_check)
 
     imp = sub.add_parser("import", help="import a corpus in its standard layout into a manifest")
-    imp.add_argument("name", help="librispeech, common_voice, iemocap, meld, ravdess, cremad, esd, generic")
+    imp.add_argument(
+        "name", help="librispeech, common_voice, sphinx, iemocap, meld, ravdess, cremad, esd, generic"
+    )
     imp.add_argument("root", type=Path, help="the corpus folder (generic: the CSV/TSV/JSONL file)")
     imp.add_argument("-o", "--output", type=Path, required=True, help="manifest JSONL to write")
     imp.add_argument(
@@ -28,9 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--ravdess-calm", default="neutral", choices=("neutral", "drop"), help="RAVDESS calm rule"
     )
     imp.add_argument(
-        "--split", choices=("train", "dev", "test"), help="force one split (ravdess, cremad, generic)"
+        "--split", choices=("train", "dev", "test"), help="force one split (ravdess, cremad, sphinx, generic)"
     )
-    imp.add_argument("--language", help="generic: language code for every row")
+    imp.add_argument("--language", help="generic, sphinx: language code for every row")
     imp.add_argument("--map", dest="column_map", action="append", metavar="FIELD=COLUMN", help="generic")
     imp.add_argument("--label-map", action="append", metavar="LABEL=EMOTION", help="generic; empty = drop")
     imp.set_defaults(func=cmd_import)

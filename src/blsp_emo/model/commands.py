@@ -1,9 +1,15 @@
-"""CLI: ``blsp-emo generate`` — one reply to one spoken input."""
+"""CLI: ``blsp-emo generate`` (one reply to one spoken input) and ``blsp-emo export`` (a checkpoint's
+trained parts in another precision, e.g. float16 to ship a model at half the size)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
+
+from blsp_emo.errors import UserError
+
+EXPORT_DTYPES = ("float16", "bfloat16", "float32")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,6 +36,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--json", action="store_true", help="print one JSON object (response, emotion, usage)")
     p.set_defaults(func=cmd_generate)
+
+    e = subparsers.add_parser(
+        "export", help="copy a checkpoint's trained parts in another precision (e.g. float16 to ship it)"
+    )
+    e.add_argument("checkpoint", help="checkpoint folder, or blsp-emo-tiny (the shipped model)")
+    e.add_argument("-o", "--output", type=Path, required=True, help="folder for the exported checkpoint")
+    e.add_argument(
+        "--dtype", choices=EXPORT_DTYPES, default="float16", help="weight precision (default float16)"
+    )
+    e.add_argument("--overwrite", action="store_true", help="replace a checkpoint already in --output")
+    e.set_defaults(func=cmd_export)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -71,4 +88,45 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(reply.text)
         if reply.emotion:
             print(f"[emotion: {reply.emotion}]")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write the checkpoint's config and trained weights (floating point cast to ``--dtype``) to ``-o``."""
+    import torch
+    from safetensors.torch import load_file
+
+    from blsp_emo.model.loading import checkpoint_path
+    from blsp_emo.model.modeling import WEIGHTS_NAME, write_checkpoint
+
+    source = checkpoint_path(args.checkpoint)
+    if source is None:
+        raise UserError(
+            f"{args.checkpoint}: not a blsp-emo checkpoint (needs config.json and {WEIGHTS_NAME})"
+        )
+    out: Path = args.output
+    if (out / WEIGHTS_NAME).exists() and not args.overwrite and out.resolve() != source.resolve():
+        raise UserError(f"{out}: already holds a checkpoint (--overwrite replaces it)")
+    try:
+        config = json.loads((source / "config.json").read_text(encoding="utf-8"))
+        tensors = load_file(str(source / WEIGHTS_NAME))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{source}: unreadable checkpoint ({exc})") from exc
+    dtype = getattr(torch, args.dtype)
+    # The largest change a weight sees, relative to the largest weight: what the cast costs.
+    worst = max(
+        (
+            float((t.float() - t.to(dtype).float()).abs().max() / t.float().abs().max().clamp_min(1e-12))
+            for t in tensors.values()
+            if t.is_floating_point() and t.numel()
+        ),
+        default=0.0,
+    )
+    write_checkpoint(out, tensors, config, dtype)
+    before = (source / WEIGHTS_NAME).stat().st_size
+    after = (out / WEIGHTS_NAME).stat().st_size
+    print(
+        f"exported {source} -> {out} ({args.dtype}): {len(tensors)} tensors, "
+        f"{before / 1e6:.1f} MB -> {after / 1e6:.1f} MB, largest relative rounding {worst:.2e}"
+    )
     return 0

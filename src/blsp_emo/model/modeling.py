@@ -26,6 +26,32 @@ from blsp_emo.model.testing import RANDOM_TINY
 WEIGHTS_NAME = "model.safetensors"
 
 
+def write_checkpoint(
+    folder: str | os.PathLike,
+    tensors: dict[str, torch.Tensor],
+    config: dict,
+    dtype: torch.dtype | None = None,
+) -> None:
+    """Write a blsp-emo checkpoint folder: the trained-parts ``tensors`` as safetensors (floating-point
+    ones cast to ``dtype`` when given) and ``config``; each file is written aside and renamed into place."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for name, tensor in tensors.items():
+        tensor = tensor.detach()
+        if dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(dtype)
+        out[name] = tensor.contiguous().cpu()
+    tmp = folder / f".{WEIGHTS_NAME}.tmp{os.getpid()}"
+    save_file(out, str(tmp), metadata={"format": "pt", "blsp_emo": "trained-parts"})
+    os.replace(tmp, folder / WEIGHTS_NAME)
+    tmp = folder / f".config.json.tmp{os.getpid()}"
+    tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, folder / "config.json")
+
+
 @dataclass
 class BlspEmoOutput(ModelOutput):
     """Losses and logits of a forward pass. ``logits`` are at response positions only when labels are given."""
@@ -322,20 +348,12 @@ class BlspEmoModel(PreTrainedModel):
 
     # ---- checkpoints -------------------------------------------------------------------------------
 
-    def save_pretrained(self, save_directory: str | os.PathLike, **_: object) -> None:
-        """Write ``config.json`` and ``model.safetensors`` with the trained parts only (atomic per file)."""
-        from safetensors.torch import save_file
-
-        folder = Path(save_directory)
-        folder.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.detach().contiguous().cpu() for k, v in self.trainable_state_dict().items()}
-        tmp = folder / f".{WEIGHTS_NAME}.tmp{os.getpid()}"
-        save_file(tensors, str(tmp), metadata={"format": "pt", "blsp_emo": "trained-parts"})
-        os.replace(tmp, folder / WEIGHTS_NAME)
-        cfg = self.config.to_dict()
-        tmp = folder / f".config.json.tmp{os.getpid()}"
-        tmp.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, folder / "config.json")
+    def save_pretrained(
+        self, save_directory: str | os.PathLike, dtype: torch.dtype | None = None, **_: object
+    ) -> None:
+        """Write ``config.json`` and ``model.safetensors`` with the trained parts only (atomic per file);
+        ``dtype`` stores floating-point weights in that precision (loading casts them back)."""
+        write_checkpoint(save_directory, self.trainable_state_dict(), self.config.to_dict(), dtype)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, encoder=None, llm=None, **overrides) -> BlspEmoModel:

@@ -155,15 +155,10 @@ def save_trained_parts(folder: Path, model, full_state: dict[str, torch.Tensor] 
     if full_state is None:
         model.save_pretrained(folder)
         return
-    from safetensors.torch import save_file
+    from blsp_emo.model.modeling import write_checkpoint
 
-    from blsp_emo.model.modeling import WEIGHTS_NAME
-
-    folder.mkdir(parents=True, exist_ok=True)
     keep = set(model.trainable_state_dict())
-    tensors = {k: v.detach().contiguous().cpu() for k, v in full_state.items() if k in keep}
-    save_file(tensors, str(folder / WEIGHTS_NAME), metadata={"format": "pt", "blsp_emo": "trained-parts"})
-    write_json(folder / "config.json", model.config.to_dict())
+    write_checkpoint(folder, {k: v for k, v in full_state.items() if k in keep}, model.config.to_dict())
 
 
 def save_main_parts(folder: Path, model, optimizer, scheduler, state: TrainerState, full_state=None) -> None:

@@ -16,12 +16,18 @@ from blsp_emo.data.importers.emotion import (
     import_meld,
     import_ravdess,
 )
-from blsp_emo.data.importers.speech import import_common_voice, import_generic, import_librispeech
+from blsp_emo.data.importers.speech import (
+    import_common_voice,
+    import_generic,
+    import_librispeech,
+    import_sphinx,
+)
 from blsp_emo.errors import UserError
 
 IMPORTERS: dict[str, Callable[..., ImportReport]] = {
     "librispeech": import_librispeech,
     "common_voice": import_common_voice,
+    "sphinx": import_sphinx,
     "iemocap": import_iemocap,
     "meld": import_meld,
     "ravdess": import_ravdess,

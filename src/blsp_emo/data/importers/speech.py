@@ -1,12 +1,14 @@
-"""Importers for transcribed speech without emotion labels (stage 1) and for any CSV/JSONL table."""
+"""Importers for transcribed speech without emotion labels (stage 1: LibriSpeech, Common Voice, Sphinx
+transcriptions) and for any CSV/JSONL table."""
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
-from blsp_emo.data.importers.common import ImportReport, normalize_label
+from blsp_emo.data.importers.common import ImportReport, first_existing, normalize_label
 from blsp_emo.data.manifest import SPLITS, ManifestRow
 from blsp_emo.errors import UserError
 
@@ -48,6 +50,63 @@ def import_librispeech(root: Path, **_: object) -> ImportReport:
                 )
             )
     report.notes.append("split from the subset folder name (train-*, dev-*, test-*)")
+    return report
+
+
+SPHINX_LINE = re.compile(r"^(?P<text>.*?)\s*\((?P<utt>[^()\s]+)\)\s*$")
+SPHINX_MARKUP = re.compile(r"</?s>|<sil>|\+\+[^+\s]*\+\+|\[[^\]\s]*\]")  # sentence tags, fillers, noises
+AUDIO_SUFFIXES = (".wav", ".flac", ".sph", ".ogg", ".mp3")
+
+
+def import_sphinx(
+    root: Path, split: str | None = None, language: str | None = None, **_: object
+) -> ImportReport:
+    """CMU Sphinx transcriptions (pocketsphinx test data, AN4, ...): lines ``<s> text </s> (utt-id)`` in
+    ``transcription`` or ``*.transcription`` files; the audio is ``<fileid>.wav|flac|sph|ogg|mp3`` where a
+    ``fileids`` / ``*.fileids`` list beside the transcription names it (same order; paths relative to the
+    transcription's folder, or as in AN4 to ``wav/`` beside it), else ``<utt-id>.*`` in that folder. ``root`` may be the folder or one transcription file. The split comes from the file
+    name (``*train*``, ``*dev*``, ``*test*``) unless ``split`` is given; default train.
+    """
+    report = ImportReport("sphinx")
+    if root.is_file():
+        transcripts = [root]
+    else:
+        transcripts = sorted({*root.rglob("transcription"), *root.rglob("*.transcription")})
+    if not transcripts:
+        raise UserError(f"{root}: no Sphinx 'transcription' or '*.transcription' files found")
+    for trans in transcripts:
+        folder = trans.parent
+        fileids = first_existing([folder / "fileids", trans.with_suffix(".fileids")])
+        ids = fileids.read_text(encoding="utf-8").split() if fileids else []
+        file_split = split or next((s for s in SPLITS if s in trans.name), "train")
+        lines = [line for line in trans.read_text(encoding="utf-8").splitlines() if line.strip()]
+        for number, line in enumerate(lines, 1):
+            match = SPHINX_LINE.match(line)
+            if match is None:
+                raise UserError(f"{trans}:{number}: not a Sphinx transcription line '<s> text </s> (utt-id)'")
+            utt = match["utt"]
+            text = " ".join(SPHINX_MARKUP.sub(" ", match["text"]).split())
+            if not text:
+                report.drop("no transcript")
+                continue
+            # fileids name the audio in the transcription's order; an id list that disagrees is not used.
+            stem = ids[number - 1] if len(ids) == len(lines) and Path(ids[number - 1]).name == utt else utt
+            bases = (folder, folder.parent / "wav", folder.parent)
+            audio = first_existing(base / f"{stem}{suffix}" for base in bases for suffix in AUDIO_SUFFIXES)
+            if audio is None:
+                report.drop("audio file missing")
+                continue
+            report.keep(
+                ManifestRow(
+                    audio=str(audio),
+                    text=text[0].upper() + text[1:].lower(),
+                    language=language or "en",
+                    split=file_split,
+                    corpus="sphinx",
+                    id=utt,
+                )
+            )
+    report.notes.append("split from the transcription file name (*train*, *dev*, *test*; else train)")
     return report
 
 
