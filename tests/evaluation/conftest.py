@@ -82,14 +82,10 @@ def train_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def librivox_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The five real LibriVox clips of pocketsphinx-testdata as a manifest (no emotion labels)."""
+    from blsp_emo.data.importers import run_import
+
     if not (LIBRIVOX / "transcription").is_file():
         pytest.fail("pocketsphinx-testdata is missing: apt-get install pocketsphinx-testdata")
-    rows = []
-    for line in (LIBRIVOX / "transcription").read_text().splitlines():
-        text, _, utt = line.rpartition("(")
-        utt = utt.strip(" )")
-        text = text.replace("<s>", "").replace("</s>", "").strip()
-        rows.append({"audio": str(LIBRIVOX / f"{utt}.wav"), "text": text, "id": utt, "split": "test"})
     manifest = tmp_path_factory.mktemp("librivox") / "librivox.jsonl"
-    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run_import("sphinx", LIBRIVOX, manifest, split="test")
     return manifest
