@@ -30,15 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_demo)
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    """Print emotion and empathetic reply for each example clip."""
+def demo_rows(name: str, max_new_tokens: int = 48) -> list[tuple[Path, str | None, str]]:
+    """``(clip, detected emotion, empathetic reply)`` for each example clip and the LibriVox clip."""
     from blsp_emo.audio import load_audio
     from blsp_emo.model import SpeechChat, load_model
-    from blsp_emo.model.loading import default_model_name
     from blsp_emo.prompts import SYSTEM_PROMPTS
 
-    name = args.model or default_model_name()
-    print(f"model: {name}")
     model, processor = load_model(name)
     chat = SpeechChat(model, processor)
     clips = sorted(examples_dir().glob("*.wav"))
@@ -51,10 +48,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
         ]
         for c in clips
     ]
-    replies = chat.respond(convs, max_new_tokens=args.max_new_tokens)
+    replies = chat.respond(convs, max_new_tokens=max_new_tokens)
+    return [(clip, reply.emotion, reply.text) for clip, reply in zip(clips, replies)]
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Print emotion and empathetic reply for each example clip."""
+    from blsp_emo.model.loading import default_model_name
+
+    name = args.model or default_model_name()
+    print(f"model: {name}")
     print("| clip | detected emotion | reply |\n|---|---|---|")
-    for clip, reply in zip(clips, replies):
-        text = reply.text.replace("\n", " ").replace("|", "/")
-        print(f"| {clip.name} | {reply.emotion or '-'} | {text} |")
+    for clip, emotion, reply in demo_rows(name, args.max_new_tokens):
+        text = reply.replace("\n", " ").replace("|", "/")
+        print(f"| {clip.name} | {emotion or '-'} | {text} |")
     print("\nWeb page: run `.venv/bin/blsp-emo serve` and open http://127.0.0.1:8000/ in a browser.")
     return 0
