@@ -16,7 +16,7 @@ import pytest
 
 from blsp_emo.data.manifest import ManifestRow, read_jsonl_dicts, write_manifest
 from blsp_emo.data.target_backends import HFBackend, OpenAIBackend
-from blsp_emo.data.targets import TargetOptions, build_messages, generate_targets
+from blsp_emo.data.targets import TargetOptions, build_messages, generate_targets, refused_path
 from blsp_emo.errors import UserError
 from blsp_emo.prompts import EMOTIONS
 
@@ -133,6 +133,8 @@ def test_openai_backend_stage2_all_emotions_refusals_and_resume(tmp_path: Path, 
     assert summary.dropped == {"duration outside 1-30 s": 1}
     assert _Teacher.requests == 25
     assert summary.refused == {"sad": 2}  # "My sister called..." appears twice; its sad target is refused
+    refused = [d for _, d in read_jsonl_dicts(refused_path(out))]  # where the empathy task reads them
+    assert [(r["target_emotion"], r["text"][:10]) for r in refused] == [("sad", "My sister ")] * 2
     assert len(rows) == 33 and summary.written == 33
     assert {r["target_emotion"] for r in rows if r["id"] == "u0"} == set(EMOTIONS)
     assert all(r["truncated"] == ("long" in r["text"]) for r in rows)

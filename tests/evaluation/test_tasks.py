@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from blsp_emo.cli import main
+from blsp_emo.data.targets import refused_path
 from blsp_emo.evaluation.systems import load_system
 
 FAST = ["--max-new-tokens", "8", "--teacher-max-new-tokens", "6", "--batch-size", "5"]
@@ -243,7 +244,7 @@ def _write_targets(manifest: Path, folder: Path, n_rows: int) -> Path:
             out = {**row, "target_emotion": emotion, "target": f"{emotion} words", "stage": "emotion"}
             (refused if emotion == "angry" else kept).append(json.dumps(out) + "\n")
     (folder / "t.jsonl").write_text("".join(kept))
-    (folder / "t.refused.jsonl").write_text("".join(refused))
+    refused_path(folder / "t.jsonl").write_text("".join(refused))
     return folder / "t.jsonl"
 
 

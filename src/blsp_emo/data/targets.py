@@ -3,7 +3,7 @@
 Stage 1 ("semantic"): default system prompt; ``Continue the following sentence in a coherent style: `` +
 transcript. Stage 2 ("emotion"): empathetic system prompt; ``Continue the following sentence that reflects
 a '{emotion}' emotion tone in a coherent style: `` + transcript. Greedy, 48 new tokens; ``truncated`` marks
-a continuation that hit the cap. Stage-2 refusals are filtered out (kept in ``OUT.refused.jsonl``).
+a continuation that hit the cap. Stage-2 refusals are filtered out (kept in :func:`refused_path`).
 
 The output is appended one complete, fsynced line at a time: a rerun skips finished rows and Ctrl-C loses
 nothing written. ``OUT.provenance.json`` records the teacher, prompts, decoding, seed and code version.
@@ -245,6 +245,11 @@ def make_backend(options: TargetOptions) -> TeacherBackend:
     raise UserError(f"unknown backend {options.backend!r} (expected hf, openai or vllm)")
 
 
+def refused_path(output: Path) -> Path:
+    """Where the stage-2 refusals of the target file ``output`` go (``OUT.jsonl.refused.jsonl``)."""
+    return output.with_name(output.name + ".refused.jsonl")
+
+
 def generate_targets(
     manifest: str | Path,
     output: str | Path,
@@ -266,12 +271,12 @@ def generate_targets(
     _write_provenance(
         output.with_name(output.name + ".provenance.json"), provenance(options, backend, manifest)
     )
-    refused_path = output.with_name(output.name + ".refused.jsonl")
+    refused_file = refused_path(output)
     done: set[str] = set()
     # Greedy decoding makes the continuation a function of the prompt: a transcript spoken by several
     # voices (or already answered in an earlier run) is generated once and copied to every row.
     known: dict[str, Completion] = {}
-    for path in (output, refused_path):
+    for path in (output, refused_file):
         for _, d in read_jsonl_dicts(path):
             done.add(str(d.get("target_key")))
             if d.get("stage") == options.stage and isinstance(d.get("text"), str) and "target" in d:
@@ -292,7 +297,7 @@ def generate_targets(
     from tqdm import tqdm
 
     bar = tqdm(total=len(todo), desc=f"targets ({options.stage})", unit="row", disable=not options.progress)
-    with JsonlAppender(output) as out, JsonlAppender(refused_path) as refused:
+    with JsonlAppender(output) as out, JsonlAppender(refused_file) as refused:
 
         def write(group: list[_Request], completion: Completion) -> None:
             for request in group:

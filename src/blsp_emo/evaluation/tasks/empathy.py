@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from blsp_emo.data.manifest import read_jsonl_dicts
+from blsp_emo.data.targets import refused_path
 from blsp_emo.errors import UserError
 from blsp_emo.evaluation.dataset import Utterance
 from blsp_emo.evaluation.embeddings import get_embedder
@@ -80,14 +81,14 @@ def teacher_texts(
 def load_teacher_targets(paths: list[Path]) -> dict[tuple[str, str], str]:
     """Read ``data targets --stage emotion --all-emotions`` output: (transcript, emotion) -> continuation.
 
-    The refusals that ``data targets`` moves to ``OUT.refused.jsonl`` are read too (when present), since
+    The refusals that ``data targets`` moves aside (``OUT.jsonl.refused.jsonl``) are read too, since
     the agreement needs all five continuations of a transcript.
     """
     table: dict[tuple[str, str], str] = {}
     for path in paths:
         if not path.is_file():
             raise UserError(f"{path}: no such target file (--teacher-targets)")
-        refused = path.with_name(path.name.removesuffix(".jsonl") + ".refused.jsonl")
+        refused = refused_path(path)
         for source in (path, refused):
             for number, row in read_jsonl_dicts(source):
                 emotion, text, target = row.get("target_emotion"), row.get("text"), row.get("target")
