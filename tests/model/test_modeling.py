@@ -198,3 +198,27 @@ def test_float16_export_halves_the_checkpoint_and_keeps_outputs_close(tmp_path, 
     assert main(["export", str(tmp_path / "fp32"), "-o", str(tmp_path / "fp16"), "--overwrite"]) == 0
     assert main(["export", str(tmp_path), "-o", str(tmp_path / "x")]) == 2
     assert "not a blsp-emo checkpoint" in capsys.readouterr().err
+
+
+def test_fresh_adapter_starts_at_the_scale_of_the_llm_token_embeddings(tmp_path, audio):
+    from blsp_emo.training.trainer import load_start
+
+    model, processor = load_model("random-tiny", device="cpu")
+    token_rms = model.llm.get_input_embeddings().weight.pow(2).mean().sqrt().item()
+    plain, _ = load_model("random-tiny", device="cpu", adapter_output_scale=1.0)  # recipe v1's LayerNorm
+    feats = processor.audio_features([audio])
+    with torch.no_grad():
+        rms = {
+            name: m.speech_embeddings(*m.encode_speech(**feats))[0].pow(2).mean().sqrt().item()
+            for name, m in (("embeddings", model), ("plain", plain))
+        }
+    assert rms["embeddings"] == pytest.approx(token_rms, rel=0.05) and rms["plain"] == pytest.approx(
+        1.0, rel=0.05
+    )
+    with pytest.raises(ValueError, match="adapter_output_scale"):
+        load_model("random-tiny", device="cpu", adapter_output_scale="large")
+    # A training run that starts from a checkpoint keeps the checkpoint's adapter and its recorded scale.
+    plain.save_pretrained(tmp_path)
+    restarted, _ = load_start(str(tmp_path), adapter_output_scale="embeddings")
+    assert restarted.config.adapter_output_scale == 1.0
+    assert torch.equal(restarted.adapter.norm.weight, plain.adapter.norm.weight)

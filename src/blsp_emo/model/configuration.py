@@ -20,6 +20,8 @@ class BlspEmoConfig(PretrainedConfig):
         llm_name: str = "smollm2-135m-instruct",  # chat LLM (any causal LM with a chat template)
         adapter_bottleneck: int = 512,  # hidden width of the adapter's residual bottleneck
         adapter_layers: int = 3,  # stride-2 conv+GLU layers (3 -> 8x shorter, 6.25 embeddings/s)
+        adapter_output_scale: str | float = "embeddings",  # initial gain of the adapter's LayerNorm: the
+        # RMS of the LLM's token embeddings ("embeddings"), or a number (1.0: plain LayerNorm, recipe v1)
         num_emotions: int = 5,  # emotion-head classes: neutral, happy, angry, sad, surprise
         use_emotion_head: bool = True,  # build the auxiliary emotion head
         lora_r: int = 0,  # partial-LoRA rank; 0 = no LoRA (stage 1); the paper's stage 2 uses 16
@@ -37,6 +39,7 @@ class BlspEmoConfig(PretrainedConfig):
         self.llm_name = llm_name
         self.adapter_bottleneck = adapter_bottleneck
         self.adapter_layers = adapter_layers
+        self.adapter_output_scale = adapter_output_scale
         self.num_emotions = num_emotions
         self.use_emotion_head = use_emotion_head
         self.lora_r = lora_r

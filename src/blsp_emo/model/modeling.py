@@ -52,6 +52,21 @@ def write_checkpoint(
     os.replace(tmp, folder / "config.json")
 
 
+def adapter_output_gain(scale: str | float, llm: nn.Module) -> float:
+    """The initial LayerNorm gain of the adapter: ``"embeddings"`` = the RMS of the LLM's token embeddings.
+
+    A unit-gain LayerNorm makes every speech embedding about sqrt(llm_dim) long: 7.5x the length of
+    SmolLM2's text embeddings (24 vs 3.2), so the speech swamps the prompt around it; starting at the
+    embeddings' own scale lets stage 1 spend its steps on content instead of on shrinking the gain.
+    """
+    if scale == "embeddings":
+        return float(llm.get_input_embeddings().weight.detach().float().pow(2).mean().sqrt())
+    try:
+        return float(scale)
+    except (TypeError, ValueError):
+        raise ValueError(f"adapter_output_scale must be 'embeddings' or a number, got {scale!r}") from None
+
+
 @dataclass
 class BlspEmoOutput(ModelOutput):
     """Losses and logits of a forward pass. ``logits`` are at response positions only when labels are given."""
@@ -106,6 +121,8 @@ class BlspEmoModel(PreTrainedModel):
         self.adapter = SpeechAdapter(
             encoder.config.d_model, llm_dim, config.adapter_bottleneck, config.adapter_layers
         )
+        with torch.no_grad():
+            self.adapter.norm.weight.fill_(adapter_output_gain(config.adapter_output_scale, llm))
         self.emotion_head = EmotionHead(llm_dim, config.num_emotions) if config.use_emotion_head else None
         self.lora_mask: LoraMask | None = None
         if config.lora_r > 0:

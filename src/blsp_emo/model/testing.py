@@ -113,8 +113,9 @@ def tiny_processor():
     return BlspEmoProcessor(WhisperFeatureExtractor(feature_size=80), tiny_tokenizer())
 
 
-def build_random_tiny(seed: int = 0, lora_r: int = 0, use_emotion_head: bool = True):
-    """Build ``(model, processor)``: tiny random Whisper encoder + tiny random Llama + tiny tokenizer."""
+def build_random_tiny(seed: int = 0, lora_r: int = 0, use_emotion_head: bool = True, **overrides: object):
+    """Build ``(model, processor)``: tiny random Whisper encoder + tiny random Llama + tiny tokenizer;
+    ``overrides`` sets further ``BlspEmoConfig`` fields."""
     from blsp_emo.model.configuration import BlspEmoConfig
     from blsp_emo.model.modeling import BlspEmoModel
 
@@ -128,6 +129,7 @@ def build_random_tiny(seed: int = 0, lora_r: int = 0, use_emotion_head: bool = T
             lora_r=lora_r,
             lora_alpha=lora_r or 16,
             use_emotion_head=use_emotion_head,
+            **overrides,
         )
         model = BlspEmoModel(config, encoder=encoder, llm=llm)
     return model.eval(), tiny_processor()

@@ -27,6 +27,9 @@ class ModelSection:
         "tiny"  # preset (tiny, paper), "random-tiny", or a checkpoint folder (stage 2: stage 1's)
     )
     pad_to_30s: bool = False  # paper path: pad every window to 30 s before encoding (slow; for comparison)
+    # Initial gain of a fresh adapter's LayerNorm: "embeddings" (the RMS of the LLM's token embeddings) or a
+    # number (1.0 = plain LayerNorm, as in recipe v1); a checkpoint start keeps its own weights.
+    adapter_output_scale: Any = "embeddings"
     train_encoder: bool = (
         False  # stage 2: also train the Whisper encoder, as the paper does (disables the cache)
     )

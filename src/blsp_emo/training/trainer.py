@@ -44,17 +44,20 @@ class TrainResult:
     is_main: bool = True  # this process is the main one (prints, writes logs)
 
 
-def load_start(init_from: str):
+def load_start(init_from: str, adapter_output_scale: str | float = "embeddings"):
     """Load the model a run starts from: a preset, ``random-tiny``, or a checkpoint folder."""
     from blsp_emo.model import load_model
+    from blsp_emo.model.loading import checkpoint_path
 
-    return load_model(init_from, device="cpu", dtype=torch.float32)
+    # A checkpoint brings its own adapter weights: the initial gain only shapes a fresh adapter.
+    fresh = {} if checkpoint_path(init_from) is not None else {"adapter_output_scale": adapter_output_scale}
+    return load_model(init_from, device="cpu", dtype=torch.float32, **fresh)
 
 
 def build_model(config: TrainConfig):
     """Load the starting model and set what the stage trains (SPEC.md §4). Returns (model, processor)."""
     m = config.model
-    model, processor = load_start(m.init_from)
+    model, processor = load_start(m.init_from, m.adapter_output_scale)
     model.config.pad_to_30s = processor.pad_to_30s = m.pad_to_30s
     if config.stage == "semantic":
         model.set_trainable(adapter=True)
