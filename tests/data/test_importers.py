@@ -71,8 +71,8 @@ def test_sphinx_transcriptions(tmp_path: Path) -> None:
     # One file as the root, a forced split; a line that is not in the format names its file and line.
     run_import("sphinx", clips / "transcription", out, split="test")
     assert [r.split for r in read_manifest(out)] == ["test"]
-    (clips / "transcription").write_text("<s> fine </s> (austen-0880)\nhe was not\n")
-    with pytest.raises(UserError, match=r"transcription:2: not a Sphinx transcription line"):
+    (clips / "transcription").write_text("<s> fine </s> (austen-0880)\n\nhe was not\n")
+    with pytest.raises(UserError, match=r"transcription:3: not a Sphinx transcription line"):
         run_import("sphinx", clips, tmp_path / "bad.jsonl")
     assert not (tmp_path / "bad.jsonl").exists()
 

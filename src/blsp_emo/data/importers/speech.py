@@ -64,8 +64,8 @@ def import_sphinx(
     """CMU Sphinx transcriptions (pocketsphinx test data, AN4, ...): lines ``<s> text </s> (utt-id)`` in
     ``transcription`` or ``*.transcription`` files; the audio is ``<fileid>.wav|flac|sph|ogg|mp3`` where a
     ``fileids`` / ``*.fileids`` list beside the transcription names it (same order; paths relative to the
-    transcription's folder, or as in AN4 to ``wav/`` beside it), else ``<utt-id>.*`` in that folder. ``root`` may be the folder or one transcription file. The split comes from the file
-    name (``*train*``, ``*dev*``, ``*test*``) unless ``split`` is given; default train.
+    transcription's folder, or as in AN4 to ``wav/`` beside it), else ``<utt-id>.*`` in that folder.
+    ``root`` may be the folder or one transcription file. The split comes from the file name (``*train*``, ``*dev*``, ``*test*``) unless ``split`` is given; default train.
     """
     report = ImportReport("sphinx")
     if root.is_file():
@@ -79,8 +79,13 @@ def import_sphinx(
         fileids = first_existing([folder / "fileids", trans.with_suffix(".fileids")])
         ids = fileids.read_text(encoding="utf-8").split() if fileids else []
         file_split = split or next((s for s in SPLITS if s in trans.name), "train")
-        lines = [line for line in trans.read_text(encoding="utf-8").splitlines() if line.strip()]
-        for number, line in enumerate(lines, 1):
+        # (line number in the file, line) of the non-blank lines: fileids follow their order.
+        lines = [
+            (n, line)
+            for n, line in enumerate(trans.read_text(encoding="utf-8").splitlines(), 1)
+            if line.strip()
+        ]
+        for index, (number, line) in enumerate(lines):
             match = SPHINX_LINE.match(line)
             if match is None:
                 raise UserError(f"{trans}:{number}: not a Sphinx transcription line '<s> text </s> (utt-id)'")
@@ -90,7 +95,7 @@ def import_sphinx(
                 report.drop("no transcript")
                 continue
             # fileids name the audio in the transcription's order; an id list that disagrees is not used.
-            stem = ids[number - 1] if len(ids) == len(lines) and Path(ids[number - 1]).name == utt else utt
+            stem = ids[index] if len(ids) == len(lines) and Path(ids[index]).name == utt else utt
             bases = (folder, folder.parent / "wav", folder.parent)
             audio = first_existing(base / f"{stem}{suffix}" for base in bases for suffix in AUDIO_SUFFIXES)
             if audio is None:
