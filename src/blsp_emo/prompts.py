@@ -40,6 +40,15 @@ EMOTION_TARGET_INSTRUCTION = (
     "Continue the following sentence that reflects a '{emotion}' emotion tone in a coherent style: "
 )
 
+# Stage-2 teacher prompt presets (``data targets --emotion-prompt``): the user text before the
+# transcript, under the empathetic system prompt. "continue" is the paper's; "reply" asks for a direct
+# empathetic reply to a speaker who names the feeling, for small teachers that answer the continuation
+# prompt by repeating the sentence (SmolLM2-135M-Instruct echoed 528 of 929 training transcripts).
+EMOTION_TARGET_PROMPTS: dict[str, str] = {
+    "continue": EMOTION_TARGET_INSTRUCTION,
+    "reply": "I feel {emotion}. ",
+}
+
 # Refusal filter for stage-2 targets (SPEC.md section 3).
 REFUSAL_PREFIXES: tuple[str, ...] = ("I'm sorry, but I cannot", "I'm sorry, but I'm not sure")
 REFUSAL_SUBSTRINGS_CASEFOLD: tuple[str, ...] = ("as an ai language model", "i'm sorry, but i")

@@ -12,7 +12,14 @@ from blsp_emo.cli import main
 from blsp_emo.data.manifest import check_manifest, read_manifest
 from blsp_emo.data.prosody import measure
 from blsp_emo.data.sentences import ambiguous_sentences, general_sentences, sentence_split
-from blsp_emo.data.synth import list_voices, piper_available, synthesize, voice_split
+from blsp_emo.data.synth import (
+    EMOTION_PROSODY,
+    class_prosody,
+    list_voices,
+    piper_available,
+    synthesize,
+    voice_split,
+)
 from blsp_emo.data.synth_corpus import SynthOptions, build_corpus, plan_jobs
 from blsp_emo.errors import UserError
 
@@ -40,6 +47,27 @@ def test_emotions_move_prosody_in_the_literature_directions() -> None:
     assert feats["angry"].rate > feats["sad"].rate
     assert feats["surprise"].f0_mean > feats["neutral"].f0_mean > feats["sad"].f0_mean
     assert feats["surprise"].f0_end_rise > feats["neutral"].f0_end_rise
+
+
+def test_expressiveness_scales_the_distance_from_neutral() -> None:
+    assert class_prosody("sad") == EMOTION_PROSODY["sad"] == class_prosody("sad", 1.0)
+    assert class_prosody("neutral", 2.0) == EMOTION_PROSODY["neutral"]
+    sad, surprise = class_prosody("sad", 2.0), class_prosody("surprise", 2.0)
+    assert sad.pitch == pytest.approx(2 * EMOTION_PROSODY["sad"].pitch)
+    assert sad.gain_db == pytest.approx(2 * EMOTION_PROSODY["sad"].gain_db)
+    assert sad.rate == pytest.approx(EMOTION_PROSODY["sad"].rate ** 2)
+    neutral_end = EMOTION_PROSODY["neutral"].end_cents
+    assert surprise.end_cents - neutral_end == pytest.approx(
+        2 * (EMOTION_PROSODY["surprise"].end_cents - neutral_end)
+    )
+    with pytest.raises(UserError, match="expressiveness"):
+        class_prosody("happy", 0.0)
+    # Acted (2x) speech moves further from the same voice's neutral than conversational (1x) speech.
+    voice = "espeak:en-us+m1"
+    neutral = measure(synthesize(TEXT, "neutral", voice, seed=3)[0], words=8)
+    mild = measure(synthesize(TEXT, "sad", voice, seed=3)[0], words=8)
+    acted = measure(synthesize(TEXT, "sad", voice, seed=3, expressiveness=2.0)[0], words=8)
+    assert neutral.rms > mild.rms > acted.rms and neutral.rate > mild.rate > acted.rate
 
 
 def test_synthesize_is_deterministic_by_seed() -> None:
@@ -98,6 +126,11 @@ def test_build_corpus_resumes_and_writes_valid_manifests(
     assert len(list(read_manifest(out / "emotion.jsonl"))) == 10
     with pytest.raises(UserError, match="other options"):
         build_corpus(out, SynthOptions(utterances=11, general=3, workers=1, engines=("espeak",), plot=False))
+    # A plan written before --expressiveness existed (no such key) still resumes at the default 1.0 ...
+    assert "expressiveness" not in json.loads((out / "plan.json").read_text())
+    # ... and the same folder refuses another expressiveness.
+    with pytest.raises(UserError, match="expressiveness"):
+        build_corpus(out, SynthOptions(**{**vars(options), "expressiveness": 2.0}))
 
 
 def test_cli_synth_two_workers(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from blsp_emo.data.manifest import ManifestRow, read_jsonl_dicts, write_manifest
-from blsp_emo.data.target_backends import HFBackend, OpenAIBackend
+from blsp_emo.data.target_backends import Completion, HFBackend, OpenAIBackend
 from blsp_emo.data.targets import TargetOptions, build_messages, generate_targets, refused_path
 from blsp_emo.errors import UserError
 from blsp_emo.prompts import EMOTIONS
@@ -46,6 +46,36 @@ def test_prompts_are_the_spec_strings() -> None:
     assert emotion[1]["content"] == (
         "Continue the following sentence that reflects a 'sad' emotion tone in a coherent style: I'm graduating soon."
     )
+
+
+class _EchoTeacher:
+    """A backend that answers every conversation with its user text (for prompt bookkeeping tests)."""
+
+    name = "echo-teacher"
+
+    def count_tokens(self, text: str) -> int | None:
+        return None
+
+    def generate(self, conversations, max_new_tokens, seed):
+        yield [Completion(m[-1]["content"], False, 3) for m in conversations]
+
+
+def test_reply_preset_asks_for_a_direct_reply_and_is_recorded(tmp_path: Path) -> None:
+    reply = build_messages("emotion", "I'm graduating soon.", "sad", "reply")
+    assert reply[0] == build_messages("emotion", "x", "sad")[0]  # the empathetic system prompt
+    assert reply[1]["content"] == "I feel sad. I'm graduating soon."
+    manifest, out = _manifest(tmp_path), tmp_path / "reply.jsonl"
+    options = TargetOptions(stage="emotion", emotion_prompt="reply", progress=False)
+    summary = generate_targets(manifest, out, options, backend=_EchoTeacher())
+    rows = [d for _, d in read_jsonl_dicts(out)]
+    assert summary.written == len(rows) == 4
+    assert all(r["target"] == f"I feel {r['emotion']}. {r['text']}" for r in rows)
+    provenance = json.loads(out.with_name(out.name + ".provenance.json").read_text())
+    assert provenance["prompts"]["preset"] == "reply" and provenance["prompts"]["user"].startswith("I feel {")
+    # A rerun with the same preset resumes (nothing new); an unknown preset is named.
+    assert generate_targets(manifest, out, options, backend=_EchoTeacher()).already_done == 4
+    with pytest.raises(UserError, match="teacher prompt 'chat'"):
+        generate_targets(manifest, out, TargetOptions(stage="emotion", emotion_prompt="chat"), _EchoTeacher())
 
 
 class _Teacher(BaseHTTPRequestHandler):

@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file
 from training_helpers import tiny_config
 
+from blsp_emo.errors import UserError
 from blsp_emo.training.trainer import Trainer, TrainingDivergedError, train
 
 
@@ -140,3 +141,35 @@ def test_bf16_gradient_checkpointing_and_trained_encoder(tone_targets, tmp_path)
         any(k.startswith("encoder.") for k in weights) and not (tmp_path / "run" / "encoder-cache").exists()
     )
     assert all(torch.isfinite(v).all() for v in weights.values())
+
+
+def test_recognition_share_adds_emotion_questions_to_stage2(tone_targets, tmp_path):
+    from blsp_emo.prompts import INSTRUCTIONS, SYSTEM_PROMPTS
+    from blsp_emo.training.data import RecognitionMix
+
+    config = tiny_config(
+        tone_targets, tmp_path / "s2", "emotion", optim={"max_steps": 2}, data={"recognition_share": 0.5}
+    )
+    trainer = Trainer(config)
+    dataset = trainer.dataset
+    assert isinstance(dataset, RecognitionMix) and len(dataset) == 12 + 6
+    assert len(dataset.durations) == len(dataset) == len(dataset.rows)
+    copy = dataset[12]
+    assert copy["task"] == "recognition" and copy["target"] == copy["emotion"] and not copy["truncated"]
+    assert "task" not in dataset[0] and dataset[0]["target"] == "jumps over the lazy dog."
+    # The copy is asked the emotion-recognition question under the default system prompt and answers
+    # with the emotion word (+ end of turn); the base item keeps the stage-2 prompt and its target.
+    collate = trainer.loader.collate_fn
+    tokenizer = trainer.processor.tokenizer
+    both = collate([dataset[0], copy])
+    prompts = [tokenizer.decode(ids[ids >= 0]) for ids in both["input_ids"]]  # < 0: speech slots
+    assert INSTRUCTIONS["recognize_emotion"].split("\n")[0] in prompts[1]
+    assert SYSTEM_PROMPTS["default"] in prompts[1] and SYSTEM_PROMPTS["empathetic"] not in prompts[1]
+    assert SYSTEM_PROMPTS["empathetic"] in prompts[0]
+    answer = tokenizer.decode(both["labels"][1][both["labels"][1] != -100])
+    assert answer.startswith(copy["emotion"]) and both["emotion_labels"].tolist()[1] == copy["emotion_id"]
+    assert trainer.fit().final_dir.is_dir()
+    with pytest.raises(UserError, match="recognition_share"):
+        tiny_config(tone_targets, tmp_path / "s1", "semantic", data={"recognition_share": 0.5}).validate()
+    with pytest.raises(UserError, match="recognition_share"):
+        tiny_config(tone_targets, tmp_path / "s3", "emotion", data={"recognition_share": 1.5}).validate()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from blsp_emo.prompts import EMOTION_TARGET_PROMPTS
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``data`` command group (check, import, synth, targets) to the CLI."""
@@ -49,6 +51,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--sentences", type=Path, help="text file, one sentence a line, for the general part")
     synth.add_argument("--no-plot", action="store_true", help="skip the prosody PNG")
     synth.add_argument("--asr-sample", type=int, default=0, help="Whisper-transcribe N test clips, print WER")
+    synth.add_argument(
+        "--expressiveness",
+        type=float,
+        default=1.0,
+        help="scale each emotion's distance from neutral prosody (1: conversational, 2: acted)",
+    )
     synth.set_defaults(func=cmd_synth)
 
     targets = sub.add_parser("targets", help="write teacher-LLM continuations (SPEC.md section 3)")
@@ -67,6 +75,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     targets.add_argument("--max-new-tokens", type=int, default=48)
     targets.add_argument("--all-emotions", action="store_true", help="emotion stage: one row per emotion")
+    targets.add_argument(
+        "--emotion-prompt",
+        default="continue",
+        choices=tuple(EMOTION_TARGET_PROMPTS),
+        help="emotion stage: the paper's continuation prompt, or a direct reply to 'I feel {emotion}.'",
+    )
     targets.add_argument("--split", action="append", help="only rows of this split (repeatable)")
     targets.add_argument("--limit", type=int, default=None, help="only the first N input rows")
     targets.add_argument("--seed", type=int, default=0)
@@ -122,6 +136,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         sentences_file=args.sentences,
         plot=not args.no_plot,
         asr_sample=args.asr_sample,
+        expressiveness=args.expressiveness,
     )
     build_corpus(args.output, options)
     return 0
@@ -141,6 +156,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens,
         all_emotions=args.all_emotions,
+        emotion_prompt=args.emotion_prompt,
         splits=tuple(args.split) if args.split else None,
         limit=args.limit,
         seed=args.seed,

@@ -103,9 +103,32 @@ SPREAD = Prosody(rate=0.09, pitch=1.5, range=0.25, gain_db=2.0, end_cents=120.0)
 REFERENCE_RMS = 0.05
 
 
-def sample_prosody(emotion: str | None, rng: np.random.Generator, spread: float = 1.0) -> Prosody:
-    """Draw one utterance's prosody around the class mean (``None`` = unlabelled, neutral-centred)."""
+def class_prosody(emotion: str | None, expressiveness: float = 1.0) -> Prosody:
+    """The class mean of ``emotion``'s prosody, its distance from neutral scaled by ``expressiveness``.
+
+    1.0 is the table above (a mild, conversational rendering); 2.0 doubles every difference from neutral
+    (semitones, dB and cents linearly, rate and range multipliers in log space): acted, theatrical speech.
+    """
     mean = EMOTION_PROSODY[emotion or "neutral"]
+    if expressiveness == 1.0:
+        return mean
+    if not expressiveness > 0:
+        raise UserError(f"expressiveness must be > 0 (got {expressiveness})")
+    base, k = EMOTION_PROSODY["neutral"], expressiveness
+    return Prosody(
+        rate=base.rate * (mean.rate / base.rate) ** k,
+        pitch=base.pitch + k * (mean.pitch - base.pitch),
+        range=base.range * (mean.range / base.range) ** k,
+        gain_db=base.gain_db + k * (mean.gain_db - base.gain_db),
+        end_cents=base.end_cents + k * (mean.end_cents - base.end_cents),
+    )
+
+
+def sample_prosody(
+    emotion: str | None, rng: np.random.Generator, spread: float = 1.0, expressiveness: float = 1.0
+) -> Prosody:
+    """Draw one utterance's prosody around the class mean (``None`` = unlabelled, neutral-centred)."""
+    mean = class_prosody(emotion, expressiveness)
     scale = spread * (1.5 if emotion is None else 1.0)  # unlabelled speech varies more freely
     return Prosody(
         rate=mean.rate * math.exp(rng.normal(0, SPREAD.rate * scale)),
@@ -121,18 +144,21 @@ def utterance_seed(*parts: object) -> int:
     return zlib.crc32("\x1f".join(map(str, parts)).encode("utf-8"))
 
 
-def synthesize(text: str, emotion: str | None, voice: str, seed: int = 0) -> tuple[np.ndarray, int]:
+def synthesize(
+    text: str, emotion: str | None, voice: str, seed: int = 0, expressiveness: float = 1.0
+) -> tuple[np.ndarray, int]:
     """Speak ``text`` in ``voice`` with ``emotion``'s prosody; returns (16 kHz mono float32, 16000).
 
     The prosody is drawn from ``seed`` (same arguments -> same prosody); ``emotion=None`` gives neutral
-    prosody with a wider random spread (for unlabelled stage-1 speech).
+    prosody with a wider random spread (for unlabelled stage-1 speech). ``expressiveness`` scales how far
+    each emotion's class mean lies from neutral (:func:`class_prosody`).
     """
     if emotion is not None and emotion not in EMOTIONS:
         raise UserError(f"unknown emotion {emotion!r} (expected one of {', '.join(EMOTIONS)})")
     if not text.strip():
         raise UserError("synthesize: empty text")
     rng = np.random.default_rng(utterance_seed(text, emotion, voice, seed))
-    prosody = sample_prosody(emotion, rng)
+    prosody = sample_prosody(emotion, rng, expressiveness=expressiveness)
     return render(text, voice, prosody, rng), SAMPLE_RATE
 
 

@@ -53,6 +53,7 @@ class SynthOptions:
     engines: tuple[str, ...] = ("espeak", "piper")  # TTS engines to draw voices from
     piper_share: float = 0.35  # fraction of utterances spoken by Piper when it is available
     ambiguous_share: float = 0.7  # fraction of emotional utterances whose words fit any emotion
+    expressiveness: float = 1.0  # scales each emotion's distance from neutral prosody (2.0: acted speech)
     sentences_file: Path | None = None  # user sentences for the general part (else the grammar)
     plot: bool = True  # write prosody.png
     asr_sample: int = 0  # transcribe this many test utterances with Whisper and print the WER
@@ -71,6 +72,7 @@ class Job:
     voice: str
     seed: int
     wording: str = ""  # "ambiguous" | "emotional" | "general"
+    expressiveness: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -123,6 +125,7 @@ def plan_jobs(options: SynthOptions) -> list[Job]:
                     voice,
                     rng.randrange(2**31),
                     wording,
+                    options.expressiveness,
                 )
             )
     if options.general > 0:
@@ -165,7 +168,9 @@ def synthesize_job(job: Job, root: str) -> dict[str, Any]:
     from blsp_emo.data.prosody import measure
     from blsp_emo.data.synth import synthesize
 
-    audio, rate = synthesize(job.text, job.emotion, job.voice, seed=job.seed)
+    audio, rate = synthesize(
+        job.text, job.emotion, job.voice, seed=job.seed, expressiveness=job.expressiveness
+    )
     save_wav(Path(root) / job.audio, audio, rate)
     words = len(re.findall(r"[\w']+", job.text))
     return {
@@ -197,6 +202,8 @@ def _check_plan(out: Path, options: SynthOptions) -> None:
     plan = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()}
     for key in ("workers", "plot", "asr_sample", "progress"):
         plan.pop(key)
+    if plan["expressiveness"] == 1.0:
+        plan.pop("expressiveness")  # corpora planned before the option existed resume unchanged
     plan["engines"] = [e for e in options.engines if e != "piper" or piper_available()]
     path = out / "plan.json"
     if path.exists():

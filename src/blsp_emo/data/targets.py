@@ -24,7 +24,7 @@ from typing import Any
 from blsp_emo.data.manifest import JsonlAppender, ManifestRow, read_jsonl_dicts, read_manifest, relative_audio
 from blsp_emo.data.target_backends import Completion, Messages, TeacherBackend
 from blsp_emo.errors import UserError
-from blsp_emo.prompts import EMOTION_TARGET_INSTRUCTION, EMOTIONS, INSTRUCTIONS, SYSTEM_PROMPTS, is_refusal
+from blsp_emo.prompts import EMOTION_TARGET_PROMPTS, EMOTIONS, INSTRUCTIONS, SYSTEM_PROMPTS, is_refusal
 
 STAGES = ("semantic", "emotion")
 
@@ -42,6 +42,7 @@ class TargetOptions:
     batch_size: int = 16  # hf/vllm batch size; openai concurrent requests
     max_new_tokens: int = 48  # SPEC: 48
     all_emotions: bool = False  # emotion stage: write a continuation for each of the five emotions
+    emotion_prompt: str = "continue"  # emotion stage: teacher prompt preset (prompts.EMOTION_TARGET_PROMPTS)
     splits: tuple[str, ...] | None = None  # only rows of these splits
     limit: int | None = None  # only the first N input rows
     seed: int = 0  # recorded; decoding is greedy
@@ -51,8 +52,10 @@ class TargetOptions:
     progress: bool = True  # tqdm progress bar
 
 
-def build_messages(stage: str, transcript: str, emotion: str | None = None) -> Messages:
-    """The teacher conversation for one transcript (SPEC.md section 3)."""
+def build_messages(
+    stage: str, transcript: str, emotion: str | None = None, emotion_prompt: str = "continue"
+) -> Messages:
+    """The teacher conversation for one transcript (SPEC.md section 3; stage 2 with the named preset)."""
     if stage == "semantic":
         return [
             {"role": "system", "content": SYSTEM_PROMPTS["default"]},
@@ -61,9 +64,10 @@ def build_messages(stage: str, transcript: str, emotion: str | None = None) -> M
     if stage == "emotion":
         if emotion not in EMOTIONS:
             raise ValueError(f"stage 2 needs one of {', '.join(EMOTIONS)}, got {emotion!r}")
+        template = EMOTION_TARGET_PROMPTS[emotion_prompt]  # generate_targets checked the name
         return [
             {"role": "system", "content": SYSTEM_PROMPTS["empathetic"]},
-            {"role": "user", "content": EMOTION_TARGET_INSTRUCTION.format(emotion=emotion) + transcript},
+            {"role": "user", "content": template.format(emotion=emotion) + transcript},
         ]
     raise UserError(f"unknown stage {stage!r} (expected semantic or emotion)")
 
@@ -135,7 +139,8 @@ def provenance(options: TargetOptions, backend: TeacherBackend, manifest: Path) 
     else:
         prompts = {
             "system": SYSTEM_PROMPTS["empathetic"],
-            "user": EMOTION_TARGET_INSTRUCTION + "{transcript}",
+            "preset": options.emotion_prompt,
+            "user": EMOTION_TARGET_PROMPTS[options.emotion_prompt] + "{transcript}",
         }
     return {
         "stage": options.stage,
@@ -225,7 +230,7 @@ def _plan_requests(manifest: Path, options: TargetOptions, backend: TeacherBacke
             summary.dropped["no emotion label (stage 2 without --all-emotions)"] += 1
             continue
         for emotion in emotions:
-            messages = build_messages(options.stage, row.text.strip(), emotion)
+            messages = build_messages(options.stage, row.text.strip(), emotion, options.emotion_prompt)
             requests.append(_Request(_row_key(row, emotion), row, emotion, messages))
     return requests
 
@@ -260,6 +265,11 @@ def generate_targets(
     options = options or TargetOptions()
     if options.stage not in STAGES:
         raise UserError(f"unknown stage {options.stage!r} (expected semantic or emotion)")
+    if options.emotion_prompt not in EMOTION_TARGET_PROMPTS:
+        raise UserError(
+            f"unknown stage-2 teacher prompt {options.emotion_prompt!r} "
+            f"(expected {', '.join(EMOTION_TARGET_PROMPTS)})"
+        )
     manifest, output = Path(manifest), Path(output)
     if not manifest.is_file():
         raise UserError(f"{manifest}: no such manifest file")
@@ -280,7 +290,10 @@ def generate_targets(
         for _, d in read_jsonl_dicts(path):
             done.add(str(d.get("target_key")))
             if d.get("stage") == options.stage and isinstance(d.get("text"), str) and "target" in d:
-                key = _prompt_key(build_messages(options.stage, d["text"].strip(), d.get("target_emotion")))
+                messages = build_messages(
+                    options.stage, d["text"].strip(), d.get("target_emotion"), options.emotion_prompt
+                )
+                key = _prompt_key(messages)
                 known[key] = Completion(
                     d["target"], bool(d.get("truncated")), int(d.get("completion_tokens") or 0)
                 )

@@ -62,6 +62,10 @@ class DataSection:
     cache_encoder: bool = True  # cache encoder outputs on disk while the encoder is frozen (fast path)
     cache_dir: str = ""  # encoder cache folder; "" = <output_dir>/encoder-cache
     shuffle: bool = True  # shuffle batches each epoch (deterministic from run.seed and the epoch)
+    # Stage 2: add a recognition copy of this share of the labelled utterances (default system prompt,
+    # the emotion-recognition instruction, target = the emotion word), so the model also answers that
+    # question in words; 0 = the paper's stage 2 (empathetic continuations only).
+    recognition_share: float = 0.0
 
 
 @dataclass
@@ -130,6 +134,11 @@ class TrainConfig:
             (self.run.keep_last >= 1, "run.keep_last must be >= 1"),
             (self.run.log_steps >= 1, "run.log_steps must be >= 1"),
             (bool(self.data.train), "data.train: no training file given (set data.train=PATH)"),
+            (0.0 <= self.data.recognition_share <= 1.0, "data.recognition_share must be within 0..1"),
+            (
+                self.data.recognition_share == 0 or self.stage == "emotion",
+                "data.recognition_share needs stage: emotion (the rows need emotion labels)",
+            ),
         ]
         for ok, message in checks:
             if not ok:

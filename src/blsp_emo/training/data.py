@@ -67,6 +67,40 @@ def load_target_dataset(
     return dataset
 
 
+class RecognitionMix(torch.utils.data.Dataset):
+    """A stage-2 dataset plus recognition copies of a share of its labelled utterances.
+
+    Items ``0..len(base)-1`` are the base items; after them come copies of ``share`` of the labelled
+    utterances (a fixed draw from ``seed``) with ``task`` "recognition" and the emotion word as the
+    target: the collator asks them the emotion-recognition question (SPEC.md section 5) instead of the
+    continuation prompt, so the model learns to name the emotion it hears in words, not only in its head.
+    """
+
+    def __init__(self, base, share: float, seed: int = 0) -> None:
+        import random
+
+        self.base = base
+        labelled = [i for i, row in enumerate(base.rows) if row.emotion is not None]
+        count = int(round(share * len(labelled)))
+        self.copies = sorted(random.Random(seed).sample(labelled, count))
+        self.rows = base.rows + [base.rows[i] for i in self.copies]
+
+    def __len__(self) -> int:
+        return len(self.base) + len(self.copies)
+
+    @property
+    def durations(self) -> list[float]:
+        durations = self.base.durations
+        return durations + [durations[i] for i in self.copies]
+
+    def __getitem__(self, index: int) -> dict:
+        if index < len(self.base):
+            return self.base[index]
+        item = dict(self.base[self.copies[index - len(self.base)]])
+        item.update(task="recognition", target=item["emotion"], truncated=False)
+        return item
+
+
 def encoder_cache_prefix(encoder: torch.nn.Module, name: str, pad_to_30s: bool) -> str:
     """The encoder-cache key prefix: encoder name, encoding mode and a fingerprint of the weights."""
     digest = hashlib.sha256()
@@ -100,12 +134,19 @@ class TrainingCollator:
         self.instruction = instruction(instruction_text or default_instruction)
         self.cache = cache  # encoder-state cache: when set, encoder_states replace the audio features
 
-    def _messages(self, user: list[dict] | str) -> list[dict]:
-        system = [{"role": "system", "content": self.system}] if self.system else []
-        return [*system, {"role": "user", "content": user}]
+    def _messages(self, user: list[dict] | str, system: str | None = None) -> list[dict]:
+        system = self.system if system is None else system
+        head = [{"role": "system", "content": system}] if system else []
+        return [*head, {"role": "user", "content": user}]
 
-    def student_messages(self, audio: np.ndarray) -> list[dict]:
-        """The speech conversation the model is trained on."""
+    def student_messages(self, audio: np.ndarray, task: str = "") -> list[dict]:
+        """The speech conversation the model is trained on (``task`` "recognition": the SER question)."""
+        if task == "recognition":
+            speech = [
+                {"type": "text", "text": instruction("recognize_emotion")},
+                {"type": "audio", "audio": audio},
+            ]
+            return self._messages(speech, system_prompt("default"))
         return self._messages([{"type": "text", "text": self.instruction}, {"type": "audio", "audio": audio}])
 
     def teacher_messages(self, transcript: str) -> list[dict]:
@@ -116,7 +157,9 @@ class TrainingCollator:
         """Items of ``blsp_emo.data.dataset.TargetDataset`` -> the model's keyword arguments (+ num_samples)."""
         encoded = [
             self.processor.encode(
-                self.student_messages(it["audio"]), response=it["target"], truncated=it["truncated"]
+                self.student_messages(it["audio"], it.get("task", "")),
+                response=it["target"],
+                truncated=it["truncated"],
             )
             for it in items
         ]

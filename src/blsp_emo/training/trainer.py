@@ -22,7 +22,12 @@ from torch.utils.data import DataLoader
 from blsp_emo.errors import UserError
 from blsp_emo.training import checkpoint as ckpt
 from blsp_emo.training.config import TrainConfig, dump_config
-from blsp_emo.training.data import TrainingCollator, encoder_cache_prefix, load_target_dataset
+from blsp_emo.training.data import (
+    RecognitionMix,
+    TrainingCollator,
+    encoder_cache_prefix,
+    load_target_dataset,
+)
 from blsp_emo.training.tracking import TrainingLog, plot_training_curve
 
 log = logging.getLogger(__name__)
@@ -118,6 +123,8 @@ class Trainer:
         self.model, self.processor = build_model(config)
         d = config.data
         self.dataset = load_target_dataset(d.train, d.min_seconds, d.max_seconds, d.max_rows, d.split)
+        if d.recognition_share > 0:
+            self.dataset = RecognitionMix(self.dataset, d.recognition_share, config.run.seed)
         self.cache = self._fill_cache() if config.uses_cache else None
         self.sampler, self.loader = self._make_loader()
         self.steps_per_epoch = self.sampler.batches_per_epoch() // config.optim.grad_accum
