@@ -14,7 +14,7 @@ from blsp_emo.prompts import EMOTIONS
 
 pytestmark = pytest.mark.integration
 
-# blsp-emo-tiny's emotion head hears 3 of the 5 example tones (chance: 1); see README "blsp-emo-tiny".
+# blsp-emo-tiny (recipe v2)'s emotion head hears 3 of the 5 example tones (chance: 1); README "blsp-emo-tiny".
 MIN_HEARD = 3
 
 
@@ -44,3 +44,4 @@ def test_demo_hears_the_tone_of_one_sentence_in_five_tones(capsys) -> None:
     assert all(emotion in EMOTIONS and reply for _, emotion, reply in rows)
     heard = sum(clip.removesuffix(".wav").endswith(emotion) for clip, emotion, _ in examples)
     assert heard >= MIN_HEARD, examples
+    assert len({reply for _, _, reply in examples}) == len(EMOTIONS), "one reply for several tones"
