@@ -141,3 +141,27 @@ def test_cli_synth_two_workers(tmp_path: Path) -> None:
     assert code == 0
     rows = [json.loads(line) for line in (out / "emotion.jsonl").read_text().splitlines()]
     assert len(rows) == 5 and (out / "prosody.png").is_file()
+
+
+def test_prosody_probe_script_scores_unseen_splits(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for split, count in (("train", 40), ("dev", 10)):
+        for i in range(count):
+            emotion = ("sad", "angry")[i % 2]
+            loud = 0.1 if emotion == "angry" else 0.02
+            prosody = dict(f0_mean=120 + rng.normal(0, 5), f0_range=6.0, f0_end_rise=-2.0,
+                           rate=3.5, rms=loud + rng.normal(0, 0.005), voiced=0.7)  # fmt: skip
+            rows.append({"audio": f"{split}{i}.wav", "text": "x", "emotion": emotion, "split": split,
+                         "prosody": prosody})  # fmt: skip
+    manifest = tmp_path / "emotion.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    script = Path(__file__).resolve().parents[2] / "scripts" / "prosody_probe.py"
+    out = subprocess.run(
+        [sys.executable, str(script), str(manifest)], capture_output=True, text=True, check=True
+    )
+    assert "trained on 40 train utterances" in out.stdout
+    assert "dev: accuracy 1.000 on 10 utterances" in out.stdout and "test:" not in out.stdout
