@@ -64,3 +64,28 @@ def test_packaged_embedder_matches_sentence_transformers() -> None:
     )
     assert np.allclose(ours, reference, atol=1e-4)
     assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+
+
+def test_encoder_layer_probe_script_scores_every_layer(
+    train_manifest: Path, emotion_manifest: Path, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    rows = []
+    for source in (train_manifest, emotion_manifest):  # 10 train + 5 test clips, audio by absolute path
+        for line in source.read_text().splitlines():
+            row = json.loads(line)
+            rows.append({**row, "audio": str(source.parent / row["audio"])})
+    manifest = tmp_path / "both.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    script = Path(__file__).resolve().parents[2] / "scripts" / "encoder_layer_probe.py"
+    argv = [sys.executable, str(script), str(manifest), "--eval", "test"]
+    run = subprocess.run(argv, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "10 train -> 5 test utterances" in run.stdout
+    scores = [float(line.rsplit(" ", 1)[1]) for line in run.stdout.splitlines() if "accuracy" in line]
+    assert len(scores) == 6 + 1 and all(
+        0.0 <= s <= 1.0 for s in scores
+    )  # Whisper-base: 6 layers + final norm
+    assert "final LayerNorm (adapter input)" in run.stdout
