@@ -72,6 +72,11 @@ def test_reply_preset_asks_for_a_direct_reply_and_is_recorded(tmp_path: Path) ->
     assert all(r["target"] == f"I feel {r['emotion']}. {r['text']}" for r in rows)
     provenance = json.loads(out.with_name(out.name + ".provenance.json").read_text())
     assert provenance["prompts"]["preset"] == "reply" and provenance["prompts"]["user"].startswith("I feel {")
+    # The paper's prompt is recorded as before presets existed, so older target files resume unchanged.
+    paper = tmp_path / "paper.jsonl"
+    generate_targets(manifest, paper, TargetOptions(stage="emotion", progress=False), backend=_EchoTeacher())
+    recorded = json.loads(paper.with_name(paper.name + ".provenance.json").read_text())["prompts"]
+    assert set(recorded) == {"system", "user"} and recorded["user"].startswith("Continue the following")
     # A rerun with the same preset resumes (nothing new); an unknown preset is named.
     assert generate_targets(manifest, out, options, backend=_EchoTeacher()).already_done == 4
     with pytest.raises(UserError, match="teacher prompt 'chat'"):

@@ -139,9 +139,10 @@ def provenance(options: TargetOptions, backend: TeacherBackend, manifest: Path) 
     else:
         prompts = {
             "system": SYSTEM_PROMPTS["empathetic"],
-            "preset": options.emotion_prompt,
             "user": EMOTION_TARGET_PROMPTS[options.emotion_prompt] + "{transcript}",
         }
+        if options.emotion_prompt != "continue":  # target files written before presets existed still resume
+            prompts["preset"] = options.emotion_prompt
     return {
         "stage": options.stage,
         "teacher": backend.name,
