@@ -6,6 +6,8 @@ reads them from here so that training, target generation, evaluation and serving
 
 from __future__ import annotations
 
+from blsp_emo.errors import UserError
+
 # Label ids as in the paper: neutral 0, happy 1, angry 2, sad 3, surprise 4.
 EMOTIONS: tuple[str, ...] = ("neutral", "happy", "angry", "sad", "surprise")
 EMOTION_TO_ID: dict[str, int] = {name: i for i, name in enumerate(EMOTIONS)}
@@ -53,6 +55,15 @@ EMOTION_TARGET_PROMPTS: dict[str, str] = {
 REFUSAL_PREFIXES: tuple[str, ...] = ("I'm sorry, but I cannot", "I'm sorry, but I'm not sure")
 REFUSAL_SUBSTRINGS_CASEFOLD: tuple[str, ...] = ("as an ai language model", "i'm sorry, but i")
 REFUSAL_SUBSTRINGS_EXACT: tuple[str, ...] = ("I'm not sure what you",)
+
+
+def emotion_target_prompt(name: str) -> str:
+    """The stage-2 teacher prompt preset ``name`` (see ``EMOTION_TARGET_PROMPTS``); an unknown name is named."""
+    if name not in EMOTION_TARGET_PROMPTS:
+        raise UserError(
+            f"unknown stage-2 teacher prompt {name!r} (expected {', '.join(EMOTION_TARGET_PROMPTS)})"
+        )
+    return EMOTION_TARGET_PROMPTS[name]
 
 
 def system_prompt(name_or_text: str | None) -> str | None:

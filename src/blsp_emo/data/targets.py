@@ -24,7 +24,13 @@ from typing import Any
 from blsp_emo.data.manifest import JsonlAppender, ManifestRow, read_jsonl_dicts, read_manifest, relative_audio
 from blsp_emo.data.target_backends import Completion, Messages, TeacherBackend
 from blsp_emo.errors import UserError
-from blsp_emo.prompts import EMOTION_TARGET_PROMPTS, EMOTIONS, INSTRUCTIONS, SYSTEM_PROMPTS, is_refusal
+from blsp_emo.prompts import (
+    EMOTIONS,
+    INSTRUCTIONS,
+    SYSTEM_PROMPTS,
+    emotion_target_prompt,
+    is_refusal,
+)
 
 STAGES = ("semantic", "emotion")
 
@@ -64,7 +70,7 @@ def build_messages(
     if stage == "emotion":
         if emotion not in EMOTIONS:
             raise ValueError(f"stage 2 needs one of {', '.join(EMOTIONS)}, got {emotion!r}")
-        template = EMOTION_TARGET_PROMPTS[emotion_prompt]  # generate_targets checked the name
+        template = emotion_target_prompt(emotion_prompt)
         return [
             {"role": "system", "content": SYSTEM_PROMPTS["empathetic"]},
             {"role": "user", "content": template.format(emotion=emotion) + transcript},
@@ -139,7 +145,7 @@ def provenance(options: TargetOptions, backend: TeacherBackend, manifest: Path) 
     else:
         prompts = {
             "system": SYSTEM_PROMPTS["empathetic"],
-            "user": EMOTION_TARGET_PROMPTS[options.emotion_prompt] + "{transcript}",
+            "user": emotion_target_prompt(options.emotion_prompt) + "{transcript}",
         }
         if options.emotion_prompt != "continue":  # target files written before presets existed still resume
             prompts["preset"] = options.emotion_prompt
@@ -266,11 +272,7 @@ def generate_targets(
     options = options or TargetOptions()
     if options.stage not in STAGES:
         raise UserError(f"unknown stage {options.stage!r} (expected semantic or emotion)")
-    if options.emotion_prompt not in EMOTION_TARGET_PROMPTS:
-        raise UserError(
-            f"unknown stage-2 teacher prompt {options.emotion_prompt!r} "
-            f"(expected {', '.join(EMOTION_TARGET_PROMPTS)})"
-        )
+    emotion_target_prompt(options.emotion_prompt)  # an unknown preset fails before the teacher loads
     manifest, output = Path(manifest), Path(output)
     if not manifest.is_file():
         raise UserError(f"{manifest}: no such manifest file")

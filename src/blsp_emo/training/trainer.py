@@ -123,9 +123,9 @@ class Trainer:
         self.model, self.processor = build_model(config)
         d = config.data
         self.dataset = load_target_dataset(d.train, d.min_seconds, d.max_seconds, d.max_rows, d.split)
-        if d.recognition_share > 0:
-            self.dataset = RecognitionMix(self.dataset, d.recognition_share, config.run.seed)
         self.cache = self._fill_cache() if config.uses_cache else None
+        if d.recognition_share > 0:  # after the cache: the copies share their utterances' encoder states
+            self.dataset = RecognitionMix(self.dataset, d.recognition_share, config.run.seed)
         self.sampler, self.loader = self._make_loader()
         self.steps_per_epoch = self.sampler.batches_per_epoch() // config.optim.grad_accum
         if self.steps_per_epoch == 0:
