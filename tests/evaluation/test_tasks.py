@@ -72,6 +72,12 @@ def test_semantic_text_cascade_is_the_reference(emotion_manifest: Path, tmp_path
     assert results["metrics"]["exact_match"] == 1.0
     assert results["headline"]["cosine"] == pytest.approx(1.0, abs=1e-4)
     assert (out / "cosine.png").is_file()
+    # Teacher-forced, the LLM sees exactly the teacher's input: no divergence, the whole gap closed.
+    assert results["headline"]["kl"] == pytest.approx(0.0, abs=1e-6) and results["headline"]["top1"] == 1.0
+    assert results["headline"]["gap_closed"] == pytest.approx(1.0, abs=1e-3)
+    forced = results["metrics"]["teacher_forced"]
+    assert forced["no_speech"]["kl"] > forced["transcript"]["kl"] and forced["transcript"]["top1"] == 1.0
+    assert "Gap closed" in (out / "report.md").read_text()
 
 
 def test_semantic_speech_model(emotion_manifest: Path, tmp_path: Path) -> None:
@@ -93,7 +99,17 @@ def test_semantic_speech_model(emotion_manifest: Path, tmp_path: Path) -> None:
     assert results["data"]["n"] == 3 and results["data"]["limited"]
     assert -1.0 <= results["headline"]["cosine"] <= 1.0 and 0.0 <= results["headline"]["rouge_l"] <= 1.0
     rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
-    assert len(rows) == 3 and all({"speech_reply", "text_reply", "cosine"} <= set(r) for r in rows)
+    assert len(rows) == 3 and all(
+        {"speech_reply", "text_reply", "cosine", "kl", "top1"} <= set(r) for r in rows
+    )
+    headline = results["headline"]
+    # random-tiny has no alignment head: no ctc_wer.
+    assert set(headline) == {"cosine", "rouge_l", "gap_closed", "kl", "top1"}
+    assert headline["kl"] > 0 and 0.0 <= headline["top1"] <= 1.0
+    tokens = results["metrics"]["teacher_forced"]["response_tokens"]
+    assert tokens == sum(r["response_tokens"] for r in rows) > 0
+    mean_kl = sum(r["kl"] * r["response_tokens"] for r in rows) / tokens
+    assert headline["kl"] == pytest.approx(mean_kl, abs=2e-6)  # results.json rounds to 6 digits
 
 
 def test_empathy_caches_teacher_texts(emotion_manifest: Path, tmp_path: Path) -> None:
@@ -169,9 +185,12 @@ def test_eval_all_table(
     table = json.loads((out / "comparison.json").read_text())
     assert list(table["systems"]) == ["random-tiny", "cascade-text"]
     assert "ser.accuracy" in table["columns"] and "semantic.cosine" in table["columns"]
+    assert {"semantic.gap_closed", "semantic.kl", "semantic.top1"} <= set(table["columns"])
     assert table["values"]["cascade-text"]["semantic.cosine"] == pytest.approx(1.0, abs=1e-4)
+    assert table["values"]["cascade-text"]["semantic.gap_closed"] == pytest.approx(1.0, abs=1e-3)
     markdown = (out / "comparison.md").read_text()
     assert "| random-tiny |" in markdown and "| cascade-text |" in markdown
+    assert "semantic.gap_closed | semantic.kl | semantic.top1" in markdown
     assert (out / "random-tiny" / "ser" / "confusion.png").is_file() and (out / "comparison.png").is_file()
 
     # A rerun (e.g. after an interruption) reuses every finished system x task: no model is loaded again.
@@ -187,6 +206,29 @@ def test_eval_all_table(
     monkeypatch.undo()
     assert main([*argv[: -len(FAST) - 2], "--limit", "2", *FAST]) == 0
     assert json.loads((out / "random-tiny" / "ser" / "results.json").read_text())["data"]["n"] == 2
+
+
+def test_results_of_an_older_semantic_task_are_not_resumed(tmp_path: Path) -> None:
+    # A semantic results.json written before the teacher-forced scores lacks their columns: redone.
+    from blsp_emo.evaluation.commands import load_finished, task_fingerprint
+    from blsp_emo.evaluation.tasks.common import dump_json
+
+    data = {"manifest": "m.jsonl", "n": 3}
+    for task in ("ser", "semantic"):
+        saved = {"task": task, "system": {"fingerprint": "0123abcd"}, "data": data, "headline": {}}
+        dump_json(tmp_path / task / "results.json", saved)
+    assert task_fingerprint("0123abcd", "ser") == "0123abcd"
+    assert load_finished(tmp_path / "ser", data, task_fingerprint("0123abcd", "ser")) is not None
+    assert load_finished(tmp_path / "semantic", data, task_fingerprint("0123abcd", "semantic")) is None
+    dump_json(
+        tmp_path / "semantic" / "results.json",
+        {
+            "task": "semantic",
+            "system": {"fingerprint": task_fingerprint("0123abcd", "semantic")},
+            "data": data,
+        },
+    )
+    assert load_finished(tmp_path / "semantic", data, task_fingerprint("0123abcd", "semantic")) is not None
 
 
 @pytest.mark.parametrize(

@@ -91,6 +91,30 @@ def test_95_second_clip_is_encoded(embedded_model, librivox_clips):
     assert int(slen[0]) == int(feats["speech_lengths"][0]) and torch.isfinite(speech).all()
 
 
+def test_pad_to_30s_path_reproduces_whisper_encoder(embedded_model, librivox_clips, monkeypatch):
+    # The paper path (pad_to_30s) must give transformers' WhisperEncoder states on the extractor's 30-s
+    # window. Measured: mean per-frame cosine 1.000000 on all five clips (bit-identical, max |diff| 0);
+    # before the fix (padded frames 0, not Whisper's log-mel of silence) 0.974-0.993, last frames to -0.29.
+    from blsp_emo.assets import load_whisper
+
+    model, processor = embedded_model
+    monkeypatch.setattr(model.config, "pad_to_30s", True)  # the fixture is shared: undone after the test
+    monkeypatch.setattr(processor, "pad_to_30s", True)
+    whisper_model, _ = load_whisper("tiny")
+    extractor = processor.feature_extractor
+    for path, _ in librivox_clips:
+        audio = load_audio(path)
+        with torch.no_grad():
+            states, lengths = model.encode_speech(**processor.audio_features([audio]))
+            window = extractor(audio, sampling_rate=16000, return_tensors="pt").input_features
+            reference = whisper_model.model.encoder(input_features=window).last_hidden_state
+        n = int(lengths[0])
+        assert n == (len(audio) // 160 - 1) // 2 + 1  # cut to the true length
+        cosine = torch.nn.functional.cosine_similarity(states[0, :n], reference[0, :n], dim=-1)
+        print(f"{path.name}: mean cosine {cosine.mean():.6f}, min {cosine.min():.6f}")
+        assert cosine.mean() >= 0.999 and cosine.min() >= 0.99, path.name
+
+
 def test_paper_preset_fails_fast_offline(monkeypatch):
     from blsp_emo.errors import ModelNotAvailableError
     from blsp_emo.model import load_model

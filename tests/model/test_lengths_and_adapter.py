@@ -6,6 +6,8 @@ import torch
 
 from blsp_emo.model.adapter import EmotionHead, SpeechAdapter, conv_output_length, lengths_to_mask
 from blsp_emo.model.encoder import (
+    MIN_SAMPLES,
+    WINDOW_FRAMES,
     WINDOW_SAMPLES,
     encode_windows,
     encoder_frames,
@@ -69,7 +71,67 @@ def test_encoder_masked_batch_equals_single_and_pad_mode_length(random_model):
     s2, l2 = encode_windows(model.encoder, alone["input_features"], alone["feature_lengths"])
     assert lengths.tolist() == [encoder_frames(300), encoder_frames(125)]
     torch.testing.assert_close(states[1, : int(l2)], s2[0], rtol=1e-4, atol=1e-4)
+    processor.pad_to_30s = True
+    paper = processor.audio_features([short])
     padded, plen = encode_windows(
-        model.encoder, alone["input_features"], alone["feature_lengths"], pad_to_30s=True
+        model.encoder, paper["input_features"], paper["feature_lengths"], pad_to_30s=True
     )
     assert plen.tolist() == l2.tolist() and padded.shape[1] == int(l2)
+
+
+def test_pad_to_30s_features_are_whisper_30s_windows(random_model):
+    # The paper path must feed what Whisper's extractor gives for audio zero-padded to 30 s: its padded
+    # frames are the normalised log-mel of silence, not 0.
+    _, processor = random_model
+    processor.pad_to_30s = True
+    rng = np.random.default_rng(0)
+    audio = (0.1 * rng.standard_normal(35 * 16000)).astype(np.float32)  # windows of 30 s and 5 s
+    feats = processor.audio_features([audio])
+    assert feats["input_features"].shape == (2, 80, WINDOW_FRAMES)
+    assert feats["feature_lengths"].tolist() == [3000, 500]  # the true frame counts
+    tail = np.pad(audio[WINDOW_SAMPLES:], (0, 2 * WINDOW_SAMPLES - len(audio)))
+    expected = processor.feature_extractor(tail, sampling_rate=16000, return_tensors="pt")
+    expected = expected["input_features"][0]
+    got = feats["input_features"][1]
+    assert not torch.equal(got[:, 500:], torch.zeros_like(got[:, 500:]))
+    torch.testing.assert_close(got[:, 500:], expected[:, 500:], rtol=0, atol=1e-5)  # the padded region
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+
+
+def test_pad_to_30s_encoder_equals_transformers_whisper_encoder(random_model):
+    # WhisperEncoder.forward on the extractor's 30-s window, cut to the true length, is the paper path.
+    model, processor = random_model
+    processor.pad_to_30s = True
+    audio = (0.1 * np.random.default_rng(1).standard_normal(3 * 16000)).astype(np.float32)
+    feats = processor.audio_features([audio])
+    with torch.no_grad():
+        states, lengths = encode_windows(
+            model.encoder, feats["input_features"], feats["feature_lengths"], pad_to_30s=True
+        )
+        window = processor.feature_extractor(audio, sampling_rate=16000, return_tensors="pt")
+        reference = model.encoder(input_features=window["input_features"]).last_hidden_state
+    n = int(lengths[0])
+    assert n == encoder_frames(300)
+    torch.testing.assert_close(states[0, :n], reference[0, :n], rtol=1e-4, atol=1e-4)
+
+
+def test_pad_to_30s_encoder_refuses_short_windows(random_model):
+    # Zero-padding a short window here would not be Whisper's silence: ask for the 30-s features instead.
+    model, processor = random_model
+    feats = processor.audio_features([np.zeros(16000, dtype=np.float32)])
+    with pytest.raises(ValueError, match="pad_to_30s"):
+        encode_windows(model.encoder, feats["input_features"], feats["feature_lengths"], pad_to_30s=True)
+
+
+@pytest.mark.parametrize("extra", [1, 100, 199, 200, 1599, 1600, 1601])
+def test_short_last_window_is_padded_to_min_samples(random_model, extra):
+    # A long clip's last window shorter than 0.1 s: the STFT cannot reflect-pad under 201 samples, and
+    # speech_embedding_count() counts that window as 0.1 s (mel_frames), so the features must too.
+    model, processor = random_model
+    audio = np.zeros(WINDOW_SAMPLES + extra, dtype=np.float32)
+    feats = processor.audio_features([audio])
+    assert feats["feature_lengths"].tolist() == [3000, mel_frames(max(extra, MIN_SAMPLES))]
+    with torch.no_grad():
+        states, lengths = model.encode_speech(**feats)
+        _, slen = model.speech_embeddings(states, lengths)
+    assert slen.tolist() == feats["speech_lengths"].tolist() == [speech_embedding_count(len(audio))]

@@ -101,3 +101,44 @@ def test_stage2_from_stage1_loss_goes_down_and_text_replies_are_unchanged(stage1
         out = llm.generate(**ids, max_new_tokens=12, do_sample=False)
     base = tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True).strip()
     assert reply == base, (reply, base)
+
+
+PHRASES = ["turn left now", "open the door", "call my mother", "play some music"]
+
+
+def test_alignment_stage_learns_to_spell_spoken_phrases(tmp_path):
+    """Pre-alignment on the real models: after a short run the greedy CTC reading of the adapter's output,
+    in SmolLM2's own token space, spells the phrases of the training clips."""
+    from blsp_emo.audio import load_audio
+    from blsp_emo.data.synth import list_voices, synthesize
+    from blsp_emo.model import load_model
+    from blsp_emo.model.alignment import ctc_transcripts
+    from blsp_emo.textnorm import normalize_text
+    from blsp_emo.training.trainer import train
+
+    voices = list_voices("train", engines=("espeak",))[:3]
+    rows = []
+    for i, (phrase, voice) in enumerate((p, v) for p in PHRASES for v in voices):
+        audio, rate = synthesize(phrase, None, voice, seed=i)
+        sf.write(tmp_path / f"p{i}.wav", audio, rate)
+        rows.append({"audio": f"p{i}.wav", "text": phrase, "id": f"p{i}", "duration": len(audio) / rate})
+    manifest = tmp_path / "phrases.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = train(
+        _config(
+            "tiny-v3-align.yaml",
+            manifest,
+            tmp_path / "align",
+            "optim.max_steps=40",
+            "optim.warmup_steps=5",
+            "optim.lr=3e-3",
+            "data.batch_size=6",
+            "align.time_masks=0",
+            "data.min_seconds=0.3",
+        )
+    )
+    assert result.losses[-1] < 0.3 * result.losses[0], result.losses
+    model, processor = load_model(str(result.final_dir), device="cpu")
+    heard = ctc_transcripts(model, processor, [load_audio(tmp_path / r["audio"]) for r in rows])
+    right = sum(normalize_text(h) == normalize_text(r["text"]) for h, r in zip(heard, rows))
+    assert right >= len(rows) * 3 // 4, list(zip(heard, [r["text"] for r in rows]))

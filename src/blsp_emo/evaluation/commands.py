@@ -320,7 +320,8 @@ def cmd_all(args: argparse.Namespace) -> int:
         todo = []
         for task in tasks:
             task_dir = out_dir / slug(spec) / task
-            previous = None if args.recompute else load_finished(task_dir, selections[task][1], fingerprint)
+            done = task_fingerprint(fingerprint, task)
+            previous = None if args.recompute else load_finished(task_dir, selections[task][1], done)
             if previous is not None:
                 log.info("%s: %s already evaluated in %s (--recompute to redo)", spec, task, task_dir)
                 results[spec][task] = previous
@@ -336,7 +337,7 @@ def cmd_all(args: argparse.Namespace) -> int:
             ctx = _context(args, task_dir, cache_dir, data)
             log.info("%s: %s on %d utterances", spec, task, len(utterances))
             result = TASKS[task].run(system, utterances, ctx)
-            result.system["fingerprint"] = fingerprint
+            result.system["fingerprint"] = task_fingerprint(fingerprint, task)
             write_result(result, task_dir)
             results[spec] = {**results[spec], task: result}
         results[spec] = {task: results[spec][task] for task in tasks}  # table columns in task order
@@ -370,6 +371,15 @@ def system_fingerprint(spec: str, llm: str, args: argparse.Namespace) -> str:
                 for block in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(block)
     return digest.hexdigest()[:16]
+
+
+def task_fingerprint(fingerprint: str, task: str) -> str:
+    """A system's fingerprint for one task: with the task's revision when it is past the first, so a
+    results.json written before the task's numbers changed (it would lack the new columns) is redone."""
+    from blsp_emo.evaluation.tasks import semantic
+
+    revision = {"semantic": semantic.REVISION}.get(task, 1)
+    return fingerprint if revision == 1 else f"{fingerprint}-r{revision}"
 
 
 def load_finished(task_dir: Path, data: dict, fingerprint: str):

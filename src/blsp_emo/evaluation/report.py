@@ -15,6 +15,7 @@ _PLOTTED = (
     "ser.head_accuracy",
     "semantic.cosine",
     "semantic.rouge_l",
+    "semantic.top1",
     "empathy.emotion_agreement",
     "instructions.emotion_accuracy",
     "instructions.emotion_agreement",

@@ -46,6 +46,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--dtype", choices=EXPORT_DTYPES, default="float16", help="weight precision (default float16)"
     )
     e.add_argument("--overwrite", action="store_true", help="replace a checkpoint already in --output")
+    e.add_argument(
+        "--speech-input",
+        choices=("adapter", "token_bridge"),
+        help="what the LLM reads for speech in the exported model (token_bridge needs an alignment head)",
+    )
     e.set_defaults(func=cmd_export)
 
 
@@ -112,6 +117,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         tensors = load_file(str(source / WEIGHTS_NAME))
     except (OSError, ValueError) as exc:
         raise UserError(f"{source}: unreadable checkpoint ({exc})") from exc
+    if args.speech_input:
+        if args.speech_input == "token_bridge" and not config.get("alignment_head"):
+            raise UserError(
+                f"{source}: --speech-input token_bridge needs a checkpoint with an alignment head"
+            )
+        config["speech_input"] = args.speech_input
     dtype = getattr(torch, args.dtype)
     # The largest change a weight sees, relative to the largest weight: what the cast costs.
     worst = max(

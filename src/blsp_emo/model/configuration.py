@@ -24,6 +24,10 @@ class BlspEmoConfig(PretrainedConfig):
         # RMS of the LLM's token embeddings ("embeddings"), or a number (1.0: plain LayerNorm, recipe v1)
         num_emotions: int = 5,  # emotion-head classes: neutral, happy, angry, sad, surprise
         use_emotion_head: bool = True,  # build the auxiliary emotion head
+        alignment_head: bool = False,  # token-space pre-alignment head (CTC against the LLM's embeddings)
+        # What the LLM reads for speech: "adapter" (its output, the paper) or "token_bridge" (the
+        # CTC-posterior-weighted token embeddings of the tokens the alignment head hears, blanks dropped)
+        speech_input: str = "adapter",
         lora_r: int = 0,  # partial-LoRA rank; 0 = no LoRA (stage 1); the paper's stage 2 uses 16
         lora_alpha: float = 16.0,  # LoRA scaling numerator (scale = alpha / r)
         lora_dropout: float = 0.05,  # dropout on the LoRA branch input
@@ -42,6 +46,8 @@ class BlspEmoConfig(PretrainedConfig):
         self.adapter_output_scale = adapter_output_scale
         self.num_emotions = num_emotions
         self.use_emotion_head = use_emotion_head
+        self.alignment_head = alignment_head
+        self.speech_input = speech_input
         self.lora_r = lora_r
         self.lora_alpha = lora_alpha
         self.lora_dropout = lora_dropout

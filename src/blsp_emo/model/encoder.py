@@ -46,12 +46,19 @@ def encode_windows(
     """Run a transformers ``WhisperEncoder`` on mel windows (W, n_mels, F) with true lengths.
 
     Returns encoder states (W, T, D) and their true lengths (W,). With ``pad_to_30s`` every window is
-    padded to 3000 frames and encoded unmasked, as the paper does, then cut back to its true length.
+    encoded unmasked over all 3000 frames, as the paper does, then cut back to its true length. That path
+    needs the full 30 s window from Whisper's feature extractor (``BlspEmoProcessor(pad_to_30s=True)``):
+    its padded frames hold the log-mel of silence, which depends on the window's loudest frame, so they
+    cannot be rebuilt here from a shorter window; padding with 0 instead shifts the states (mean per-frame
+    cosine to Whisper-base's own 0.974-0.993 on LibriVox clips), so any other width raises ``ValueError``.
     """
     lengths = encoder_frames(mel_lengths)
     if pad_to_30s:
-        if features.shape[-1] < WINDOW_FRAMES:
-            features = nn.functional.pad(features, (0, WINDOW_FRAMES - features.shape[-1]))
+        if features.shape[-1] != WINDOW_FRAMES:
+            raise ValueError(
+                f"pad_to_30s needs 30-s windows of {WINDOW_FRAMES} mel frames as Whisper's feature extractor "
+                f"pads them (BlspEmoProcessor(pad_to_30s=True)); got {features.shape[-1]} frames"
+            )
         mask = None
     else:
         mask = lengths_to_mask(mel_lengths, features.shape[-1])[:, None, :].to(features.dtype)

@@ -17,6 +17,13 @@ from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from blsp_emo.model.adapter import EmotionHead, SpeechAdapter
+from blsp_emo.model.alignment import (
+    TokenAlignmentHead,
+    bridge_to_tokens,
+    ctc_alignment_loss,
+    greedy_ctc_ids,
+    resize_speech_slots,
+)
 from blsp_emo.model.configuration import BlspEmoConfig
 from blsp_emo.model.encoder import encode_windows, merge_windows
 from blsp_emo.model.plora import LoraMask, apply_partial_lora, lora_parameters
@@ -24,6 +31,8 @@ from blsp_emo.model.processor import IGNORE_INDEX, SPEECH_TOKEN_ID
 from blsp_emo.model.testing import RANDOM_TINY
 
 WEIGHTS_NAME = "model.safetensors"
+# What the LLM gets for speech: the adapter's output, or (after pre-alignment) the token-space bridge.
+SPEECH_INPUTS = ("adapter", "token_bridge")
 
 
 def write_checkpoint(
@@ -75,6 +84,7 @@ class BlspEmoOutput(ModelOutput):
     logits: torch.Tensor | None = None
     lm_loss: torch.Tensor | None = None
     kl_loss: torch.Tensor | None = None
+    ctc_loss: torch.Tensor | None = None
     emotion_loss: torch.Tensor | None = None
     emotion_logits: torch.Tensor | None = None
 
@@ -124,6 +134,15 @@ class BlspEmoModel(PreTrainedModel):
         with torch.no_grad():
             self.adapter.norm.weight.fill_(adapter_output_gain(config.adapter_output_scale, llm))
         self.emotion_head = EmotionHead(llm_dim, config.num_emotions) if config.use_emotion_head else None
+        self.alignment_head = TokenAlignmentHead(llm_dim) if config.alignment_head else None
+        if config.speech_input not in SPEECH_INPUTS:
+            raise ValueError(
+                f"speech_input must be one of {', '.join(SPEECH_INPUTS)}, got {config.speech_input!r}"
+            )
+        if config.speech_input == "token_bridge" and self.alignment_head is None:
+            raise ValueError(
+                "speech_input 'token_bridge' needs the alignment head (train a pre-alignment stage)"
+            )
         self.lora_mask: LoraMask | None = None
         if config.lora_r > 0:
             self._wrap_lora()
@@ -160,18 +179,36 @@ class BlspEmoModel(PreTrainedModel):
         """The parts a checkpoint stores: adapter, emotion head, LoRA, and the encoder if it was trained."""
         keep: dict[str, torch.Tensor] = {}
         for name, tensor in self.state_dict().items():
-            if name.startswith(("adapter.", "emotion_head.")) or ".lora_A." in name or ".lora_B." in name:
+            if (
+                name.startswith(("adapter.", "emotion_head.", "alignment_head."))
+                or ".lora_A." in name
+                or ".lora_B." in name
+            ):
                 keep[name] = tensor
             elif name.startswith("encoder.") and self.config.encoder_trained:
                 keep[name] = tensor
         return keep
 
+    def enable_alignment_head(self) -> None:
+        """Add the token-space pre-alignment head (a fresh one; a checkpoint that has one keeps its own)."""
+        if self.alignment_head is None:
+            device = self.adapter.norm.weight.device
+            self.alignment_head = TokenAlignmentHead(self.adapter.norm.weight.shape[0]).to(device)
+            self.config.alignment_head = True
+
     def set_trainable(
-        self, adapter: bool = True, lora: bool = False, emotion_head: bool = False, encoder: bool = False
+        self,
+        adapter: bool = True,
+        lora: bool = False,
+        emotion_head: bool = False,
+        encoder: bool = False,
+        alignment_head: bool = False,
     ):
         """Freeze everything, then unfreeze the named parts; returns the trainable parameter count."""
         self.requires_grad_(False)
         self.adapter.requires_grad_(adapter)
+        if self.alignment_head is not None:
+            self.alignment_head.requires_grad_(alignment_head)
         if self.emotion_head is not None:
             self.emotion_head.requires_grad_(emotion_head)
         for p in lora_parameters(self.llm):
@@ -233,15 +270,26 @@ class BlspEmoModel(PreTrainedModel):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """From a processor batch (or cached encoder states) to LLM input embeddings.
 
-        Returns ``(inputs_embeds, speech_mask, speech, speech_lengths)``.
+        Returns ``(inputs_embeds, speech_mask, speech, speech_lengths)``; ``speech`` is the adapter's
+        output (what the emotion head reads). With ``config.speech_input == "token_bridge"`` the LLM gets
+        one embedding per token the alignment head hears instead (``alignment.bridge_to_tokens``): the
+        slot counts change, so ``batch["input_ids"]``, ``["attention_mask"]`` and ``["labels"]`` are
+        replaced in the dict by their re-laid versions.
         """
         speech = lengths = None
-        if batch.get("encoder_states") is not None:
-            speech, lengths = self.speech_embeddings(batch["encoder_states"], batch["encoder_lengths"])
-        elif batch.get("input_features") is not None:
-            states, enc_lengths = self.encode_speech(**batch)
-            speech, lengths = self.speech_embeddings(states, enc_lengths)
-        embeds, mask = self.embed_inputs(batch["input_ids"], speech, lengths)
+        if batch.get("encoder_states") is not None or batch.get("input_features") is not None:
+            speech, lengths = self.speech_from_batch(batch)
+        llm_speech, llm_lengths = speech, lengths
+        if speech is not None and self.config.speech_input == "token_bridge":
+            table = self.llm.get_input_embeddings().weight
+            llm_speech, llm_lengths = bridge_to_tokens(self.alignment_logits(speech), lengths, table)
+            ids, mask, labels = resize_speech_slots(
+                batch["input_ids"], batch["attention_mask"], batch.get("labels"), lengths, llm_lengths
+            )
+            batch.update(input_ids=ids, attention_mask=mask)
+            if labels is not None:
+                batch["labels"] = labels
+        embeds, mask = self.embed_inputs(batch["input_ids"], llm_speech, llm_lengths)
         return embeds, mask, speech, lengths
 
     def _llm_hidden(self, embeds, attention_mask, speech_mask=None) -> torch.Tensor:
@@ -265,13 +313,15 @@ class BlspEmoModel(PreTrainedModel):
 
     def forward(
         self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         teacher_input_ids: torch.Tensor | None = None,
         teacher_attention_mask: torch.Tensor | None = None,
         teacher_labels: torch.Tensor | None = None,
         emotion_labels: torch.Tensor | None = None,
+        ctc_targets: list[list[int]] | None = None,
+        ctc_candidates: torch.Tensor | None = None,
         **speech: torch.Tensor,
     ) -> BlspEmoOutput:
         """Losses of both stages.
@@ -282,10 +332,16 @@ class BlspEmoModel(PreTrainedModel):
         cross-entropy (weight ``config.emotion_loss_weight``) when ``emotion_labels`` (per speech
         segment, -1 = unknown) are given. ``speech`` holds the processor's audio fields or cached
         ``encoder_states``/``encoder_lengths``.
+        Pre-alignment (``ctc_targets`` given: LLM token ids per utterance): CTC of the speech embeddings
+        against the LLM's token embeddings, optionally over ``ctc_candidates`` only; no LLM pass.
         """
-        embeds, speech_mask, speech_emb, speech_lengths = self.prepare_embeddings(
-            {"input_ids": input_ids, **speech}
-        )
+        if ctc_targets is not None:
+            return self.alignment_loss(ctc_targets, ctc_candidates, **speech)
+        if input_ids is None or attention_mask is None:
+            raise ValueError("input_ids and attention_mask are required (unless ctc_targets are given)")
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, **speech}
+        embeds, speech_mask, speech_emb, speech_lengths = self.prepare_embeddings(inputs)
+        attention_mask, labels = inputs["attention_mask"], inputs["labels"]  # re-laid in token-bridge mode
         hidden = self._llm_hidden(embeds, attention_mask, speech_mask)
         if labels is None:
             return BlspEmoOutput(logits=self.llm.get_output_embeddings()(hidden))
@@ -315,6 +371,36 @@ class BlspEmoModel(PreTrainedModel):
                 )
                 out.loss = out.loss + self.config.emotion_loss_weight * out.emotion_loss
         return out
+
+    def speech_from_batch(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Speech embeddings (S, T, D) and lengths (S,) from audio features or cached encoder states."""
+        if batch.get("encoder_states") is not None:
+            return self.speech_embeddings(batch["encoder_states"], batch["encoder_lengths"])
+        states, enc_lengths = self.encode_speech(**batch)
+        return self.speech_embeddings(states, enc_lengths)
+
+    def alignment_logits(self, speech: torch.Tensor, candidates: torch.Tensor | None = None) -> torch.Tensor:
+        """The pre-alignment head's logits (S, T, 1 + V) over [blank, the LLM's tokens] (or candidates)."""
+        if self.alignment_head is None:
+            raise ValueError("this model has no alignment head (train a pre-alignment stage first)")
+        return self.alignment_head(speech, self.llm.get_input_embeddings().weight, candidates)
+
+    def alignment_loss(
+        self, ctc_targets: list[list[int]], ctc_candidates: torch.Tensor | None = None, **speech: torch.Tensor
+    ) -> BlspEmoOutput:
+        """CTC loss of the adapter output against the LLM's token embeddings (token-space pre-alignment)."""
+        emb, lengths = self.speech_from_batch(speech)
+        logits = self.alignment_logits(emb, ctc_candidates)
+        loss = ctc_alignment_loss(logits, lengths, ctc_targets, ctc_candidates)
+        return BlspEmoOutput(loss=loss, ctc_loss=loss)
+
+    @torch.no_grad()
+    def transcribe_ctc(self, batch: dict) -> list[list[int]]:
+        """Greedy CTC decoding of the alignment head: the LLM token ids the speech embeddings spell out."""
+        device = self.adapter.norm.weight.device
+        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        emb, lengths = self.speech_from_batch(batch)
+        return greedy_ctc_ids(self.alignment_logits(emb), lengths)
 
     # ---- generation --------------------------------------------------------------------------------
 

@@ -4,6 +4,12 @@ Prompts come from the LLM's own chat template: each audio part is rendered as a 
 the rendered text is split there, and the pieces are tokenised separately. The placeholder positions in
 ``input_ids`` hold ``SPEECH_TOKEN_ID`` (one per speech embedding); the model fills them with the adapter's
 output. No marker tokens surround the speech (SPEC.md §2).
+
+Splice rule: the text piece directly before a speech placeholder loses its trailing ``' '`` characters
+(never newlines), so the speech stands for " word word ..." -- the transcript's words with their leading
+space. A stage-1 teacher whose user turn is ``instruction + transcript`` then tokenises to exactly the
+student's text tokens around the speech: BPE tokenizers join a space to the next word (" Hello"), so
+tokenising "...style: " on its own would leave the student a lone " " token that the teacher never sees.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import torch
 
 from blsp_emo.audio import SAMPLE_RATE, load_audio
 from blsp_emo.errors import UserError
-from blsp_emo.model.encoder import MIN_SAMPLES, speech_embedding_count, window_bounds
+from blsp_emo.model.encoder import MIN_SAMPLES, mel_frames, speech_embedding_count, window_bounds
 
 SPEECH_TOKEN_ID = -200
 SPEECH_PLACEHOLDER = "<|blsp_speech|>"
@@ -54,6 +60,18 @@ def _as_audio(part: dict) -> np.ndarray:
     if isinstance(audio, (str, bytes)):
         return load_audio(audio)
     raise UserError(f"audio part needs an 'audio' array (16 kHz mono) or a 'path'; got keys {sorted(part)}")
+
+
+def splice_text(piece: str, before_speech: bool) -> str:
+    """The text of one rendered piece as it is tokenised next to the speech.
+
+    A piece directly before a speech placeholder loses its trailing spaces: the speech stands for the
+    transcript's words *with* their leading space, which is how the teacher's tokenizer sees them
+    (" Hello" is one token; a lone " " then "Hello" is two that the teacher never sees). Only ``' '`` is
+    stripped: a newline before the speech (the end of a template's role header when the speech is the
+    whole user turn) stays, as the teacher's transcript follows that newline without a space.
+    """
+    return piece.rstrip(" ") if before_speech else piece
 
 
 class BlspEmoProcessor:
@@ -134,7 +152,7 @@ class BlspEmoProcessor:
         audios = [_as_audio(p) for p in parts]
         ids: list[int] = []
         for i, piece in enumerate(pieces):
-            ids += self._tokenize(piece)
+            ids += self._tokenize(splice_text(piece, before_speech=i < len(audios)))
             if i < len(audios):
                 ids += [SPEECH_TOKEN_ID] * speech_embedding_count(len(audios[i]), self.adapter_layers)
         labels = [IGNORE_INDEX] * len(ids)
@@ -152,20 +170,29 @@ class BlspEmoProcessor:
         Returns ``input_features`` (W, n_mels, F), ``feature_lengths`` (W,) true mel frames,
         ``window_segment`` (W,) the segment each window belongs to, ``speech_lengths`` (S,) embeddings
         per segment.
+
+        With ``pad_to_30s`` (the paper's path) each window is exactly what Whisper's feature extractor
+        gives for it: the audio padded with zeros to 30 s *before* the STFT, so the padded frames hold the
+        normalised log-mel of silence (not 0) and F = 3000. ``feature_lengths`` stays the true frame count.
         """
         feats: list[np.ndarray] = []
+        lengths: list[int] = []
         window_segment: list[int] = []
+        padding = "max_length" if self.pad_to_30s else "longest"
         for seg, audio in enumerate(audios):
-            if len(audio) < MIN_SAMPLES:
-                audio = np.pad(audio, (0, MIN_SAMPLES - len(audio)))
             for start, end in window_bounds(len(audio)):
+                window = audio[start:end]
+                # Every window, not only a short clip, is padded to 0.1 s: mel_frames() counts a short last
+                # window of long audio that way, and the STFT cannot reflect-pad fewer than 201 samples.
+                if len(window) < MIN_SAMPLES:
+                    window = np.pad(window, (0, MIN_SAMPLES - len(window)))
                 out = self.feature_extractor(
-                    audio[start:end], sampling_rate=SAMPLE_RATE, return_tensors="np", padding="longest"
+                    window, sampling_rate=SAMPLE_RATE, return_tensors="np", padding=padding
                 )
                 feats.append(out["input_features"][0])
+                lengths.append(mel_frames(len(window)))
                 window_segment.append(seg)
-        lengths = [f.shape[-1] for f in feats]
-        width = 3000 if self.pad_to_30s else max(lengths)
+        width = max(f.shape[-1] for f in feats)
         batch = np.zeros((len(feats), feats[0].shape[0], width), dtype=np.float32)
         for i, f in enumerate(feats):
             batch[i, :, : f.shape[-1]] = f

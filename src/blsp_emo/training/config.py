@@ -1,6 +1,6 @@
 """Typed training configuration: dataclasses per concern, read from YAML with ``key=value`` overrides.
 
-A config file has one top-level ``stage`` and four sections (``model``, ``data``, ``optim``, ``run``).
+A config file has one top-level ``stage`` and five sections (``model``, ``data``, ``align``, ``optim``, ``run``).
 Overrides on the command line use dotted keys (``optim.lr=3e-4``, ``run.output_dir=runs/x``); values are
 parsed as YAML scalars, so ``true``, ``1e-4`` and ``[a, b]`` work as expected.
 """
@@ -16,7 +16,7 @@ import yaml
 
 from blsp_emo.errors import UserError
 
-STAGES = ("semantic", "emotion")
+STAGES = ("align", "semantic", "emotion")
 
 
 @dataclass
@@ -37,6 +37,9 @@ class ModelSection:
     lora_alpha: float = 16.0  # stage 2: LoRA scaling numerator (scale = alpha / r)
     lora_dropout: float = 0.05  # stage 2: dropout on the LoRA branch input
     lora_targets: Any = "auto"  # stage 2: module names to wrap, or "auto" for the architecture's list
+    # What the LLM reads for speech: "" = what the start model uses; "adapter"; or "token_bridge" (needs a
+    # start with an alignment head: the embeddings of the tokens it hears, see BlspEmoConfig.speech_input)
+    speech_input: str = ""
     gradient_checkpointing: bool = False  # recompute LLM activations in the backward pass to save memory
     emotion_loss_weight: float = 1.0  # stage 2: weight of the emotion-head cross-entropy
 
@@ -66,6 +69,20 @@ class DataSection:
     # the emotion-recognition instruction, target = the emotion word), so the model also answers that
     # question in words; 0 = the paper's stage 2 (empathetic continuations only).
     recognition_share: float = 0.0
+
+
+@dataclass
+class AlignSection:
+    """Token-space pre-alignment (``stage: align``): CTC of the adapter output on the LLM's token embeddings."""
+
+    negatives: int = (
+        4096  # sampled softmax: the batch's target tokens plus N random others; 0 = whole vocabulary
+    )
+    time_masks: int = 2  # SpecAugment-style masks per utterance on the encoder states (0 = off)
+    time_mask_frames: int = 10  # the longest mask, in encoder frames (50 per second)
+    # Rows whose audio has fewer speech frames than CTC needs for their transcript: false = stop with an
+    # error naming them; true = leave them out and report how many (very fast speech, long numbers)
+    skip_unalignable: bool = False
 
 
 @dataclass
@@ -108,9 +125,12 @@ class RunSection:
 class TrainConfig:
     """A complete training recipe (one stage)."""
 
-    stage: str = "semantic"  # "semantic" (stage 1, KL to the transcript teacher) or "emotion" (stage 2)
+    # "align" (token-space pre-alignment, CTC; this project's addition), "semantic" (stage 1, KL to the
+    # transcript teacher) or "emotion" (stage 2)
+    stage: str = "semantic"
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
+    align: AlignSection = field(default_factory=AlignSection)
     optim: OptimSection = field(default_factory=OptimSection)
     run: RunSection = field(default_factory=RunSection)
 
@@ -135,6 +155,11 @@ class TrainConfig:
             (self.run.log_steps >= 1, "run.log_steps must be >= 1"),
             (bool(self.data.train), "data.train: no training file given (set data.train=PATH)"),
             (0.0 <= self.data.recognition_share <= 1.0, "data.recognition_share must be within 0..1"),
+            (self.align.negatives >= 0, "align.negatives must be >= 0 (0 = the whole vocabulary)"),
+            (
+                self.align.time_masks >= 0 and self.align.time_mask_frames >= 0,
+                "align time masks must be >= 0",
+            ),
             (
                 self.data.recognition_share == 0 or self.stage == "emotion",
                 "data.recognition_share needs stage: emotion (the rows need emotion labels)",
@@ -151,8 +176,9 @@ class TrainConfig:
 
     @property
     def encoder_frozen(self) -> bool:
-        """True when no encoder weight is trained (stage 1 always; stage 2 unless train_encoder)."""
-        return self.stage == "semantic" or not self.model.train_encoder
+        """True when no encoder weight is trained (pre-alignment and stage 1 always; stage 2 unless
+        train_encoder)."""
+        return self.stage in ("align", "semantic") or not self.model.train_encoder
 
     @property
     def uses_cache(self) -> bool:
@@ -237,7 +263,13 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
             raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-        for key in ("model", "data", "optim", "run"):  # relative data paths are relative to the caller
+        for key in (
+            "model",
+            "data",
+            "align",
+            "optim",
+            "run",
+        ):  # relative data paths are relative to the caller
             data.setdefault(key, {})
     data = apply_overrides(data, list(overrides or []))
     config = _fill(TrainConfig, data, "")

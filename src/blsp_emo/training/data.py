@@ -4,6 +4,8 @@ Stage 1 (semantic): the student sees ``instruction + [speech]``; the teacher see
 transcript``; both share the default system prompt and the same target continuation (SPEC.md §4).
 Stage 2 (emotion): the empathetic system prompt, ``continue_emotion`` instruction + [speech], the target
 continuation as labels, and the emotion label per utterance (-1 when unknown).
+Pre-alignment (align): no prompt at all; the transcript's LLM token ids are the CTC targets of the speech
+(``blsp_emo.model.alignment``), and any manifest with transcripts serves (no teacher targets needed).
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ import torch
 from blsp_emo.data.dataset import TargetDataset
 from blsp_emo.errors import UserError
 from blsp_emo.prompts import instruction, system_prompt
+from blsp_emo.training.config import AlignSection
 
 STAGE_PROMPTS = {  # (system prompt, instruction) per stage, SPEC.md §4
+    "align": ("default", "continue"),  # unused: pre-alignment builds no prompt
     "semantic": ("default", "continue"),
     "emotion": ("empathetic", "continue_emotion"),
 }
@@ -31,6 +35,7 @@ def load_target_dataset(
     max_seconds: float = float("inf"),
     max_rows: int = 0,
     split: str = "",
+    require_target: bool = True,
 ) -> TargetDataset:
     """The training rows of a target JSONL (``data targets`` output) as a ``blsp_emo.data`` dataset.
 
@@ -56,10 +61,11 @@ def load_target_dataset(
             rows.append(row)
         if max_rows and len(rows) >= max_rows:
             break
-    dataset = TargetDataset(rows)
+    dataset = TargetDataset(rows, require_target=require_target)
     if len(dataset) == 0:
+        wanted = "a target" if require_target else "a transcript"
         raise UserError(
-            f"{path}: no usable rows (need {min_seconds:g}-{max_seconds:g} s audio with a target)"
+            f"{path}: no usable rows (need {min_seconds:g}-{max_seconds:g} s audio with {wanted})"
         )
     missing = next((r.audio_path for r in dataset.rows if not r.audio_path.is_file()), None)
     if missing is not None:
@@ -102,12 +108,17 @@ class RecognitionMix(torch.utils.data.Dataset):
 
 
 def encoder_cache_prefix(encoder: torch.nn.Module, name: str, pad_to_30s: bool) -> str:
-    """The encoder-cache key prefix: encoder name, encoding mode and a fingerprint of the weights."""
+    """The encoder-cache key prefix: encoder name, encoding mode and a fingerprint of every weight.
+
+    Every value of every tensor goes into the fingerprint (a changed encoder must never hit a stale
+    cache); "pad30v2" marks the paper path since its padded frames hold Whisper's silence (older pad30
+    entries were computed on zero padding and are not reused).
+    """
     digest = hashlib.sha256()
-    for tensor_name, tensor in sorted(encoder.state_dict().items())[:8]:
-        digest.update(tensor_name.encode())
-        digest.update(tensor.detach().float().cpu().flatten()[:256].numpy().tobytes())
-    return f"{name}|{'pad30' if pad_to_30s else 'variable'}|{digest.hexdigest()[:16]}"
+    for tensor_name, tensor in sorted(encoder.state_dict().items()):
+        digest.update(tensor_name.encode() + str(tuple(tensor.shape)).encode() + str(tensor.dtype).encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return f"{name}|{'pad30v2' if pad_to_30s else 'variable'}|{digest.hexdigest()[:16]}"
 
 
 def _missing(_: np.ndarray) -> torch.Tensor:
@@ -126,13 +137,24 @@ def pad_states(states: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tens
 class TrainingCollator:
     """Builds a stage's batch dict from dataset items (called by the DataLoader)."""
 
-    def __init__(self, processor, stage: str, system: str = "", instruction_text: str = "", cache=None):
+    def __init__(
+        self,
+        processor,
+        stage: str,
+        system: str = "",
+        instruction_text: str = "",
+        cache=None,
+        align: AlignSection | None = None,
+        seed: int = 0,
+    ):
         default_system, default_instruction = STAGE_PROMPTS[stage]
         self.processor = processor
         self.stage = stage
         self.system = system_prompt(system or default_system)
         self.instruction = instruction(instruction_text or default_instruction)
         self.cache = cache  # encoder-state cache: when set, encoder_states replace the audio features
+        self.align = align or AlignSection()
+        self.seed = seed
 
     def _messages(self, user: list[dict] | str, system: str | None = None) -> list[dict]:
         system = self.system if system is None else system
@@ -153,8 +175,41 @@ class TrainingCollator:
         """Stage 1's teacher conversation: the transcript in place of the speech."""
         return self._messages(self.instruction + transcript)
 
+    def _generator(self, items: Sequence[dict]) -> torch.Generator:
+        """A generator seeded by the run seed and the batch's items: masks and negatives repeat exactly
+        on resume, and differ between batches."""
+        key = ",".join(str(it.get("index", it.get("id", ""))) for it in items)
+        digest = hashlib.sha256(f"{self.seed}|{key}".encode()).digest()
+        return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
+
+    def alignment_batch(self, items: Sequence[dict]) -> dict:
+        """Pre-alignment inputs: speech (cached encoder states, time-masked, or audio features) and the
+        transcripts' LLM token ids as CTC targets (with sampled candidate tokens when configured)."""
+        from blsp_emo.model.alignment import ctc_target_ids, sample_candidates, time_mask
+
+        generator = self._generator(items)
+        targets = [ctc_target_ids(self.processor.tokenizer, it["text"]) for it in items]
+        audios = [it["audio"] for it in items]
+        if self.cache is not None:
+            states, lengths = pad_states([self.cache.get_or_compute(a, _missing) for a in audios])
+            a = self.align
+            batch: dict = {
+                "encoder_states": time_mask(states, lengths, a.time_masks, a.time_mask_frames, generator),
+                "encoder_lengths": lengths,
+            }
+        else:
+            batch = self.processor.audio_features(audios)
+        batch["ctc_targets"] = targets
+        if self.align.negatives > 0:
+            vocab = len(self.processor.tokenizer)
+            batch["ctc_candidates"] = sample_candidates(targets, vocab, self.align.negatives, generator)
+        batch["num_samples"] = torch.tensor(len(items))
+        return batch
+
     def __call__(self, items: Sequence[dict]) -> dict[str, torch.Tensor]:
         """Items of ``blsp_emo.data.dataset.TargetDataset`` -> the model's keyword arguments (+ num_samples)."""
+        if self.stage == "align":
+            return self.alignment_batch(items)
         encoded = [
             self.processor.encode(
                 self.student_messages(it["audio"], it.get("task", "")),

@@ -64,7 +64,16 @@ def build_model(config: TrainConfig):
     m = config.model
     model, processor = load_start(m.init_from, m.adapter_output_scale)
     model.config.pad_to_30s = processor.pad_to_30s = m.pad_to_30s
-    if config.stage == "semantic":
+    if m.speech_input:
+        if m.speech_input == "token_bridge" and model.alignment_head is None:
+            raise UserError(
+                "model.speech_input=token_bridge needs a start with an alignment head (stage: align)"
+            )
+        model.config.speech_input = m.speech_input
+    if config.stage == "align":
+        model.enable_alignment_head()
+        model.set_trainable(adapter=True, alignment_head=True)
+    elif config.stage == "semantic":
         model.set_trainable(adapter=True)
     else:
         if m.lora_r > 0 and model.lora_mask is None:
@@ -77,6 +86,48 @@ def build_model(config: TrainConfig):
     if config.encoder_frozen:
         model.encoder.eval()
     return model, processor
+
+
+def check_alignment_room(dataset, processor, source: str, skip: bool = False) -> dict:
+    """Pre-alignment needs at least as many speech frames as CTC needs for each transcript's tokens.
+
+    Returns the frames-per-token statistics of the corpus. Rows whose audio is too short for their words
+    (6.25 speech frames per second against the token count) raise :class:`UserError` naming the first
+    of them, or with ``skip`` are removed from ``dataset`` and counted.
+    """
+    from blsp_emo.audio import SAMPLE_RATE
+    from blsp_emo.model.alignment import ctc_target_ids, frames_needed
+    from blsp_emo.model.encoder import speech_embedding_count
+
+    ratios, short, keep = [], [], []
+    for row, seconds in zip(dataset.rows, dataset.durations):
+        ids = ctc_target_ids(processor.tokenizer, row.text or "")
+        frames = speech_embedding_count(int(round(seconds * SAMPLE_RATE)), processor.adapter_layers)
+        if not ids or frames < frames_needed(ids):
+            short.append(f"{row.id or row.audio} ({frames} frames for {frames_needed(ids)} CTC steps)")
+            continue
+        ratios.append(frames / len(ids))
+        keep.append(row)
+    if short and not skip:
+        raise UserError(
+            f"{source}: {len(short)} row(s) have fewer speech frames than their transcript needs for CTC "
+            f"(6.25 frames per second of audio): {'; '.join(short[:5])}; set align.skip_unalignable=true "
+            "to leave them out"
+        )
+    if not ratios:
+        raise UserError(f"{source}: no row has enough speech frames for its transcript")
+    if short:
+        dataset.rows, dataset._durations = keep, None
+    summary = (
+        f"pre-alignment: {len(ratios)} utterances ({len(short)} left out, too short for their words), "
+        f"speech frames per target token: mean {sum(ratios) / len(ratios):.2f}, min {min(ratios):.2f}"
+    )
+    return {
+        "frames_per_token_mean": sum(ratios) / len(ratios),
+        "frames_per_token_min": min(ratios),
+        "unalignable_rows_skipped": len(short),
+        "summary": summary,
+    }
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -122,7 +173,15 @@ class Trainer:
         self.main = self.accelerator.is_main_process
         self.model, self.processor = build_model(config)
         d = config.data
-        self.dataset = load_target_dataset(d.train, d.min_seconds, d.max_seconds, d.max_rows, d.split)
+        self.dataset = load_target_dataset(
+            d.train, d.min_seconds, d.max_seconds, d.max_rows, d.split, require_target=config.stage != "align"
+        )
+        if config.stage == "align":
+            self.alignment_report = check_alignment_room(
+                self.dataset, self.processor, d.train, config.align.skip_unalignable
+            )
+            if self.main:
+                log.info("%s", self.alignment_report["summary"])
         self.cache = self._fill_cache() if config.uses_cache else None
         if d.recognition_share > 0:  # after the cache: the copies share their utterances' encoder states
             self.dataset = RecognitionMix(self.dataset, d.recognition_share, config.run.seed)
@@ -186,7 +245,13 @@ class Trainer:
             multiple_of=self.config.optim.grad_accum,
         )
         collator = TrainingCollator(
-            self.processor, self.config.stage, d.system_prompt, d.instruction, self.cache
+            self.processor,
+            self.config.stage,
+            d.system_prompt,
+            d.instruction,
+            self.cache,
+            align=self.config.align,
+            seed=self.config.run.seed,
         )
         # A private generator: creating an iterator must not draw from the global RNG (exact resume).
         loader = DataLoader(
@@ -243,7 +308,8 @@ class Trainer:
                 [self.dataset[i] for i in range(start, min(start + batch_size, len(self.dataset)))]
             )
             n = int(batch.pop("num_samples"))
-            out = model(**{k: v.to(self.accelerator.device) for k, v in batch.items()})
+            device = self.accelerator.device
+            out = model(**{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()})
             total, count = total + float(out.loss) * n, count + n
         model.train(was_training)
         if was_training and self.config.encoder_frozen:
@@ -302,12 +368,14 @@ class Trainer:
         """Forward, finite-loss check (all ranks agree), backward, and the optimizer step when due."""
         acc = self.accelerator
         num = batch.pop("num_samples")
-        batch = {k: v.to(acc.device) for k, v in batch.items()}
+        batch = {k: v.to(acc.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         with acc.accumulate(self.model):
             out = self.model(**batch)
             zero = out.loss.detach() * 0
+            # The stage's own loss (KL, CTC or LM) goes in one slot: a stage has exactly one of them.
+            own = out.kl_loss if out.kl_loss is not None else out.ctc_loss
             parts = [out.loss.detach()] + [
-                (p.detach() if p is not None else zero) for p in (out.kl_loss, out.lm_loss, out.emotion_loss)
+                (p.detach() if p is not None else zero) for p in (own, out.lm_loss, out.emotion_loss)
             ]
             flags = torch.tensor([1.0, float(out.emotion_loss is not None), float(num)], device=acc.device)
             stats = acc.reduce(torch.cat([torch.stack(parts).float(), flags]), reduction="sum")
@@ -344,6 +412,8 @@ class Trainer:
         record = {"step": state.global_step, "epoch": state.epoch, "loss": window["loss"] / micro}
         if self.config.stage == "semantic":
             record["kl_loss"] = window["kl_loss"] / micro
+        elif self.config.stage == "align":
+            record["ctc_loss"] = window["kl_loss"] / micro
         else:
             record["lm_loss"] = window["lm_loss"] / micro
             if window.get("emotion_n"):
@@ -476,6 +546,11 @@ class Trainer:
                     "final_dir": str(final_dir) if final_dir else None,
                     "checkpoint": str(last_saved) if last_saved else None,
                     "processes": self.accelerator.num_processes,
+                    **(
+                        {k: round(v, 3) for k, v in self.alignment_report.items() if k != "summary"}
+                        if self.config.stage == "align"
+                        else {}
+                    ),
                 },
             )
         self.accelerator.wait_for_everyone()

@@ -4,16 +4,26 @@ The system continues the utterance (``Continue the following sentence in a coher
 speech, default system prompt, the stage-1 prompt); the reference is the same LLM's continuation of the
 ground-truth transcript with the same prompt and decoding. Scores: all-MiniLM-L6-v2 cosine and ROUGE-L
 F1 between the two. ``cascade-text`` reproduces the reference exactly (an upper bound of 1.0); ASR
-cascades also report the word error rate of their transcripts.
+cascades also report the word error rate of their transcripts, and a BLSP-Emo model with a token
+alignment head the word error rate of its greedy-CTC reading.
+
+Teacher-forced scores (:mod:`blsp_emo.evaluation.teacher_forcing`) look at the reference reply itself:
+the LLM is forced along it once on the transcript (the teacher) and once on the system's input, and every
+response position is scored by KL(teacher || student) at T = 1 and top-1 agreement. Two references
+bracket the system: the speech slots filled with zero vectors ("no speech", the floor) and with the
+transcript's own token embeddings ("transcript", the ceiling); ``gap_closed`` = (KL_no_speech -
+KL) / (KL_no_speech - KL_transcript) is the share of that gap the system closes.
 """
 
 from __future__ import annotations
+
+import torch
 
 from blsp_emo.evaluation.dataset import Utterance
 from blsp_emo.evaluation.embeddings import get_embedder
 from blsp_emo.evaluation.metrics import mean_and_ci, rouge_l
 from blsp_emo.evaluation.plots import plot_histogram
-from blsp_emo.evaluation.systems import CascadeSystem, Query, System
+from blsp_emo.evaluation.systems import Answer, BlspEmoSystem, CascadeSystem, Query, System, _messages
 from blsp_emo.evaluation.tasks.common import (
     RunContext,
     TaskResult,
@@ -22,13 +32,102 @@ from blsp_emo.evaluation.tasks.common import (
     generation_dict,
     write_jsonl,
 )
+from blsp_emo.evaluation.teacher_forcing import Student, TeacherForcedScores, gap_closed, score_students
 from blsp_emo.prompts import INSTRUCTIONS, SYSTEM_PROMPTS
 
 DEFAULT_MAX_NEW_TOKENS = 48  # the stage-1 target length (SPEC.md section 3)
+# Bumped whenever this task's numbers change or gain columns: `eval all` does not resume a results.json
+# written by an older revision (it would lack the new columns). 2: teacher-forced KL/top-1, ctc_wer.
+REVISION = 2
+STUDENTS = ("model", "no_speech", "transcript")
+
+
+def semantic_teacher_forcing(
+    system: System, utterances: list[Utterance], references: list[Answer], batch_size: int
+) -> dict[str, TeacherForcedScores]:
+    """Teacher-forced scores along the reference replies for the system and its two references.
+
+    ``"model"``: the system's own input (a BLSP-Emo model: its speech embeddings with partial LoRA at
+    the speech positions; a cascade: the text it shows the LLM). ``"no_speech"``: the speech slots of the
+    BLSP-Emo prompt filled with zero vectors, base LLM. ``"transcript"``: those slots holding the
+    transcript's own token embeddings (its words with their leading space, as the teacher sees them),
+    base LLM. The teacher is the LLM on ``instruction + transcript`` as text, as the reference was made.
+    """
+    from blsp_emo.model.alignment import ctc_target_ids
+
+    model, processor = system.chat.model, system.chat.processor
+    prompt, instruction = SYSTEM_PROMPTS["default"], INSTRUCTIONS["continue"]
+    table = model.llm.get_input_embeddings()
+    # The references need the BLSP-Emo prompt with speech slots even when the system is a cascade.
+    slotted = BlspEmoSystem(name="speech slots", chat=system.chat, llm_name=system.llm_name)
+    out = {name: TeacherForcedScores() for name in STUDENTS}
+    for start in range(0, len(utterances), batch_size):
+        chunk = utterances[start : start + batch_size]
+        replies = references[start : start + batch_size]
+        queries = [Query(prompt, instruction, u) for u in chunk]
+        own, _ = system._conversations(queries)
+        speech = own if isinstance(system, BlspEmoSystem) else slotted._conversations(queries)[0]
+        with torch.no_grad():
+            transcript = [
+                table(
+                    torch.tensor(
+                        ctc_target_ids(processor.tokenizer, u.text),
+                        dtype=torch.long,
+                        device=table.weight.device,
+                    )
+                )
+                for u in chunk
+            ]
+        students = {
+            "model": Student(own, speech="model", lora=True),
+            "no_speech": Student(speech, speech="zeros", lora=False),
+            "transcript": Student(speech, speech=transcript, lora=False),
+        }
+        scores = score_students(
+            model,
+            processor,
+            students,
+            [_messages(prompt, instruction + u.text) for u in chunk],
+            [r.text for r in replies],
+            [r.finish_reason == "length" for r in replies],
+            batch_size,
+        )
+        for name, value in scores.items():
+            out[name].extend(value)
+    return out
+
+
+def _summary(scores: TeacherForcedScores) -> dict:
+    """Token-level KL and top-1 over the set, and their per-utterance means with a 95% interval."""
+    kl = [v for v in scores.per_utterance_kl() if v is not None]
+    top1 = [v for v in scores.per_utterance_top1() if v is not None]
+    return {
+        "kl": scores.kl,
+        "top1": scores.top1,
+        "kl_per_utterance": mean_and_ci(kl),
+        "top1_per_utterance": mean_and_ci(top1),
+    }
+
+
+def ctc_readings(system: System, utterances: list[Utterance], batch_size: int) -> list[str] | None:
+    """Greedy-CTC readings of a BLSP-Emo model's alignment head, or None when there is no head."""
+    model = getattr(system.chat, "model", None)
+    if not isinstance(system, BlspEmoSystem) or getattr(model, "alignment_head", None) is None:
+        return None
+    from blsp_emo.model.alignment import ctc_transcripts
+
+    readings: list[str] = []
+    for start in range(0, len(utterances), batch_size):
+        chunk = utterances[start : start + batch_size]
+        readings += ctc_transcripts(model, system.chat.processor, [u.load() for u in chunk])
+    return readings
 
 
 def run_semantic(system: System, utterances: list[Utterance], ctx: RunContext) -> TaskResult:
-    """Cosine and ROUGE-L between the continuation of the speech and of its transcript."""
+    """Cosine and ROUGE-L between the continuation of the speech and of its transcript, teacher-forced
+    KL and top-1 agreement along the transcript's continuation, and WERs of any transcripts."""
+    from blsp_emo.textnorm import word_error_rate
+
     settings = ctx.with_max_new_tokens(DEFAULT_MAX_NEW_TOKENS)
     prompt, instruction = SYSTEM_PROMPTS["default"], INSTRUCTIONS["continue"]
     answers = system.answers(
@@ -46,48 +145,88 @@ def run_semantic(system: System, utterances: list[Utterance], ctx: RunContext) -
     ref = [r.text for r in references]
     cosine = get_embedder(ctx.embedder).similarity(hyp, ref).tolist()
     rouge = [rouge_l(r, h) for r, h in zip(ref, hyp)]
+    forced = semantic_teacher_forcing(system, utterances, references, settings.batch_size)
+    gap = gap_closed(forced["model"].kl, forced["no_speech"].kl, forced["transcript"].kl)
     metrics: dict = {
         "cosine": mean_and_ci(cosine),
         "rouge_l": mean_and_ci(rouge),
         "exact_match": sum(h == r for h, r in zip(hyp, ref)) / len(hyp),
         "embedder": ctx.embedder,
+        "teacher_forced": {
+            "temperature": 1.0,
+            "response_tokens": sum(forced["model"].tokens),
+            "truncated_references": sum(r.finish_reason == "length" for r in references),
+            **{name: _summary(forced[name]) for name in STUDENTS},
+            "gap_closed": gap,
+        },
     }
     headline: dict[str, float | None] = {
         "cosine": metrics["cosine"]["mean"],
         "rouge_l": metrics["rouge_l"]["mean"],
+        "gap_closed": gap,
+        "kl": forced["model"].kl,
+        "top1": forced["model"].top1,
     }
     shown = [a.user_text for a in answers]
+    texts = [u.text for u in utterances]
     if isinstance(system, CascadeSystem) and system.kind != "cascade-text":
-        from blsp_emo.textnorm import word_error_rate
-
-        metrics["asr_wer"] = word_error_rate([u.text for u in utterances], system.transcripts(utterances))
+        metrics["asr_wer"] = word_error_rate(texts, system.transcripts(utterances))
         headline["asr_wer"] = metrics["asr_wer"]
+    readings = ctc_readings(system, utterances, settings.batch_size)
+    if readings is not None:
+        metrics["ctc_wer"] = word_error_rate(texts, readings)
+        headline["ctc_wer"] = metrics["ctc_wer"]
     plot_histogram(
         cosine, ctx.out_dir / "cosine.png", f"{system.name}: speech vs transcript continuation", "cosine"
     )
-    write_jsonl(
-        ctx.out_dir / "predictions.jsonl",
-        [
-            {
-                "id": u.id,
-                "text": u.text,
-                "speech_reply": h,
-                "text_reply": r,
-                "cosine": c,
-                "rouge_l": rl,
-                "user_text": s,
-            }
-            for u, h, r, c, rl, s in zip(utterances, hyp, ref, cosine, rouge, shown)
-        ],
-    )
+    per_utterance = {
+        "kl": forced["model"].per_utterance_kl(),
+        "top1": forced["model"].per_utterance_top1(),
+        "kl_no_speech": forced["no_speech"].per_utterance_kl(),
+        "top1_no_speech": forced["no_speech"].per_utterance_top1(),
+        "kl_transcript": forced["transcript"].per_utterance_kl(),
+        "top1_transcript": forced["transcript"].per_utterance_top1(),
+        "response_tokens": forced["model"].tokens,
+    }
+    rows = []
+    for i, u in enumerate(utterances):
+        row = {
+            "id": u.id,
+            "text": u.text,
+            "speech_reply": hyp[i],
+            "text_reply": ref[i],
+            "cosine": cosine[i],
+            "rouge_l": rouge[i],
+            "user_text": shown[i],
+            **{key: values[i] for key, values in per_utterance.items()},
+        }
+        if readings is not None:
+            row["ctc_text"] = readings[i]
+        rows.append(row)
+    write_jsonl(ctx.out_dir / "predictions.jsonl", rows)
+    tf = metrics["teacher_forced"]
     section = (
         f"Continuation of the speech vs the same LLM's continuation of the transcript (n={len(hyp)}): "
         f"cosine **{fmt(metrics['cosine']['mean'])}** (+/- {fmt(metrics['cosine']['ci95'])}), "
         f"ROUGE-L **{fmt(metrics['rouge_l']['mean'])}** (+/- {fmt(metrics['rouge_l']['ci95'])}), "
         f"identical replies {fmt(metrics['exact_match'])}."
     )
+    forced_section = (
+        f"Teacher-forced along the transcript's continuation ({tf['response_tokens']} response tokens, "
+        f"{tf['truncated_references']} references cut by the token cap): KL(teacher || student) at T = 1 "
+        f"per token and top-1 agreement with the teacher, the LLM fed the transcript as text. "
+        f"This system: KL **{fmt(tf['model']['kl'])}**, top-1 **{fmt(tf['model']['top1'])}**. "
+        f"No speech (zero vectors in the speech slots, base LLM): KL {fmt(tf['no_speech']['kl'])}, "
+        f"top-1 {fmt(tf['no_speech']['top1'])}. Transcript (its token embeddings in the speech slots, "
+        f"base LLM; the ceiling): KL {fmt(tf['transcript']['kl'])}, top-1 {fmt(tf['transcript']['top1'])}. "
+        f"Gap closed (KL_no_speech - KL) / (KL_no_speech - KL_transcript): **{fmt(gap)}**."
+    )
     if "asr_wer" in metrics:
         section += f" Word error rate of the cascade's transcripts: {fmt(metrics['asr_wer'])}."
+    if "ctc_wer" in metrics:
+        forced_section += (
+            f" Word error rate of the greedy-CTC reading of the alignment head: {fmt(metrics['ctc_wer'])}."
+        )
     return TaskResult(
         task="semantic",
         system=system.describe(),
@@ -95,6 +234,6 @@ def run_semantic(system: System, utterances: list[Utterance], ctx: RunContext) -
         generation=generation_dict(settings),
         metrics=metrics,
         headline=headline,
-        sections=[section],
+        sections=[section, forced_section],
         plots=["cosine.png"],
     )
