@@ -64,3 +64,24 @@ class EmotionHead(nn.Module):
         mask = lengths_to_mask(lengths, speech.shape[1]).to(speech.dtype)[..., None]
         pooled = (speech * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         return self.proj(pooled)
+
+
+class LayerMixEmotionHead(nn.Module):
+    """Emotion logits from a learned softmax-weighted mix of the encoder's layer statistics (SUPERB style).
+
+    Input: per-utterance mean and standard deviation over frames of every encoder state, each state
+    LayerNorm'd without affine parameters first (``encoder.layer_statistics``): (B, L, 2 * D). The mix
+    weights start equal; a LayerNorm on the mixed vector then a linear layer give the logits.
+    """
+
+    def __init__(self, num_states: int, encoder_dim: int, num_emotions: int = 5):
+        super().__init__()
+        self.layer_weights = nn.Parameter(torch.zeros(num_states))
+        self.norm = nn.LayerNorm(2 * encoder_dim)
+        self.proj = nn.Linear(2 * encoder_dim, num_emotions)
+
+    def forward(self, layer_stats: torch.Tensor) -> torch.Tensor:
+        """Emotion logits (B, num_emotions) from layer statistics (B, L, 2 * D)."""
+        weights = self.layer_weights.softmax(0).to(layer_stats.dtype)
+        mixed = (layer_stats * weights[None, :, None]).sum(1)
+        return self.proj(self.norm(mixed.to(self.proj.weight.dtype)))

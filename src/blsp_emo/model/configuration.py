@@ -24,6 +24,9 @@ class BlspEmoConfig(PretrainedConfig):
         # RMS of the LLM's token embeddings ("embeddings"), or a number (1.0: plain LayerNorm, recipe v1)
         num_emotions: int = 5,  # emotion-head classes: neutral, happy, angry, sad, surprise
         use_emotion_head: bool = True,  # build the auxiliary emotion head
+        # What the emotion head reads: "adapter" (the mean of the adapter outputs, the paper) or
+        # "layer_mix" (a learned mix of every encoder layer's mean/std statistics, where prosody survives)
+        emotion_features: str = "adapter",
         alignment_head: bool = False,  # token-space pre-alignment head (CTC against the LLM's embeddings)
         # What the LLM reads for speech: "adapter" (its output, the paper) or "token_bridge" (the
         # CTC-posterior-weighted token embeddings of the tokens the alignment head hears, blanks dropped)
@@ -46,6 +49,7 @@ class BlspEmoConfig(PretrainedConfig):
         self.adapter_output_scale = adapter_output_scale
         self.num_emotions = num_emotions
         self.use_emotion_head = use_emotion_head
+        self.emotion_features = emotion_features
         self.alignment_head = alignment_head
         self.speech_input = speech_input
         self.lora_r = lora_r

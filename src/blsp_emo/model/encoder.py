@@ -45,7 +45,31 @@ def encode_windows(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run a transformers ``WhisperEncoder`` on mel windows (W, n_mels, F) with true lengths.
 
-    Returns encoder states (W, T, D) and their true lengths (W,). With ``pad_to_30s`` every window is
+    Returns encoder states (W, T, D) and their true lengths (W,); see :func:`encode_windows_with_stats`.
+    """
+    states, lengths, _ = encode_windows_with_stats(encoder, features, mel_lengths, pad_to_30s, stats=False)
+    return states, lengths
+
+
+def num_layer_states(encoder: nn.Module) -> int:
+    """How many states :func:`encode_windows_with_stats` summarises: the input to the first layer, each
+    layer's output, and the final LayerNorm's output."""
+    return len(encoder.layers) + 2
+
+
+def encode_windows_with_stats(
+    encoder: nn.Module,
+    features: torch.Tensor,
+    mel_lengths: torch.Tensor,
+    pad_to_30s: bool = False,
+    stats: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Run a transformers ``WhisperEncoder`` on mel windows (W, n_mels, F) with true lengths.
+
+    Returns encoder states (W, T, D), their true lengths (W,) and, with ``stats``, per-layer sums over
+    each window's true frames of every state (``num_layer_states``) after a non-affine LayerNorm and of
+    its square (W, L, 2, D): what the layer-mixed emotion features pool (the early layers keep the
+    prosody that the last ones lose). With ``pad_to_30s`` every window is
     encoded unmasked over all 3000 frames, as the paper does, then cut back to its true length. That path
     needs the full 30 s window from Whisper's feature extractor (``BlspEmoProcessor(pad_to_30s=True)``):
     its padded frames hold the log-mel of silence, which depends on the window's loudest frame, so they
@@ -76,12 +100,41 @@ def encode_windows(
         attn_mask = torch.zeros(keep.shape, dtype=x.dtype, device=x.device)
         # (W, 1, 1, T): broadcast over heads and queries; padded keys get the dtype's minimum.
         attn_mask = attn_mask.masked_fill(~keep, torch.finfo(x.dtype).min)[:, None, None, :]
+    frame_mask = lengths_to_mask(lengths, steps)[..., None].float()
+    sums: list[torch.Tensor] = []
+
+    def summarise(h: torch.Tensor) -> None:
+        if stats:
+            normed = nn.functional.layer_norm(h.float(), (h.shape[-1],)) * frame_mask
+            sums.append(torch.stack([normed.sum(1), (normed * normed).sum(1)], dim=1))
+
+    summarise(x)
     for layer in encoder.layers:
         x = layer(x, attn_mask)
         if isinstance(x, tuple):
             x = x[0]
+        summarise(x)
     x = encoder.layer_norm(x)
-    return x[:, : int(lengths.max())], lengths
+    summarise(x)
+    return x[:, : int(lengths.max())], lengths, torch.stack(sums, dim=1) if stats else None
+
+
+def layer_statistics(
+    sums: torch.Tensor, lengths: torch.Tensor, window_segment: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Per-segment mean and standard deviation over frames of every layer state: (S, L, 2 * D).
+
+    ``sums`` (W, L, 2, D) come from :func:`encode_windows_with_stats`; the windows of one segment (long
+    audio) are pooled together, weighted by their lengths.
+    """
+    if window_segment is None:
+        window_segment = torch.arange(sums.shape[0], device=sums.device)
+    num_segments = int(window_segment.max()) + 1
+    total = sums.new_zeros(num_segments, *sums.shape[1:]).index_add_(0, window_segment, sums)
+    frames = sums.new_zeros(num_segments).index_add_(0, window_segment, lengths.to(sums.dtype))
+    mean = total[:, :, 0] / frames[:, None, None].clamp(min=1)
+    var = (total[:, :, 1] / frames[:, None, None].clamp(min=1) - mean * mean).clamp(min=0)
+    return torch.cat([mean, var.sqrt()], dim=-1)
 
 
 def merge_windows(

@@ -108,12 +108,8 @@ class SpeechChat:
         if self.model.emotion_head is None:
             return [None] * len(audios)
         feats = self.processor.audio_features(list(audios))
-        device = next(self.model.parameters()).device
-        feats = {k: v.to(device) for k, v in feats.items()}
         with self._lock:
-            states, lengths = self.model.encode_speech(**feats)
-            speech, slen = self.model.speech_embeddings(states, lengths)
-            probs = self.model.emotion_head(speech, slen).float().softmax(-1)
+            probs = self.model.predict_emotion(feats)
         return [_emotion_dict(p)[1] for p in probs]
 
 

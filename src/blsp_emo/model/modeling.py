@@ -16,7 +16,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
-from blsp_emo.model.adapter import EmotionHead, SpeechAdapter
+from blsp_emo.model.adapter import EmotionHead, LayerMixEmotionHead, SpeechAdapter
 from blsp_emo.model.alignment import (
     TokenAlignmentHead,
     bridge_to_tokens,
@@ -25,7 +25,12 @@ from blsp_emo.model.alignment import (
     resize_speech_slots,
 )
 from blsp_emo.model.configuration import BlspEmoConfig
-from blsp_emo.model.encoder import encode_windows, merge_windows
+from blsp_emo.model.encoder import (
+    encode_windows_with_stats,
+    layer_statistics,
+    merge_windows,
+    num_layer_states,
+)
 from blsp_emo.model.plora import LoraMask, apply_partial_lora, lora_parameters
 from blsp_emo.model.processor import IGNORE_INDEX, SPEECH_TOKEN_ID
 from blsp_emo.model.testing import RANDOM_TINY
@@ -33,6 +38,7 @@ from blsp_emo.model.testing import RANDOM_TINY
 WEIGHTS_NAME = "model.safetensors"
 # What the LLM gets for speech: the adapter's output, or (after pre-alignment) the token-space bridge.
 SPEECH_INPUTS = ("adapter", "token_bridge")
+EMOTION_FEATURES = ("adapter", "layer_mix")  # what the emotion head reads (BlspEmoConfig.emotion_features)
 
 
 def write_checkpoint(
@@ -133,7 +139,7 @@ class BlspEmoModel(PreTrainedModel):
         )
         with torch.no_grad():
             self.adapter.norm.weight.fill_(adapter_output_gain(config.adapter_output_scale, llm))
-        self.emotion_head = EmotionHead(llm_dim, config.num_emotions) if config.use_emotion_head else None
+        self.emotion_head = self._new_emotion_head() if config.use_emotion_head else None
         self.alignment_head = TokenAlignmentHead(llm_dim) if config.alignment_head else None
         if config.speech_input not in SPEECH_INPUTS:
             raise ValueError(
@@ -189,6 +195,32 @@ class BlspEmoModel(PreTrainedModel):
                 keep[name] = tensor
         return keep
 
+    def _new_emotion_head(self) -> nn.Module:
+        c = self.config
+        if c.emotion_features not in EMOTION_FEATURES:
+            raise ValueError(
+                f"emotion_features must be one of {', '.join(EMOTION_FEATURES)}, got {c.emotion_features!r}"
+            )
+        if c.emotion_features == "layer_mix":
+            head = LayerMixEmotionHead(
+                num_layer_states(self.encoder), self.encoder.config.d_model, c.num_emotions
+            )
+        else:
+            head = EmotionHead(self.adapter.norm.weight.shape[0], c.num_emotions)
+        return head.to(self.adapter.norm.weight.device)
+
+    def set_emotion_features(self, features: str) -> None:
+        """Make the emotion head read ``features`` ("adapter" or "layer_mix"); a change starts a fresh head."""
+        if features != self.config.emotion_features or self.emotion_head is None:
+            self.config.emotion_features = features
+            self.config.use_emotion_head = True
+            self.emotion_head = self._new_emotion_head()
+
+    @property
+    def needs_layer_stats(self) -> bool:
+        """True when the emotion head reads the encoder's per-layer statistics."""
+        return self.emotion_head is not None and self.config.emotion_features == "layer_mix"
+
     def enable_alignment_head(self) -> None:
         """Add the token-space pre-alignment head (a fresh one; a checkpoint that has one keeps its own)."""
         if self.alignment_head is None:
@@ -227,18 +259,32 @@ class BlspEmoModel(PreTrainedModel):
         **_: object,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mel windows -> encoder states per segment (S, T, D) and their lengths (S,)."""
+        states, lengths, _ = self.encode_speech_with_stats(
+            input_features, feature_lengths, window_segment, stats=False
+        )
+        return states, lengths
+
+    def encode_speech_with_stats(
+        self,
+        input_features: torch.Tensor,
+        feature_lengths: torch.Tensor,
+        window_segment: torch.Tensor | None = None,
+        stats: bool = True,
+        **_: object,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """As :meth:`encode_speech`, plus each segment's layer statistics (S, L, 2 * D) when ``stats``."""
         dtype = next(self.encoder.parameters()).dtype
         grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.encoder.parameters())
         with torch.set_grad_enabled(grad):
-            states, lengths = encode_windows(
-                self.encoder, input_features.to(dtype), feature_lengths, pad_to_30s=self.config.pad_to_30s
+            states, lengths, sums = encode_windows_with_stats(
+                self.encoder, input_features.to(dtype), feature_lengths, self.config.pad_to_30s, stats
             )
-        if window_segment is None:
-            return states, lengths
-        num_segments = int(window_segment.max()) + 1
-        if num_segments == states.shape[0]:
-            return states, lengths
-        return merge_windows(states, lengths, window_segment, num_segments)
+        layer_stats = None if sums is None else layer_statistics(sums, lengths, window_segment)
+        if window_segment is not None:
+            num_segments = int(window_segment.max()) + 1
+            if num_segments != states.shape[0]:
+                states, lengths = merge_windows(states, lengths, window_segment, num_segments)
+        return states, lengths, layer_stats
 
     def speech_embeddings(self, encoder_states: torch.Tensor, encoder_lengths: torch.Tensor):
         """Encoder states -> speech embeddings in the LLM's space (S, T', D_llm) and lengths (S,)."""
@@ -364,7 +410,7 @@ class BlspEmoModel(PreTrainedModel):
             out.lm_loss = nn.functional.cross_entropy(logits.float(), targets)
             out.loss = out.lm_loss
         if emotion_labels is not None and self.emotion_head is not None and speech_emb is not None:
-            out.emotion_logits = self.emotion_head(speech_emb, speech_lengths)
+            out.emotion_logits = self.emotion_logits(inputs, speech_emb, speech_lengths)
             if (emotion_labels >= 0).any():
                 out.emotion_loss = nn.functional.cross_entropy(
                     out.emotion_logits.float(), emotion_labels.to(out.emotion_logits.device), ignore_index=-1
@@ -373,11 +419,39 @@ class BlspEmoModel(PreTrainedModel):
         return out
 
     def speech_from_batch(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """Speech embeddings (S, T, D) and lengths (S,) from audio features or cached encoder states."""
+        """Speech embeddings (S, T, D) and lengths (S,) from audio features or cached encoder states.
+
+        When the emotion head reads layer statistics and the batch has none (no cache), they are
+        computed with the encoder states and put in ``batch["encoder_layer_stats"]``.
+        """
         if batch.get("encoder_states") is not None:
             return self.speech_embeddings(batch["encoder_states"], batch["encoder_lengths"])
-        states, enc_lengths = self.encode_speech(**batch)
+        stats = self.needs_layer_stats and batch.get("encoder_layer_stats") is None
+        states, enc_lengths, layer_stats = self.encode_speech_with_stats(**batch, stats=stats)
+        if layer_stats is not None:
+            batch["encoder_layer_stats"] = layer_stats
         return self.speech_embeddings(states, enc_lengths)
+
+    def emotion_logits(self, batch: dict, speech: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The emotion head's logits (S, 5): on the adapter output, or on the batch's layer statistics."""
+        if self.emotion_head is None:
+            raise ValueError("this model has no emotion head")
+        if not self.needs_layer_stats:
+            return self.emotion_head(speech, lengths)
+        layer_stats = batch.get("encoder_layer_stats")
+        if layer_stats is None:
+            raise ValueError(
+                "the layer-mixed emotion head needs encoder_layer_stats (audio features or a cache)"
+            )
+        return self.emotion_head(layer_stats.to(next(self.emotion_head.parameters()).dtype))
+
+    @torch.no_grad()
+    def predict_emotion(self, batch: dict) -> torch.Tensor:
+        """Emotion-head probabilities (S, 5) for a batch of audio features (``processor.audio_features``)."""
+        device = self.adapter.norm.weight.device
+        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        speech, lengths = self.speech_from_batch(batch)
+        return self.emotion_logits(batch, speech, lengths).float().softmax(-1)
 
     def alignment_logits(self, speech: torch.Tensor, candidates: torch.Tensor | None = None) -> torch.Tensor:
         """The pre-alignment head's logits (S, T, 1 + V) over [blank, the LLM's tokens] (or candidates)."""
@@ -426,7 +500,7 @@ class BlspEmoModel(PreTrainedModel):
         embeds, speech_mask, speech, lengths = self.prepare_embeddings(batch)
         emotion = None
         if self.emotion_head is not None and speech is not None:
-            emotion = self.emotion_head(speech, lengths).float().softmax(-1)
+            emotion = self.emotion_logits(batch, speech, lengths).float().softmax(-1)
         sample = temperature > 0
         if self.lora_mask is not None:
             self.lora_mask.mask = speech_mask if speech_mask.any() else None

@@ -42,6 +42,9 @@ class ModelSection:
     speech_input: str = ""
     gradient_checkpointing: bool = False  # recompute LLM activations in the backward pass to save memory
     emotion_loss_weight: float = 1.0  # stage 2: weight of the emotion-head cross-entropy
+    # stage 2: what the emotion head reads: "" = the start model's; "adapter" (the paper: the mean of the
+    # adapter output) or "layer_mix" (a learned mix of every encoder layer's mean/std statistics)
+    emotion_features: str = ""
 
 
 @dataclass

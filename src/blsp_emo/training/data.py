@@ -146,6 +146,7 @@ class TrainingCollator:
         cache=None,
         align: AlignSection | None = None,
         seed: int = 0,
+        stats_cache=None,
     ):
         default_system, default_instruction = STAGE_PROMPTS[stage]
         self.processor = processor
@@ -155,6 +156,7 @@ class TrainingCollator:
         self.cache = cache  # encoder-state cache: when set, encoder_states replace the audio features
         self.align = align or AlignSection()
         self.seed = seed
+        self.stats_cache = stats_cache  # per-layer encoder statistics for the layer-mixed emotion head
 
     def _messages(self, user: list[dict] | str, system: str | None = None) -> list[dict]:
         system = self.system if system is None else system
@@ -225,6 +227,10 @@ class TrainingCollator:
                 e.audios = []  # no mel features: the cached encoder states stand in for them
             batch = self.processor.collate(encoded, with_labels=True)
             batch["encoder_states"], batch["encoder_lengths"] = pad_states(states)
+            if self.stats_cache is not None:
+                batch["encoder_layer_stats"] = torch.stack(
+                    [self.stats_cache.get_or_compute(it["audio"], _missing) for it in items]
+                )
         else:
             batch = self.processor.collate(encoded, with_labels=True)
         if self.stage == "semantic":

@@ -79,6 +79,8 @@ def build_model(config: TrainConfig):
         if m.lora_r > 0 and model.lora_mask is None:
             model.enable_lora(m.lora_r, m.lora_alpha, m.lora_dropout, m.lora_targets)
         model.config.emotion_loss_weight = m.emotion_loss_weight
+        if m.emotion_features:
+            model.set_emotion_features(m.emotion_features)
         model.set_trainable(adapter=True, lora=m.lora_r > 0, emotion_head=True, encoder=m.train_encoder)
     if m.gradient_checkpointing:
         model.gradient_checkpointing_enable()
@@ -182,7 +184,7 @@ class Trainer:
             )
             if self.main:
                 log.info("%s", self.alignment_report["summary"])
-        self.cache = self._fill_cache() if config.uses_cache else None
+        self.cache, self.stats_cache = self._fill_cache() if config.uses_cache else (None, None)
         if d.recognition_share > 0:  # after the cache: the copies share their utterances' encoder states
             self.dataset = RecognitionMix(self.dataset, d.recognition_share, config.run.seed)
         self.sampler, self.loader = self._make_loader()
@@ -199,7 +201,8 @@ class Trainer:
     # ---- set-up ------------------------------------------------------------------------------------
 
     def _fill_cache(self):
-        """Encode every utterance once (this rank's share) and store the states; the encoder is frozen."""
+        """Encode every utterance once (this rank's share) and store the states, and the per-layer
+        statistics when the emotion head reads them; the encoder is frozen. Returns the two caches."""
         from tqdm.auto import tqdm
 
         from blsp_emo.data.dataset import EncoderCache
@@ -207,12 +210,15 @@ class Trainer:
         cfg, acc = self.config, self.accelerator
         folder = Path(cfg.data.cache_dir or self.out / "encoder-cache")
         name = self.model.config.whisper_name
-        cache = EncoderCache(folder, encoder_cache_prefix(self.model.encoder, name, cfg.model.pad_to_30s))
+        prefix = encoder_cache_prefix(self.model.encoder, name, cfg.model.pad_to_30s)
+        cache = EncoderCache(folder, prefix)
+        stats_cache = EncoderCache(folder, prefix + "|layer-stats") if self.model.needs_layer_stats else None
+        caches = [c for c in (cache, stats_cache) if c is not None]
         self.model.encoder.to(acc.device)
         durations = self.dataset.durations
         mine = [i for i in range(len(self.dataset)) if i % acc.num_processes == acc.process_index]
         mine.sort(key=lambda i: durations[i])  # similar lengths encode together
-        todo = [i for i in mine if self.dataset[i]["audio"] not in cache]
+        todo = [i for i in mine if any(self.dataset[i]["audio"] not in c for c in caches)]
         bar = tqdm(
             total=len(todo), desc="encoder cache", disable=not (self.main and cfg.run.progress and todo)
         )
@@ -220,14 +226,19 @@ class Trainer:
             audios = [self.dataset[i]["audio"] for i in todo[start : start + 8]]
             feats = self.processor.audio_features(audios)
             with torch.no_grad():
-                states, lengths = self.model.encode_speech(**{k: v.to(acc.device) for k, v in feats.items()})
-            for audio, s, n in zip(audios, states, lengths):
+                states, lengths, layer_stats = self.model.encode_speech_with_stats(
+                    **{k: v.to(acc.device) for k, v in feats.items()}, stats=stats_cache is not None
+                )
+            for k, (audio, s, n) in enumerate(zip(audios, states, lengths)):
                 cache.get_or_compute(audio, lambda _, s=s, n=n: s[: int(n)].float().cpu())
+                if stats_cache is not None:
+                    row = layer_stats[k].float().cpu()
+                    stats_cache.get_or_compute(audio, lambda _, row=row: row)
             bar.update(len(audios))
         bar.close()
         self.model.encoder.to("cpu")
         acc.wait_for_everyone()
-        return cache
+        return cache, stats_cache
 
     def _make_loader(self):
         from blsp_emo.training.sampler import TrainBatchSampler
@@ -251,6 +262,7 @@ class Trainer:
             d.instruction,
             self.cache,
             align=self.config.align,
+            stats_cache=self.stats_cache,
             seed=self.config.run.seed,
         )
         # A private generator: creating an iterator must not draw from the global RNG (exact resume).
