@@ -236,6 +236,7 @@ def test_results_of_an_older_semantic_task_are_not_resumed(tmp_path: Path) -> No
     [
         (["eval", "ser", "--model", "random-tiny", "--data", "/nonexistent.jsonl"], "no such manifest"),
         (["eval", "ser", "--model", "cascade-asr-ser@random-tiny", "--data", "{m}"], "--ser-train"),
+        (["eval", "ser", "--model", "cascade-asr-prosody@random-tiny", "--data", "{m}"], "--ser-train"),
         (
             ["eval", "ser", "--model", "random-tiny", "--data", "{m}", "--judge-url", "http://x"],
             "--judge-model",

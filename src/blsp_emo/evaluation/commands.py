@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 TASK_NAMES = ("ser", "semantic", "empathy", "instructions")
 SYSTEM_HELP = (
     "a BLSP-Emo model (preset such as tiny or random-tiny, or a checkpoint folder), or a baseline: "
-    "cascade-text, cascade-asr, cascade-asr-ser (optionally NAME@LLM, e.g. cascade-asr@random-tiny)"
+    "cascade-text, cascade-asr, cascade-asr-ser, cascade-asr-prosody (optionally NAME@LLM, e.g. "
+    "cascade-asr@random-tiny)"
 )
 DEFAULT_HELP = " (default: blsp-emo-tiny, the shipped trained model, when present, else tiny)"
 
@@ -72,8 +73,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ser-train",
         type=Path,
-        help="emotion-labelled manifest to train cascade-asr-ser's "
-        "classifier on (its train split when it has one)",
+        help="emotion-labelled manifest to train the cascade-asr-ser and cascade-asr-prosody "
+        "classifiers on (its train split when it has one)",
     )
     parser.add_argument(
         "--embedder",

@@ -1,4 +1,5 @@
-"""The strong cascade's emotion classifier: logistic regression on pooled Whisper-encoder states.
+"""The cascades' emotion classifiers: logistic regression on pooled Whisper-encoder states
+(cascade-asr-ser), or on measured prosody alone (cascade-asr-prosody, :class:`ProsodyFeatures`).
 
 Features: the Whisper encoder's last hidden state, computed on the audio's true length with the
 model's masked variable-length encoder (:func:`blsp_emo.model.encoder.encode_windows`), pooled as
@@ -89,6 +90,39 @@ class WhisperFeatures:
         return np.stack(out).astype(np.float32)
 
 
+class ProsodyFeatures:
+    """Measured prosody of audio clips: what plain prosody tells about emotion, with no speech model.
+
+    Per clip (``blsp_emo.data.prosody.measure``): log mean F0, F0 range and end rise (semitones),
+    speaking rate (words per second of the transcript over the speech span), log RMS, voiced share, and a
+    flag for clips where no F0 was found (their F0 values are then 0).
+    """
+
+    name = "prosody"
+
+    def __call__(self, utterances: list, batch_size: int = 8, progress: bool = True) -> np.ndarray:
+        """Features (n, 7) of utterances (objects with ``.load()`` and ``.text``) or 16 kHz mono arrays."""
+        from blsp_emo.data.prosody import measure
+
+        out: list[list[float]] = []
+        for item in tqdm(utterances, desc="prosody features", unit="utt", disable=not progress):
+            audio = item if isinstance(item, np.ndarray) else item.load()
+            text = "" if isinstance(item, np.ndarray) else (getattr(item, "text", "") or "")
+            p = measure(audio, SAMPLE_RATE, words=len(text.split()) or None)
+            missing = not np.isfinite(p.f0_mean)
+            values = [
+                0.0 if missing else float(np.log(p.f0_mean)),
+                0.0 if missing else p.f0_range,
+                0.0 if missing or not np.isfinite(p.f0_end_rise) else p.f0_end_rise,
+                p.rate if np.isfinite(p.rate) else 0.0,
+                float(np.log(p.rms + 1e-4)),
+                p.voiced,
+                float(missing),
+            ]
+            out.append(values)
+        return np.asarray(out, dtype=np.float32)
+
+
 @dataclass
 class EmotionClassifier:
     """Standardise, then a linear layer and softmax over ``labels``."""
@@ -169,7 +203,7 @@ def _cache_key(manifest: Path, whisper: str, split: str | None) -> str:
 
 def train_or_load(
     manifest: str | Path,
-    features: WhisperFeatures,
+    features: WhisperFeatures | ProsodyFeatures,
     cache: Path | None = None,
     seed: int = 0,
 ) -> EmotionClassifier:

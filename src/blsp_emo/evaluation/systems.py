@@ -7,7 +7,9 @@ A *system* answers :class:`Query` objects (a system prompt, a text instruction a
 - ``CascadeSystem``: a text pipeline over the SAME chat LLM. ``cascade-text`` puts the ground-truth
   transcript where the speech would be; ``cascade-asr`` puts a Whisper transcript; ``cascade-asr-ser``
   puts the Whisper transcript prefixed by the emotion that a classifier on Whisper-encoder features
-  predicts (see :data:`EMOTION_HINT`), i.e. the LLM is told the emotion.
+  predicts (see :data:`EMOTION_HINT`), i.e. the LLM is told the emotion; ``cascade-asr-prosody`` does the
+  same with a classifier on measured prosody alone (mean F0, F0 range and end rise, rate, loudness,
+  voicing): the baseline that shows what plain prosody gets on a split.
 
 Every system also answers plain text (:meth:`System.text_answers`) with its own LLM: that is the
 reference for the semantic task and the teacher for the empathy task. Generation goes through
@@ -30,7 +32,7 @@ from blsp_emo.prompts import EMOTIONS
 
 log = logging.getLogger(__name__)
 
-CASCADES: tuple[str, ...] = ("cascade-text", "cascade-asr", "cascade-asr-ser")
+CASCADES: tuple[str, ...] = ("cascade-text", "cascade-asr", "cascade-asr-ser", "cascade-asr-prosody")
 # How the strong cascade tells the LLM the predicted emotion: a prefix of the user's words.
 EMOTION_HINT = "[The speaker's emotion tone: {emotion}] "
 
@@ -311,14 +313,14 @@ def load_system(
     classifier = features = whisper = None
     if kind != "cascade-text":
         info["asr"] = asr
-    if kind == "cascade-asr-ser":
+    if kind in ("cascade-asr-ser", "cascade-asr-prosody"):
         if ser_train is None:
-            raise UserError("cascade-asr-ser needs --ser-train MANIFEST (emotion-labelled training speech)")
+            raise UserError(f"{kind} needs --ser-train MANIFEST (emotion-labelled training speech)")
         from blsp_emo.assets import load_whisper
-        from blsp_emo.evaluation.ser_classifier import WhisperFeatures, train_or_load
+        from blsp_emo.evaluation.ser_classifier import ProsodyFeatures, WhisperFeatures, train_or_load
 
         whisper = load_whisper(asr)
-        features = WhisperFeatures(asr, *whisper)
+        features = WhisperFeatures(asr, *whisper) if kind == "cascade-asr-ser" else ProsodyFeatures()
         classifier = train_or_load(ser_train, features, cache=ser_cache, seed=seed)
         info["emotion_classifier"] = {k: v for k, v in classifier.info.items() if k != "train_audio"}
     chat = _speech_chat(cascade_llm)
