@@ -308,3 +308,28 @@ def test_teacher_targets_must_cover_every_utterance(emotion_manifest: Path, tmp_
     argv = ["eval", "empathy", "--model", "random-tiny", "--data", str(emotion_manifest)]
     assert main([*argv, "--teacher-targets", str(targets), "-o", str(tmp_path / "o"), *FAST]) == 2
     assert "--teacher-targets has no" in capsys.readouterr().err
+
+
+def test_ser_accuracy_per_engine_and_speaker_is_recomputed_from_the_predictions() -> None:
+    from blsp_emo.evaluation.dataset import Utterance
+    from blsp_emo.evaluation.tasks.ser import group_accuracy, group_markdown
+
+    def utt(i: int, emotion: str, engine: str, speaker: str) -> Utterance:
+        return Utterance(f"u{i}", Path(f"/x/{i}.wav"), "text", emotion, engine=engine, speaker=speaker)
+
+    utterances = [
+        utt(0, "sad", "espeak", "a"),
+        utt(1, "happy", "espeak", "a"),
+        utt(2, "sad", "flite", "b"),
+        utt(3, "angry", "flite", "b"),
+    ]
+    answers = ["sad", "sad", "sad", None]
+    head = ["sad", "happy", "happy", "angry"]
+    groups = group_accuracy(utterances, answers, head)
+    assert groups["engine"]["espeak"] == {"n": 2, "answer": 0.5, "head": 1.0}
+    assert groups["engine"]["flite"] == {"n": 2, "answer": 0.5, "head": 0.5}
+    assert set(groups) == {"engine", "speaker"}
+    assert "| flite | 2 | 0.500 | 0.500 |" in group_markdown(groups)
+    # one value only (every clip from one engine): no table, it would repeat the overall number
+    same = [utt(i, "sad", "espeak", "a") for i in range(3)]
+    assert group_accuracy(same, ["sad"] * 3, None) == {}

@@ -26,6 +26,7 @@ class Utterance:
     duration: float | None = None
     language: str = "en"
     speaker: str = ""
+    engine: str = ""  # the synthesis engine of synthetic speech ("" for recordings)
 
     def load(self) -> np.ndarray:
         """The audio as 16 kHz mono float32."""
@@ -41,6 +42,7 @@ def _utterance(row: ManifestRow, index: int) -> Utterance:
         duration=row.duration,
         language=row.language,
         speaker=row.speaker,
+        engine=str(row.extra.get("engine") or ""),
     )
 
 

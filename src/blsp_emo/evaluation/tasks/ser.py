@@ -116,8 +116,47 @@ def recognize(
         }
         for i, (u, a, p) in enumerate(zip(utterances, answers, parsed))
     ]
+    groups = group_accuracy(utterances, [p.label for p in parsed], head)
+    if groups:
+        metrics["groups"] = groups
+        sections.append(group_markdown(groups))
     metrics["generation"] = generation_dict(settings)
     return metrics, headline, sections, plots, rows
+
+
+def group_accuracy(
+    utterances: list[Utterance], answers: list[str | None], head: list[str | None] | None
+) -> dict[str, dict[str, dict]]:
+    """Accuracy from the answer (and the head) per engine and per speaker, where the manifest has them.
+
+    A field is reported when it takes more than one value in the evaluated set (a single group would
+    repeat the overall number): ``{"engine": {"espeak": {"n": 40, "answer": 0.7, "head": 0.8}}, ...}``.
+    """
+    out: dict[str, dict[str, dict]] = {}
+    for field in ("engine", "speaker"):
+        values = [getattr(u, field) for u in utterances]
+        if len({v for v in values if v}) < 2:
+            continue
+        table: dict[str, dict] = {}
+        for value in sorted({v for v in values if v}):
+            idx = [i for i, v in enumerate(values) if v == value]
+            right = sum(answers[i] == utterances[i].emotion for i in idx)
+            row: dict = {"n": len(idx), "answer": right / len(idx)}
+            if head is not None:
+                row["head"] = sum(head[i] == utterances[i].emotion for i in idx) / len(idx)
+            table[value] = row
+        out[field] = table
+    return out
+
+
+def group_markdown(groups: dict[str, dict[str, dict]]) -> str:
+    """Markdown tables of :func:`group_accuracy` (one per field)."""
+    lines = ["### Accuracy per group"]
+    for field, table in groups.items():
+        lines += ["", f"| {field} | n | from the answer | from the head |", "| --- | ---: | ---: | ---: |"]
+        for value, row in table.items():
+            lines.append(f"| {value} | {row['n']} | {fmt(row['answer'])} | {fmt(row.get('head'))} |")
+    return "\n".join(lines)
 
 
 def _train_overlap(system: System, utterances: list[Utterance]) -> int | None:
