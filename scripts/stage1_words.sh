@@ -4,6 +4,7 @@
 #   synthetic general corpus (4000 clips, splits disjoint by voice and sentence)
 #   -> token-space pre-alignment (CTC on SmolLM2's token embeddings, configs/tiny-v3-align.yaml)
 #      | stage-1 teacher targets for 1600 training clips            (two single-threaded lanes)
+#   -> the pre-aligned adapter with the token-space bridge (an export, no training)
 #   -> stage-1 KL from the pre-alignment | the paper's stage-1 KL from a fresh adapter (same steps)
 #   -> eval semantic on 200 held-out test clips and on the five real LibriVox clips, beside the
 #      shipped model, a fresh adapter and the ASR / transcript cascades
@@ -62,6 +63,10 @@ open('$C/kl-train.jsonl.tmp', 'w').write(''.join(json.dumps(r) + '\n' for r in k
     "$BIN data targets --stage semantic '$C/kl-train.jsonl' -o '$OUT/stage1-targets.jsonl' && touch '$OUT/.targets.done'"
 }
 lanes align targets
+# The token-space bridge (this project's option): the same pre-aligned adapter, but the LLM reads the
+# embeddings of the tokens its alignment head hears (blank frames dropped) instead of the adapter output.
+step export-bridge "$OUT/align-bridge/model.safetensors" $BIN export "$OUT/align/final" -o "$OUT/align-bridge" \
+  --dtype float32 --speech-input token_bridge
 
 stage1() {
   step train-stage1 "$OUT/stage1/final/model.safetensors" $BIN train --config configs/tiny-v3-stage1.yaml --resume \
@@ -77,7 +82,8 @@ lanes stage1 stage1_fresh
 # Held-out measure: test-split clips (voices and sentences never trained on), two lanes of systems.
 EVAL=(--tasks semantic --data "$C/general.jsonl" --split test --limit "$EVAL_LIMIT" --llm tiny --batch-size 16)
 eval_a() {
-  step eval-a "$OUT/eval/.a.done" sh -c "$BIN eval all --model '$OUT/stage1/final' '$OUT/align/final' tiny \
+  step eval-a "$OUT/eval/.a.done" sh -c "$BIN eval all --model '$OUT/stage1/final' '$OUT/align/final' \
+    '$OUT/align-bridge' tiny \
     ${EVAL[*]} -o '$OUT/eval' --cache-dir '$OUT/eval/cache-a' > '$OUT/eval-a.md' && touch '$OUT/eval/.a.done'"
 }
 eval_b() {
@@ -86,7 +92,8 @@ eval_b() {
 }
 mkdir -p "$OUT/eval"
 lanes eval_a eval_b
-SYSTEMS=("$OUT/stage1/final" "$OUT/align/final" "$OUT/stage1-fresh/final" tiny blsp-emo-tiny cascade-asr cascade-text)
+SYSTEMS=("$OUT/stage1/final" "$OUT/align/final" "$OUT/align-bridge" "$OUT/stage1-fresh/final" tiny blsp-emo-tiny
+  cascade-asr cascade-text)
 step eval-table "$OUT/eval/.table.done" sh -c "\"\$0\" \"\$@\" && touch '$OUT/eval/.table.done'" $BIN eval all \
   --model "${SYSTEMS[@]}" "${EVAL[@]}" -o "$OUT/eval"
 # Real human speech, for evaluation only: the five LibriVox clips of pocketsphinx-testdata.

@@ -17,6 +17,15 @@ def test_recipes_parse(name):
     assert config.optim.weight_decay == 0.05 and config.optim.max_grad_norm == 1.0
 
 
+def test_every_recipe_in_configs_parses_with_its_stage():
+    stages = {"align": "align", "stage1": "semantic", "stage2": "emotion"}
+    names = sorted(p.stem for p in CONFIGS.glob("*.yaml"))
+    assert {"paper-align", "tiny-v3-align", "tiny-v3-stage1"} <= set(names)
+    for name in names:
+        config = load_config(CONFIGS / f"{name}.yaml")
+        assert config.stage == stages[name.rsplit("-", 1)[1]], name
+
+
 def test_paper_hyper_parameters():
     s1, s2 = load_config(CONFIGS / "paper-stage1.yaml"), load_config(CONFIGS / "paper-stage2.yaml")
     assert (s1.optim.lr, s1.optim.warmup_steps, s1.optim.epochs) == (1e-4, 1000, 1.0)
