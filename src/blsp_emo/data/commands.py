@@ -39,7 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument("--label-map", action="append", metavar="LABEL=EMOTION", help="generic; empty = drop")
     imp.set_defaults(func=cmd_import)
 
-    synth = sub.add_parser("synth", help="synthesise a labelled emotional speech corpus (espeak-ng, Piper)")
+    synth = sub.add_parser(
+        "synth", help="synthesise a labelled emotional speech corpus (espeak-ng, Piper, flite, festival)"
+    )
     synth.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     synth.add_argument(
         "--utterances", type=int, default=1500, help="emotional utterances (stage 2), all splits"
@@ -47,7 +49,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--general", type=int, default=500, help="unlabelled general sentences (stage 1)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--workers", type=int, default=2)
-    synth.add_argument("--engines", default="espeak,piper", help="comma list of espeak, piper")
+    synth.add_argument(
+        "--engines", default="espeak,piper", help="comma list of espeak, piper, flite, festival (or 'all')"
+    )
+    synth.add_argument(
+        "--holdout-engine",
+        action="append",
+        default=[],
+        metavar="ENGINE",
+        help="keep ENGINE out of train/dev/test: all its utterances go to split heldout-ENGINE (repeatable)",
+    )
+    synth.add_argument(
+        "--holdout-to-test", action="store_true", help="put held-out engines' utterances in test instead"
+    )
+    synth.add_argument(
+        "--augment",
+        default="",
+        metavar="KINDS",
+        help="augment with a comma list of vtlp, tempo, reverb, noise, babble, telephone, codec, gain "
+        "(or 'all')",
+    )
+    synth.add_argument(
+        "--augment-prob", type=float, default=0.3, help="chance that each augmentation kind is applied"
+    )
+    synth.add_argument(
+        "--augment-strength", type=float, default=1.0, help="0-1: scales every augmentation's range"
+    )
+    synth.add_argument(
+        "--augment-splits", default="train", help="comma list of splits to augment (default: train)"
+    )
     synth.add_argument("--sentences", type=Path, help="text file, one sentence a line, for the general part")
     synth.add_argument("--no-plot", action="store_true", help="skip the prosody PNG")
     synth.add_argument("--asr-sample", type=int, default=0, help="Whisper-transcribe N test clips, print WER")
@@ -125,14 +155,26 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_synth(args: argparse.Namespace) -> int:
     """Synthesise the embedded default's emotional speech corpus (resumable) and print its prosody table."""
+    from blsp_emo.data.augment import parse_kinds
+    from blsp_emo.data.synth import ENGINES
     from blsp_emo.data.synth_corpus import SynthOptions, build_corpus
 
+    def names(spec: str) -> tuple[str, ...]:
+        return tuple(e.strip() for e in spec.split(",") if e.strip())
+
+    engines = ENGINES if args.engines.strip() == "all" else names(args.engines)
     options = SynthOptions(
         utterances=args.utterances,
         general=args.general,
         seed=args.seed,
         workers=args.workers,
-        engines=tuple(e.strip() for e in args.engines.split(",") if e.strip()),
+        engines=engines,
+        holdout_engines=tuple(e for spec in args.holdout_engine for e in names(spec)),
+        holdout_to_test=args.holdout_to_test,
+        augment=parse_kinds(args.augment) if args.augment.strip() else (),
+        augment_probability=args.augment_prob,
+        augment_strength=args.augment_strength,
+        augment_splits=names(args.augment_splits),
         sentences_file=args.sentences,
         plot=not args.no_plot,
         asr_sample=args.asr_sample,

@@ -19,6 +19,8 @@ from blsp_emo.errors import AudioError, UserError
 from blsp_emo.prompts import EMOTIONS
 
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
+# Evaluation-only splits such as "heldout-flite" (data synth --holdout-engine: leave-one-engine-out).
+HELDOUT_PREFIX = "heldout-"
 
 
 @dataclass
@@ -218,8 +220,8 @@ def check_row(row: ManifestRow, read_audio: bool = True, max_seconds: float = 36
     duration_ok = row.duration is None or 0.0 < row.duration <= max_seconds
     if not duration_ok:
         problems.append(f"bad duration {row.duration!r} (must be > 0 and <= {max_seconds:g} s)")
-    if row.split not in SPLITS:
-        problems.append(f"unknown split {row.split!r} (expected one of {', '.join(SPLITS)})")
+    if row.split not in SPLITS and not (row.split.startswith(HELDOUT_PREFIX) and len(row.split) > 8):
+        problems.append(f"unknown split {row.split!r} (expected one of {', '.join(SPLITS)} or heldout-NAME)")
     path = row.audio_path
     if not path.is_file():
         problems.append(f"audio file not found: {path}")

