@@ -36,3 +36,20 @@ def test_a_real_clip_reintoned_moves_its_prosody_the_way_each_emotion_does(tmp_p
     stamp = (tmp_path / "out" / rows[0]["audio"]).stat().st_mtime_ns
     build_reintoned(source, tmp_path / "out")
     assert (tmp_path / "out" / rows[0]["audio"]).stat().st_mtime_ns == stamp
+
+
+def test_data_reintone_command_writes_the_test_set_and_names_a_missing_manifest(
+    tmp_path: Path, capsys
+) -> None:
+    from blsp_emo.cli import main
+
+    wav = sorted(LIBRIVOX.glob("*.wav"))[1]
+    source = tmp_path / "real.jsonl"
+    source.write_text(
+        json.dumps({"id": "r1", "audio": str(wav), "text": "a few words here", "split": "test"}) + "\n"
+    )
+    assert main(["data", "reintone", str(source), "-o", str(tmp_path / "out")]) == 0
+    assert "evaluation only" in capsys.readouterr().out
+    assert len((tmp_path / "out" / "reintoned.jsonl").read_text().splitlines()) == 5
+    assert main(["data", "reintone", str(tmp_path / "absent.jsonl"), "-o", str(tmp_path / "x")]) == 2
+    assert "no such manifest" in capsys.readouterr().err

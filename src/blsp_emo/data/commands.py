@@ -89,6 +89,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     synth.set_defaults(func=cmd_synth)
 
+    reint = sub.add_parser(
+        "reintone",
+        help="render real recordings in each emotion's prosody (an evaluation-only test set)",
+    )
+    reint.add_argument(
+        "manifest", type=Path, help="manifest of clean real recordings (e.g. data import sphinx)"
+    )
+    reint.add_argument(
+        "-o", "--output", type=Path, required=True, help="output folder (reintoned.jsonl, audio/)"
+    )
+    reint.add_argument(
+        "--expressiveness", type=float, default=2.0, help="distance from neutral prosody (default 2: acted)"
+    )
+    reint.set_defaults(func=cmd_reintone)
+
     targets = sub.add_parser("targets", help="write teacher-LLM continuations (SPEC.md section 3)")
     targets.add_argument("manifest", type=Path)
     targets.add_argument(
@@ -181,6 +196,18 @@ def cmd_synth(args: argparse.Namespace) -> int:
         expressiveness=args.expressiveness,
     )
     build_corpus(args.output, options)
+    return 0
+
+
+def cmd_reintone(args: argparse.Namespace) -> int:
+    """Write every recording of the manifest in the five emotions (split test, engine real-reintoned)."""
+    from blsp_emo.data.reintone import build_reintoned
+    from blsp_emo.errors import UserError
+
+    if not args.manifest.is_file():
+        raise UserError(f"{args.manifest}: no such manifest")
+    path = build_reintoned(args.manifest, args.output, expressiveness=args.expressiveness)
+    print(f"wrote {path} (evaluation only: never train on it)")
     return 0
 
 
