@@ -9,7 +9,7 @@ PYTHON=${PYTHON:-python3}
 
 # Debian packages: real speech for tests, TTS engines and English voices for synthetic corpora (espeak-ng,
 # flite, festival with its Debian voices), sox, a browser for web-page tests.
-APT_PKGS="pocketsphinx-testdata espeak-ng sox chromium flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts"
+APT_PKGS="pocketsphinx-testdata espeak-ng sox chromium flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts wordnet-base"
 missing=""
 for p in $APT_PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -89,6 +89,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     synth.set_defaults(func=cmd_synth)
 
+    sentences = sub.add_parser(
+        "sentences", help="write broad-vocabulary sentences from a package for `data synth --sentences`"
+    )
+    sentences.add_argument("source", choices=("wordnet",), help="wordnet: WordNet's example sentences")
+    sentences.add_argument("-o", "--output", type=Path, required=True, help="text file, one sentence a line")
+    sentences.add_argument("--min-words", type=int, default=5)
+    sentences.add_argument("--max-words", type=int, default=14)
+    sentences.add_argument("--seed", type=int, default=0, help="shuffle order")
+    sentences.set_defaults(func=cmd_sentences)
+
     reint = sub.add_parser(
         "reintone",
         help="render real recordings in each emotion's prosody (an evaluation-only test set)",
@@ -196,6 +206,19 @@ def cmd_synth(args: argparse.Namespace) -> int:
         expressiveness=args.expressiveness,
     )
     build_corpus(args.output, options)
+    return 0
+
+
+def cmd_sentences(args: argparse.Namespace) -> int:
+    """Write the sentences of a packaged text source, one a line (atomically)."""
+    from blsp_emo.data.text_sources import wordnet_examples
+
+    lines = wordnet_examples(min_words=args.min_words, max_words=args.max_words, seed=args.seed)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.output.with_name(f".{args.output.name}.tmp")
+    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    tmp.replace(args.output)
+    print(f"wrote {len(lines)} sentences from {args.source} to {args.output}")
     return 0
 
 
