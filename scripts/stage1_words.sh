@@ -54,11 +54,12 @@ align() {
 }
 targets() {
   step kl-subset "$C/kl-train.jsonl" $PY -c "
-import json, sys
+import json, os
 rows = [json.loads(l) for l in open('$C/general.jsonl')]
 keep = [r for r in rows if r.get('split') == 'train'][:$KL_ROWS]
-open('$C/kl-train.jsonl.tmp', 'w').write(''.join(json.dumps(r) + '\n' for r in keep))
-" && mv -f "$C/kl-train.jsonl.tmp" "$C/kl-train.jsonl"
+open('$C/kl-train.jsonl.tmp', 'w').write(''.join(json.dumps(r) + '\\n' for r in keep))
+os.replace('$C/kl-train.jsonl.tmp', '$C/kl-train.jsonl')
+"
   step targets-stage1 "$OUT/.targets.done" sh -c \
     "$BIN data targets --stage semantic '$C/kl-train.jsonl' -o '$OUT/stage1-targets.jsonl' && touch '$OUT/.targets.done'"
 }
