@@ -16,8 +16,9 @@ OUT=${OUT:-runs/stage1-words}
 BIN=${BIN:-.venv/bin/blsp-emo}
 PY=${PY:-.venv/bin/python}
 GENERAL=${GENERAL:-4000}       # general sentences, 80/10/10 train/dev/test
-KL_ROWS=${KL_ROWS:-1600}       # training clips that get teacher targets (150 KL steps of 8 use 1200)
+KL_ROWS=${KL_ROWS:-1600}       # training clips that get teacher targets (more than the KL steps use)
 EVAL_LIMIT=${EVAL_LIMIT:-200}  # held-out test clips scored per system
+KL_STEPS=${KL_STEPS:-60}       # stage-1 KL steps of 8 clips (about 2 s of CPU per clip on a busy 2-core box)
 mkdir -p "$OUT"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export BLSP_EMO_NUM_THREADS=1 OMP_NUM_THREADS=1  # two one-thread lanes beat one two-thread process here
@@ -71,11 +72,12 @@ step export-bridge "$OUT/align-bridge/model.safetensors" $BIN export "$OUT/align
 
 stage1() {
   step train-stage1 "$OUT/stage1/final/model.safetensors" $BIN train --config configs/tiny-v3-stage1.yaml --resume \
-    data.train="$OUT/stage1-targets.jsonl" model.init_from="$OUT/align/final" run.output_dir="$OUT/stage1" "$CACHE"
+    data.train="$OUT/stage1-targets.jsonl" model.init_from="$OUT/align/final" optim.max_steps="$KL_STEPS" \
+    run.output_dir="$OUT/stage1" "$CACHE"
 }
 stage1_fresh() {  # the paper's stage 1 (KL from a fresh adapter), same data and steps, recipe v2's rate
   step train-stage1-fresh "$OUT/stage1-fresh/final/model.safetensors" $BIN train --config configs/tiny-v3-stage1.yaml \
-    --resume data.train="$OUT/stage1-targets.jsonl" model.init_from=tiny optim.lr=1e-3 \
+    --resume data.train="$OUT/stage1-targets.jsonl" model.init_from=tiny optim.lr=1e-3 optim.max_steps="$KL_STEPS" \
     run.output_dir="$OUT/stage1-fresh" "$CACHE"
 }
 lanes stage1 stage1_fresh
