@@ -90,3 +90,14 @@ def test_emotion_agreement_by_hand() -> None:
     assert summary["per_emotion_agreement"]["sad"] is None
     assert rows[0]["margin"] == pytest.approx(1.0)
     assert summary["chance"] == pytest.approx(0.2)
+
+
+def test_repeated_four_word_runs_mark_looping_replies():
+    from blsp_emo.evaluation.metrics import has_repeated_ngram, repeated_ngram_rate
+
+    looping = "I'm here to help you find your way. I'm here to help you, always."
+    assert has_repeated_ngram(looping)  # "i'm here to help" twice, punctuation and case folded
+    assert not has_repeated_ngram("I'm here to help. You are here to stay with us.")
+    assert not has_repeated_ngram("one two three")  # shorter than the run
+    assert has_repeated_ngram("a b a b a b", n=2) and not has_repeated_ngram("a b c d e f", n=2)
+    assert repeated_ngram_rate([looping, "fine thanks", looping, "all good here today"]) == 0.5

@@ -150,3 +150,22 @@ def cosine_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = a / np.clip(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12, None)
     b = b / np.clip(np.linalg.norm(b, axis=-1, keepdims=True), 1e-12, None)
     return a @ b.T
+
+
+def has_repeated_ngram(text: str, n: int = 4) -> bool:
+    """True when some run of ``n`` words occurs twice in ``text`` (case and punctuation folded): the mark
+    of a reply that loops ("I'm here to help you ... I'm here to help you ...")."""
+    words = [w.strip(".,!?;:\"'()").lower() for w in text.split()]
+    words = [w for w in words if w]
+    seen: set[tuple[str, ...]] = set()
+    for i in range(len(words) - n + 1):
+        gram = tuple(words[i : i + n])
+        if gram in seen:
+            return True
+        seen.add(gram)
+    return False
+
+
+def repeated_ngram_rate(texts: Sequence[str], n: int = 4) -> float:
+    """The share of ``texts`` with a repeated ``n``-word run (see :func:`has_repeated_ngram`)."""
+    return sum(has_repeated_ngram(t, n) for t in texts) / len(texts) if texts else float("nan")

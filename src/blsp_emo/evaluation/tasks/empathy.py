@@ -20,7 +20,7 @@ from blsp_emo.data.targets import refused_path
 from blsp_emo.errors import UserError
 from blsp_emo.evaluation.dataset import Utterance
 from blsp_emo.evaluation.embeddings import get_embedder
-from blsp_emo.evaluation.metrics import confusion_matrix, mean_and_ci
+from blsp_emo.evaluation.metrics import confusion_matrix, mean_and_ci, repeated_ngram_rate
 from blsp_emo.evaluation.plots import plot_bars, plot_confusion
 from blsp_emo.evaluation.systems import GenerationSettings, Query, System
 from blsp_emo.evaluation.tasks.common import (
@@ -37,6 +37,10 @@ from blsp_emo.prompts import EMOTION_TARGET_INSTRUCTION, EMOTIONS, SYSTEM_PROMPT
 DEFAULT_MAX_NEW_TOKENS = 128  # the paper's default reply length
 TEACHER_MAX_NEW_TOKENS = 48  # the stage-2 target length (SPEC.md section 3)
 TIE_TOLERANCE = 1e-6
+
+
+# Bumped when this task's numbers change or gain columns (see semantic.REVISION). 2: repeat4.
+REVISION = 2
 
 
 def teacher_texts(
@@ -210,6 +214,7 @@ def score_replies(
     headline: dict[str, float | None] = {
         "emotion_agreement": summary["emotion_agreement"],
         "margin": summary["margin"]["mean"],
+        "repeat4": repeated_ngram_rate(replies),
     }
     if judge:
         headline["judge_quality"] = judge["quality"]["mean"]

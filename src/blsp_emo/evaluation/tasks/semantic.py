@@ -21,7 +21,7 @@ import torch
 
 from blsp_emo.evaluation.dataset import Utterance
 from blsp_emo.evaluation.embeddings import get_embedder
-from blsp_emo.evaluation.metrics import mean_and_ci, rouge_l
+from blsp_emo.evaluation.metrics import mean_and_ci, repeated_ngram_rate, rouge_l
 from blsp_emo.evaluation.plots import plot_histogram
 from blsp_emo.evaluation.systems import Answer, BlspEmoSystem, CascadeSystem, Query, System, _messages
 from blsp_emo.evaluation.tasks.common import (
@@ -37,8 +37,9 @@ from blsp_emo.prompts import INSTRUCTIONS, SYSTEM_PROMPTS
 
 DEFAULT_MAX_NEW_TOKENS = 48  # the stage-1 target length (SPEC.md section 3)
 # Bumped whenever this task's numbers change or gain columns: `eval all` does not resume a results.json
-# written by an older revision (it would lack the new columns). 2: teacher-forced KL/top-1, ctc_wer.
-REVISION = 2
+# written by an older revision (it would lack the new columns). 2: teacher-forced KL/top-1, ctc_wer;
+# 3: repeat4 (share of replies with a repeated 4-word run).
+REVISION = 3
 STUDENTS = ("model", "no_speech", "transcript")
 
 
@@ -166,6 +167,7 @@ def run_semantic(system: System, utterances: list[Utterance], ctx: RunContext) -
         "gap_closed": gap,
         "kl": forced["model"].kl,
         "top1": forced["model"].top1,
+        "repeat4": repeated_ngram_rate(hyp),
     }
     shown = [a.user_text for a in answers]
     texts = [u.text for u in utterances]
