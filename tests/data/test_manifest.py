@@ -95,3 +95,16 @@ def test_check_ok_and_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["data", "check", str(path)]) == 0
     assert main(["data", "check", str(tmp_path / "nope.jsonl")]) == 2
     assert "nope.jsonl: no such manifest file" in capsys.readouterr().err
+
+
+def test_check_reports_bad_encoding_at_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    write_wav(tmp_path / "good.wav", 0.5)
+    path = tmp_path / "latin1.jsonl"
+    good = json.dumps({"audio": "good.wav", "text": "ok", "duration": 0.5}).encode()
+    bad = '{"audio": "good.wav", "text": "caf\u00e9"}'.encode("latin-1")  # 0xe9 is not UTF-8
+    path.write_bytes(good + b"\n" + bad + b"\n" + good + b"\n")
+    report = check_manifest(path)
+    assert report.rows == 3
+    assert len(report.problems) == 1 and report.problems[0].startswith(f"{path}:2: not valid UTF-8")
+    assert main(["data", "check", str(path)]) == 1
+    assert "latin1.jsonl:2: not valid UTF-8" in capsys.readouterr().out

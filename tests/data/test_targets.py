@@ -287,3 +287,65 @@ def test_real_teacher_writes_semantic_targets(tmp_path: Path) -> None:
     rows = {d["id"]: d for _, d in read_jsonl_dicts(out)}
     assert summary.written == 2 and all(rows[k]["target"] for k in rows)
     assert json.loads((tmp_path / "sem.jsonl.provenance.json").read_text())["teacher"] == "tiny"
+
+
+class _CountingEcho(_EchoTeacher):
+    """The echo teacher, counting the conversations it was asked to answer."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def generate(self, conversations, max_new_tokens, seed):
+        self.asked += [m[-1]["content"] for m in conversations]
+        yield from super().generate(conversations, max_new_tokens, seed)
+
+
+def test_a_changed_transcript_is_regenerated_and_unchanged_rows_kept(tmp_path: Path) -> None:
+    manifest, out = _manifest(tmp_path), tmp_path / "sem.jsonl"
+    options = TargetOptions(stage="semantic", progress=False)
+    generate_targets(manifest, out, options, backend=_CountingEcho())
+    rows = [ManifestRow.from_dict(d) for _, d in read_jsonl_dicts(manifest)]
+    rows[1].text = "My brother called this evening."  # same id u1, new words
+    write_manifest(manifest, rows)
+    teacher = _CountingEcho()
+    again = generate_targets(manifest, out, options, backend=teacher)
+    assert teacher.asked == [
+        "Continue the following sentence in a coherent style: My brother called this evening."
+    ]
+    assert again.generated == 1 and again.already_done == 4 and again.superseded == 1
+    targets = {d["id"]: d for _, d in read_jsonl_dicts(out)}
+    assert len(list(read_jsonl_dicts(out))) == 5  # one line per row: the stale u1 line is gone
+    assert targets["u1"]["target"].endswith("My brother called this evening.")
+    assert targets["u0"]["target"].endswith(TEXTS[0])
+
+
+def test_target_files_written_before_the_hash_still_resume(tmp_path: Path) -> None:
+    manifest, out = _manifest(tmp_path), tmp_path / "emo.jsonl"
+    options = TargetOptions(stage="emotion", progress=False)
+    generate_targets(manifest, out, options, backend=_EchoTeacher())
+    old = []  # the line format of earlier versions: target_key "id|emotion", no hash
+    for _, d in read_jsonl_dicts(out):
+        d.pop("target_hash", None)
+        d["target_key"] = f"{d['id']}|{d['target_emotion']}"
+        old.append(json.dumps(d))
+    out.write_text("\n".join(old) + "\n")
+    teacher = _CountingEcho()
+    again = generate_targets(manifest, out, options, backend=teacher)
+    assert teacher.asked == [] and again.already_done == 4 and again.superseded == 0
+    assert len(list(read_jsonl_dicts(out))) == 4
+
+
+def test_provenance_is_compared_with_the_input(tmp_path: Path) -> None:
+    manifest, out = _manifest(tmp_path), tmp_path / "sem.jsonl"
+    options = TargetOptions(stage="semantic", progress=False)
+    first = generate_targets(manifest, out, options, backend=_EchoTeacher())
+    other = tmp_path / "other.jsonl"
+    write_manifest(other, [ManifestRow(audio="b.wav", text="Something else.", duration=2.0, id="b0")])
+    with pytest.raises(UserError, match="different input"):
+        generate_targets(other, out, options, backend=_EchoTeacher())
+    # The same manifest under another name is the same input; an edited manifest at the same path too.
+    copy = tmp_path / "copy.jsonl"
+    copy.write_bytes(manifest.read_bytes())
+    assert generate_targets(copy, out, options, backend=_EchoTeacher()).already_done == first.written == 5
+    provenance = json.loads(out.with_name(out.name + ".provenance.json").read_text())
+    assert provenance["input"]["sha256"]

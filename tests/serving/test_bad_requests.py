@@ -14,6 +14,7 @@ from blsp_emo.serving.api import create_app
 from blsp_emo.serving.server import BackgroundServer
 
 URL = "/v1/chat/completions"
+JSON = {"content-type": "application/json"}
 
 
 @pytest.fixture(scope="module")
@@ -36,20 +37,20 @@ def test_bad_json(http: httpx.Client) -> None:
     response = http.post(URL, content=b'{"messages": [', headers={"content-type": "application/json"})
     error = check_error(response, 400, "invalid_json", None)
     assert error["type"] == "invalid_request_error"
-    check_error(http.post(URL, content=b"\xff\xfe"), 400, "invalid_json")
+    check_error(http.post(URL, content=b"\xff\xfe", headers=JSON), 400, "invalid_json")
     check_error(http.post(URL, json=["not", "an", "object"]), 400, "invalid_type")
-    check_error(http.post(URL, json={"model": "m"}), 400, "missing_required_parameter", "messages")
+    check_error(http.post(URL, json={"model": "blsp-emo"}), 400, "missing_required_parameter", "messages")
 
 
 def test_request_too_large(http: httpx.Client) -> None:
     body = json.dumps({"messages": [{"role": "user", "content": "x" * (3 * 1024 * 1024)}]})
-    check_error(http.post(URL, content=body), 413, "request_too_large")
+    check_error(http.post(URL, content=body, headers=JSON), 413, "request_too_large")
 
     def chunked():  # no Content-Length: the limit must hold while reading
         for _ in range(40):
             yield b" " * 100_000
 
-    check_error(http.post(URL, content=chunked()), 413, "request_too_large")
+    check_error(http.post(URL, content=chunked(), headers=JSON), 413, "request_too_large")
 
 
 def test_audio_too_long(http: httpx.Client) -> None:
@@ -124,10 +125,10 @@ def test_bad_parameters(http: httpx.Client) -> None:
 
 def test_unknown_fields_are_ignored(http: httpx.Client) -> None:
     body = {
-        "model": "whatever",
+        "model": "blsp-emo",
         "messages": [{"role": "user", "content": "hi", "name": "ann", "extra": 1}],
         "max_tokens": 2,
-        "presence_penalty": 0.5,
+        "presence_penalty": 0,
         "user": "someone",
         "metadata": {"a": "b"},
         "brand_new_option": [1, 2],

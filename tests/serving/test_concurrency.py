@@ -29,7 +29,7 @@ def emotion_of(response) -> tuple:
 
 def ask(client: openai.OpenAI, wav: bytes, stream: bool) -> tuple[str, tuple, int]:
     """One greedy request; returns (text, emotion label and scores, completion tokens)."""
-    kwargs = {"model": "m", "messages": [audio_message(wav)], "max_tokens": 20, "temperature": 0.0}
+    kwargs = {"model": "blsp-emo", "messages": [audio_message(wav)], "max_tokens": 20, "temperature": 0.0}
     if not stream:
         reply = client.chat.completions.create(**kwargs)
         return reply.choices[0].message.content, emotion_of(reply), reply.usage.completion_tokens

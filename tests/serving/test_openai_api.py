@@ -40,17 +40,21 @@ def test_text_and_audio_request(client: openai.OpenAI, speech_clips: list[bytes]
 
 def test_text_only_turn_reports_no_emotion(client: openai.OpenAI) -> None:
     reply = client.chat.completions.create(
-        model="x", messages=[{"role": "user", "content": "hello"}], max_tokens=4, extra_body={"foo": 1}
+        model="blsp-emo", messages=[{"role": "user", "content": "hello"}], max_tokens=4, extra_body={"foo": 1}
     )
     assert reply.model_extra["emotion"] is None and reply.usage.completion_tokens <= 4
 
 
 def test_stream_matches_plain_answer(client: openai.OpenAI, speech_clips: list[bytes]) -> None:
     messages = [audio_message(speech_clips[1])]
-    plain = client.chat.completions.create(model="m", messages=messages, max_tokens=16, temperature=0)
+    plain = client.chat.completions.create(model="blsp-emo", messages=messages, max_tokens=16, temperature=0)
     chunks = list(
         client.chat.completions.create(
-            model="m", messages=messages, max_tokens=16, stream=True, stream_options={"include_usage": True}
+            model="blsp-emo",
+            messages=messages,
+            max_tokens=16,
+            stream=True,
+            stream_options={"include_usage": True},
         )
     )
     assert chunks[0].choices[0].delta.role == "assistant"
@@ -65,23 +69,23 @@ def test_stream_matches_plain_answer(client: openai.OpenAI, speech_clips: list[b
 
 def test_multi_turn_keeps_earlier_speech(client: openai.OpenAI, speech_clips: list[bytes]) -> None:
     first = [audio_message(speech_clips[2])]
-    one = client.chat.completions.create(model="m", messages=first, max_tokens=8)
+    one = client.chat.completions.create(model="blsp-emo", messages=first, max_tokens=8)
     follow = [
         *first,
         {"role": "assistant", "content": one.choices[0].message.content},
         audio_message(speech_clips[3], "And this one?"),
     ]
-    two = client.chat.completions.create(model="m", messages=follow, max_tokens=8)
+    two = client.chat.completions.create(model="blsp-emo", messages=follow, max_tokens=8)
     # Both clips are in the prompt as speech embeddings, plus the first answer and the new text.
     assert two.usage.prompt_tokens > one.usage.prompt_tokens + 10
-    alone = client.chat.completions.create(model="m", messages=[follow[-1]], max_tokens=8)
+    alone = client.chat.completions.create(model="blsp-emo", messages=[follow[-1]], max_tokens=8)
     assert two.model_extra["emotion"] == alone.model_extra["emotion"]  # the latest user turn's audio
 
 
 def test_seeded_sampling_repeats(client: openai.OpenAI, speech_clips: list[bytes]) -> None:
     messages = [audio_message(speech_clips[4])]
     kwargs = {
-        "model": "m",
+        "model": "blsp-emo",
         "messages": messages,
         "max_tokens": 10,
         "temperature": 1.0,
@@ -95,7 +99,7 @@ def test_seeded_sampling_repeats(client: openai.OpenAI, speech_clips: list[bytes
 
 def test_spoken_reply(client: openai.OpenAI, speech_clips: list[bytes]) -> None:
     reply = client.chat.completions.create(
-        model="m",
+        model="blsp-emo",
         messages=[audio_message(speech_clips[5])],
         max_tokens=8,
         modalities=["text", "audio"],
@@ -111,7 +115,7 @@ def test_spoken_reply(client: openai.OpenAI, speech_clips: list[bytes]) -> None:
 def test_spoken_reply_streamed(client: openai.OpenAI, speech_clips: list[bytes]) -> None:
     chunks = list(
         client.chat.completions.create(
-            model="m",
+            model="blsp-emo",
             messages=[audio_message(speech_clips[6])],
             max_tokens=8,
             stream=True,

@@ -258,12 +258,21 @@ def check_manifest(path: str | os.PathLike, read_audio: bool = True) -> CheckRep
     base = path.resolve().parent
     report = CheckReport()
     seen_ids: dict[str, int] = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
+    # Bytes, decoded line by line: one badly encoded line is a problem at its file:line, not a crash.
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            if not raw.strip():
                 continue
             report.rows += 1
             where = f"{path}:{number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                report.problems.append(
+                    f"{where}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
+                    "manifests are UTF-8 JSON lines"
+                )
+                continue
             try:
                 row = ManifestRow.from_dict(json.loads(line), base_dir=base)
             except json.JSONDecodeError as exc:

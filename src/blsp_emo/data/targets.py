@@ -6,7 +6,13 @@ a '{emotion}' emotion tone in a coherent style: `` + transcript. Greedy, 48 new 
 a continuation that hit the cap. Stage-2 refusals are filtered out (kept in :func:`refused_path`).
 
 The output is appended one complete, fsynced line at a time: a rerun skips finished rows and Ctrl-C loses
-nothing written. ``OUT.provenance.json`` records the teacher, prompts, decoding, seed and code version.
+nothing written. ``OUT.provenance.json`` records the teacher, prompts, decoding, seed, code version and input.
+
+A row is finished when a line with its ``target_key`` (``id|emotion``) and its ``target_hash`` is there: the
+hash covers everything that determines the target (the teacher conversation -- prompt, transcript, emotion
+-- the teacher and the decoding), so a row whose transcript changed under the same id is generated again
+and its stale line removed, while unchanged rows are kept. Lines written before the hash existed get it
+computed from the transcript they carry (the provenance check guarantees the same teacher and prompts).
 """
 
 from __future__ import annotations
@@ -21,7 +27,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from blsp_emo.data.manifest import JsonlAppender, ManifestRow, read_jsonl_dicts, read_manifest, relative_audio
+from blsp_emo.data.manifest import (
+    JsonlAppender,
+    ManifestRow,
+    read_jsonl_dicts,
+    read_manifest,
+    relative_audio,
+    write_manifest,
+)
 from blsp_emo.data.target_backends import Completion, Messages, TeacherBackend
 from blsp_emo.errors import UserError
 from blsp_emo.prompts import (
@@ -87,6 +100,7 @@ class TargetSummary:
     already_done: int = 0
     generated: int = 0
     reused: int = 0  # rows answered by a finished identical prompt (same transcript and emotion)
+    superseded: int = 0  # stale lines removed: their row's transcript, emotion or prompt changed
     written: int = 0
     truncated: int = 0
     refused: Counter = field(default_factory=Counter)  # emotion -> refusals dropped
@@ -99,7 +113,7 @@ class TargetSummary:
             f"targets -> {self.output}",
             f"  input rows {self.input_rows}, already done {self.already_done}, generated {self.generated} "
             f"in {self.seconds:.1f} s ({self.generated / max(self.seconds, 1e-9):.2f} rows/s), "
-            f"copied from an identical prompt {self.reused}",
+            f"copied from an identical prompt {self.reused}, stale targets replaced {self.superseded}",
             f"  written {self.written}, truncated (hit the token cap) {self.truncated}",
         ]
         if self.refused:
@@ -170,7 +184,11 @@ def provenance(options: TargetOptions, backend: TeacherBackend, manifest: Path) 
 
 
 def _write_provenance(path: Path, record: dict[str, Any]) -> None:
-    """Refuse to mix teachers/prompts in one output; otherwise (re)write the sidecar atomically."""
+    """Refuse to mix teachers/prompts/inputs in one output; otherwise (re)write the sidecar atomically.
+
+    The input is the same when its path or its content (sha256) is: a manifest edited in place resumes
+    (its changed rows are generated again), as does a renamed copy; another manifest is refused.
+    """
     if path.exists():
         try:
             old = json.loads(path.read_text())
@@ -178,6 +196,11 @@ def _write_provenance(path: Path, record: dict[str, Any]) -> None:
             old = {}
         keys = ("stage", "teacher", "prompts", "decoding", "all_emotions")
         changed = [k for k in keys if k in old and old[k] != record[k]]
+        before = old.get("input") if isinstance(old.get("input"), dict) else None
+        if before and not (
+            before.get("path") == record["input"]["path"] or before.get("sha256") == record["input"]["sha256"]
+        ):
+            changed.append(f"input ({before.get('path')})")
         if changed:
             raise UserError(
                 f"{path}: the existing targets were written with a different {', '.join(changed)}; "
@@ -194,14 +217,26 @@ def _write_provenance(path: Path, record: dict[str, Any]) -> None:
 
 @dataclass
 class _Request:
-    key: str
+    key: str  # the row: id|emotion
     row: ManifestRow
     emotion: str | None
     messages: Messages
+    hash: str = ""  # everything that determines the target (see target_hash)
 
 
 def _prompt_key(messages: Messages) -> str:
     return json.dumps(messages, ensure_ascii=False, sort_keys=True)
+
+
+def target_hash(messages: Messages, teacher: str, max_new_tokens: int) -> str:
+    """A short hash of what determines a target: the teacher conversation (system prompt, instruction,
+    transcript, emotion), the teacher and the decoding (greedy, the token cap)."""
+    payload = {
+        "messages": messages,
+        "teacher": teacher,
+        "decoding": {"strategy": "greedy", "max_new_tokens": max_new_tokens},
+    }
+    return hashlib.sha256(json.dumps(payload, ensure_ascii=False, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _row_key(row: ManifestRow, emotion: str | None) -> str:
@@ -238,8 +273,41 @@ def _plan_requests(manifest: Path, options: TargetOptions, backend: TeacherBacke
             continue
         for emotion in emotions:
             messages = build_messages(options.stage, row.text.strip(), emotion, options.emotion_prompt)
-            requests.append(_Request(_row_key(row, emotion), row, emotion, messages))
+            digest = target_hash(messages, backend.name, options.max_new_tokens)
+            requests.append(_Request(_row_key(row, emotion), row, emotion, messages, digest))
     return requests
+
+
+def _line_hash(line: dict[str, Any], options: TargetOptions, teacher: str) -> str | None:
+    """The target hash of a written line: stored, or (lines of earlier versions) computed from its text."""
+    stored = line.get("target_hash")
+    if isinstance(stored, str):
+        return stored
+    if line.get("stage") != options.stage or not isinstance(line.get("text"), str):
+        return None
+    try:
+        messages = build_messages(
+            options.stage, line["text"].strip(), line.get("target_emotion"), options.emotion_prompt
+        )
+    except ValueError:  # an emotion this version does not know: never matches, so generated again
+        return None
+    return target_hash(messages, teacher, options.max_new_tokens)
+
+
+def _drop_superseded(path: Path, planned: dict[str, str], options: TargetOptions, teacher: str) -> int:
+    """Rewrite ``path`` (atomically) without the lines of planned rows whose target hash is no longer the
+    planned one (a changed transcript, emotion or prompt); returns how many were dropped. Lines of rows
+    not in this run's plan are kept as they are."""
+    kept, dropped = [], 0
+    for _, line in read_jsonl_dicts(path):
+        key = str(line.get("target_key"))
+        if key in planned and _line_hash(line, options, teacher) != planned[key]:
+            dropped += 1
+        else:
+            kept.append(line)
+    if dropped:
+        write_manifest(path, kept)
+    return dropped
 
 
 def make_backend(options: TargetOptions) -> TeacherBackend:
@@ -285,13 +353,13 @@ def generate_targets(
         output.with_name(output.name + ".provenance.json"), provenance(options, backend, manifest)
     )
     refused_file = refused_path(output)
-    done: set[str] = set()
+    done: set[tuple[str, str | None]] = set()  # (row key, target hash) of every line written before
     # Greedy decoding makes the continuation a function of the prompt: a transcript spoken by several
     # voices (or already answered in an earlier run) is generated once and copied to every row.
     known: dict[str, Completion] = {}
     for path in (output, refused_file):
         for _, d in read_jsonl_dicts(path):
-            done.add(str(d.get("target_key")))
+            done.add((str(d.get("target_key")), _line_hash(d, options, backend.name)))
             if d.get("stage") == options.stage and isinstance(d.get("text"), str) and "target" in d:
                 messages = build_messages(
                     options.stage, d["text"].strip(), d.get("target_emotion"), options.emotion_prompt
@@ -301,8 +369,14 @@ def generate_targets(
                     d["target"], bool(d.get("truncated")), int(d.get("completion_tokens") or 0)
                 )
     requests = _plan_requests(manifest, options, backend, summary)
-    todo = [r for r in requests if r.key not in done]
+    todo = [r for r in requests if (r.key, r.hash) not in done]
     summary.already_done = len(requests) - len(todo)
+    if len(todo) > 0:  # a row planned under a new hash: its old line is stale, remove it before appending
+        planned = {r.key: r.hash for r in requests}
+        stale = {r.key for r in todo} & {key for key, _ in done}
+        if stale:
+            for path in (output, refused_file):
+                summary.superseded += _drop_superseded(path, planned, options, backend.name)
     groups: dict[str, list[_Request]] = {}
     for request in todo:
         groups.setdefault(_prompt_key(request.messages), []).append(request)
@@ -355,6 +429,7 @@ def _target_row(request: _Request, completion: Any, options: TargetOptions, outp
         truncated=bool(completion.truncated),
         stage=options.stage,
         target_key=request.key,
+        target_hash=request.hash,
         completion_tokens=completion.completion_tokens,
     )
     if options.stage == "emotion":

@@ -33,6 +33,12 @@ DEFAULT_HELP = " (default: blsp-emo-tiny, the shipped trained model, when presen
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, help="output folder (default: runs/eval/...)")
     parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="let the base LLM run code shipped with its files (transformers trust_remote_code); "
+        "never taken from a checkpoint or config",
+    )
+    parser.add_argument(
         "--seed", type=int, default=0, help="seed for the data subset and decoding (default 0)"
     )
     parser.add_argument("--limit", type=int, help="evaluate a seeded random subset of N utterances")
@@ -258,7 +264,9 @@ def _default_llm(args: argparse.Namespace, models: list[str]) -> str:
 
 def _load_system(args: argparse.Namespace, spec: str, llm: str):
     from blsp_emo.evaluation.systems import load_system
+    from blsp_emo.model.loading import set_trust_remote_code
 
+    set_trust_remote_code(args.trust_remote_code)  # systems load their models deep inside
     return load_system(spec, llm=llm, asr=args.asr, ser_train=args.ser_train, seed=args.seed)
 
 
@@ -377,9 +385,9 @@ def system_fingerprint(spec: str, llm: str, args: argparse.Namespace) -> str:
 def task_fingerprint(fingerprint: str, task: str) -> str:
     """A system's fingerprint for one task: with the task's revision when it is past the first, so a
     results.json written before the task's numbers changed (it would lack the new columns) is redone."""
-    from blsp_emo.evaluation.tasks import semantic
+    from blsp_emo.evaluation.tasks import empathy, semantic
 
-    revision = {"semantic": semantic.REVISION}.get(task, 1)
+    revision = {"semantic": semantic.REVISION, "empathy": empathy.REVISION}.get(task, 1)
     return fingerprint if revision == 1 else f"{fingerprint}-r{revision}"
 
 

@@ -35,6 +35,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--json", action="store_true", help="print one JSON object (response, emotion, usage)")
+    p.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="let the base LLM run code shipped with its files (transformers trust_remote_code); "
+        "never taken from a checkpoint or config",
+    )
     p.set_defaults(func=cmd_generate)
 
     e = subparsers.add_parser(
@@ -62,7 +68,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from blsp_emo.prompts import instruction, system_prompt
 
     audio = load_audio(args.audio)
-    model, processor = load_model(args.model or default_model_name())
+    model, processor = load_model(
+        args.model or default_model_name(), trust_remote_code=args.trust_remote_code
+    )
     messages = []
     system = system_prompt(args.system)
     if system:

@@ -9,6 +9,22 @@ import torch
 
 from blsp_emo.errors import ModelNotAvailableError
 
+# Whether loading may run code shipped with a base model (transformers' trust_remote_code). Only the command
+# line sets it (--trust-remote-code); a checkpoint's or recipe's config never can: a downloaded folder must
+# not be able to run its own code just by being loaded.
+_TRUST_REMOTE_CODE = False
+
+
+def set_trust_remote_code(allowed: bool) -> None:
+    """Allow (or forbid) remote code for every model this process loads; set from ``--trust-remote-code``."""
+    global _TRUST_REMOTE_CODE
+    _TRUST_REMOTE_CODE = bool(allowed)
+
+
+def trust_remote_code_allowed() -> bool:
+    """The process setting made by :func:`set_trust_remote_code` (False unless the command line said so)."""
+    return _TRUST_REMOTE_CODE
+
 
 def default_device() -> torch.device:
     """CUDA when available, else CPU."""
@@ -51,20 +67,28 @@ def _is_checkpoint(path: Path) -> bool:
 
 
 def load_model(
-    name: str = "tiny", device: str | torch.device | None = None, dtype: torch.dtype | None = None, **config
+    name: str = "tiny",
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    trust_remote_code: bool | None = None,
+    **config,
 ):
     """Load ``(BlspEmoModel, BlspEmoProcessor)``.
 
     ``name`` is a checkpoint folder, ``blsp-emo-tiny`` (the trained checkpoint shipped in the repository), a
     preset (``tiny``, ``paper``: base models with an untrained adapter,
     initialised from a fixed seed so runs are repeatable), or ``random-tiny`` (tiny random weights, for
-    tests). ``config`` overrides ``BlspEmoConfig`` fields.
+    tests). ``config`` overrides ``BlspEmoConfig`` fields. ``trust_remote_code`` lets the base LLM run code
+    shipped with it; None takes the process setting (:func:`set_trust_remote_code`, from the command line).
+    A checkpoint whose config asks for remote code without that permission is refused.
     """
     from blsp_emo.assets import PRESETS
     from blsp_emo.model.configuration import BlspEmoConfig
     from blsp_emo.model.modeling import BlspEmoModel
     from blsp_emo.model.testing import build_random_tiny
 
+    allowed = trust_remote_code_allowed() if trust_remote_code is None else bool(trust_remote_code)
+    config.pop("trust_remote_code", None)  # only the explicit argument decides
     device = torch.device(device) if device is not None else default_device()
     if dtype is None:
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -79,11 +103,15 @@ def load_model(
     if name == "random-tiny":
         model, processor = build_random_tiny(**config)
     elif _is_checkpoint(Path(str(name)).expanduser()):
-        model = BlspEmoModel.from_pretrained(Path(str(name)).expanduser(), **config)
+        model = BlspEmoModel.from_pretrained(
+            Path(str(name)).expanduser(), trust_remote_code=allowed, **config
+        )
         processor = build_processor(model.config)
     elif name in PRESETS:
         preset = PRESETS[name]
-        cfg = BlspEmoConfig(whisper_name=preset.whisper, llm_name=preset.llm, **config)
+        cfg = BlspEmoConfig(
+            whisper_name=preset.whisper, llm_name=preset.llm, trust_remote_code=allowed, **config
+        )
         with torch.random.fork_rng():
             torch.manual_seed(0)
             model = BlspEmoModel(cfg)

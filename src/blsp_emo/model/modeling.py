@@ -533,8 +533,20 @@ class BlspEmoModel(PreTrainedModel):
         write_checkpoint(save_directory, self.trainable_state_dict(), self.config.to_dict(), dtype)
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, encoder=None, llm=None, **overrides) -> BlspEmoModel:
-        """Rebuild the base models named in the config, then load the trained parts from safetensors."""
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike,
+        encoder=None,
+        llm=None,
+        trust_remote_code: bool = False,
+        **overrides,
+    ) -> BlspEmoModel:
+        """Rebuild the base models named in the config, then load the trained parts from safetensors.
+
+        ``trust_remote_code`` is the caller's explicit permission (the command line's
+        ``--trust-remote-code``); the checkpoint's own ``config.json`` cannot grant it, and a checkpoint
+        that asks for it without the permission is refused.
+        """
         from safetensors.torch import load_file
 
         from blsp_emo.errors import ModelNotAvailableError
@@ -547,6 +559,13 @@ class BlspEmoModel(PreTrainedModel):
         config = BlspEmoConfig.from_json_file(str(folder / "config.json"))
         for key, value in overrides.items():
             setattr(config, key, value)
+        if config.trust_remote_code and not trust_remote_code:
+            raise ModelNotAvailableError(
+                f"{folder}: this checkpoint's base LLM needs remote code (trust_remote_code in its "
+                "config.json), which runs code from the model's files; if you trust them, pass "
+                "--trust-remote-code"
+            )
+        config.trust_remote_code = bool(trust_remote_code)
         model = cls(config, encoder=encoder, llm=llm)
         state = load_file(str(folder / WEIGHTS_NAME))
         missing, unexpected = model.load_state_dict(state, strict=False)

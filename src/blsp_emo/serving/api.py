@@ -1,7 +1,9 @@
 """OpenAI-compatible HTTP API (FastAPI) and the web page, on top of one :class:`ServingEngine`.
 
 Routes: ``POST /v1/chat/completions`` (JSON or server-sent events), ``GET /v1/models``, ``GET /health``,
-and the web page at ``/`` (files under ``serving/static``). The server keeps no conversation: clients send
+and the web page at ``/`` (files under ``serving/static``). Every route answers only for allowed Host
+names (DNS rebinding); with an API key, ``/v1/*``, ``/docs``, ``/openapi.json`` and the statistics of
+``/health`` need it (a bare liveness answer stays public); CORS is off unless origins are configured. The server keeps no conversation: clients send
 the whole conversation with every request. Besides OpenAI's fields a completion carries ``emotion``
 (``{"label", "scores"}``: the emotion heard in the latest user audio) and, with ``modalities: ["text",
 "audio"]``, ``speech_style`` (the tone the reply was spoken in).
@@ -13,71 +15,39 @@ import asyncio
 import base64
 import json
 import logging
-import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from blsp_emo.serving.engine import Completion, EngineClosed, EngineTimeout, ServingEngine
-from blsp_emo.serving.protocol import APIError, ChatRequest, ServingLimits, parse_chat_request
+from blsp_emo.serving import guards
+from blsp_emo.serving.engine import Completion, EngineCancelled, EngineClosed, EngineTimeout, ServingEngine
+from blsp_emo.serving.fetch import AudioFetcher
+from blsp_emo.serving.protocol import (
+    APIError,
+    ChatRequest,
+    ServingLimits,
+    check_token_budget,
+    parse_chat_request,
+)
 from blsp_emo.serving.speech import Speaker, reply_tone
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).with_name("static")
+MODEL_ALIASES: tuple[str, ...] = ("blsp-emo", "default")  # names a request may use for the served model
+PROTECTED_DOCS = ("/docs", "/redoc", "/openapi.json")  # behind the API key when one is set
 
 
 def _error(exc: APIError) -> JSONResponse:
     return JSONResponse(exc.to_dict(), status_code=exc.status)
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it exceeds ``limit`` bytes."""
-    too_big = APIError(
-        f"the request body is larger than the limit of {limit} bytes",
-        status=413,
-        code="request_too_large",
-    )
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise too_big
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_big
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def url_fetcher(max_bytes: int, timeout_s: float = 10.0) -> Callable[[str], bytes]:
-    """A downloader for http(s) audio URLs (used only when the server allows them), capped in size."""
-    import httpx
-
-    def fetch(url: str) -> bytes:
-        try:
-            with httpx.stream("GET", url, timeout=timeout_s, follow_redirects=False) as response:
-                response.raise_for_status()
-                data = bytearray()
-                for chunk in response.iter_bytes():
-                    data += chunk
-                    if len(data) > max_bytes:
-                        raise APIError(
-                            f"the audio at {url} is larger than {max_bytes} bytes", code="audio_too_large"
-                        )
-                return bytes(data)
-        except httpx.HTTPError as exc:
-            raise APIError(f"could not download {url}: {exc}", code="audio_url_failed") from None
-
-    return fetch
 
 
 def _emotion_field(completion: Completion) -> dict[str, Any] | None:
@@ -120,9 +90,13 @@ class ChatService:
         }
         return audio, tone
 
-    async def complete(self, request: ChatRequest) -> dict[str, Any]:
-        """Answer a non-streaming request."""
-        completion = await self.engine.agenerate(request.messages, request.params, self.timeout_s)
+    async def complete(
+        self, request: ChatRequest, disconnected: Callable[[], Awaitable[bool]] | None = None
+    ) -> dict[str, Any]:
+        """Answer a non-streaming request; generation stops when ``disconnected()`` turns true."""
+        completion = await self.engine.agenerate(
+            request.messages, request.params, self.timeout_s, disconnected=disconnected
+        )
         message: dict[str, Any] = {"role": "assistant", "content": completion.text, "refusal": None}
         body: dict[str, Any] = {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
@@ -196,18 +170,43 @@ def create_app(
     allow_audio_urls: bool = False,
     default_system: str | None = "empathetic",
     timeout_s: float = 300.0,
+    allowed_hosts: Sequence[str] | None = None,
+    cors_origins: Sequence[str] = (),
+    body_timeout_s: float = 30.0,
+    fetcher: AudioFetcher | None = None,
 ) -> FastAPI:
     """Build the FastAPI app serving ``engine``.
 
-    ``api_key``: when set, ``/v1/*`` requires ``Authorization: Bearer KEY``. ``allow_audio_urls`` lets
-    requests name http(s) audio URLs (``file:`` is never allowed). ``default_system`` is the system prompt
-    put first when a conversation has none. ``timeout_s`` is the per-request time limit.
+    ``api_key``: when set, ``/v1/*``, the API docs and ``/health``'s statistics require
+    ``Authorization: Bearer KEY``. ``allow_audio_urls`` lets requests name http(s) audio URLs, downloaded by
+    ``fetcher`` (default: an :class:`AudioFetcher` that refuses internal addresses; ``file:`` is never
+    allowed). ``default_system`` is the system prompt put first when a conversation has none. ``timeout_s``
+    is the per-request time limit, ``body_timeout_s`` the time a request body may take to arrive.
+    ``allowed_hosts``: Host names served (default: the localhost names); ``cors_origins``: origins a
+    browser may call the API from (default none: CORS off).
     """
     limits = limits or ServingLimits()
     service = ChatService(engine, speaker, timeout_s)
-    fetch = url_fetcher(limits.max_request_bytes) if allow_audio_urls else None
+    if allow_audio_urls and fetcher is None:
+        fetcher = AudioFetcher(limits.max_request_bytes)
+    if not allow_audio_urls:
+        fetcher = None
+    hosts = guards.HostAllowList(guards.default_allowed_hosts() if allowed_hosts is None else allowed_hosts)
+    served_models = {engine.model_name, *MODEL_ALIASES}
     app = FastAPI(title="blsp-emo", summary="Empathetic speech-language model, OpenAI-compatible API")
     app.state.service = service
+    app.state.fetcher = fetcher
+    # Added first, so it runs inside CORS: a preflight from an allowed origin is answered by CORS itself.
+    app.add_middleware(
+        guards.GuardMiddleware, hosts=hosts, api_key=api_key, protected=("/v1/", *PROTECTED_DOCS)
+    )
+    if cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
 
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError) -> JSONResponse:
@@ -223,24 +222,10 @@ def create_app(
         log.exception("unexpected error")
         return _error(APIError(f"internal error: {type(exc).__name__}", status=500, type="server_error"))
 
-    @app.middleware("http")
-    async def _auth(request: Request, call_next: Callable) -> Response:
-        if api_key and request.url.path.startswith("/v1/"):
-            header = request.headers.get("authorization", "")
-            scheme, _, token = header.partition(" ")
-            if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip(), api_key):
-                return _error(
-                    APIError(
-                        "missing or invalid API key: send 'Authorization: Bearer KEY'",
-                        status=401,
-                        type="invalid_request_error",
-                        code="invalid_api_key",
-                    )
-                )
-        return await call_next(request)
-
     @app.get("/health")
-    async def health() -> dict[str, Any]:
+    async def health(request: Request) -> dict[str, Any]:
+        if api_key and not guards.key_matches(request, api_key):
+            return {"status": "ok"}  # liveness only: the statistics need the key
         return {
             "status": "ok",
             "model": engine.model_name,
@@ -254,21 +239,54 @@ def create_app(
         entry = {"id": engine.model_name, "object": "model", "created": 0, "owned_by": "blsp-emo"}
         return {"object": "list", "data": [entry]}
 
+    async def _prefetch(body: Any) -> Callable[[str], bytes] | None:
+        """Download the request's audio URLs in the fetch pool (not a request thread) before parsing."""
+        if fetcher is None:
+            return None
+        fetched: dict[str, bytes | APIError] = {}
+        for url in guards.http_audio_urls(body, limits.max_audio_parts):
+            try:
+                fetched[url] = await fetcher.afetch(url)
+            except APIError as exc:
+                fetched[url] = exc
+                break  # the parser reports it at its part; later URLs are not needed
+
+        def lookup(url: str) -> bytes:
+            result = fetched.get(url)
+            if result is None:
+                raise APIError("could not download the audio URL", code="audio_url_failed")
+            if isinstance(result, APIError):
+                raise APIError(result.message, status=result.status, type=result.type, code=result.code)
+            return result
+
+        return lookup
+
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(request: Request) -> Response | dict[str, Any]:
-        raw = await _read_body(request, limits.max_request_bytes)
-        try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise APIError(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+        guards.require_json(request)
+        raw = await guards.read_body(request, limits.max_request_bytes, body_timeout_s)
+        body = await run_in_threadpool(guards.parse_json, raw, limits.max_json_depth, limits.max_json_items)
+        del raw
+        fetch = await _prefetch(body)
         chat = await run_in_threadpool(
-            parse_chat_request, body, limits, default_system=default_system, fetch_url=fetch
+            parse_chat_request,
+            body,
+            limits,
+            default_system=default_system,
+            fetch_url=fetch,
+            served_models=served_models,
         )
+        del body
+        prompt = await run_in_threadpool(engine.count_prompt_tokens, chat.messages)
+        check_token_budget(chat, prompt, engine.context_length, limits)
         if chat.stream:
             headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
             return StreamingResponse(service.stream(chat), media_type="text/event-stream", headers=headers)
         try:
-            return await service.complete(chat)
+            return await service.complete(chat, disconnected=request.is_disconnected)
+        except EngineCancelled:
+            # Nobody is listening any more; nginx's "client closed request" for the access log.
+            return Response(status_code=499)
         except (EngineTimeout, EngineClosed) as exc:
             raise _engine_error(exc) from None
 

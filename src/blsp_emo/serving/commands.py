@@ -24,15 +24,16 @@ def model_id(name: str) -> str:
     return "blsp-emo-tiny-untrained" if name == "tiny" else f"blsp-emo-{name}"
 
 
-def build_engine(name: str | None, **engine_options: Any):
-    """Load model ``name`` (None: the default model; a preset or a checkpoint folder) and start a :class:`ServingEngine` on it."""
+def build_engine(name: str | None, trust_remote_code: bool = False, **engine_options: Any):
+    """Load model ``name`` (None: the default model; a preset or a checkpoint folder) and start a
+    :class:`ServingEngine` on it; ``trust_remote_code`` comes from the command line only."""
     from blsp_emo.model import SpeechChat, load_model
     from blsp_emo.model.loading import default_model_name
     from blsp_emo.serving.engine import ServingEngine
 
     name = name or default_model_name()
     log.info("loading model %s", name)
-    model, processor = load_model(name)
+    model, processor = load_model(name, trust_remote_code=trust_remote_code)
     return ServingEngine(SpeechChat(model, processor), model_name=model_id(name), **engine_options)
 
 
@@ -48,6 +49,12 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         default="empathetic",
         help="system prompt: 'empathetic', 'default', 'none' or a text (default: empathetic)",
     )
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="let the base LLM run code shipped with its files (transformers trust_remote_code); never "
+        "taken from a checkpoint or config",
+    )
 
 
 def run_chat(args: argparse.Namespace) -> int:
@@ -55,7 +62,9 @@ def run_chat(args: argparse.Namespace) -> int:
     from blsp_emo.serving.chat_cli import ChatSession, chat_loop
     from blsp_emo.serving.protocol import GenerationParams
 
-    engine = build_engine(args.model, max_batch_size=1, batch_wait_s=0.0)
+    engine = build_engine(
+        args.model, trust_remote_code=args.trust_remote_code, max_batch_size=1, batch_wait_s=0.0
+    )
     params = GenerationParams(
         max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed
     )
@@ -74,8 +83,10 @@ def run_serve(args: argparse.Namespace) -> int:
     """Serve the OpenAI-compatible API and the web page with uvicorn."""
     from blsp_emo.errors import UserError
     from blsp_emo.serving.api import create_app
+    from blsp_emo.serving.fetch import AudioFetcher
+    from blsp_emo.serving.guards import default_allowed_hosts
     from blsp_emo.serving.protocol import ServingLimits
-    from blsp_emo.serving.server import run_server
+    from blsp_emo.serving.server import ServerLimits, run_server
     from blsp_emo.serving.speech import Speaker
 
     api_key = args.api_key or os.environ.get("BLSP_EMO_API_KEY") or None
@@ -87,13 +98,25 @@ def run_serve(args: argparse.Namespace) -> int:
         max_audio_seconds=args.max_audio_seconds,
         max_audio_parts=args.max_audio_parts,
         max_new_tokens=args.max_tokens_limit,
+        max_text_chars=args.max_text_chars,
+        max_request_tokens=args.max_request_tokens,
     )
+    allowed_hosts = default_allowed_hosts(args.host) + list(args.allowed_hosts or [])
+    if args.host in {"0.0.0.0", "::"} and not args.allowed_hosts:
+        log.warning("bound to all interfaces: only requests for %s are answered; name the host names "
+                    "clients use with --allowed-hosts", ", ".join(allowed_hosts))  # fmt: skip
+    fetcher = None
+    if args.allow_audio_urls:
+        fetcher = AudioFetcher(
+            limits.max_request_bytes, deadline_s=args.fetch_timeout, concurrency=args.fetch_concurrency
+        )
     try:
         speaker = Speaker(args.speech)
     except RuntimeError as exc:
         raise UserError(str(exc)) from None
     engine = build_engine(
         args.model,
+        trust_remote_code=args.trust_remote_code,
         max_batch_size=args.max_batch_size,
         batch_wait_s=args.batch_wait_ms / 1000,
         timeout_s=args.timeout,
@@ -106,10 +129,15 @@ def run_serve(args: argparse.Namespace) -> int:
         allow_audio_urls=args.allow_audio_urls,
         default_system=None if args.system == "none" else args.system,
         timeout_s=args.timeout,
+        allowed_hosts=allowed_hosts,
+        cors_origins=args.cors_origins or (),
+        body_timeout_s=args.body_timeout,
+        fetcher=fetcher,
     )
+    server_limits = ServerLimits(header_timeout_s=args.header_timeout, limit_concurrency=args.max_connections)
     log.info("serving %s on http://%s:%d (voice: %s)", engine.model_name, args.host, args.port, speaker.name)
     try:
-        run_server(app, host=args.host, port=args.port)
+        run_server(app, host=args.host, port=args.port, limits=server_limits)
     finally:
         engine.close()
     return 0
@@ -155,4 +183,49 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--timeout", type=float, default=300.0, help="per-request time limit in s (default 300)"
     )
     serve.add_argument("--speech", choices=["auto", "piper", "espeak"], default="auto", help="voice engine")
+    _add_hardening_options(serve)
     serve.set_defaults(func=run_serve)
+
+
+def _add_hardening_options(serve: argparse.ArgumentParser) -> None:
+    """The limits that keep hostile clients from holding the server (README: Reliability and security)."""
+    serve.add_argument(
+        "--max-text-chars",
+        type=int,
+        default=100_000,
+        help="characters of text per request, checked before tokenising (default 100000)",
+    )
+    serve.add_argument(
+        "--max-request-tokens",
+        type=int,
+        default=None,
+        help="per-request budget of prompt + max_tokens (default: the model's context length)",
+    )
+    serve.add_argument(
+        "--allowed-hosts",
+        nargs="+",
+        metavar="HOST",
+        help="Host names to answer besides localhost and the bound address ('.example.org' for subdomains, "
+        "'*' for any)",
+    )
+    serve.add_argument(
+        "--cors-origins",
+        nargs="+",
+        metavar="ORIGIN",
+        help="origins whose pages may call the API from a browser (default: none, CORS off)",
+    )
+    serve.add_argument(
+        "--header-timeout", type=float, default=10.0, help="seconds for request headers (default 10)"
+    )
+    serve.add_argument(
+        "--body-timeout", type=float, default=30.0, help="seconds for a request body (default 30)"
+    )
+    serve.add_argument(
+        "--max-connections", type=int, default=256, help="open connections before 503s (default 256)"
+    )
+    serve.add_argument(
+        "--fetch-timeout", type=float, default=10.0, help="total seconds per audio URL download (default 10)"
+    )
+    serve.add_argument(
+        "--fetch-concurrency", type=int, default=4, help="audio URL downloads at once (default 4)"
+    )

@@ -7,8 +7,10 @@ one batched :meth:`SpeechChat.respond` call. Streaming requests are generated on
 conversation is kept here: every request carries its whole conversation, so requests can never leak into
 each other, and each result goes back to the future or stream of the request that asked for it.
 
-Timeouts: a request that is still queued when its time is up is dropped without running; a stream stops
-generating at its deadline; a client that goes away (``cancel()``) stops its stream at the next piece.
+Timeouts and cancellation are cooperative and per request: a request still queued when its time is up is
+dropped without running; a running one (batched or streamed) stops within a token once its deadline
+passes or its client goes away (``future.cancel()``, ``stream.cancel()``), and its batch-mates go on.
+Stop strings (``GenerationParams.stop``) end a reply the same way.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from blsp_emo.serving import generation
 from blsp_emo.serving.protocol import GenerationParams
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,26 @@ class EngineTimeout(TimeoutError):
 
 class EngineClosed(RuntimeError):
     """The engine was shut down before the request ran."""
+
+
+class EngineCancelled(RuntimeError):
+    """The request was cancelled (its client went away) while it was generating."""
+
+
+class RequestFuture(concurrent.futures.Future):
+    """The future of a queued request. ``cancel()`` also stops a request that is already generating:
+    its row ends within a token (the future then fails with :class:`EngineCancelled`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stop_requested = threading.Event()
+
+    def cancel(self) -> bool:
+        """Cancel the request; True when it will not deliver a result (queued, or stopping)."""
+        self.stop_requested.set()
+        if super().cancel():
+            return True
+        return not self.done()
 
 
 @dataclass
@@ -81,9 +104,13 @@ class _Request:
     messages: list[dict[str, Any]]
     params: GenerationParams
     deadline: float
-    future: concurrent.futures.Future | None = None
+    future: RequestFuture | None = None
     stream: TokenStream | None = None
     id: int = field(default_factory=lambda: next(_ids))
+
+    def should_stop(self) -> bool:
+        """Checked after every generated token: the client went away or the time is up."""
+        return self.cancelled or time.monotonic() > self.deadline
 
     def batch_key(self) -> tuple:
         if self.params.greedy:  # deterministic: top_p and seed do not matter
@@ -96,7 +123,7 @@ class _Request:
     def cancelled(self) -> bool:
         if self.stream is not None:
             return self.stream.cancelled.is_set()
-        return self.future is not None and self.future.cancelled()
+        return self.future is not None and (self.future.cancelled() or self.future.stop_requested.is_set())
 
 
 class TokenStream:
@@ -106,6 +133,8 @@ class TokenStream:
         self._loop = loop
         self._queue: asyncio.Queue | queue.Queue = asyncio.Queue() if loop else queue.Queue()
         self.cancelled = threading.Event()
+        self._hooks: list[Any] = []
+        self._hooks_lock = threading.Lock()
 
     def _push(self, item: StreamEvent | BaseException | None) -> None:
         if self._loop is None:
@@ -114,11 +143,23 @@ class TokenStream:
         try:
             self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
         except RuntimeError:  # the client's event loop is gone: nobody is listening
-            self.cancelled.set()
+            self.cancel()
 
     def cancel(self) -> None:
-        """Stop generating for this stream (the client went away)."""
-        self.cancelled.set()
+        """Stop generating for this stream (the client went away): at the next token, not the next piece."""
+        with self._hooks_lock:
+            self.cancelled.set()
+            hooks, self._hooks = self._hooks, []
+        for hook in hooks:
+            hook()
+
+    def _on_cancel(self, hook: Any) -> None:
+        """Call ``hook`` when the stream is cancelled (at once if it already is)."""
+        with self._hooks_lock:
+            if not self.cancelled.is_set():
+                self._hooks.append(hook)
+                return
+        hook()
 
     def __iter__(self) -> Iterator[StreamEvent]:
         assert self._loop is None, "this stream was opened for asyncio: use 'async for'"
@@ -174,7 +215,7 @@ class ServingEngine:
         self.max_batch_size = max(1, int(max_batch_size))
         self.batch_wait_s = float(batch_wait_s)
         self.timeout_s = float(timeout_s)
-        self.stats = {"requests": 0, "batches": 0, "largest_batch": 0, "timeouts": 0}
+        self.stats = {"requests": 0, "batches": 0, "largest_batch": 0, "timeouts": 0, "cancelled": 0}
         self._queue: queue.Queue[_Request | None] = queue.Queue()
         self._closed = threading.Event()
         self._worker = threading.Thread(target=self._run, name="blsp-emo-engine", daemon=True)
@@ -189,14 +230,23 @@ class ServingEngine:
             raise EngineClosed("the serving engine is shut down")
         self._queue.put(request)
 
+    @property
+    def context_length(self) -> int | None:
+        """The model's context in tokens (None when the model does not say)."""
+        return generation.context_length(self.chat)
+
+    def count_prompt_tokens(self, messages: list[dict[str, Any]]) -> int | None:
+        """Tokens the prompt of ``messages`` takes (speech included); None when the model cannot tell."""
+        return generation.prompt_tokens(self.chat, messages)
+
     def submit(
         self,
         messages: list[dict[str, Any]],
         params: GenerationParams | None = None,
         timeout: float | None = None,
-    ) -> concurrent.futures.Future:
-        """Queue one conversation; the future resolves to a :class:`Completion`."""
-        future: concurrent.futures.Future = concurrent.futures.Future()
+    ) -> RequestFuture:
+        """Queue one conversation; the future resolves to a :class:`Completion`; ``cancel()`` stops it."""
+        future = RequestFuture()
         self._enqueue(
             _Request(messages, params or GenerationParams(), self._deadline(timeout), future=future)
         )
@@ -222,15 +272,31 @@ class ServingEngine:
         messages: list[dict[str, Any]],
         params: GenerationParams | None = None,
         timeout: float | None = None,
+        disconnected: Callable[[], Awaitable[bool]] | None = None,
+        poll_s: float = 0.2,
     ) -> Completion:
-        """The asyncio form of :meth:`generate`."""
+        """The asyncio form of :meth:`generate`. ``disconnected`` (e.g. Starlette's
+        ``request.is_disconnected``) is polled every ``poll_s``: when the client has gone the request is
+        cancelled (generation stops within a token) and :class:`EngineCancelled` is raised."""
         limit = self.timeout_s if timeout is None else timeout
         future = self.submit(messages, params, limit)
+        waiter = asyncio.wrap_future(future)
+        until = time.monotonic() + limit + 1.0
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), timeout=limit + 1.0)
-        except asyncio.TimeoutError:
-            future.cancel()
-            raise EngineTimeout(f"no answer within {limit:g} s") from None
+            while True:
+                left = until - time.monotonic()
+                if left <= 0:
+                    raise EngineTimeout(f"no answer within {limit:g} s")
+                done, _ = await asyncio.wait({waiter}, timeout=min(poll_s, left))
+                if done:
+                    return waiter.result()
+                if disconnected is not None and await disconnected():
+                    raise EngineCancelled("the client went away")
+        finally:
+            if not future.done():
+                future.cancel()  # stops the generation, whatever ended the wait (cancelled task included)
+            if not waiter.done():
+                waiter.cancel()  # nobody will read its late EngineCancelled: do not log it as unretrieved
 
     def open_stream(
         self,
@@ -328,21 +394,25 @@ class ServingEngine:
             return False
         return True
 
-    def _answer(self, group: list[_Request]) -> None:
+    def _answer(self, group: list[_Request], count: bool = True) -> None:
         group = [r for r in group if r.future is not None and r.future.set_running_or_notify_cancel()]
         if not group:
             return
         params = group[0].params
-        self.stats["batches"] += 1
-        self.stats["requests"] += len(group)
-        self.stats["largest_batch"] = max(self.stats["largest_batch"], len(group))
+        if count:
+            self.stats["batches"] += 1
+            self.stats["requests"] += len(group)
+            self.stats["largest_batch"] = max(self.stats["largest_batch"], len(group))
         try:
-            replies = self.chat.respond(
+            replies = generation.respond(
+                self.chat,
                 [r.messages for r in group],
                 max_new_tokens=params.max_new_tokens,
                 temperature=params.temperature,
                 top_p=params.top_p,
                 seed=params.seed,
+                should_stop=[r.should_stop for r in group],
+                stops=[r.params.stop for r in group],
             )
         except Exception as exc:  # one bad conversation must not fail its batch-mates: retry one by one
             if len(group) == 1:
@@ -351,12 +421,23 @@ class ServingEngine:
                 return
             log.warning("batch of %d failed (%s); answering one by one", len(group), exc)
             for request in group:
-                retry: concurrent.futures.Future = concurrent.futures.Future()
+                retry = RequestFuture()
                 single = _Request(request.messages, request.params, request.deadline, future=retry)
-                self._answer([single])
+                single.future.stop_requested = request.future.stop_requested  # a cancel still reaches it
+                self._answer([single], count=False)
                 self._copy(retry, request.future)
             return
         for request, reply in zip(group, replies):
+            if getattr(reply, "finish_reason", None) == "cancelled":  # stopped early by should_stop
+                if request.cancelled:
+                    self.stats["cancelled"] += 1
+                    request.future.set_exception(EngineCancelled("the client went away"))
+                else:
+                    self.stats["timeouts"] += 1
+                    request.future.set_exception(
+                        EngineTimeout("the reply did not finish within the time limit")
+                    )
+                continue
             completion = Completion.from_reply(reply)
             if last_user_audio(request.messages) is None:  # the emotion belongs to the latest user turn
                 completion.emotion, completion.emotion_scores = None, None
@@ -375,6 +456,8 @@ class ServingEngine:
         self.stats["requests"] += 1
         params = request.params
         pieces: list[str] = []
+        matcher = generation.StopMatcher(params.stop)
+        timer: threading.Timer | None = None
         try:
             generator = self.chat.stream(
                 request.messages,
@@ -383,25 +466,55 @@ class ServingEngine:
                 top_p=params.top_p,
                 seed=params.seed,
             )
+            stop = getattr(generator, "cancel", None) or getattr(generator, "close", None)
+            if stop is not None:
+                # A client that goes away, or a deadline that passes between two pieces, stops the model
+                # at its next token (pieces only come at word boundaries).
+                stream._on_cancel(stop)
+                timer = threading.Timer(max(0.0, request.deadline - time.monotonic()), stop)
+                timer.daemon = True
+                timer.start()
             try:
                 for piece in generator:
                     if stream.cancelled.is_set():
+                        self.stats["cancelled"] += 1
                         return
                     if time.monotonic() > request.deadline:
                         self.stats["timeouts"] += 1
                         stream._push(EngineTimeout("the reply did not finish within the time limit"))
                         return
-                    if piece:
-                        pieces.append(piece)
-                        stream._push(StreamEvent("text", piece))
+                    text = matcher.feed(piece) if piece else ""
+                    if text:
+                        pieces.append(text)
+                        stream._push(StreamEvent("text", text))
+                    if matcher.stopped:  # a stop string: end the model's turn, let it wind down
+                        if stop is not None:
+                            stop()
+                        for _ in generator:
+                            pass
+                        break
+                tail = matcher.flush()
+                if tail:
+                    pieces.append(tail)
+                    stream._push(StreamEvent("text", tail))
+                if stream.cancelled.is_set():
+                    self.stats["cancelled"] += 1
+                    return
+                if time.monotonic() > request.deadline and not matcher.stopped:
+                    self.stats["timeouts"] += 1
+                    stream._push(EngineTimeout("the reply did not finish within the time limit"))
+                    return
                 final = getattr(generator, "reply", None)
             finally:  # stop generating early where the stream supports it (a cancelled or timed-out client)
-                stop = getattr(generator, "cancel", None) or getattr(generator, "close", None)
+                if timer is not None:
+                    timer.cancel()
                 if stop is not None:
                     stop()
             done = (
                 Completion.from_reply(final) if final is not None else self._count(request, "".join(pieces))
             )
+            if matcher.stopped:  # the reply is what came before the stop string
+                done.text, done.finish_reason = "".join(pieces), "stop"
             if last_user_audio(request.messages) is None:  # the emotion belongs to the latest user turn
                 done.emotion, done.emotion_scores = None, None
             stream._push(StreamEvent("done", done))
@@ -411,8 +524,10 @@ class ServingEngine:
             stream._push(exc)
 
     def _count(self, request: _Request, text: str) -> Completion:
-        """Usage for a stream whose generator reports none: count tokens with the processor's tokenizer."""
+        """Usage for a stream whose generator reports none (or was cut by a stop string): count tokens with
+        the processor's tokenizer."""
         tokenizer = getattr(getattr(self.chat, "processor", None), "tokenizer", None)
         completion = len(tokenizer(text, add_special_tokens=False)["input_ids"]) if tokenizer else 0
         finish = "length" if completion >= request.params.max_new_tokens else "stop"
-        return Completion(text=text, completion_tokens=completion, finish_reason=finish)
+        prompt = self.count_prompt_tokens(request.messages) or 0
+        return Completion(text=text, prompt_tokens=prompt, completion_tokens=completion, finish_reason=finish)

@@ -3,7 +3,10 @@
 Everything a client can get wrong is checked here, before any model sees it, and reported as an
 :class:`APIError` that the HTTP layer turns into OpenAI-style error JSON
 (``{"error": {"message", "type", "param", "code"}}``). ``param`` names the offending field in the request,
-e.g. ``messages[1].content[0].input_audio.data``. Unknown fields are ignored, as OpenAI's own server does.
+e.g. ``messages[1].content[0].input_audio.data``. Unknown fields are ignored, as OpenAI's own server does,
+but OpenAI fields this server does not implement (``logprobs``, ``response_format``, ``tools``, penalties,
+...) are refused when set, naming the field, rather than silently dropped; ``stop`` is implemented. A
+``model`` other than the served one (or one of its aliases) is a 404 ``model_not_found``, as with OpenAI.
 
 Audio comes in three shapes:
 
@@ -18,8 +21,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -73,6 +76,13 @@ class ServingLimits:
     max_messages: int = 64
     max_new_tokens: int = 1024  # the largest max_tokens a client may ask for
     default_new_tokens: int = 128  # SPEC section 5: 128 new tokens by default
+    # All text of one request (every message), checked before anything is tokenised: a 2 MB prompt must
+    # be refused in microseconds, not tokenised for seconds and then refused.
+    max_text_chars: int = 100_000
+    # Per-request token budget: prompt tokens + max_tokens; None = the model's context length.
+    max_request_tokens: int | None = None
+    max_json_depth: int = 32  # nesting of the request JSON (a real request needs 6)
+    max_json_items: int = 20_000  # objects, arrays and values in the request JSON together
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,7 @@ class GenerationParams:
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
+    stop: tuple[str, ...] = ()  # the reply ends before the first of these strings
 
     @property
     def greedy(self) -> bool:
@@ -102,6 +113,7 @@ class ChatRequest:
     want_audio: bool = False
     voice: str | None = None
     audio_seconds: list[float] = field(default_factory=list)
+    max_tokens_given: bool = False  # the client set max_tokens (else the default may shrink to fit)
 
 
 def _bad(message: str, param: str | None, code: str = "invalid_value", status: int = 400) -> APIError:
@@ -139,7 +151,47 @@ def _generation_params(body: dict, limits: ServingLimits) -> GenerationParams:
         temperature=_number(body, "temperature", 0.0, 2.0, 0.0),
         top_p=top_p,
         seed=seed,
+        stop=_stop_strings(body.get("stop")),
     )
+
+
+def _stop_strings(value: Any) -> tuple[str, ...]:
+    """OpenAI's ``stop``: null, a string, or a list of up to 4 non-empty strings."""
+    if value is None:
+        return ()
+    stops = [value] if isinstance(value, str) else value
+    if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+        raise _bad("'stop' must be a string or a list of strings", "stop", "invalid_type")
+    if len(stops) > 4 or any(not s or len(s) > 256 for s in stops):
+        raise _bad("'stop' takes up to 4 non-empty strings of at most 256 characters", "stop")
+    return tuple(stops)
+
+
+def _unsupported(body: dict) -> None:
+    """Refuse OpenAI fields this server does not implement when they ask for something (their neutral
+    values -- false, null, 0, empty, ``{"type": "text"}``, ``tool_choice: "none"`` -- are accepted)."""
+    checks: dict[str, Callable[[Any], bool]] = {
+        "logprobs": lambda v: v is not False,
+        "top_logprobs": lambda v: v != 0,
+        "response_format": lambda v: not (isinstance(v, dict) and v.get("type") == "text"),
+        "tools": lambda v: v != [],
+        "functions": lambda v: v != [],
+        "tool_choice": lambda v: v != "none",
+        "function_call": lambda v: v != "none",
+        "logit_bias": lambda v: v != {},
+        "presence_penalty": lambda v: v != 0,
+        "frequency_penalty": lambda v: v != 0,
+        "prediction": lambda v: True,
+        "web_search_options": lambda v: True,
+    }
+    for name, asks in checks.items():
+        value = body.get(name)
+        if value is not None and asks(value):
+            raise _bad(
+                f"'{name}' is not supported by this server (it is not silently ignored: remove it)",
+                name,
+                "unsupported_parameter",
+            )
 
 
 class _AudioDecoder:
@@ -213,7 +265,12 @@ class _AudioDecoder:
                     where,
                     "url_not_allowed",
                 )
-            return self.decode(self.fetch_url(url), where)
+            try:
+                data = self.fetch_url(url)
+            except APIError as exc:  # name the part, whatever the downloader said
+                exc.param = exc.param or where
+                raise
+            return self.decode(data, where)
         raise _bad(f"audio URL scheme {scheme or '(none)'!r} is not allowed", where, "url_not_allowed")
 
 
@@ -238,6 +295,8 @@ def _content(message: dict, index: int, decoder: _AudioDecoder) -> str | list[di
         return content
     if not isinstance(content, list):
         raise _bad("'content' must be a string or a list of content parts", param, "invalid_type")
+    if not content:
+        raise _bad("'content' must not be an empty list", param)
     parts: list[dict[str, Any]] = []
     for j, part in enumerate(content):
         where = f"{param}[{j}]"
@@ -273,16 +332,28 @@ def parse_chat_request(
     *,
     default_system: str | None = "empathetic",
     fetch_url: Callable[[str], bytes] | None = None,
+    served_models: Collection[str] | None = None,
 ) -> ChatRequest:
     """Validate an OpenAI chat-completions request body and decode its audio.
 
     ``default_system`` (a preset name of :mod:`blsp_emo.prompts` or a text) is put first when the
     conversation has no system message; ``None`` leaves it as sent. ``fetch_url`` downloads an http(s)
-    audio URL; without it such URLs are refused. Raises :class:`APIError` for anything invalid.
+    audio URL; without it such URLs are refused. ``served_models``: the model names a request may name
+    (absent ``model`` is accepted); None accepts any. Raises :class:`APIError` for anything invalid.
     """
     limits = limits or ServingLimits()
     if not isinstance(body, dict):
         raise _bad("the request body must be a JSON object", None, "invalid_type")
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise _bad("'model' must be a string", "model", "invalid_type")
+    if model is not None and served_models is not None and model not in served_models:
+        raise APIError(
+            f"the model {model[:100]!r} does not exist; this server serves {', '.join(sorted(served_models))}",
+            status=404,
+            param="model",
+            code="model_not_found",
+        )
     raw = body.get("messages")
     if not isinstance(raw, list) or not raw:
         raise _bad(
@@ -295,7 +366,9 @@ def parse_chat_request(
     n = body.get("n")
     if n not in (None, 1):
         raise _bad("only n=1 is supported", "n", "unsupported_value")
+    _unsupported(body)
     params = _generation_params(body, limits)
+    _check_text_size(raw, limits)
 
     modalities = body.get("modalities") or ["text"]
     if not isinstance(modalities, list) or not set(modalities) <= {"text", "audio"}:
@@ -329,7 +402,6 @@ def parse_chat_request(
         text = system_prompt(default_system)
         if text:
             messages.insert(0, {"role": "system", "content": text})
-    model = body.get("model")
     return ChatRequest(
         messages=messages,
         params=params,
@@ -339,4 +411,53 @@ def parse_chat_request(
         want_audio="audio" in modalities,
         voice=audio_spec.get("voice") if isinstance(audio_spec.get("voice"), str) else None,
         audio_seconds=decoder.seconds,
+        max_tokens_given=body.get("max_completion_tokens") is not None or body.get("max_tokens") is not None,
     )
+
+
+def _check_text_size(messages: list, limits: ServingLimits) -> None:
+    """Refuse a request whose text (all messages) is over ``max_text_chars``, before anything else reads it."""
+    total = 0
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        audio = message.get("audio") if isinstance(message, dict) else None
+        if content is None and isinstance(audio, dict):  # a spoken assistant turn carries its transcript
+            content = audio.get("transcript")
+        if isinstance(content, str):
+            total += len(content)
+        elif isinstance(content, list):
+            total += sum(
+                len(p["text"]) for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+            )
+        if total > limits.max_text_chars:
+            raise _bad(
+                f"the request holds more than {limits.max_text_chars} characters of text",
+                "messages",
+                "text_too_long",
+            )
+
+
+def check_token_budget(
+    request: ChatRequest, prompt_tokens: int | None, context: int | None, limits: ServingLimits
+) -> None:
+    """Check prompt tokens + max_tokens against the model's context and the per-request budget
+    (``limits.max_request_tokens``), before the request is queued: 400 ``context_length_exceeded``.
+
+    When the client did not set max_tokens, the default shrinks to what is left rather than failing.
+    """
+    budgets = [b for b in (context, limits.max_request_tokens) if b]
+    if prompt_tokens is None or not budgets:
+        return
+    budget = min(budgets)
+    what = "context length" if budget == context else "per-request token budget"
+    wanted = request.params.max_new_tokens
+    if prompt_tokens >= budget or (request.max_tokens_given and prompt_tokens + wanted > budget):
+        raise APIError(
+            f"this model's maximum {what} is {budget} tokens; the request asks for {prompt_tokens + wanted} "
+            f"({prompt_tokens} in the messages, {wanted} in the completion); shorten the messages or "
+            "max_tokens",
+            param="messages",
+            code="context_length_exceeded",
+        )
+    if prompt_tokens + wanted > budget:
+        request.params = replace(request.params, max_new_tokens=budget - prompt_tokens)

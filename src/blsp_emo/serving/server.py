@@ -1,14 +1,83 @@
-"""Running the API with uvicorn: in the foreground (``blsp-emo serve``) or in a background thread (tests, bench)."""
+"""Running the API with uvicorn: in the foreground (``blsp-emo serve``) or in a background thread (tests, bench).
+
+The server bounds what a client can hold without sending a request: request headers must arrive within
+``header_timeout_s`` (uvicorn itself has no such timeout: a client sending a header byte now and then would
+keep its connection forever), an idle keep-alive connection closes after ``keep_alive_s``, headers are
+capped in size, and connections beyond ``limit_concurrency`` get a 503. The body's own deadline is the
+app's (:func:`blsp_emo.serving.guards.read_body`).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from types import TracebackType
 
+import h11
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """Connection-level limits of the HTTP server."""
+
+    header_timeout_s: float = 10.0  # the request line and headers must arrive within this
+    keep_alive_s: int = 5  # an idle keep-alive connection is closed after this
+    max_header_bytes: int = 16 * 1024  # request line plus headers
+    limit_concurrency: int = 256  # open connections and running requests; more get a 503
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for the request headers of every request on a connection."""
+
+    header_timeout_s: float = ServerLimits.header_timeout_s
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Start the header clock for the first request."""
+        super().connection_made(transport)
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._arm_header_timer()
+
+    def data_received(self, data: bytes) -> None:
+        """Feed uvicorn, then start or stop the header clock by whether headers are still awaited."""
+        super().data_received(data)
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self._arm_header_timer()  # a new request has begun (or is awaited) and its headers are not in
+        else:
+            self._disarm_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Stop the header clock."""
+        self._disarm_header_timer()
+        super().connection_lost(exc)
+
+    def _arm_header_timer(self) -> None:
+        if getattr(self, "_header_timer", None) is None:
+            self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_too_slow)
+
+    def _disarm_header_timer(self) -> None:
+        timer = getattr(self, "_header_timer", None)
+        if timer is not None:
+            timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            if self.cycle is None or self.cycle.response_complete:  # never cut a response being sent
+                self.transport.close()
+
+
+def _protocol(header_timeout_s: float) -> type[GuardedH11Protocol]:
+    return type("GuardedH11Protocol", (GuardedH11Protocol,), {"header_timeout_s": float(header_timeout_s)})
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -18,27 +87,51 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _config(app: FastAPI, host: str, port: int, log_level: str) -> uvicorn.Config:
-    # One worker process: the model lives in this process and the engine batches across requests.
+def server_config(
+    app: FastAPI, host: str, port: int, log_level: str, limits: ServerLimits | None = None
+) -> uvicorn.Config:
+    """The uvicorn configuration: one worker process (the model lives in it and the engine batches across
+    requests), the guarded h11 protocol and the limits of :class:`ServerLimits`."""
+    limits = limits or ServerLimits()
     return uvicorn.Config(
-        app, host=host, port=port, log_level=log_level, workers=1, timeout_graceful_shutdown=5
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        workers=1,
+        timeout_graceful_shutdown=5,
+        http=_protocol(limits.header_timeout_s),
+        timeout_keep_alive=limits.keep_alive_s,
+        h11_max_incomplete_event_size=limits.max_header_bytes,
+        limit_concurrency=limits.limit_concurrency,
     )
 
 
-def run_server(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
+def run_server(
+    app: FastAPI,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    log_level: str = "info",
+    limits: ServerLimits | None = None,
+) -> None:
     """Serve ``app`` until interrupted."""
-    uvicorn.Server(_config(app, host, port, log_level)).run()
+    uvicorn.Server(server_config(app, host, port, log_level, limits)).run()
 
 
 class BackgroundServer:
     """uvicorn serving ``app`` on a free localhost port in a daemon thread; a context manager."""
 
     def __init__(
-        self, app: FastAPI, host: str = "127.0.0.1", port: int | None = None, log_level: str = "warning"
+        self,
+        app: FastAPI,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        log_level: str = "warning",
+        limits: ServerLimits | None = None,
     ):
         self.host = host
         self.port = port or free_port(host)
-        self.server = uvicorn.Server(_config(app, self.host, self.port, log_level))
+        self.server = uvicorn.Server(server_config(app, self.host, self.port, log_level, limits))
         self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
 
     @property

@@ -216,9 +216,12 @@ class Speaker:
             "-p", str(int(np.clip(50 + 8 * style.pitch_semitones, 0, 99))),
             "-a", str(int(np.clip(200 * style.volume, 10, 200))),
             "-g", str(int(style.pause_seconds * 20)),
-            text,
+            "--stdin",
         ]  # fmt: skip
-        out = subprocess.run(cmd, capture_output=True, check=True, timeout=60).stdout
+        # The reply is model output: on stdin it can never be read as an option ("-w FILE" would write it).
+        out = subprocess.run(
+            cmd, input=text.encode("utf-8"), capture_output=True, check=True, timeout=60
+        ).stdout
         audio, rate = sf.read(io.BytesIO(out), dtype="float32")
         return audio, int(rate)
 

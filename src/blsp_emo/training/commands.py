@@ -26,14 +26,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="continue from the newest checkpoint in run.output_dir"
     )
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="let the base LLM run code shipped with its files (transformers trust_remote_code); "
+        "never taken from a checkpoint or config",
+    )
     parser.set_defaults(func=run_train)
 
 
 def run_train(args: argparse.Namespace) -> int:
     """Handler of ``blsp-emo train``: load the config, train, print where the model went."""
+    from blsp_emo.model.loading import set_trust_remote_code
     from blsp_emo.training.config import load_config
     from blsp_emo.training.trainer import train
 
+    # model.init_from is loaded deep inside the trainer: the flag reaches it as a process setting.
+    set_trust_remote_code(args.trust_remote_code)
     config = load_config(args.config, args.overrides)
     result = train(config, resume=args.resume)
     if not result.is_main:

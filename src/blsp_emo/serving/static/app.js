@@ -154,8 +154,9 @@ async function send(event) {
   const botDiv = bubble("assistant");
   botDiv.classList.add("streaming");
   const out = botDiv.querySelector(".text");
+  const model = $("model-name").textContent;
   const body = {
-    model: $("model-name").textContent,
+    model: model && model !== "?" ? model : undefined,  // unknown until /v1/models answered: the server's default
     messages: [{ role: "system", content: SYSTEM_PROMPTS[$("system").value] }, ...conversation],
     stream: true,
     stream_options: { include_usage: true },
