@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Stage 1 that conveys the words (README "Stage 1 that conveys the words"): from nothing to a stage-1
 # adapter the LLM can read, on the embedded models and a 2-core CPU, with its held-out measure.
-#   synthetic general corpus (4000 clips, splits disjoint by voice and sentence)
-#   -> token-space pre-alignment (CTC on SmolLM2's token embeddings, configs/tiny-v3-align.yaml)
-#      | stage-1 teacher targets for 1600 training clips            (two single-threaded lanes)
-#   -> the pre-aligned adapter with the token-space bridge (an export, no training)
-#   -> stage-1 KL from the pre-alignment | the paper's stage-1 KL from a fresh adapter (same steps)
-#   -> eval semantic on 200 held-out test clips and on the five real LibriVox clips, beside the
-#      shipped model, a fresh adapter and the ASR / transcript cascades
+#   grammar corpus: 4000 clips of the sentence grammar (espeak-ng, Piper), splits disjoint by voice
+#     and sentence | broad corpus: 4000 clips of WordNet's example sentences (all four TTS engines)
+#   -> token-space pre-alignment on the grammar corpus (CTC on SmolLM2's token embeddings,
+#      configs/tiny-v3-align.yaml) | stage-1 teacher targets for 1600 grammar training clips
+#   -> pre-alignment continued on grammar + broad training clips (broad vocabulary)
+#      | stage-1 KL from the first pre-alignment
+#   -> the pre-aligned adapters with the token-space bridge (exports, no training)
+#   -> the paper's stage-1 KL from a fresh adapter (same data and steps)
+#   -> eval semantic on held-out test clips of both corpora and on the five real LibriVox clips,
+#      beside the shipped model, a fresh adapter and the ASR / transcript cascades
 # Every step is resumable: rerun after an interruption and finished steps are skipped. Wall time per
 # step goes to $OUT/timings.tsv.
 set -euo pipefail
@@ -17,7 +20,7 @@ BIN=${BIN:-.venv/bin/blsp-emo}
 PY=${PY:-.venv/bin/python}
 GENERAL=${GENERAL:-4000}       # general sentences, 80/10/10 train/dev/test
 KL_ROWS=${KL_ROWS:-1600}       # training clips that get teacher targets (more than the KL steps use)
-EVAL_LIMIT=${EVAL_LIMIT:-200}  # held-out test clips scored per system
+EVAL_LIMIT=${EVAL_LIMIT:-80}  # held-out test clips scored per system and corpus
 KL_STEPS=${KL_STEPS:-60}       # stage-1 KL steps of 8 clips (about 2 s of CPU per clip on a busy 2-core box)
 mkdir -p "$OUT"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
@@ -47,6 +50,10 @@ lanes() {  # lanes F G: shell functions F and G side by side (one core each); fa
 C="$OUT/corpus"
 step assets "$HOME/.cache/blsp-emo/models/smollm2-135m-instruct/.complete" $BIN assets prepare
 step synth "$C/prosody.txt" $BIN data synth -o "$C" --utterances 0 --general "$GENERAL" --seed 0 --workers 2
+B="$OUT/broad"
+step sentences "$OUT/wordnet.txt" $BIN data sentences wordnet -o "$OUT/wordnet.txt"
+step synth-broad "$B/prosody.txt" $BIN data synth -o "$B" --utterances 0 --general "$GENERAL" \
+  --sentences "$OUT/wordnet.txt" --engines all --seed 0 --workers 2
 CACHE="data.cache_dir=$OUT/encoder-cache"
 
 align() {
@@ -70,6 +77,23 @@ lanes align targets
 step export-bridge "$OUT/align-bridge/model.safetensors" $BIN export "$OUT/align/final" -o "$OUT/align-bridge" \
   --dtype float32 --speech-input token_bridge
 
+step combined-manifest "$OUT/combined-train.jsonl" $PY -c "
+import json, os
+rows = []
+for folder in ('$C', '$B'):
+    for line in open(os.path.join(folder, 'general.jsonl')):
+        row = json.loads(line)
+        if row.get('split') == 'train':
+            row['audio'] = os.path.abspath(os.path.join(folder, row['audio']))
+            rows.append(row)
+open('$OUT/combined-train.jsonl.tmp', 'w').write(''.join(json.dumps(r) + '\\n' for r in rows))
+os.replace('$OUT/combined-train.jsonl.tmp', '$OUT/combined-train.jsonl')
+"
+align_broad() {  # the pre-alignment goes on over both corpora: the broad one brings the vocabulary
+  step train-align-broad "$OUT/align-broad/final/model.safetensors" $BIN train --config configs/tiny-v3-align.yaml \
+    --resume data.train="$OUT/combined-train.jsonl" model.init_from="$OUT/align/final" optim.epochs=2 \
+    optim.warmup_steps=20 optim.lr=1e-3 run.output_dir="$OUT/align-broad" "$CACHE"
+}
 stage1() {
   step train-stage1 "$OUT/stage1/final/model.safetensors" $BIN train --config configs/tiny-v3-stage1.yaml --resume \
     data.train="$OUT/stage1-targets.jsonl" model.init_from="$OUT/align/final" optim.max_steps="$KL_STEPS" \
@@ -80,28 +104,42 @@ stage1_fresh() {  # the paper's stage 1 (KL from a fresh adapter), same data and
     --resume data.train="$OUT/stage1-targets.jsonl" model.init_from=tiny optim.lr=1e-3 optim.max_steps="$KL_STEPS" \
     run.output_dir="$OUT/stage1-fresh" "$CACHE"
 }
-lanes stage1 stage1_fresh
+lanes align_broad stage1
+step export-bridge-broad "$OUT/align-broad-bridge/model.safetensors" $BIN export "$OUT/align-broad/final" \
+  -o "$OUT/align-broad-bridge" --dtype float32 --speech-input token_bridge
+stage1_fresh
 
-# Held-out measure: test-split clips (voices and sentences never trained on), two lanes of systems.
-EVAL=(--tasks semantic --data "$C/general.jsonl" --split test --limit "$EVAL_LIMIT" --llm tiny --batch-size 16)
-eval_a() {
-  step eval-a "$OUT/eval/.a.done" sh -c "$BIN eval all --model '$OUT/stage1/final' '$OUT/align/final' \
-    '$OUT/align-bridge' tiny \
-    ${EVAL[*]} -o '$OUT/eval' --cache-dir '$OUT/eval/cache-a' > '$OUT/eval-a.md' && touch '$OUT/eval/.a.done'"
-}
-eval_b() {
-  step eval-b "$OUT/eval/.b.done" sh -c "$BIN eval all --model '$OUT/stage1-fresh/final' blsp-emo-tiny cascade-asr \
-    cascade-text ${EVAL[*]} -o '$OUT/eval' --cache-dir '$OUT/eval/cache-b' > '$OUT/eval-b.md' && touch '$OUT/eval/.b.done'"
-}
-mkdir -p "$OUT/eval"
-lanes eval_a eval_b
-SYSTEMS=("$OUT/stage1/final" "$OUT/align/final" "$OUT/align-bridge" "$OUT/stage1-fresh/final" tiny blsp-emo-tiny
-  cascade-asr cascade-text)
-step eval-table "$OUT/eval/.table.done" sh -c "\"\$0\" \"\$@\" && touch '$OUT/eval/.table.done'" $BIN eval all \
-  --model "${SYSTEMS[@]}" "${EVAL[@]}" -o "$OUT/eval"
-# Real human speech, for evaluation only: the five LibriVox clips of pocketsphinx-testdata.
+# Held-out measure: test-split clips (voices and sentences never trained on) of each corpus, and the
+# five real LibriVox clips of pocketsphinx-testdata (human speech, for evaluation only); two lanes.
+SYSTEMS_A=("$OUT/align-broad-bridge" "$OUT/align-broad/final" "$OUT/align-bridge" "$OUT/align/final" tiny)
+SYSTEMS_B=("$OUT/stage1/final" "$OUT/stage1-fresh/final" blsp-emo-tiny cascade-asr cascade-text)
 LIBRIVOX=/usr/share/pocketsphinx/test/data/librivox
 step librivox-manifest "$OUT/librivox.jsonl" $BIN data import sphinx "$LIBRIVOX" -o "$OUT/librivox.jsonl" --split test
-step eval-librivox "$OUT/eval-librivox/comparison.md" $BIN eval all --tasks semantic --data "$OUT/librivox.jsonl" \
-  --split test --model "${SYSTEMS[@]}" --llm tiny --batch-size 5 -o "$OUT/eval-librivox"
+COMMON=(--tasks semantic --split test --llm tiny --batch-size 16)
+evaluate() {  # evaluate LANE SYSTEMS...: the systems on the three test sets, each set its own folder
+  local lane=$1; shift
+  for set in grammar broad librivox; do
+    case $set in
+      grammar) data="$C/general.jsonl"; limit=(--limit "$EVAL_LIMIT");;
+      broad) data="$B/general.jsonl"; limit=(--limit "$EVAL_LIMIT");;
+      librivox) data="$OUT/librivox.jsonl"; limit=();;
+    esac
+    step "eval-$set-$lane" "$OUT/eval-$set/.$lane.done" sh -c "\"\$0\" \"\$@\" > '$OUT/eval-$set-$lane.md' \
+      && touch '$OUT/eval-$set/.$lane.done'" $BIN eval all --model "$@" --data "$data" "${limit[@]}" "${COMMON[@]}" \
+      -o "$OUT/eval-$set" --cache-dir "$OUT/eval-$set/cache-$lane"
+  done
+}
+eval_a() { evaluate a "${SYSTEMS_A[@]}"; }
+eval_b() { evaluate b "${SYSTEMS_B[@]}"; }
+mkdir -p "$OUT/eval-grammar" "$OUT/eval-broad" "$OUT/eval-librivox"
+lanes eval_a eval_b
+for set in grammar broad librivox; do  # one table per test set over all systems (finished results only)
+  case $set in
+    grammar) data="$C/general.jsonl"; limit=(--limit "$EVAL_LIMIT");;
+    broad) data="$B/general.jsonl"; limit=(--limit "$EVAL_LIMIT");;
+    librivox) data="$OUT/librivox.jsonl"; limit=();;
+  esac
+  step "table-$set" "$OUT/eval-$set/.table.done" sh -c "\"\$0\" \"\$@\" && touch '$OUT/eval-$set/.table.done'" \
+    $BIN eval all --model "${SYSTEMS_A[@]}" "${SYSTEMS_B[@]}" --data "$data" "${limit[@]}" "${COMMON[@]}" -o "$OUT/eval-$set"
+done
 echo "== timings (s):"; cat "$OUT/timings.tsv"
