@@ -21,17 +21,8 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-SENTENCES = [
-    ("The weather was lovely for our walk.", "We saw ducks on the pond."),
-    ("My brother fixed the old radio.", "It plays music again after years."),
-    ("Please close the window before you leave.", "The rain is coming tonight."),
-    ("She planted tomatoes in the garden.", "They will be ripe in August."),
-    ("The meeting moved to Thursday afternoon.", "Everyone agreed it was better."),
-    ("I found my keys under the sofa.", "They must have slipped out."),
-    ("The children built a castle of sand.", "The tide washed it away."),
-    ("Our train was late again this morning.", "I missed the first lecture."),
-]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_throughput import SENTENCES  # noqa: E402  the same utterances as the stage-1 benchmark
 
 
 class MemoryCache:

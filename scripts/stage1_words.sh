@@ -26,26 +26,7 @@ mkdir -p "$OUT"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export BLSP_EMO_NUM_THREADS=1 OMP_NUM_THREADS=1  # two one-thread lanes beat one two-thread process here
 
-step() {  # step NAME DONE_FILE COMMAND...: skip when DONE_FILE exists, else run and record the wall time
-  local name=$1 done=$2; shift 2
-  if [ -e "$done" ]; then echo "== $name: done ($done)"; return 0; fi
-  echo "== $name: $*"
-  local start=$(date +%s)
-  "$@"
-  local secs=$(( $(date +%s) - start ))
-  printf '%s\t%s\n' "$name" "$secs" >> "$OUT/timings.tsv"
-  echo "== $name: ${secs} s"
-}
-lanes() {  # lanes F G: shell functions F and G side by side (one core each); fail when either fails
-  local start=$(date +%s) a b rc=0
-  "$1" > "$OUT/lane-$1.log" 2>&1 & a=$!
-  "$2" > "$OUT/lane-$2.log" 2>&1 & b=$!
-  wait $a || rc=$?
-  wait $b || rc=$?
-  grep -h '^== ' "$OUT/lane-$1.log" "$OUT/lane-$2.log" || true
-  if [ $rc -ne 0 ]; then echo "== lanes $1 $2 failed: see $OUT/lane-$1.log and $OUT/lane-$2.log"; exit $rc; fi
-  printf '%s\t%s\n' "$1+$2 (wall)" "$(( $(date +%s) - start ))" >> "$OUT/timings.tsv"
-}
+source scripts/recipe_lib.sh  # step NAME DONE_FILE CMD..., lanes F G
 
 C="$OUT/corpus"
 step assets "$HOME/.cache/blsp-emo/models/smollm2-135m-instruct/.complete" $BIN assets prepare
@@ -111,7 +92,7 @@ stage1_fresh
 
 # Held-out measure: test-split clips (voices and sentences never trained on) of each corpus, and the
 # five real LibriVox clips of pocketsphinx-testdata (human speech, for evaluation only); two lanes.
-SYSTEMS_A=("$OUT/align-broad-bridge" "$OUT/align-broad/final" "$OUT/align-bridge" "$OUT/align/final" tiny)
+SYSTEMS_A=("$OUT/align-broad-bridge" "$OUT/align-broad/final" "$OUT/align-bridge")
 SYSTEMS_B=("$OUT/stage1/final" "$OUT/stage1-fresh/final" blsp-emo-tiny cascade-asr cascade-text)
 LIBRIVOX=/usr/share/pocketsphinx/test/data/librivox
 step librivox-manifest "$OUT/librivox.jsonl" $BIN data import sphinx "$LIBRIVOX" -o "$OUT/librivox.jsonl" --split test
