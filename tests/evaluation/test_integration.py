@@ -89,3 +89,31 @@ def test_encoder_layer_probe_script_scores_every_layer(
         0.0 <= s <= 1.0 for s in scores
     )  # Whisper-base: 6 layers + final norm
     assert "final LayerNorm (adapter input)" in run.stdout
+
+
+def test_emotion_head_probe_script_scores_three_feature_sets(
+    train_manifest: Path, emotion_manifest: Path, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    rows = []
+    for source in (train_manifest, emotion_manifest):  # 10 train + 5 test clips, audio by absolute path
+        for line in source.read_text().splitlines():
+            row = json.loads(line)
+            rows.append({**row, "audio": str(source.parent / row["audio"])})
+    manifest = tmp_path / "both.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    script = Path(__file__).resolve().parents[2] / "scripts" / "emotion_head_probe.py"
+    out = tmp_path / "probe.json"
+    run = subprocess.run(
+        [sys.executable, str(script), str(manifest), "--json", str(out)], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    results = json.loads(out.read_text())
+    assert set(results) == {"train-clean -> test", "train-augmented -> test"}  # no augmented rows: same audio
+    for scores in results.values():
+        assert scores["n"] == 5 and all(
+            0.0 <= scores[k] <= 1.0 for k in ("final layer", "layer mix", "prosody")
+        )
+    assert "final layer" in run.stdout and "layer mix" in run.stdout
