@@ -292,3 +292,15 @@ def test_corpus_rows_name_their_engine_and_heldout_split_validates(tmp_path: Pat
     plan = json.loads((out / "plan.json").read_text())
     assert plan["holdout_engines"] == ["flite"] and "augment" not in plan
     assert "heldout-flite" in (out / "prosody.txt").read_text()
+
+
+def test_festival_renders_acted_sad_speech_it_used_to_abort_on():
+    # festival's diphone engine aborted (heap corruption) on slow, low, flat settings: sad at
+    # expressiveness 2 failed for 21 of 300 utterances; the renderer now falls back to sox for them.
+    from blsp_emo.data.synth import synthesize
+
+    for seed, voice in ((253, "festival:kal#1"), (348, "festival:ked#1"), (468, "festival:ked#2")):
+        audio, rate = synthesize(
+            "We walked along the river until the sun went down.", "sad", voice, seed=seed, expressiveness=2.0
+        )
+        assert audio.size > rate  # more than a second of speech

@@ -188,7 +188,17 @@ def render_festival(text: str, name: str, rate: float, pitch: float, range_: flo
         source.write_text(text + "\n", encoding="utf-8")
         cmd = [exe, *(arg for expr in evals for arg in ("-eval", expr)), "-o", str(out), str(source)]
         result = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
-        if result.returncode != 0 or "error" in result.stderr.lower():
+        failed = result.returncode != 0 or "error" in result.stderr.lower()
+        if failed and voice.f0_mean is not None and (rate, pitch, range_) != (1.0, 0.0, 1.0):
+            # The diphone engine aborts (heap corruption) on some slow, low and flat settings (sad at
+            # expressiveness 2): render at the voice's own settings, then move rate, level and range
+            # with sox as for the voices that have no controls.
+            audio, sr = render_festival(text, name, 1.0, 0.0, 1.0)
+            audio = contour_range(audio, sr, range_)
+            effects = ["pitch", f"{100 * pitch:.0f}"] if abs(pitch) >= 0.05 else []
+            effects += ["tempo", "-s", f"{rate:.3f}"] if abs(rate - 1.0) >= 0.01 else []
+            return (sox(audio, sr, effects) if effects else audio), sr
+        if failed:
             raise UserError(
                 f"festival failed for voice {name!r}: {result.stderr.strip() or result.returncode}"
             )
