@@ -66,19 +66,25 @@ def test_packaged_embedder_matches_sentence_transformers() -> None:
     assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
 
 
+def _train_and_test_manifest(train_manifest: Path, emotion_manifest: Path, folder: Path) -> Path:
+    """10 train + 5 test clips in one manifest, audio by absolute path (what the probe scripts read)."""
+    rows = []
+    for source in (train_manifest, emotion_manifest):
+        for line in source.read_text().splitlines():
+            row = json.loads(line)
+            rows.append({**row, "audio": str(source.parent / row["audio"])})
+    manifest = folder / "both.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return manifest
+
+
 def test_encoder_layer_probe_script_scores_every_layer(
     train_manifest: Path, emotion_manifest: Path, tmp_path: Path
 ) -> None:
     import subprocess
     import sys
 
-    rows = []
-    for source in (train_manifest, emotion_manifest):  # 10 train + 5 test clips, audio by absolute path
-        for line in source.read_text().splitlines():
-            row = json.loads(line)
-            rows.append({**row, "audio": str(source.parent / row["audio"])})
-    manifest = tmp_path / "both.jsonl"
-    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    manifest = _train_and_test_manifest(train_manifest, emotion_manifest, tmp_path)
     script = Path(__file__).resolve().parents[2] / "scripts" / "encoder_layer_probe.py"
     argv = [sys.executable, str(script), str(manifest), "--eval", "test"]
     run = subprocess.run(argv, capture_output=True, text=True)
@@ -97,13 +103,7 @@ def test_emotion_head_probe_script_scores_three_feature_sets(
     import subprocess
     import sys
 
-    rows = []
-    for source in (train_manifest, emotion_manifest):  # 10 train + 5 test clips, audio by absolute path
-        for line in source.read_text().splitlines():
-            row = json.loads(line)
-            rows.append({**row, "audio": str(source.parent / row["audio"])})
-    manifest = tmp_path / "both.jsonl"
-    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    manifest = _train_and_test_manifest(train_manifest, emotion_manifest, tmp_path)
     script = Path(__file__).resolve().parents[2] / "scripts" / "emotion_head_probe.py"
     out = tmp_path / "probe.json"
     run = subprocess.run(

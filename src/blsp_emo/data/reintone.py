@@ -4,8 +4,8 @@ No labelled emotional speech ships in a package, and a model that has only heard
 still be tested on a human voice. ``data reintone`` takes real recordings (e.g. the LibriVox and AN4
 clips of pocketsphinx-testdata, via ``data import sphinx``) and renders each one in every emotion by
 moving its prosody in the directions the speech-science literature gives (``synth.EMOTION_PROSODY``):
-tempo (sox ``tempo``, pitch kept), F0 range (the voice's own contour widened or flattened,
-``synth_engines.contour_range``), F0 level (sox ``pitch``), the end contour (a final bend) and loudness.
+F0 range (the voice's own contour widened or flattened), F0 level and tempo with pitch kept
+(``synth_engines.move_with_sox``), the end contour (a final bend) and loudness.
 The words, the voice and the recording stay those of the person. Rows are labelled by construction,
 belong to split "test" and carry ``engine: "real-reintoned"``: they must never be trained on.
 """
@@ -28,20 +28,13 @@ ENGINE = "real-reintoned"
 
 def reintone(audio: np.ndarray, emotion: str, expressiveness: float = 2.0, seed: int = 0) -> np.ndarray:
     """``audio`` (16 kHz mono, a neutral human reading) rendered with ``emotion``'s class prosody."""
-    from blsp_emo.data.synth import _end_bend, _level, class_prosody, sox
-    from blsp_emo.data.synth_engines import contour_range
+    from blsp_emo.data.synth import _end_bend, _level, class_prosody
+    from blsp_emo.data.synth_engines import move_with_sox
 
     if emotion not in EMOTIONS:
         raise UserError(f"unknown emotion {emotion!r} (expected one of {', '.join(EMOTIONS)})")
     prosody = class_prosody(emotion, expressiveness)
-    out = contour_range(audio.astype(np.float32), SAMPLE_RATE, prosody.range)
-    effects: list[str] = []
-    if abs(prosody.pitch) >= 0.05:
-        effects += ["pitch", f"{100 * prosody.pitch:.0f}"]
-    if abs(prosody.rate - 1.0) >= 0.01:
-        effects += ["tempo", "-s", f"{prosody.rate:.3f}"]
-    if effects:
-        out = sox(out, SAMPLE_RATE, effects)
+    out = move_with_sox(audio.astype(np.float32), SAMPLE_RATE, prosody.pitch, prosody.range, prosody.rate)
     out = _end_bend(out, SAMPLE_RATE, prosody.end_cents)
     return _level(out, prosody.gain_db, np.random.default_rng(seed)).astype(np.float32)
 

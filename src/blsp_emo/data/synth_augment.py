@@ -11,7 +11,6 @@ options is refused, a rerun with the same ones resumes from ``augment-progress.j
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,17 +64,14 @@ def _check_augment_plan(out: Path, options: SynthOptions) -> None:
         "splits": list(options.augment_splits),
         "seed": options.seed,
     }
-    path = out / "augment.json"
-    if path.exists():
-        previous = json.loads(path.read_text())
-        if previous != plan:
-            changed = sorted(k for k in plan if previous.get(k) != plan[k])
-            raise UserError(
-                f"{out}: this corpus was augmented with other options ({', '.join(changed)}); use the same "
-                "--augment options, or remove augment.json, augment-progress.jsonl and audio-aug/"
-            )
-    else:
-        path.write_text(json.dumps(plan, indent=2) + "\n")
+    from blsp_emo.data.synth_corpus import plan_changes
+
+    changed = plan_changes(out / "augment.json", plan)
+    if changed:
+        raise UserError(
+            f"{out}: this corpus was augmented with other options ({', '.join(changed)}); use the same "
+            "--augment options, or remove augment.json, augment-progress.jsonl and audio-aug/"
+        )
 
 
 def plan_corpus_augmentation(rows: list[dict[str, Any]], options: SynthOptions) -> dict[str, list[dict]]:

@@ -264,6 +264,17 @@ def _run_job(args: tuple[Job, str]) -> dict[str, Any] | str:
 AUGMENT_OPTIONS = ("augment", "augment_probability", "augment_strength", "augment_splits")
 
 
+def plan_changes(path: Path, plan: dict[str, Any]) -> list[str]:
+    """The keys in which ``plan`` differs from the one recorded in ``path`` (a resumed run must match it);
+    with no record yet, ``plan`` is written there and nothing differs."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(plan, indent=2) + "\n")
+        return []
+    previous = json.loads(path.read_text())
+    return sorted(k for k in {*plan, *previous} if previous.get(k) != plan.get(k))
+
+
 def _check_plan(out: Path, options: SynthOptions) -> None:
     plan = {
         k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
@@ -279,18 +290,12 @@ def _check_plan(out: Path, options: SynthOptions) -> None:
         plan.pop("holdout_engines")
         plan.pop("holdout_to_test")
     plan["engines"] = [e for e in options.engines if e != "piper" or piper_available()]
-    path = out / "plan.json"
-    if path.exists():
-        previous = json.loads(path.read_text())
-        if previous != plan:
-            changed = sorted(k for k in plan if previous.get(k) != plan[k])
-            raise UserError(
-                f"{out}: this folder holds a corpus planned with other options ({', '.join(changed)}); "
-                "use a new folder or the same options to resume"
-            )
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(plan, indent=2) + "\n")
+    changed = plan_changes(out / "plan.json", plan)
+    if changed:
+        raise UserError(
+            f"{out}: this folder holds a corpus planned with other options ({', '.join(changed)}); "
+            "use a new folder or the same options to resume"
+        )
 
 
 def build_corpus(out: str | Path, options: SynthOptions | None = None) -> dict[str, Any]:

@@ -132,7 +132,6 @@ def _targets(voice: EngineVoice, pitch: float, range_: float) -> tuple[float, fl
 
 def render_flite(text: str, name: str, rate: float, pitch: float, range_: float) -> tuple[np.ndarray, int]:
     """Speak ``text`` with a flite voice: rate (multiplier), F0 level (semitones), F0 range (multiplier)."""
-    from blsp_emo.data.synth import sox
 
     voice = parse_voice("flite", name)
     exe = _require("flite", "flite")
@@ -150,9 +149,7 @@ def render_flite(text: str, name: str, rate: float, pitch: float, range_: float)
             raise UserError(f"flite failed for voice {name!r}: {result.stderr.strip() or result.returncode}")
         audio, sr = _read_wav(out, f"flite (voice {name!r})")
     if voice.f0_mean is None:
-        audio = contour_range(audio, sr, range_)
-        if abs(pitch) >= 0.05:
-            audio = sox(audio, sr, ["pitch", f"{100 * pitch:.0f}"])
+        audio = move_with_sox(audio, sr, pitch, range_)
     return audio, sr
 
 
@@ -163,7 +160,6 @@ def _festival_voice_installed(voice: EngineVoice) -> bool:
 
 def render_festival(text: str, name: str, rate: float, pitch: float, range_: float) -> tuple[np.ndarray, int]:
     """Speak ``text`` with a festival voice (through ``text2wave``), with the same controls as flite."""
-    from blsp_emo.data.synth import sox
 
     voice = parse_voice("festival", name)
     exe = _require("text2wave", "festival")
@@ -194,20 +190,26 @@ def render_festival(text: str, name: str, rate: float, pitch: float, range_: flo
             # expressiveness 2): render at the voice's own settings, then move rate, level and range
             # with sox as for the voices that have no controls.
             audio, sr = render_festival(text, name, 1.0, 0.0, 1.0)
-            audio = contour_range(audio, sr, range_)
-            effects = ["pitch", f"{100 * pitch:.0f}"] if abs(pitch) >= 0.05 else []
-            effects += ["tempo", "-s", f"{rate:.3f}"] if abs(rate - 1.0) >= 0.01 else []
-            return (sox(audio, sr, effects) if effects else audio), sr
+            return move_with_sox(audio, sr, pitch, range_, rate), sr
         if failed:
             raise UserError(
                 f"festival failed for voice {name!r}: {result.stderr.strip() or result.returncode}"
             )
         audio, sr = _read_wav(out, f"festival (voice {name!r})")
     if voice.f0_mean is None:
-        audio = contour_range(audio, sr, range_)
-        if abs(pitch) >= 0.05:
-            audio = sox(audio, sr, ["pitch", f"{100 * pitch:.0f}"])
+        audio = move_with_sox(audio, sr, pitch, range_)
     return audio, sr
+
+
+def move_with_sox(audio: np.ndarray, sr: int, pitch: float, range_: float, rate: float = 1.0) -> np.ndarray:
+    """Apply prosody after rendering, for voices without their own controls: the F0 range along the
+    voice's contour, then the level shift (semitones) and the tempo (pitch kept) with sox."""
+    from blsp_emo.data.synth import sox
+
+    audio = contour_range(audio, sr, range_)
+    effects = ["pitch", f"{100 * pitch:.0f}"] if abs(pitch) >= 0.05 else []
+    effects += ["tempo", "-s", f"{rate:.3f}"] if abs(rate - 1.0) >= 0.01 else []
+    return sox(audio, sr, effects) if effects else audio
 
 
 def contour_range(audio: np.ndarray, rate: int, factor: float, knot: float = 0.08) -> np.ndarray:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from blsp_emo.model.processor import IGNORE_INDEX, SPEECH_TOKEN_ID, EncodedConversation, Message
+from blsp_emo.model.processor import IGNORE_INDEX, SPEECH_TOKEN_ID, EncodedConversation, Message, batch_to
 
 # Rows of (positions x vocabulary) logits scored at once: bounds the float64 softmax copies to tens of
 # MB even with SmolLM2's 49k vocabulary.
@@ -154,7 +154,7 @@ def _student_logits(
     elif speech != "model":
         raise ValueError(f"speech must be 'model', 'zeros' or a list of tensors, got {speech!r}")
     batch = processor.collate(encoded, with_labels=True)
-    batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    batch = batch_to(batch, device)
     ids = batch["input_ids"]
     n_slots = int((ids == SPEECH_TOKEN_ID).sum())
     if speech == "model":

@@ -100,7 +100,7 @@ def encode_windows_with_stats(
         attn_mask = torch.zeros(keep.shape, dtype=x.dtype, device=x.device)
         # (W, 1, 1, T): broadcast over heads and queries; padded keys get the dtype's minimum.
         attn_mask = attn_mask.masked_fill(~keep, torch.finfo(x.dtype).min)[:, None, None, :]
-    frame_mask = lengths_to_mask(lengths, steps)[..., None].float()
+    frame_mask = lengths_to_mask(lengths, steps)[..., None].float() if stats else None
     sums: list[torch.Tensor] = []
 
     def summarise(h: torch.Tensor) -> None:

@@ -32,7 +32,7 @@ from blsp_emo.model.encoder import (
     num_layer_states,
 )
 from blsp_emo.model.plora import LoraMask, apply_partial_lora, lora_parameters
-from blsp_emo.model.processor import IGNORE_INDEX, SPEECH_TOKEN_ID
+from blsp_emo.model.processor import IGNORE_INDEX, SPEECH_TOKEN_ID, batch_to
 from blsp_emo.model.testing import RANDOM_TINY
 
 WEIGHTS_NAME = "model.safetensors"
@@ -448,8 +448,7 @@ class BlspEmoModel(PreTrainedModel):
     @torch.no_grad()
     def predict_emotion(self, batch: dict) -> torch.Tensor:
         """Emotion-head probabilities (S, 5) for a batch of audio features (``processor.audio_features``)."""
-        device = self.adapter.norm.weight.device
-        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        batch = batch_to(batch, self.adapter.norm.weight.device)
         speech, lengths = self.speech_from_batch(batch)
         return self.emotion_logits(batch, speech, lengths).float().softmax(-1)
 
@@ -471,8 +470,7 @@ class BlspEmoModel(PreTrainedModel):
     @torch.no_grad()
     def transcribe_ctc(self, batch: dict) -> list[list[int]]:
         """Greedy CTC decoding of the alignment head: the LLM token ids the speech embeddings spell out."""
-        device = self.adapter.norm.weight.device
-        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        batch = batch_to(batch, self.adapter.norm.weight.device)
         emb, lengths = self.speech_from_batch(batch)
         return greedy_ctc_ids(self.alignment_logits(emb), lengths)
 
@@ -495,8 +493,7 @@ class BlspEmoModel(PreTrainedModel):
         the prefill only. Returns the new token ids (B, N) and emotion-head probabilities per speech
         segment (S, 5) or None.
         """
-        device = self.llm.get_input_embeddings().weight.device
-        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        batch = batch_to(batch, self.llm.get_input_embeddings().weight.device)
         embeds, speech_mask, speech, lengths = self.prepare_embeddings(batch)
         emotion = None
         if self.emotion_head is not None and speech is not None:

@@ -251,6 +251,11 @@ class BlspEmoProcessor:
         return self.collate(encoded, with_labels=responses is not None)
 
 
+def batch_to(batch: dict, device: torch.device | str) -> dict:
+    """The batch with every tensor moved to ``device`` (lists such as CTC targets stay as they are)."""
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
 def stop_token_ids(tokenizer) -> list[int]:
     """Token ids that end an assistant turn: the tokenizer's EOS and the chat template's end-of-turn."""
     ids: list[int] = []

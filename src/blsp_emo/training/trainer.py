@@ -19,7 +19,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from blsp_emo.data.dataset import TargetDataset
 from blsp_emo.errors import UserError
+from blsp_emo.model.processor import batch_to
 from blsp_emo.training import checkpoint as ckpt
 from blsp_emo.training.config import TrainConfig, dump_config
 from blsp_emo.training.data import (
@@ -95,7 +97,7 @@ def check_alignment_room(dataset, processor, source: str, skip: bool = False) ->
 
     Returns the frames-per-token statistics of the corpus. Rows whose audio is too short for their words
     (6.25 speech frames per second against the token count) raise :class:`UserError` naming the first
-    of them, or with ``skip`` are removed from ``dataset`` and counted.
+    of them, or with ``skip`` are left out and counted: ``report["rows"]`` holds the rows to train on.
     """
     from blsp_emo.audio import SAMPLE_RATE
     from blsp_emo.model.alignment import ctc_target_ids, frames_needed
@@ -118,8 +120,6 @@ def check_alignment_room(dataset, processor, source: str, skip: bool = False) ->
         )
     if not ratios:
         raise UserError(f"{source}: no row has enough speech frames for its transcript")
-    if short:
-        dataset.rows, dataset._durations = keep, None
     summary = (
         f"pre-alignment: {len(ratios)} utterances ({len(short)} left out, too short for their words), "
         f"speech frames per target token: mean {sum(ratios) / len(ratios):.2f}, min {min(ratios):.2f}"
@@ -129,6 +129,7 @@ def check_alignment_room(dataset, processor, source: str, skip: bool = False) ->
         "frames_per_token_min": min(ratios),
         "unalignable_rows_skipped": len(short),
         "summary": summary,
+        "rows": keep,
     }
 
 
@@ -182,6 +183,8 @@ class Trainer:
             self.alignment_report = check_alignment_room(
                 self.dataset, self.processor, d.train, config.align.skip_unalignable
             )
+            if self.alignment_report["unalignable_rows_skipped"]:
+                self.dataset = TargetDataset(self.alignment_report["rows"], require_target=False)
             if self.main:
                 log.info("%s", self.alignment_report["summary"])
         self.cache, self.stats_cache = self._fill_cache() if config.uses_cache else (None, None)
@@ -218,7 +221,11 @@ class Trainer:
         durations = self.dataset.durations
         mine = [i for i in range(len(self.dataset)) if i % acc.num_processes == acc.process_index]
         mine.sort(key=lambda i: durations[i])  # similar lengths encode together
-        todo = [i for i in mine if any(self.dataset[i]["audio"] not in c for c in caches)]
+        todo = []
+        for i in mine:  # each clip loaded once, whatever the number of caches
+            audio = self.dataset[i]["audio"]
+            if any(audio not in c for c in caches):
+                todo.append(i)
         bar = tqdm(
             total=len(todo), desc="encoder cache", disable=not (self.main and cfg.run.progress and todo)
         )
@@ -320,8 +327,7 @@ class Trainer:
                 [self.dataset[i] for i in range(start, min(start + batch_size, len(self.dataset)))]
             )
             n = int(batch.pop("num_samples"))
-            device = self.accelerator.device
-            out = model(**{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()})
+            out = model(**batch_to(batch, self.accelerator.device))
             total, count = total + float(out.loss) * n, count + n
         model.train(was_training)
         if was_training and self.config.encoder_frozen:
@@ -380,7 +386,7 @@ class Trainer:
         """Forward, finite-loss check (all ranks agree), backward, and the optimizer step when due."""
         acc = self.accelerator
         num = batch.pop("num_samples")
-        batch = {k: v.to(acc.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        batch = batch_to(batch, acc.device)
         with acc.accumulate(self.model):
             out = self.model(**batch)
             zero = out.loss.detach() * 0
@@ -403,7 +409,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
         n_proc = stats[4]
         window["loss"] = window.get("loss", 0.0) + float(stats[0] / n_proc)
-        window["kl_loss"] = window.get("kl_loss", 0.0) + float(stats[1] / n_proc)
+        window["stage_loss"] = window.get("stage_loss", 0.0) + float(stats[1] / n_proc)
         window["lm_loss"] = window.get("lm_loss", 0.0) + float(stats[2] / n_proc)
         if stats[5] > 0:
             window["emotion_loss"] = window.get("emotion_loss", 0.0) + float(stats[3] / stats[5])
@@ -423,9 +429,9 @@ class Trainer:
         micro = max(window.get("micro", 1), 1)
         record = {"step": state.global_step, "epoch": state.epoch, "loss": window["loss"] / micro}
         if self.config.stage == "semantic":
-            record["kl_loss"] = window["kl_loss"] / micro
+            record["kl_loss"] = window["stage_loss"] / micro
         elif self.config.stage == "align":
-            record["ctc_loss"] = window["kl_loss"] / micro
+            record["ctc_loss"] = window["stage_loss"] / micro
         else:
             record["lm_loss"] = window["lm_loss"] / micro
             if window.get("emotion_n"):
@@ -559,7 +565,11 @@ class Trainer:
                     "checkpoint": str(last_saved) if last_saved else None,
                     "processes": self.accelerator.num_processes,
                     **(
-                        {k: round(v, 3) for k, v in self.alignment_report.items() if k != "summary"}
+                        {
+                            k: round(v, 3)
+                            for k, v in self.alignment_report.items()
+                            if k not in ("summary", "rows")
+                        }
                         if self.config.stage == "align"
                         else {}
                     ),
