@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -9,13 +10,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from blsp_emo.data.manifest import ManifestRow, read_jsonl_dicts, write_manifest
-from blsp_emo.data.target_backends import Completion, HFBackend, OpenAIBackend
+from blsp_emo.data.target_backends import Completion, HFBackend, OpenAIBackend, Sampling
+from blsp_emo.data.target_scoring import BestOfN, diversity_report, is_echo, off_emotion
 from blsp_emo.data.targets import TargetOptions, build_messages, generate_targets, refused_path
 from blsp_emo.errors import UserError
 from blsp_emo.prompts import EMOTIONS
@@ -121,8 +124,15 @@ class _Teacher(BaseHTTPRequestHandler):
             cls.max_in_flight = max(cls.max_in_flight, cls.in_flight)
         time.sleep(cls.delay)
         user = request["messages"][-1]["content"]
-        transcript = user.split(": ", 1)[1]
-        if "'sad'" in user and "sister" in transcript:
+        transcript = user.split(": ", 1)[1] if ": " in user else user.split(". ", 1)[1]
+        if request["temperature"] > 0:  # sampled: four kinds of candidate by seed (best-of-N tests)
+            content = [
+                f"{transcript} And so on.",  # an echo
+                "I'm sorry, but I cannot continue this sentence.",  # a refusal
+                "Congratulations, that's great news!",  # off-emotion for sad and angry
+                f"Tell me more about the {max(transcript.strip('.').split(), key=len).lower()}.",  # takes it up
+            ][request["seed"] % 4]
+        elif "'sad'" in user and "sister" in transcript:
             content = "I'm sorry, but I cannot continue this sentence."
         else:
             content = f"{transcript} And then {request['messages'][0]['content'][:10]} went on."
@@ -349,3 +359,89 @@ def test_provenance_is_compared_with_the_input(tmp_path: Path) -> None:
     assert generate_targets(copy, out, options, backend=_EchoTeacher()).already_done == first.written == 5
     provenance = json.loads(out.with_name(out.name + ".provenance.json").read_text())
     assert provenance["input"]["sha256"]
+
+
+def test_best_of_n_rejects_echoes_refusals_off_emotion_and_reports_diversity(
+    tmp_path: Path, teacher_url: str
+) -> None:
+    manifest, out = _manifest(tmp_path, n=4), tmp_path / "bon.jsonl"
+    options = TargetOptions(stage="emotion", emotion_prompt="reply", backend="openai", base_url=teacher_url,
+                            batch_size=8, samples=4, scorer_embedder=None, progress=False)  # fmt: skip
+    summary = generate_targets(manifest, out, options)
+    rows = [d for _, d in read_jsonl_dicts(out)]
+    assert _Teacher.requests == 16 and summary.generated == 4 and len(rows) == 4  # 4 prompts x 4 samples
+    assert all(r["target"].startswith("Tell me more") and r["target_candidates"] == 4 for r in rows)
+    rejected = Counter(summary.rejected)
+    # Each prompt: one echo, one refusal; the congratulation is off-emotion except for happy and surprise.
+    assert rejected["echo"] == 4 and rejected["refusal"] == 4
+    assert rejected["off-emotion"] == sum(r["emotion"] in ("sad", "angry", "neutral") for r in rows) == 3
+    provenance = json.loads(out.with_name(out.name + ".provenance.json").read_text())
+    assert provenance["decoding"]["strategy"] == "best-of-n" and provenance["decoding"]["n"] == 4
+    diversity = provenance["diversity"]
+    assert diversity["all"]["rows"] == 4 and diversity["all"]["echo_rate"] == 0.0
+    assert (
+        diversity["all"]["refusal_rate"] == 0.0
+        and diversity["all"]["top_opening"] == "tell me more about the"
+    )
+    assert diversity["all"]["top_opening_share"] == 1.0  # the only good candidate opens alike every time
+    assert "diversity of the whole file" in summary.describe()
+    # Resumable as greedy targets are; another decoding into the same file is refused.
+    assert generate_targets(manifest, out, options).already_done == 4 and _Teacher.requests == 16
+    with pytest.raises(UserError, match="different decoding"):
+        generate_targets(manifest, out, dataclasses.replace(options, samples=1))
+
+
+def test_best_of_n_prefers_take_up_and_penalises_common_openings() -> None:
+    chooser = BestOfN()
+    said = "The results of my driving test came today."
+    pick = chooser.choose(["That is nice.", "Your driving test results came? Tell me!"], [False, False],
+                          said, "happy")  # fmt: skip
+    assert pick.index == 1 and pick.rejected == {}
+    for _ in range(30):  # a file where one opening is already everywhere
+        chooser.remember("I'm so sorry to hear that things are hard.")
+    common = "I'm so sorry to hear that your driving test results came today."
+    fresh = "That sounds heavy; the driving test matters to you."
+    assert chooser.choose([common, fresh], [False, False], said, "sad").index == 1
+    # Everything rejected: the least bad is still returned, the reasons counted.
+    pick = chooser.choose([said, "I'm sorry, but I cannot help."], [False, False], said, "sad")
+    assert pick.rejected == {"echo": 1, "refusal": 1}
+    assert is_echo("The results of my driving test came today, I said.", said)
+    assert not is_echo("What did the results say?", said) and off_emotion("Congratulations!", "sad")
+
+
+def test_diversity_report_and_cli(tmp_path: Path) -> None:
+    rows = [{"text": "We won.", "target_emotion": "happy", "target": "Well done, that is great!"},
+            {"text": "We won.", "target_emotion": "happy", "target": "Well done, that is great news."},
+            {"text": "I lost my keys.", "target_emotion": "sad", "target": "I lost my keys again today."},
+            {"text": "It rained.", "target_emotion": "sad", "target": "Rain can feel gloomy."}]  # fmt: skip
+    report = diversity_report(rows, refused=[{"target_emotion": "sad", "target": "I'm sorry, but I cannot"}])
+    assert (
+        report["all"]["top_opening"] == "well done that is great"
+        and report["all"]["top_opening_share"] == 0.5
+    )
+    assert report["sad"]["echo_rate"] == 0.5 and report["sad"]["refusal_rate"] == round(1 / 3, 4)
+    assert report["happy"]["distinct_2"] == round(5 / 9, 4)  # 4 + 5 bigrams, of which 4 shared: 5 distinct
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    done = subprocess.run([sys.executable, "-m", "blsp_emo.cli", "data", "diversity", str(path), "--json"],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)[str(path)]["all"]["rows"] == 4
+
+
+def test_hf_backend_samples_n_per_prompt_deterministically() -> None:
+    import torch
+
+    from blsp_emo.model.testing import tiny_llm, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    torch.manual_seed(0)
+    backend = HFBackend(tiny_llm(len(tokenizer)).eval(), tokenizer, batch_size=6)
+    conversations = [build_messages("semantic", t) for t in TEXTS]
+    sampling = Sampling(n=3, temperature=1.0, top_p=1.0)
+    first = list(backend.sample(conversations, 8, 5, sampling))
+    assert [len(b) for b in first] == [2, 2] and all(len(c) == 3 for b in first for c in b)
+    again = list(backend.sample(conversations, 8, 5, sampling))
+    assert [[c.text for c in g] for b in first for g in b] == [[c.text for c in g] for b in again for g in b]
+    other = list(backend.sample(conversations, 8, 6, sampling))
+    assert [[c.text for c in g] for b in first for g in b] != [[c.text for c in g] for b in other for g in b]

@@ -138,10 +138,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     targets.add_argument("--split", action="append", help="only rows of this split (repeatable)")
     targets.add_argument("--limit", type=int, default=None, help="only the first N input rows")
+    targets.add_argument(
+        "--shard", default="0/1", help="K/M: only input rows whose index is K modulo M (parallel runs)"
+    )
     targets.add_argument("--seed", type=int, default=0)
+    targets.add_argument(
+        "--samples", type=int, default=1,
+        help="1 = greedy (SPEC); N > 1 = best-of-N: N sampled candidates, the scorer keeps one",
+    )  # fmt: skip
+    targets.add_argument("--temperature", type=float, default=0.7, help="best-of-N sampling temperature")
+    targets.add_argument("--top-p", type=float, default=0.95, help="best-of-N nucleus sampling")
+    targets.add_argument(
+        "--scorer-embedder", default="all-MiniLM-L6-v2",
+        help="best-of-N: sentence embedder for the reply-transcript similarity term ('none': off)",
+    )  # fmt: skip
     targets.add_argument("--min-seconds", type=float, default=1.0, help="drop shorter audio (SPEC: 1 s)")
     targets.add_argument("--max-seconds", type=float, default=30.0, help="drop longer audio (SPEC: 30 s)")
     targets.set_defaults(func=cmd_targets)
+
+    diversity = sub.add_parser(
+        "diversity", help="diversity of a target file: distinct-2, common openings, echo and refusal rates"
+    )
+    diversity.add_argument("targets", type=Path, nargs="+", help="target JSONL file(s) of `data targets`")
+    diversity.add_argument("--json", action="store_true", help="print the report as JSON")
+    diversity.set_defaults(func=cmd_diversity)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -234,6 +254,42 @@ def cmd_reintone(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_diversity(args: argparse.Namespace) -> int:
+    """Print the diversity report of target files (their refused lines counted when present)."""
+    import json
+
+    from blsp_emo.data.manifest import read_jsonl_dicts
+    from blsp_emo.data.target_scoring import describe_diversity, diversity_report
+    from blsp_emo.data.targets import refused_path
+    from blsp_emo.errors import UserError
+
+    reports = {}
+    for path in args.targets:
+        if not path.is_file():
+            raise UserError(f"{path}: no such target file")
+        rows = [d for _, d in read_jsonl_dicts(path)]
+        refused = [d for _, d in read_jsonl_dicts(refused_path(path))]
+        reports[str(path)] = diversity_report(rows, refused)
+    if args.json:
+        print(json.dumps(reports, indent=2))
+    else:
+        for path, report in reports.items():
+            print(f"{path}\n{describe_diversity(report)}")
+    return 0
+
+
+def _shard(text: str) -> tuple[int, int]:
+    from blsp_emo.errors import UserError
+
+    try:
+        k, m = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise UserError(f"--shard {text!r}: expected K/M, e.g. 0/2") from None
+    if not 0 <= k < m:
+        raise UserError(f"--shard {text!r}: K must be in 0..M-1")
+    return k, m
+
+
 def cmd_targets(args: argparse.Namespace) -> int:
     """Write teacher continuations for a manifest (stage 1 'semantic' or stage 2 'emotion'), resumably."""
     from blsp_emo.data.targets import TargetOptions, generate_targets
@@ -251,7 +307,12 @@ def cmd_targets(args: argparse.Namespace) -> int:
         emotion_prompt=args.emotion_prompt,
         splits=tuple(args.split) if args.split else None,
         limit=args.limit,
+        shard=_shard(args.shard),
         seed=args.seed,
+        samples=args.samples,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        scorer_embedder=None if args.scorer_embedder == "none" else args.scorer_embedder,
         min_seconds=args.min_seconds,
         max_seconds=args.max_seconds,
     )

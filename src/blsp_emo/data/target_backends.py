@@ -2,11 +2,14 @@
 
 Each backend turns chat conversations (lists of ``{"role", "content"}`` messages) into greedy continuations
 through the teacher's own chat template, and says whether each one hit the token cap (``truncated``).
+``sample`` draws N candidates per conversation instead (best-of-N targets); a batch's random state is
+seeded from the run's seed and the batch's conversations, so the same work gives the same samples.
 """
 
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,6 +29,21 @@ class Completion:
     completion_tokens: int  # generated tokens (end-of-turn included when present)
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """Best-of-N decoding: ``n`` candidates per prompt at ``temperature`` / ``top_p``."""
+
+    n: int = 4
+    temperature: float = 0.7
+    top_p: float = 0.95
+
+
+def batch_seed(seed: int, conversations: list[Messages]) -> int:
+    """A seed for one batch: the run's seed and the batch's conversations (order included)."""
+    text = "\x1e".join(m["content"] for c in conversations for m in c)
+    return (seed * 1_000_003 + zlib.crc32(text.encode())) % (2**31)
+
+
 class TeacherBackend(Protocol):
     """What target generation needs from a teacher."""
 
@@ -38,6 +56,11 @@ class TeacherBackend(Protocol):
         self, conversations: list[Messages], max_new_tokens: int, seed: int
     ) -> Iterator[list[Completion]]:
         """Yield completions batch by batch, in the order of ``conversations``."""
+
+    def sample(
+        self, conversations: list[Messages], max_new_tokens: int, seed: int, sampling: Sampling
+    ) -> Iterator[list[list[Completion]]]:
+        """Yield, batch by batch, ``sampling.n`` sampled completions per conversation, in order."""
 
 
 def torch_no_grad(fn: Callable) -> Callable:
@@ -97,8 +120,23 @@ class HFBackend:
         for start in range(0, len(prompts), self.batch_size):
             yield self._generate_batch(prompts[start : start + self.batch_size], max_new_tokens)
 
+    def sample(
+        self, conversations: list[Messages], max_new_tokens: int, seed: int, sampling: Sampling
+    ) -> Iterator[list[list[Completion]]]:
+        """``sampling.n`` sampled continuations per conversation; a batch holds ``batch_size`` sequences."""
+        import torch
+
+        per_batch = max(1, self.batch_size // sampling.n)
+        for start in range(0, len(conversations), per_batch):
+            chunk = conversations[start : start + per_batch]
+            torch.manual_seed(batch_seed(seed, chunk))
+            flat = self._generate_batch([self.render(m) for m in chunk], max_new_tokens, sampling)
+            yield [flat[i * sampling.n : (i + 1) * sampling.n] for i in range(len(chunk))]
+
     @torch_no_grad
-    def _generate_batch(self, prompts: list[list[int]], max_new_tokens: int) -> list[Completion]:
+    def _generate_batch(
+        self, prompts: list[list[int]], max_new_tokens: int, sampling: Sampling | None = None
+    ) -> list[Completion]:
         import torch
 
         width = max(len(p) for p in prompts)
@@ -108,13 +146,19 @@ class HFBackend:
         for i, prompt in enumerate(prompts):  # left padding: every prompt ends where generation starts
             ids[i, width - len(prompt) :] = torch.tensor(prompt)
             mask[i, width - len(prompt) :] = 1
+        decoding: dict[str, Any] = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        if sampling is not None:  # n candidates per prompt, consecutive in the output
+            decoding = {
+                "do_sample": True,
+                "temperature": sampling.temperature,
+                "top_p": sampling.top_p,
+                "top_k": None,
+                "num_return_sequences": sampling.n,
+            }
         out = self.model.generate(
             input_ids=ids.to(device),
             attention_mask=mask.to(device),
-            do_sample=False,
-            temperature=None,
-            top_p=None,
-            top_k=None,
+            **decoding,
             max_new_tokens=max_new_tokens,
             eos_token_id=self.eos_ids,
             pad_token_id=self.pad_id,
@@ -199,14 +243,16 @@ class OpenAIBackend:
         """Unknown: the tokenizer lives on the server."""
         return None
 
-    def complete(self, messages: Messages, max_new_tokens: int, seed: int) -> Completion:
-        """One greedy chat completion."""
+    def complete(
+        self, messages: Messages, max_new_tokens: int, seed: int, sampling: Sampling | None = None
+    ) -> Completion:
+        """One chat completion: greedy, or sampled at ``sampling``'s temperature and top-p."""
         payload = {
             "model": self.name,
             "messages": messages,
             "max_tokens": max_new_tokens,
-            "temperature": 0.0,
-            "top_p": 1.0,
+            "temperature": sampling.temperature if sampling else 0.0,
+            "top_p": sampling.top_p if sampling else 1.0,
             "seed": seed,
         }
         data = self._request("POST", "/chat/completions", payload)
@@ -228,6 +274,21 @@ class OpenAIBackend:
             for start in range(0, len(conversations), self.concurrency):
                 chunk = conversations[start : start + self.concurrency]
                 yield list(pool.map(lambda m: self.complete(m, max_new_tokens, seed), chunk))
+
+    def sample(
+        self, conversations: list[Messages], max_new_tokens: int, seed: int, sampling: Sampling
+    ) -> Iterator[list[list[Completion]]]:
+        """``sampling.n`` requests per conversation (seeds ``seed``..``seed+n-1``: servers that do not
+        support ``n`` still answer), ``concurrency`` at a time."""
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            per_chunk = max(1, self.concurrency // sampling.n)
+            for start in range(0, len(conversations), per_chunk):
+                chunk = conversations[start : start + per_chunk]
+                jobs = [(m, seed + k) for m in chunk for k in range(sampling.n)]
+                flat = list(
+                    pool.map(lambda job: self.complete(job[0], max_new_tokens, job[1], sampling), jobs)
+                )
+                yield [flat[i * sampling.n : (i + 1) * sampling.n] for i in range(len(chunk))]
 
 
 class VLLMBackend:
@@ -261,11 +322,26 @@ class VLLMBackend:
         params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, seed=seed)
         for start in range(0, len(conversations), self.batch_size):
             outputs = self.llm.chat(conversations[start : start + self.batch_size], params, use_tqdm=False)
-            yield [
-                Completion(
-                    o.outputs[0].text.strip(),
-                    o.outputs[0].finish_reason == "length",
-                    len(o.outputs[0].token_ids),
-                )
-                for o in outputs
-            ]
+            yield [_vllm_completion(o.outputs[0]) for o in outputs]
+
+    def sample(
+        self, conversations: list[Messages], max_new_tokens: int, seed: int, sampling: Sampling
+    ) -> Iterator[list[list[Completion]]]:
+        """``sampling.n`` sampled continuations per conversation (vLLM's ``n``)."""
+        from vllm import SamplingParams
+
+        for start in range(0, len(conversations), self.batch_size):
+            chunk = conversations[start : start + self.batch_size]
+            params = SamplingParams(
+                n=sampling.n,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                max_tokens=max_new_tokens,
+                seed=batch_seed(seed, chunk),
+            )
+            outputs = self.llm.chat(chunk, params, use_tqdm=False)
+            yield [[_vllm_completion(c) for c in o.outputs] for o in outputs]
+
+
+def _vllm_completion(output: Any) -> Completion:
+    return Completion(output.text.strip(), output.finish_reason == "length", len(output.token_ids))

@@ -5,6 +5,12 @@ transcript. Stage 2 ("emotion"): empathetic system prompt; ``Continue the follow
 a '{emotion}' emotion tone in a coherent style: `` + transcript. Greedy, 48 new tokens; ``truncated`` marks
 a continuation that hit the cap. Stage-2 refusals are filtered out (kept in :func:`refused_path`).
 
+Best-of-N (``samples`` > 1): N candidates sampled per prompt, one kept by
+:class:`~blsp_emo.data.target_scoring.BestOfN` (echoes, refusals and off-emotion replies rejected; replies
+that take up the transcript's content preferred; openings already common in the file penalised). Every
+line records its score and how many candidates were rejected for what; the provenance sidecar gets the
+file's diversity report (distinct-2, most common opening, echo and refusal rates, per emotion).
+
 The output is appended one complete, fsynced line at a time: a rerun skips finished rows and Ctrl-C loses
 nothing written. ``OUT.provenance.json`` records the teacher, prompts, decoding, seed, code version and input.
 
@@ -35,7 +41,8 @@ from blsp_emo.data.manifest import (
     relative_audio,
     write_manifest,
 )
-from blsp_emo.data.target_backends import Completion, Messages, TeacherBackend
+from blsp_emo.data.target_backends import Completion, Messages, Sampling, TeacherBackend
+from blsp_emo.data.target_scoring import SCORER_VERSION, BestOfN, describe_diversity, diversity_report
 from blsp_emo.errors import UserError
 from blsp_emo.prompts import (
     EMOTIONS,
@@ -64,11 +71,32 @@ class TargetOptions:
     emotion_prompt: str = "continue"  # emotion stage: teacher prompt preset (prompts.EMOTION_TARGET_PROMPTS)
     splits: tuple[str, ...] | None = None  # only rows of these splits
     limit: int | None = None  # only the first N input rows
-    seed: int = 0  # recorded; decoding is greedy
+    shard: tuple[int, int] = (0, 1)  # (k, m): only input rows whose index is k modulo m (parallel runs)
+    seed: int = 0  # greedy: recorded only; best-of-N: seeds the sampling
+    samples: int = 1  # 1 = greedy (SPEC); N > 1 = best-of-N sampled candidates, one kept by the scorer
+    temperature: float = 0.7  # best-of-N sampling temperature
+    top_p: float = 0.95  # best-of-N nucleus
+    scorer_embedder: str | None = "all-MiniLM-L6-v2"  # best-of-N: sentence similarity term (None: off)
     min_seconds: float = 1.0  # SPEC: keep 1 s <= duration <= 30 s
     max_seconds: float = 30.0
     max_text_tokens: int = 256  # SPEC: <= 256 text tokens (when the backend knows the tokenizer)
     progress: bool = True  # tqdm progress bar
+
+
+def decoding_spec(options: TargetOptions) -> dict[str, Any]:
+    """What decides the decoding, as recorded in the provenance and hashed into every target."""
+    if options.samples <= 1:
+        return {"strategy": "greedy", "max_new_tokens": options.max_new_tokens}
+    return {
+        "strategy": "best-of-n",
+        "n": options.samples,
+        "temperature": options.temperature,
+        "top_p": options.top_p,
+        "seed": options.seed,
+        "scorer": SCORER_VERSION,
+        "scorer_embedder": options.scorer_embedder,
+        "max_new_tokens": options.max_new_tokens,
+    }
 
 
 def build_messages(
@@ -103,6 +131,8 @@ class TargetSummary:
     superseded: int = 0  # stale lines removed: their row's transcript, emotion or prompt changed
     written: int = 0
     truncated: int = 0
+    rejected: Counter = field(default_factory=Counter)  # best-of-N: reason -> candidates rejected
+    diversity: dict[str, Any] = field(default_factory=dict)  # diversity_report of the whole output
     refused: Counter = field(default_factory=Counter)  # emotion -> refusals dropped
     dropped: Counter = field(default_factory=Counter)  # reason -> input rows not sent to the teacher
     seconds: float = 0.0
@@ -123,6 +153,12 @@ class TargetSummary:
             lines.append("  refusals dropped 0")
         for reason, count in self.dropped.most_common():
             lines.append(f"  skipped {count}: {reason}")
+        if self.rejected:
+            detail = ", ".join(f"{k} {v}" for k, v in self.rejected.most_common())
+            lines.append(f"  best-of-N candidates rejected: {detail}")
+        if self.diversity:
+            lines.append("  diversity of the whole file:")
+            lines += ["    " + line for line in describe_diversity(self.diversity).splitlines()]
         return "\n".join(lines)
 
 
@@ -169,7 +205,7 @@ def provenance(options: TargetOptions, backend: TeacherBackend, manifest: Path) 
         "backend": options.backend,
         "chat_template": "the teacher's own (tokenizer.apply_chat_template; server-side for openai)",
         "prompts": prompts,
-        "decoding": {"strategy": "greedy", "max_new_tokens": options.max_new_tokens},
+        "decoding": decoding_spec(options),
         "refusal_filter": options.stage == "emotion",
         "all_emotions": options.all_emotions,
         "seed": options.seed,
@@ -177,6 +213,7 @@ def provenance(options: TargetOptions, backend: TeacherBackend, manifest: Path) 
             "min_seconds": options.min_seconds,
             "max_seconds": options.max_seconds,
             "max_text_tokens": options.max_text_tokens,
+            "shard": f"{options.shard[0]}/{options.shard[1]}",
         },
         "code_version": code_version(),
         "input": {"path": str(manifest.resolve()), "sha256": _sha256(manifest)},
@@ -228,13 +265,15 @@ def _prompt_key(messages: Messages) -> str:
     return json.dumps(messages, ensure_ascii=False, sort_keys=True)
 
 
-def target_hash(messages: Messages, teacher: str, max_new_tokens: int) -> str:
+def target_hash(
+    messages: Messages, teacher: str, max_new_tokens: int, decoding: dict[str, Any] | None = None
+) -> str:
     """A short hash of what determines a target: the teacher conversation (system prompt, instruction,
-    transcript, emotion), the teacher and the decoding (greedy, the token cap)."""
+    transcript, emotion), the teacher and the decoding (greedy with the token cap unless ``decoding``)."""
     payload = {
         "messages": messages,
         "teacher": teacher,
-        "decoding": {"strategy": "greedy", "max_new_tokens": max_new_tokens},
+        "decoding": decoding or {"strategy": "greedy", "max_new_tokens": max_new_tokens},
     }
     return hashlib.sha256(json.dumps(payload, ensure_ascii=False, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -248,6 +287,8 @@ def _plan_requests(manifest: Path, options: TargetOptions, backend: TeacherBacke
     for index, row in enumerate(read_manifest(manifest)):
         if options.limit is not None and index >= options.limit:
             break
+        if index % options.shard[1] != options.shard[0]:
+            continue
         summary.input_rows += 1
         if options.splits and row.split not in options.splits:
             summary.dropped[f"split not in {','.join(options.splits)}"] += 1
@@ -273,7 +314,7 @@ def _plan_requests(manifest: Path, options: TargetOptions, backend: TeacherBacke
             continue
         for emotion in emotions:
             messages = build_messages(options.stage, row.text.strip(), emotion, options.emotion_prompt)
-            digest = target_hash(messages, backend.name, options.max_new_tokens)
+            digest = target_hash(messages, backend.name, options.max_new_tokens, decoding_spec(options))
             requests.append(_Request(_row_key(row, emotion), row, emotion, messages, digest))
     return requests
 
@@ -291,7 +332,7 @@ def _line_hash(line: dict[str, Any], options: TargetOptions, teacher: str) -> st
         )
     except ValueError:  # an emotion this version does not know: never matches, so generated again
         return None
-    return target_hash(messages, teacher, options.max_new_tokens)
+    return target_hash(messages, teacher, options.max_new_tokens, decoding_spec(options))
 
 
 def _drop_superseded(path: Path, planned: dict[str, str], options: TargetOptions, teacher: str) -> int:
@@ -341,6 +382,8 @@ def generate_targets(
     if options.stage not in STAGES:
         raise UserError(f"unknown stage {options.stage!r} (expected semantic or emotion)")
     emotion_target_prompt(options.emotion_prompt)  # an unknown preset fails before the teacher loads
+    if options.samples < 1 or (options.samples > 1 and not 0.0 < options.temperature <= 2.0):
+        raise UserError("best-of-N needs samples >= 1 and a temperature in (0, 2]")
     manifest, output = Path(manifest), Path(output)
     if not manifest.is_file():
         raise UserError(f"{manifest}: no such manifest file")
@@ -349,9 +392,9 @@ def generate_targets(
     backend = backend or make_backend(options)
     summary = TargetSummary(output=output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    _write_provenance(
-        output.with_name(output.name + ".provenance.json"), provenance(options, backend, manifest)
-    )
+    provenance_file = output.with_name(output.name + ".provenance.json")
+    _write_provenance(provenance_file, provenance(options, backend, manifest))
+    chooser = _make_chooser(options)
     refused_file = refused_path(output)
     done: set[tuple[str, str | None]] = set()  # (row key, target hash) of every line written before
     # Greedy decoding makes the continuation a function of the prompt: a transcript spoken by several
@@ -360,6 +403,8 @@ def generate_targets(
     for path in (output, refused_file):
         for _, d in read_jsonl_dicts(path):
             done.add((str(d.get("target_key")), _line_hash(d, options, backend.name)))
+            if chooser is not None and path == output and isinstance(d.get("target"), str):
+                chooser.remember(d["target"])  # openings already in the file count against new ones
             if d.get("stage") == options.stage and isinstance(d.get("text"), str) and "target" in d:
                 messages = build_messages(
                     options.stage, d["text"].strip(), d.get("target_emotion"), options.emotion_prompt
@@ -389,9 +434,9 @@ def generate_targets(
     bar = tqdm(total=len(todo), desc=f"targets ({options.stage})", unit="row", disable=not options.progress)
     with JsonlAppender(output) as out, JsonlAppender(refused_file) as refused:
 
-        def write(group: list[_Request], completion: Completion) -> None:
+        def write(group: list[_Request], completion: Completion, extra: dict[str, Any] | None = None) -> None:
             for request in group:
-                record = _target_row(request, completion, options, output)
+                record = {**_target_row(request, completion, options, output), **(extra or {})}
                 bar.update(1)
                 if options.stage == "emotion" and is_refusal(completion.text):
                     summary.refused[request.emotion or ""] += 1
@@ -406,18 +451,60 @@ def generate_targets(
                 summary.reused += len(group)
                 write(group, known[key])
         position = 0
-        for completions in backend.generate(
-            [r.messages for r in fresh], options.max_new_tokens, options.seed
-        ):
+        conversations = [r.messages for r in fresh]
+        if chooser is None:
+            batches = backend.generate(conversations, options.max_new_tokens, options.seed)
+        else:
+            sampling = Sampling(options.samples, options.temperature, options.top_p)
+            batches = backend.sample(conversations, options.max_new_tokens, options.seed, sampling)
+        for completions in batches:
             for request, completion in zip(fresh[position : position + len(completions)], completions):
                 group = groups[_prompt_key(request.messages)]
                 summary.generated += 1
                 summary.reused += len(group) - 1
-                write(group, completion)
+                if chooser is None:
+                    write(group, completion)
+                    continue
+                choice = chooser.choose(
+                    [c.text for c in completion], [c.truncated for c in completion],
+                    request.row.text.strip(), request.emotion,
+                )  # fmt: skip
+                summary.rejected.update(choice.rejected)
+                extra = {
+                    "target_candidates": len(completion),
+                    "target_score": choice.score,
+                    "target_rejected": dict(choice.rejected),
+                }
+                write(group, completion[choice.index], extra)
             position += len(completions)
     bar.close()
     summary.seconds = time.perf_counter() - started
+    summary.diversity = diversity_report(
+        [d for _, d in read_jsonl_dicts(output)], [d for _, d in read_jsonl_dicts(refused_file)]
+    )
+    _record_diversity(provenance_file, summary.diversity)
     return summary
+
+
+def _make_chooser(options: TargetOptions) -> BestOfN | None:
+    """The best-of-N scorer (``None`` for greedy targets), with its MiniLM similarity when configured."""
+    if options.samples <= 1:
+        return None
+    if not options.scorer_embedder:
+        return BestOfN()
+    from blsp_emo.evaluation.embeddings import get_embedder
+
+    embedder = get_embedder(options.scorer_embedder)
+    return BestOfN(similarity=lambda a, b: embedder.similarity(list(a), list(b)).tolist())
+
+
+def _record_diversity(path: Path, report: dict[str, Any]) -> None:
+    """Add the file's diversity report to its provenance sidecar (atomically)."""
+    record = json.loads(path.read_text())
+    record["diversity"] = report
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
 
 
 def _target_row(request: _Request, completion: Any, options: TargetOptions, output: Path) -> dict[str, Any]:
