@@ -12,7 +12,8 @@
 #   -> eval semantic on held-out test clips of both corpora and on the five real LibriVox clips,
 #      beside the shipped model, a fresh adapter and the ASR / transcript cascades
 # Every step is resumable: rerun after an interruption and finished steps are skipped. Wall time per
-# step goes to $OUT/timings.tsv.
+# step goes to $OUT/timings.tsv. STAGE1_ONLY=1 stops after the stage-1 KL on the grammar corpus (what
+# recipe v3, scripts/reproduce_tiny_v3.sh, builds on).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/stage1-words}
@@ -32,9 +33,11 @@ C="$OUT/corpus"
 step assets "$HOME/.cache/blsp-emo/models/smollm2-135m-instruct/.complete" $BIN assets prepare
 step synth "$C/prosody.txt" $BIN data synth -o "$C" --utterances 0 --general "$GENERAL" --seed 0 --workers 2
 B="$OUT/broad"
-step sentences "$OUT/wordnet.txt" $BIN data sentences wordnet -o "$OUT/wordnet.txt"
-step synth-broad "$B/prosody.txt" $BIN data synth -o "$B" --utterances 0 --general "$GENERAL" \
-  --sentences "$OUT/wordnet.txt" --engines all --seed 0 --workers 2
+if [ -z "${STAGE1_ONLY:-}" ]; then
+  step sentences "$OUT/wordnet.txt" $BIN data sentences wordnet -o "$OUT/wordnet.txt"
+  step synth-broad "$B/prosody.txt" $BIN data synth -o "$B" --utterances 0 --general "$GENERAL" \
+    --sentences "$OUT/wordnet.txt" --engines all --seed 0 --workers 2
+fi
 CACHE="data.cache_dir=$OUT/encoder-cache"
 
 align() {
@@ -52,7 +55,16 @@ os.replace('$C/kl-train.jsonl.tmp', '$C/kl-train.jsonl')
   step targets-stage1 "$OUT/.targets.done" sh -c \
     "$BIN data targets --stage semantic '$C/kl-train.jsonl' -o '$OUT/stage1-targets.jsonl' && touch '$OUT/.targets.done'"
 }
+stage1() {
+  step train-stage1 "$OUT/stage1/final/model.safetensors" $BIN train --config configs/tiny-v3-stage1.yaml --resume \
+    data.train="$OUT/stage1-targets.jsonl" model.init_from="$OUT/align/final" optim.max_steps="$KL_STEPS" \
+    run.output_dir="$OUT/stage1" "$CACHE"
+}
 lanes align targets
+if [ -n "${STAGE1_ONLY:-}" ]; then  # recipe v3 needs only the pre-aligned, KL-trained adapter
+  stage1
+  exit 0
+fi
 # The token-space bridge (this project's option): the same pre-aligned adapter, but the LLM reads the
 # embeddings of the tokens its alignment head hears (blank frames dropped) instead of the adapter output.
 step export-bridge "$OUT/align-bridge/model.safetensors" $BIN export "$OUT/align/final" -o "$OUT/align-bridge" \
@@ -74,11 +86,6 @@ align_broad() {  # the pre-alignment goes on over both corpora: the broad one br
   step train-align-broad "$OUT/align-broad/final/model.safetensors" $BIN train --config configs/tiny-v3-align.yaml \
     --resume data.train="$OUT/combined-train.jsonl" model.init_from="$OUT/align/final" optim.epochs=2 \
     optim.warmup_steps=20 optim.lr=1e-3 run.output_dir="$OUT/align-broad" "$CACHE"
-}
-stage1() {
-  step train-stage1 "$OUT/stage1/final/model.safetensors" $BIN train --config configs/tiny-v3-stage1.yaml --resume \
-    data.train="$OUT/stage1-targets.jsonl" model.init_from="$OUT/align/final" optim.max_steps="$KL_STEPS" \
-    run.output_dir="$OUT/stage1" "$CACHE"
 }
 stage1_fresh() {  # the paper's stage 1 (KL from a fresh adapter), same data and steps, recipe v2's rate
   step train-stage1-fresh "$OUT/stage1-fresh/final/model.safetensors" $BIN train --config configs/tiny-v3-stage1.yaml \

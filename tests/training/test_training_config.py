@@ -62,3 +62,39 @@ def test_bad_values_name_the_field(overrides, message):
 def test_missing_file_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="no such config file"):
         load_config(tmp_path / "absent.yaml")
+
+
+def test_audio_field_clean_audio_trains_on_the_recording_before_augmentation(tmp_path):
+    import json
+
+    import pytest
+    from training_helpers import write_tone_rows
+
+    from blsp_emo.errors import UserError
+    from blsp_emo.training.data import load_target_dataset
+
+    corpus = tmp_path / "corpus"
+    path = write_tone_rows(corpus / "audio-aug", count=3)  # the "augmented" copies
+    (corpus / "audio").mkdir()
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for row in rows:  # clean copies, listed relative to the corpus folder (as synth writes them)
+        (corpus / "audio" / row["audio"]).write_bytes((corpus / "audio-aug" / row["audio"]).read_bytes())
+        row["clean_audio"] = f"audio/{row['audio']}"
+    targets = tmp_path / "targets" / "t.jsonl"
+    targets.parent.mkdir()
+    for row in rows:
+        row["audio"] = str(corpus / "audio-aug" / row["audio"])  # data targets writes absolute paths
+    targets.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    augmented = load_target_dataset(targets, audio_field="audio")
+    clean = load_target_dataset(targets, audio_field="clean_audio")
+    assert all("/audio-aug/" in str(r.audio_path) for r in augmented.rows)
+    assert [r.audio_path for r in clean.rows] == [
+        (corpus / "audio" / f"clip{i}.wav").resolve() for i in range(3)
+    ]
+    assert all(r.duration and r.duration > 1.0 for r in clean.rows)
+    rows[1]["clean_audio"] = "audio/missing.wav"
+    targets.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(UserError, match="clean_audio audio/missing.wav not found"):
+        load_target_dataset(targets, audio_field="clean_audio")
+    with pytest.raises(UserError, match="expected audio or clean_audio"):
+        load_target_dataset(targets, audio_field="noisy")

@@ -511,6 +511,9 @@ def _target_row(request: _Request, completion: Any, options: TargetOptions, outp
     row = request.row
     data = row.to_dict()
     data["audio"] = relative_audio(row.audio_path, output)
+    clean = data.get("clean_audio")  # an augmented corpus's recording before augmentation
+    if isinstance(clean, str) and row.base_dir is not None and not Path(clean).is_absolute():
+        data["clean_audio"] = relative_audio(row.base_dir / clean, output)
     data.update(
         target=completion.text,
         truncated=bool(completion.truncated),

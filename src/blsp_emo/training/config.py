@@ -72,6 +72,9 @@ class DataSection:
     # the emotion-recognition instruction, target = the emotion word), so the model also answers that
     # question in words; 0 = the paper's stage 2 (empathetic continuations only).
     recognition_share: float = 0.0
+    # Which recording of each row to train on: "audio" (as listed: the augmented copy in an augmented
+    # corpus) or "clean_audio" (the recording before augmentation; rows without one keep "audio")
+    audio_field: str = "audio"
 
 
 @dataclass

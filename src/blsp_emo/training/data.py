@@ -29,6 +29,21 @@ STAGE_PROMPTS = {  # (system prompt, instruction) per stage, SPEC.md §4
 }
 
 
+def use_clean_audio(row, path: Path) -> None:
+    """Point ``row`` at its recording before augmentation (its ``clean_audio`` field) and drop the
+    augmented copy's duration. A relative ``clean_audio`` is relative to the corpus folder: the target
+    file's folder, or the first folder above the augmented copy that holds it."""
+    clean = row.extra.get("clean_audio")
+    if not clean:
+        return
+    candidates = [Path(clean)] if Path(clean).is_absolute() else [path.parent / clean]
+    candidates += [parent / clean for parent in row.audio_path.parents]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        raise UserError(f"{path}: row {row.id}: clean_audio {clean} not found")
+    row.audio, row.base_dir, row.duration = str(found.resolve()), None, None
+
+
 def load_target_dataset(
     path: str | Path,
     min_seconds: float = 0.0,
@@ -36,12 +51,15 @@ def load_target_dataset(
     max_rows: int = 0,
     split: str = "",
     require_target: bool = True,
+    audio_field: str = "audio",
 ) -> TargetDataset:
     """The training rows of a target JSONL (``data targets`` output) as a ``blsp_emo.data`` dataset.
 
     Keeps rows of ``split`` (rows without one are kept) whose audio lasts ``min_seconds``..``max_seconds``
     (SPEC.md §3), at most ``max_rows`` of them; the dataset itself drops rows whose continuation was
     written for another emotion than the utterance's. Bad rows raise :class:`UserError` naming file:line.
+    ``audio_field="clean_audio"`` trains on each row's recording before augmentation (see
+    :func:`use_clean_audio`).
     """
     from blsp_emo.data.importers.common import audio_duration
     from blsp_emo.data.manifest import read_manifest
@@ -53,6 +71,10 @@ def load_target_dataset(
     for row in read_manifest(path):
         if split and row.split != split:  # rows without a split field count as "train"
             continue
+        if audio_field == "clean_audio":
+            use_clean_audio(row, path)
+        elif audio_field != "audio":
+            raise UserError(f"data.audio_field {audio_field!r}: expected audio or clean_audio")
         if row.duration is None:
             if not row.audio_path.is_file():
                 raise UserError(f"{path}: audio file {row.audio_path} not found")

@@ -177,7 +177,13 @@ class Trainer:
         self.model, self.processor = build_model(config)
         d = config.data
         self.dataset = load_target_dataset(
-            d.train, d.min_seconds, d.max_seconds, d.max_rows, d.split, require_target=config.stage != "align"
+            d.train,
+            d.min_seconds,
+            d.max_seconds,
+            d.max_rows,
+            d.split,
+            require_target=config.stage != "align",
+            audio_field=d.audio_field,
         )
         if config.stage == "align":
             self.alignment_report = check_alignment_room(

@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# blsp-emo-tiny, recipe v3: a model that hears the words (pre-alignment + stage-1 KL) and the tone of voices
+# it never trained on (four TTS engines, augmentation, layer-mixed emotion features), on a 2-core CPU.
+#   1. words: grammar corpus -> token-space pre-alignment -> stage-1 KL (scripts/stage1_words.sh, STAGE1_ONLY)
+#   2. emotion corpus: espeak-ng, Piper and festival voices for train/dev/test (disjoint by voice and
+#      sentence), every flite voice held out, 30 % of the training clips augmented; real LibriVox and AN4
+#      clips of pocketsphinx-testdata re-intoned per emotion (evaluation only)
+#   3. targets: best-of-4 teacher replies for the training clips (two shards, one per core) | the teacher's
+#      reply for each of the five emotions of every test transcript (the empathy reference)
+#   4. stage 2 (configs/tiny-v3-stage2.yaml: layer-mixed emotion head, augmented audio) from step 1, the
+#      paper's two ablations (no stage 1 -- and no pre-alignment --, no emotion-head loss) and the emotion
+#      comparison (the paper's final-layer head; clean instead of augmented training audio), two lanes
+#   5. float16 export of stage 2 (the shipped model)
+#   6. eval: all tasks on the test split against v2 and the cascades; emotion recognition per engine on
+#      the test voices, the held-out engine and the re-intoned real speech; semantics on LibriVox
+# Every step is resumable: rerun after an interruption and finished steps are skipped (each command also
+# resumes inside a step). Wall time per step goes to $OUT/timings.tsv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-runs/reproduce-tiny-v3}
+BIN=${BIN:-.venv/bin/blsp-emo}
+PY=${PY:-.venv/bin/python}
+SEED=${SEED:-0}
+UTTERANCES=${UTTERANCES:-1500}  # emotional utterances (train/dev/test + the held-out engine's)
+SAMPLES=${SAMPLES:-4}           # best-of-N teacher candidates per training clip
+TEST_LIMIT=${TEST_LIMIT:-100}   # test-split utterances scored on every task (a seeded sample)
+V2_COMMIT=${V2_COMMIT:-4d0c5b7} # the last commit that shipped blsp-emo-tiny v2 (the comparison model)
+mkdir -p "$OUT"
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export BLSP_EMO_NUM_THREADS=1 OMP_NUM_THREADS=1  # two one-thread lanes beat one two-thread process here
+
+source scripts/recipe_lib.sh  # step NAME DONE_FILE CMD..., lanes F G
+
+step assets "$HOME/.cache/blsp-emo/models/smollm2-135m-instruct/.complete" $BIN assets prepare
+# 1. Stage 1 that conveys the words (its own recipe, stopped after the stage-1 KL).
+W="$OUT/words"
+step words "$W/stage1/final/model.safetensors" env OUT="$W" STAGE1_ONLY=1 BIN="$BIN" PY="$PY" \
+  bash scripts/stage1_words.sh
+STAGE1="$W/stage1/final"
+
+# 2. The emotion corpus and the real-speech check.
+C="$OUT/corpus"
+step synth "$C/prosody-augmented.txt" $BIN data synth -o "$C" --utterances "$UTTERANCES" --general 0 \
+  --engines all --holdout-engine flite --augment all --augment-prob 0.3 --expressiveness 2 --seed "$SEED" --workers 2
+SPHINX=/usr/share/pocketsphinx/test/data
+step real-librivox "$OUT/librivox.jsonl" $BIN data import sphinx "$SPHINX/librivox" -o "$OUT/librivox.jsonl" --split test
+step real-cards "$OUT/cards.jsonl" $BIN data import sphinx "$SPHINX/cards" -o "$OUT/cards.jsonl" --split test
+step real-manifest "$OUT/real.jsonl" sh -c "cat '$OUT/librivox.jsonl' '$OUT/cards.jsonl' > '$OUT/real.jsonl.tmp' \
+  && mv '$OUT/real.jsonl.tmp' '$OUT/real.jsonl'"
+step reintone "$OUT/reintoned/reintoned.jsonl" $BIN data reintone "$OUT/real.jsonl" -o "$OUT/reintoned"
+# Held-out emotion material in one manifest (absolute paths): the test voices, the held-out engine, the
+# re-intoned real speech; `eval ser` reports each engine (and real-reintoned) as its own group.
+HELDOUT="$OUT/heldout-all.jsonl"
+step heldout-manifest "$HELDOUT" $PY -c "
+import json, os
+rows = []
+for manifest, splits in (('$C/emotion.jsonl', ('test', 'heldout-flite')), ('$OUT/reintoned/reintoned.jsonl', ('test',))):
+    for line in open(manifest):
+        row = json.loads(line)
+        if row.get('split') in splits:
+            row['audio'] = os.path.abspath(os.path.join(os.path.dirname(manifest), row['audio']))
+            row['split'] = 'eval'
+            rows.append(row)
+open('$HELDOUT.tmp', 'w').write(''.join(json.dumps(r) + '\\n' for r in rows))
+os.replace('$HELDOUT.tmp', '$HELDOUT')
+"
+
+# 3. Teacher targets: best-of-N for training in two shards (one per core), then one file.
+T="$OUT/targets"
+mkdir -p "$T"
+shard() {  # shard K: best-of-N targets of every other training clip
+  step "targets-stage2-shard$1" "$T/.shard$1.done" sh -c "$BIN data targets --stage emotion --emotion-prompt reply \
+    '$C/emotion.jsonl' --split train --samples $SAMPLES --max-new-tokens 40 --batch-size 16 --seed $SEED \
+    --shard $1/2 -o '$T/stage2-shard$1.jsonl' && touch '$T/.shard$1.done'"
+}
+targets_a() {
+  shard 0
+  # The empathy reference: the teacher's greedy reply for each emotion of every test transcript.
+  step targets-test-all-emotions "$T/.test5.done" sh -c "$BIN data targets --stage emotion --emotion-prompt reply \
+    --all-emotions '$C/emotion.jsonl' --split test -o '$T/test-all-emotions.jsonl' && touch '$T/.test5.done'"
+}
+targets_b() { shard 1; }
+lanes targets_a targets_b
+step targets-merge "$T/stage2.jsonl" sh -c "cat '$T/stage2-shard0.jsonl' '$T/stage2-shard1.jsonl' > '$T/stage2.jsonl.tmp' \
+  && mv '$T/stage2.jsonl.tmp' '$T/stage2.jsonl'"
+step targets-diversity "$T/diversity.txt" sh -c "$BIN data diversity '$T/stage2.jsonl' > '$T/diversity.txt.tmp' \
+  && mv '$T/diversity.txt.tmp' '$T/diversity.txt'"
+
+# 4. Stage 2, its ablations and the emotion comparison; the encoder is frozen in all of them, so they share
+# one cache of its outputs and layer statistics (written atomically, keyed by the encoder's weights).
+CACHE="data.cache_dir=$OUT/encoder-cache"
+train2() {  # train2 NAME [overrides...]: one stage-2 run into $OUT/NAME
+  local name=$1; shift
+  step "train-$name" "$OUT/$name/final/model.safetensors" $BIN train --config configs/tiny-v3-stage2.yaml --resume \
+    data.train="$T/stage2.jsonl" model.init_from="$STAGE1" run.output_dir="$OUT/$name" "$CACHE" "$@"
+}
+train_a() {
+  train2 stage2
+  train2 ablation-no-emotion-loss model.emotion_loss_weight=0
+  train2 emotion-final-layer-clean model.emotion_features=adapter data.audio_field=clean_audio
+}
+train_b() {
+  train2 emotion-final-layer model.emotion_features=adapter
+  train2 emotion-layer-mix-clean data.audio_field=clean_audio
+  train2 ablation-no-stage1 model.init_from=tiny
+}
+lanes train_a train_b
+
+# 5. The shipped model: stage 2's trained parts in float16.
+MODEL="$OUT/blsp-emo-tiny"
+step export "$MODEL/model.safetensors" $BIN export "$OUT/stage2/final" -o "$MODEL" --dtype float16
+
+# The v2 model from the repository's history (checkpoints/blsp-emo-tiny is v3 from the v3 release on).
+V2="$OUT/blsp-emo-tiny-v2"
+step v2-model "$V2/model.safetensors" sh -c "mkdir -p '$V2' \
+  && git show $V2_COMMIT:checkpoints/blsp-emo-tiny/config.json > '$V2/config.json' \
+  && git show $V2_COMMIT:checkpoints/blsp-emo-tiny/model.safetensors > '$V2/model.safetensors.tmp' \
+  && mv '$V2/model.safetensors.tmp' '$V2/model.safetensors'"
+
+# 6. Evaluation. (a) all tasks on the test split; (b) emotion recognition on the held-out material;
+# (c) semantics on the five real LibriVox clips. Each lane its own text cache; tables gather at the end.
+SYSTEMS_A=("$MODEL" "$OUT/ablation-no-stage1/final" "$OUT/ablation-no-emotion-loss/final" cascade-text)
+SYSTEMS_B=("$V2" cascade-asr cascade-asr-ser cascade-asr-prosody)
+EMOTION_SYSTEMS=("$MODEL" "$OUT/emotion-final-layer/final" "$OUT/emotion-layer-mix-clean/final"
+  "$OUT/emotion-final-layer-clean/final" "$V2" cascade-asr-prosody cascade-asr-ser)
+TEST_ARGS=(--data "$C/emotion.jsonl" --split test --limit "$TEST_LIMIT" --ser-train "$C/emotion.jsonl"
+  --teacher-targets "$T/test-all-emotions.jsonl" --llm tiny --batch-size 16 -o "$OUT/eval")
+HELDOUT_ARGS=(--tasks ser --data "$HELDOUT" --split eval --ser-train "$C/emotion.jsonl" --llm tiny --batch-size 16
+  -o "$OUT/eval-heldout")
+LIBRIVOX_ARGS=(--tasks semantic --data "$OUT/librivox.jsonl" --llm tiny --batch-size 5 -o "$OUT/eval-librivox")
+run_eval() {  # run_eval NAME DONE OUTPUT_MD eval-all-arguments...
+  local name=$1 done=$2 md=$3; shift 3
+  step "$name" "$done" sh -c "\"\$0\" \"\$@\" > '$md' && touch '$done'" $BIN eval all "$@"
+}
+eval_a() {
+  run_eval eval-test-a "$OUT/eval/.a.done" "$OUT/eval-a.md" --model "${SYSTEMS_A[@]}" "${TEST_ARGS[@]}" \
+    --cache-dir "$OUT/eval/cache-a"
+  run_eval eval-heldout-a "$OUT/eval-heldout/.a.done" "$OUT/eval-heldout-a.md" --model "${EMOTION_SYSTEMS[@]:0:4}" \
+    "${HELDOUT_ARGS[@]}" --cache-dir "$OUT/eval-heldout/cache-a"
+}
+eval_b() {
+  run_eval eval-test-b "$OUT/eval/.b.done" "$OUT/eval-b.md" --model "${SYSTEMS_B[@]}" "${TEST_ARGS[@]}" \
+    --cache-dir "$OUT/eval/cache-b"
+  run_eval eval-heldout-b "$OUT/eval-heldout/.b.done" "$OUT/eval-heldout-b.md" --model "${EMOTION_SYSTEMS[@]:4}" \
+    "${HELDOUT_ARGS[@]}" --cache-dir "$OUT/eval-heldout/cache-b"
+  run_eval eval-librivox "$OUT/eval-librivox/.done" "$OUT/eval-librivox.md" --model "$MODEL" "$STAGE1" \
+    "$OUT/ablation-no-stage1/final" "$V2" cascade-asr cascade-text "${LIBRIVOX_ARGS[@]}"
+}
+mkdir -p "$OUT/eval" "$OUT/eval-heldout" "$OUT/eval-librivox"
+lanes eval_a eval_b
+# One table per evaluation over all its systems (only gathers the finished results).
+run_eval table-test "$OUT/eval/.table.done" "$OUT/eval-table.md" --model "${SYSTEMS_A[@]}" "${SYSTEMS_B[@]}" \
+  "${TEST_ARGS[@]}"
+run_eval table-heldout "$OUT/eval-heldout/.table.done" "$OUT/eval-heldout-table.md" --model "${EMOTION_SYSTEMS[@]}" \
+  "${HELDOUT_ARGS[@]}"
+echo "== timings (s):"; cat "$OUT/timings.tsv"
+echo "== the trained model: $MODEL (checkpoints/blsp-emo-tiny in the repository is a copy of it)"
