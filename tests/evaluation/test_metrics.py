@@ -101,3 +101,21 @@ def test_repeated_four_word_runs_mark_looping_replies():
     assert not has_repeated_ngram("one two three")  # shorter than the run
     assert has_repeated_ngram("a b a b a b", n=2) and not has_repeated_ngram("a b c d e f", n=2)
     assert repeated_ngram_rate([looping, "fine thanks", looping, "all good here today"]) == 0.5
+
+
+def test_comparison_lists_ser_accuracy_per_engine(tmp_path) -> None:
+    from blsp_emo.evaluation.report import write_comparison
+    from blsp_emo.evaluation.tasks.common import TaskResult
+
+    def ser(groups: dict) -> TaskResult:
+        return TaskResult("ser", {}, {}, {}, {"groups": {"engine": groups}}, {"accuracy": 0.5})
+
+    results = {
+        "model": {"ser": ser({"flite": {"answer": 0.7, "head": 0.75, "n": 150},
+                              "real-reintoned": {"answer": 0.4, "head": 0.6, "n": 50}})},
+        "one-engine": {"ser": ser({"espeak": {"answer": 1.0, "head": None, "n": 3}})},
+    }  # fmt: skip
+    markdown = write_comparison(results, tmp_path, {"ser": "x"})
+    assert "| system | flite (n=150) | real-reintoned (n=50) |" in markdown
+    assert "| model | 0.700 / 0.750 | 0.400 / 0.600 |" in markdown
+    assert "one-engine |" not in markdown.split("per engine")[1]  # a single group is no breakdown

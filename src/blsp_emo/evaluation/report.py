@@ -105,8 +105,39 @@ def write_comparison(results: dict[str, dict[str, TaskResult]], out_dir: Path, d
     if plotted:
         plot_comparison(table, plotted, out_dir / "comparison.png", "systems x metrics")
         lines += ["![comparison](comparison.png)", ""]
+    lines += ser_group_lines(results)
     for key, value in data.items():
         lines.append(f"- {key}: {value}")
     markdown = "\n".join(lines) + "\n"
     (out_dir / "comparison.md").write_text(markdown, encoding="utf-8")
     return markdown
+
+
+def ser_group_lines(results: dict[str, dict[str, TaskResult]], field: str = "engine") -> list[str]:
+    """Markdown: emotion-recognition accuracy per ``field`` group (engine, held-out engine, re-intoned
+    real speech), answer / head, one row per system; nothing when no system's data has several groups."""
+    groups: dict[str, int] = {}
+    rows: dict[str, dict[str, dict]] = {}
+    for system, task_results in results.items():
+        ser = task_results.get("ser")
+        found = ((ser.metrics.get("groups") or {}).get(field) or {}) if ser is not None else {}
+        if len(found) > 1:
+            rows[system] = found
+            for name, value in found.items():
+                groups[name] = max(groups.get(name, 0), int(value.get("n") or 0))
+    if not rows:
+        return []
+    names = sorted(groups)
+    lines = [
+        f"Emotion recognition per {field}, from the answer / from the head (or classifier):",
+        "",
+        "| system | " + " | ".join(f"{name} (n={groups[name]})" for name in names) + " |",
+        "| --- | " + " | ".join("---:" for _ in names) + " |",
+    ]
+    for system, found in rows.items():
+        cells = []
+        for name in names:
+            value = found.get(name)
+            cells.append("-" if value is None else f"{fmt(value.get('answer'))} / {fmt(value.get('head'))}")
+        lines.append(f"| {system} | " + " | ".join(cells) + " |")
+    return lines + [""]
