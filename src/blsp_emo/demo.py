@@ -1,8 +1,10 @@
 """``blsp-emo demo``: the model on example clips, printed as a table.
 
 Runs the shipped blsp-emo-tiny checkpoint when the repository has it (else the untrained ``tiny``
-preset) on the example clips in ``examples/`` (one sentence spoken in each of five tones) and on a real
-LibriVox clip, printing the detected emotion and the empathetic reply for each.
+preset) on the example clips in ``examples/`` (one sentence spoken in each of five tones, then a question
+and a piece of news whose words matter) and on a real LibriVox clip, printing the emotion-head prediction
+and the empathetic reply for each. Decoding is greedy with the conversation defaults' repetition penalty
+and n-gram block (:data:`blsp_emo.decoding.DEMO`): the replies do not loop and are the same on every run.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def demo_rows(name: str, max_new_tokens: int = 48) -> list[tuple[Path, str | None, str]]:
     """``(clip, detected emotion, empathetic reply)`` for each example clip and the LibriVox clip."""
     from blsp_emo.audio import load_audio
+    from blsp_emo.decoding import DEMO
     from blsp_emo.model import SpeechChat, load_model
     from blsp_emo.prompts import SYSTEM_PROMPTS
 
@@ -48,16 +51,17 @@ def demo_rows(name: str, max_new_tokens: int = 48) -> list[tuple[Path, str | Non
         ]
         for c in clips
     ]
-    replies = chat.respond(convs, max_new_tokens=max_new_tokens)
+    replies = chat.respond(convs, max_new_tokens=max_new_tokens, **DEMO.kwargs())
     return [(clip, reply.emotion, reply.text) for clip, reply in zip(clips, replies)]
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Print emotion and empathetic reply for each example clip."""
+    from blsp_emo.decoding import DEMO
     from blsp_emo.model.loading import default_model_name
 
     name = args.model or default_model_name()
-    print(f"model: {name}")
+    print(f"model: {name} (decoding: {DEMO.describe()})")
     print("| clip | detected emotion | reply |\n|---|---|---|")
     for clip, emotion, reply in demo_rows(name, args.max_new_tokens):
         text = reply.replace("\n", " ").replace("|", "/")

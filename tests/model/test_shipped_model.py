@@ -33,10 +33,13 @@ def test_shipped_checkpoint_is_small_float16_on_the_embedded_models() -> None:
 def test_demo_hears_the_tone_of_one_sentence_in_five_tones(capsys) -> None:
     assert main(["demo"]) == 0  # the shipped model is the default
     out = capsys.readouterr().out
-    assert f"model: {SHIPPED_NAME}" in out and "http://127.0.0.1:8000/" in out
+    assert f"model: {SHIPPED_NAME} (decoding: greedy, repetition penalty 1.1, no repeated 4-grams)" in out
+    assert "http://127.0.0.1:8000/" in out
     rows = [[cell.strip() for cell in line.strip("|").split(" | ")] for line in out.splitlines()[3:]]
     rows = [row for row in rows if len(row) == 3]
-    assert len(rows) == len(EMOTIONS) + 1  # the five example clips, then the LibriVox clip
+    # The five tone clips, the question and the news, then the LibriVox clip.
+    assert len(rows) == len(EMOTIONS) + 2 + 1
+    assert [row[0] for row in rows[len(EMOTIONS) : -1]] == ["5_question.wav", "6_news.wav"]
     examples = rows[: len(EMOTIONS)]
     assert [clip.removesuffix(".wav").split("_", 1)[1] for clip, _, _ in examples] == list(EMOTIONS)
     assert rows[-1][0].startswith("sense_and_sensibility") and rows[-1][2]
@@ -45,3 +48,4 @@ def test_demo_hears_the_tone_of_one_sentence_in_five_tones(capsys) -> None:
     heard = sum(clip.removesuffix(".wav").endswith(emotion) for clip, emotion, _ in examples)
     assert heard >= MIN_HEARD, examples
     assert len({reply for _, _, reply in examples}) == len(EMOTIONS), "one reply for several tones"
+    assert main(["demo"]) == 0 and capsys.readouterr().out == out  # deterministic: the same table again

@@ -21,8 +21,11 @@ from blsp_emo.serving.protocol import GenerationParams, ServingLimits
 from blsp_emo.serving.server import BackgroundServer
 
 URL = "/v1/chat/completions"
-LONG = 600  # tokens asked for; the random model never ends a turn by itself
+LONG = 600  # tokens asked for; the random model never ends a turn by itself when decoding is plain greedy
 LIMITS = ServingLimits(max_new_tokens=LONG)
+# Plain greedy decoding (the defaults sample and block repeated 4-grams: the random model may then end a turn
+# after a few dozen tokens, too soon for a hang-up to catch it generating).
+PLAIN = {"temperature": 0, "repetition_penalty": 1, "no_repeat_ngram_size": 0}
 
 
 class StepCounter:
@@ -81,7 +84,7 @@ def _post_and_hang_up(server: BackgroundServer, body: dict, after: float) -> Non
 
 
 def _ask(text: str, **extra) -> dict:
-    return {"messages": [{"role": "user", "content": text}], **extra}
+    return {"messages": [{"role": "user", "content": text}], **PLAIN, **extra}
 
 
 def test_a_dropped_request_stops_generating(counted, engine) -> None:
@@ -137,7 +140,7 @@ def test_a_timed_out_request_stops_generating(counted, engine, stream: bool) -> 
 
 def test_cancelling_one_request_leaves_its_batch_mates_alone(counted, engine) -> None:
     chat, counter = counted
-    params = GenerationParams(max_new_tokens=80)
+    params = GenerationParams(max_new_tokens=80, **PLAIN)
     other = [{"role": "user", "content": "What a lovely morning."}]
     solo = engine.generate(other, params)
     doomed = engine.submit([{"role": "user", "content": "Tell me a long story."}], params)

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from blsp_emo.serving.chat_cli import ChatSession, parse_turn
 from blsp_emo.serving.protocol import GenerationParams
 
@@ -57,3 +59,28 @@ def test_chat_command(speech_files: list[Path], tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("assistant> ") == 2 and "[emotion heard: " in result.stdout
     assert len(json.loads((tmp_path / "s.json").read_text())["messages"]) == 5
+
+
+def test_chat_decoding_flags() -> None:
+    from blsp_emo.cli import build_parser
+    from blsp_emo.decoding import CONVERSATION
+    from blsp_emo.errors import UserError
+    from blsp_emo.serving.commands import chat_params
+
+    def params(*flags: str) -> GenerationParams:
+        return chat_params(build_parser().parse_args(["chat", *flags]))
+
+    assert params() == GenerationParams() and params().decoding == CONVERSATION  # the conversation defaults
+    custom = params("--temperature", "0", "--top-p", "0.8", "--repetition-penalty", "1.2",
+                    "--no-repeat-ngram-size", "3", "--frequency-penalty", "0.5", "--presence-penalty", "-0.5",
+                    "--seed", "4", "--max-new-tokens", "64")  # fmt: skip
+    assert custom == GenerationParams(max_new_tokens=64, temperature=0.0, top_p=0.8, seed=4, repetition_penalty=1.2,
+                                      no_repeat_ngram_size=3, frequency_penalty=0.5, presence_penalty=-0.5)  # fmt: skip
+    assert custom.greedy
+    for flags, named in [(["--temperature", "3"], "--temperature"), (["--top-p", "0"], "--top-p"),
+                         (["--repetition-penalty", "0"], "--repetition-penalty"),
+                         (["--no-repeat-ngram-size", "-1"], "--no-repeat-ngram-size"),
+                         (["--presence-penalty", "5"], "--presence-penalty"),
+                         (["--max-new-tokens", "0"], "--max-new-tokens")]:  # fmt: skip
+        with pytest.raises(UserError, match=named):
+            params(*flags)

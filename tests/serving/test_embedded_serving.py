@@ -31,16 +31,17 @@ def embedded_server(embedded_model, speaker):
 def test_streamed_english_reply_and_spoken_answer(embedded_server, speech_clips: list[bytes]) -> None:
     client = openai.OpenAI(base_url=embedded_server.url + "/v1", api_key="x", max_retries=0, timeout=300)
     messages = [audio_message(speech_clips[1])]  # "he was not an ill disposed young man"
+    greedy = {"max_tokens": 24, "temperature": 0}  # the same reply streamed and not (the default samples)
     chunks = list(
-        client.chat.completions.create(model="blsp-emo-tiny", messages=messages, max_tokens=24, stream=True)
+        client.chat.completions.create(model="blsp-emo-tiny", messages=messages, stream=True, **greedy)
     )
     pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
     assert len(pieces) >= 3  # the reply really arrives piece by piece
     text = "".join(pieces)
     assert len(re.findall(r"[A-Za-z]{2,}", text)) >= 4, text  # words from SmolLM2, not bytes
     spoken = client.chat.completions.create(
-        model="blsp-emo-tiny", messages=messages, max_tokens=24, modalities=["text", "audio"],
-        audio={"voice": "joe", "format": "wav"},
+        model="blsp-emo-tiny", messages=messages, modalities=["text", "audio"],
+        audio={"voice": "joe", "format": "wav"}, **greedy,
     )  # fmt: skip
     assert (
         spoken.choices[0].message.content == text.strip()

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from blsp_emo.audio import load_audio
+from blsp_emo.decoding import CONVERSATION
 from blsp_emo.errors import UserError
-from blsp_emo.serving.engine import EngineClosed, EngineTimeout, ServingEngine
+from blsp_emo.serving.engine import EngineClosed, EngineTimeout, ServingEngine, _Request
 from blsp_emo.serving.protocol import GenerationParams
 
-GREEDY = GenerationParams(max_new_tokens=6)
+GREEDY = GenerationParams(max_new_tokens=6, temperature=0.0)  # with the default penalty and n-gram block
 
 
 @pytest.fixture()
@@ -30,12 +33,37 @@ def conversations(speech_files) -> list[list[dict]]:
 
 def test_concurrent_requests_share_batches_by_settings(engine, conversations) -> None:
     futures = [engine.submit(c, GREEDY) for c in conversations[:4]]
-    futures.append(engine.submit(conversations[4], GenerationParams(max_new_tokens=3)))
+    futures.append(engine.submit(conversations[4], replace(GREEDY, max_new_tokens=3)))
+    futures.append(engine.submit(conversations[5], replace(GREEDY, no_repeat_ngram_size=0)))
     results = [f.result(timeout=60) for f in futures]
-    assert engine.stats["batches"] == 2 and engine.stats["largest_batch"] == 4
+    assert engine.stats["batches"] == 3 and engine.stats["largest_batch"] == 4
     assert results[4].completion_tokens <= 3
     solo = [engine.generate(c, GREEDY) for c in conversations[:4]]
     assert [r.text for r in results[:4]] == [r.text for r in solo]
+
+
+def test_batch_keys_hold_every_decoding_setting() -> None:
+    def key(**changes):
+        return _Request([], replace(GREEDY, **changes), deadline=0.0).batch_key()
+
+    assert key() == key(top_p=0.5) == key(seed=3)  # greedy: top_p and seed do not matter
+    for change in [{"max_new_tokens": 7}, {"repetition_penalty": 1.0}, {"no_repeat_ngram_size": 3},
+                   {"frequency_penalty": 0.5}, {"presence_penalty": 0.5}, {"temperature": 0.5}]:  # fmt: skip
+        assert key(**change) != key(), change
+    sample = {"temperature": 0.5}
+    assert key(**sample) == key(**sample)
+    for change in [
+        {"top_p": 0.5},
+        {"temperature": 0.7},
+        {"no_repeat_ngram_size": 0},
+        {"repetition_penalty": 1.2},
+    ]:
+        assert key(**{**sample, **change}) != key(**sample), change
+    assert key(**sample, seed=1) != key(**sample, seed=1)  # a seeded sample is generated alone
+
+
+def test_default_params_are_the_conversation_defaults() -> None:
+    assert GenerationParams().decoding == CONVERSATION
 
 
 def test_a_broken_conversation_does_not_fail_its_batch(engine, conversations) -> None:

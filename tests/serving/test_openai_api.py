@@ -53,6 +53,7 @@ def test_stream_matches_plain_answer(client: openai.OpenAI, speech_clips: list[b
             model="blsp-emo",
             messages=messages,
             max_tokens=16,
+            temperature=0,  # greedy both times (the default samples)
             stream=True,
             stream_options={"include_usage": True},
         )
@@ -97,11 +98,29 @@ def test_seeded_sampling_repeats(client: openai.OpenAI, speech_clips: list[bytes
     assert a.choices[0].message.content == b.choices[0].message.content
 
 
+def test_decoding_defaults_and_greedy(client: openai.OpenAI, speech_clips: list[bytes]) -> None:
+    """Greedy (temperature 0) gives the same reply every time, with or without the repetition guards; the
+    default decoding samples; the guards change what a looping greedy reply says."""
+    messages = [audio_message(speech_clips[8])]
+    kwargs = {"model": "blsp-emo", "messages": messages, "max_tokens": 40}
+    greedy = [
+        client.chat.completions.create(**kwargs, temperature=0).choices[0].message.content for _ in range(2)
+    ]
+    assert greedy[0] == greedy[1]
+    plain = {"repetition_penalty": 1, "no_repeat_ngram_size": 0}
+    looping = [client.chat.completions.create(**kwargs, temperature=0, extra_body=plain) for _ in range(2)]
+    assert looping[0].choices[0].message.content == looping[1].choices[0].message.content
+    assert looping[0].choices[0].message.content != greedy[0]
+    sampled = {client.chat.completions.create(**kwargs).choices[0].message.content for _ in range(4)}
+    assert len(sampled) > 1  # temperature 0.5 by default
+
+
 def test_spoken_reply(client: openai.OpenAI, speech_clips: list[bytes]) -> None:
     reply = client.chat.completions.create(
         model="blsp-emo",
         messages=[audio_message(speech_clips[5])],
         max_tokens=8,
+        temperature=0,  # a reply of known length to speak (a sample may end the turn at once)
         modalities=["text", "audio"],
         audio={"voice": "joe", "format": "wav"},
     )
@@ -118,6 +137,7 @@ def test_spoken_reply_streamed(client: openai.OpenAI, speech_clips: list[bytes])
             model="blsp-emo",
             messages=[audio_message(speech_clips[6])],
             max_tokens=8,
+            temperature=0,
             stream=True,
             modalities=["text", "audio"],
             audio={"voice": "joe", "format": "wav"},

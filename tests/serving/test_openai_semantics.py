@@ -44,23 +44,24 @@ def test_unknown_model_is_404_and_served_names_work(http: httpx.Client) -> None:
 
 
 def test_stop_cuts_the_reply(server, http: httpx.Client) -> None:
-    plain = http.post(URL, json=body(max_tokens=24)).json()["choices"][0]["message"]["content"]
+    greedy = {"max_tokens": 24, "temperature": 0}  # the same reply every time (the default samples)
+    plain = http.post(URL, json=body(**greedy)).json()["choices"][0]["message"]["content"]
     stop = plain[6:9]
     assert len(plain) > 12 and stop and stop not in plain[:6]
     expected = plain[: plain.index(stop)]
     for form in [stop, [stop], ["never-appears-here", stop]]:
-        reply = http.post(URL, json=body(max_tokens=24, stop=form)).json()
+        reply = http.post(URL, json=body(**greedy, stop=form)).json()
         choice = reply["choices"][0]
         assert choice["message"]["content"] == expected, form
         assert choice["finish_reason"] == "stop"
     client = openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0, timeout=60)
-    chunks = list(client.chat.completions.create(**body(max_tokens=24, stop=stop), stream=True))
+    chunks = list(client.chat.completions.create(**body(**greedy, stop=stop), stream=True))
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert streamed == expected
     assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [
         "stop"
     ]
-    unmatched = http.post(URL, json=body(max_tokens=24, stop="never-appears-here")).json()
+    unmatched = http.post(URL, json=body(**greedy, stop="never-appears-here")).json()
     assert unmatched["choices"][0]["message"]["content"] == plain
 
 
@@ -77,8 +78,6 @@ def test_stop_cuts_the_reply(server, http: httpx.Client) -> None:
         ({"tool_choice": "auto"}, "tool_choice"),
         ({"functions": [{"name": "f"}]}, "functions"),
         ({"logit_bias": {"42": 5}}, "logit_bias"),
-        ({"presence_penalty": 0.5}, "presence_penalty"),
-        ({"frequency_penalty": -1}, "frequency_penalty"),
     ],
 )
 def test_unsupported_fields_are_named(http: httpx.Client, extra: dict, param: str) -> None:
@@ -90,6 +89,17 @@ def test_neutral_values_of_unsupported_fields_are_accepted(http: httpx.Client) -
     neutral = {"logprobs": False, "response_format": {"type": "text"}, "tools": [], "tool_choice": "none",
                "presence_penalty": 0, "frequency_penalty": 0.0, "logit_bias": {}, "stop": None}  # fmt: skip
     assert http.post(URL, json=body(max_tokens=2, **neutral)).status_code == 200
+
+
+def test_penalties_and_the_ngram_block_are_implemented(http: httpx.Client) -> None:
+    settings = {"presence_penalty": 0.5, "frequency_penalty": -1, "repetition_penalty": 1.3,
+                "no_repeat_ngram_size": 3, "temperature": 0}  # fmt: skip
+    assert http.post(URL, json=body(max_tokens=4, **settings)).status_code == 200
+    for name, value in [("presence_penalty", 2.5), ("frequency_penalty", -3), ("repetition_penalty", 3),
+                        ("no_repeat_ngram_size", 1.5), ("no_repeat_ngram_size", 99)]:  # fmt: skip
+        error = error_of(http.post(URL, json=body(max_tokens=2, **{name: value})), 400)
+        assert (error["param"], error["type"]) == (name, "invalid_request_error"), error
+        assert error["code"] in {"invalid_value", "invalid_type"} and name in error["message"]
 
 
 def test_empty_content_list_is_refused(http: httpx.Client) -> None:

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from blsp_emo.audio import wav_bytes
+from blsp_emo.decoding import CONVERSATION, Decoding
 from blsp_emo.prompts import SYSTEM_PROMPTS
-from blsp_emo.serving.protocol import APIError, ServingLimits, parse_chat_request
+from blsp_emo.serving.protocol import APIError, GenerationParams, ServingLimits, parse_chat_request
 
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 
@@ -63,6 +64,46 @@ def test_text_and_audio_parts_become_the_internal_format(speech_wav: bytes) -> N
     assert not request.stream and not request.want_audio
 
 
+def test_decoding_defaults_are_the_conversation_defaults() -> None:
+    params = parse_chat_request({"messages": [{"role": "user", "content": "hi"}]}).params
+    assert params == GenerationParams()
+    assert (params.temperature, params.top_p, params.repetition_penalty, params.no_repeat_ngram_size,
+            params.frequency_penalty, params.presence_penalty, params.seed, params.max_new_tokens) == (
+        0.5, 0.9, 1.1, 4, 0, 0, None, 128,
+    )  # fmt: skip
+    assert not params.greedy and params.decoding == CONVERSATION
+
+
+def test_decoding_fields_are_taken() -> None:
+    body = {
+        "messages": [{"role": "user", "content": "hi"}],
+        "temperature": 0,
+        "repetition_penalty": 1,
+        "no_repeat_ngram_size": 0,
+        "frequency_penalty": 0.5,
+        "presence_penalty": -0.25,
+    }
+    params = parse_chat_request(body).params
+    assert params.greedy and params.top_p == 0.9  # top_p keeps its default (unused when greedy)
+    assert params.decoding == Decoding(0.0, 0.9, 1.0, 0, 0.5, -0.25)
+    edges = {"temperature": 2, "top_p": 1, "repetition_penalty": 2, "no_repeat_ngram_size": 32,
+             "frequency_penalty": -2, "presence_penalty": 2}  # fmt: skip
+    params = parse_chat_request({"messages": [{"role": "user", "content": "hi"}], **edges}).params
+    assert params.decoding == Decoding(2.0, 1.0, 2.0, 32, -2.0, 2.0)
+    nulls = dict.fromkeys(edges)  # null is "not set": the defaults
+    assert (
+        parse_chat_request({"messages": [{"role": "user", "content": "hi"}], **nulls}).params
+        == GenerationParams()
+    )
+
+
+def test_invalid_decoding_fields_name_the_field_in_the_message() -> None:
+    error = error_of({"messages": [{"role": "user", "content": "x"}], "no_repeat_ngram_size": 40})
+    assert error.message == "'no_repeat_ngram_size' must be between 0 and 32, got 40"
+    error = error_of({"messages": [{"role": "user", "content": "x"}], "repetition_penalty": 0})
+    assert "'repetition_penalty' must be greater than 0" in error.message
+
+
 def test_multi_turn_data_url_and_roles(speech_wav: bytes) -> None:
     body = {
         "messages": [
@@ -108,6 +149,26 @@ def test_no_default_system_when_disabled() -> None:
         ({"messages": [{"role": "user", "content": "x"}], "temperature": 3}, "temperature", "invalid_value"),
         ({"messages": [{"role": "user", "content": "x"}], "temperature": "hot"}, "temperature", "invalid_type"),
         ({"messages": [{"role": "user", "content": "x"}], "top_p": 0}, "top_p", "invalid_value"),
+        ({"messages": [{"role": "user", "content": "x"}], "repetition_penalty": 0}, "repetition_penalty",
+         "invalid_value"),
+        ({"messages": [{"role": "user", "content": "x"}], "repetition_penalty": 2.5}, "repetition_penalty",
+         "invalid_value"),
+        ({"messages": [{"role": "user", "content": "x"}], "repetition_penalty": "1.1"}, "repetition_penalty",
+         "invalid_type"),
+        ({"messages": [{"role": "user", "content": "x"}], "no_repeat_ngram_size": -1}, "no_repeat_ngram_size",
+         "invalid_value"),
+        ({"messages": [{"role": "user", "content": "x"}], "no_repeat_ngram_size": 33}, "no_repeat_ngram_size",
+         "invalid_value"),
+        ({"messages": [{"role": "user", "content": "x"}], "no_repeat_ngram_size": 3.5}, "no_repeat_ngram_size",
+         "invalid_type"),
+        ({"messages": [{"role": "user", "content": "x"}], "no_repeat_ngram_size": True}, "no_repeat_ngram_size",
+         "invalid_type"),
+        ({"messages": [{"role": "user", "content": "x"}], "frequency_penalty": 2.5}, "frequency_penalty",
+         "invalid_value"),
+        ({"messages": [{"role": "user", "content": "x"}], "presence_penalty": -3}, "presence_penalty",
+         "invalid_value"),
+        ({"messages": [{"role": "user", "content": "x"}], "presence_penalty": [1]}, "presence_penalty",
+         "invalid_type"),
         ({"messages": [{"role": "user", "content": "x"}], "max_tokens": 10**6}, "max_tokens", "invalid_value"),
         ({"messages": [{"role": "user", "content": "x"}], "max_tokens": 1.5}, "max_tokens", "invalid_type"),
         ({"messages": [{"role": "user", "content": "x"}], "seed": "s"}, "seed", "invalid_type"),

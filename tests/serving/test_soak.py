@@ -173,10 +173,12 @@ def _slow_audio_url(soak: Soak, http: httpx.Client, rng: random.Random) -> None:
 
 
 def _disconnect(soak: Soak, http: httpx.Client, rng: random.Random) -> None:
-    """Ask for a long reply (streamed or not), then hang up."""
+    """Ask for a long reply (streamed or not), then hang up. Plain greedy decoding: the random model then
+    never ends its turn early (with the sampling defaults it may, before the hang-up)."""
     stream = rng.random() < 0.5
     body = json.dumps({"messages": [{"role": "user", "content": "Tell me everything."}], "max_tokens": 256,
-                       "stream": stream}).encode()  # fmt: skip
+                       "stream": stream, "temperature": 0, "repetition_penalty": 1,
+                       "no_repeat_ngram_size": 0}).encode()  # fmt: skip
     host, port = soak.base.removeprefix("http://").split(":")
     try:
         with socket.create_connection((host, int(port)), timeout=10) as sock:

@@ -19,6 +19,14 @@ def test_record_send_stream_badge_and_spoken_reply(server, speech_files: list[Pa
     assert len(shown["replies"]) == 2 and all(shown["replies"])
     first, second = shown["requests"]
     assert first["stream"] and first["modalities"] == ["text", "audio"] and first["max_tokens"] == 24
+    # The settings bar: the temperature (started from the URL's), "avoid repeats" on (the server's defaults),
+    # then off for the second turn.
+    assert (
+        first["temperature"] == 0
+        and "repetition_penalty" not in first
+        and "no_repeat_ngram_size" not in first
+    )
+    assert (second["temperature"], second["repetition_penalty"], second["no_repeat_ngram_size"]) == (0, 1, 0)
     assert first["messages"][1]["content"][0]["input_audio"]["format"] == "webm"  # MediaRecorder output
     # The page holds the conversation: the second request resends the first turn and its answer.
     assert [m["role"] for m in second["messages"]] == ["system", "user", "assistant", "user"]

@@ -77,7 +77,7 @@ def run_page_conversation(server_url: str, microphone: Path, upload: Path, scree
                 requests.append(json.loads(r.post_data)) if r.url.endswith("/chat/completions") else None
             ),
         )
-        page.goto(server_url + "/?max_tokens=24")
+        page.goto(server_url + "/?max_tokens=24&temperature=0")  # greedy: the same replies on every run
         page.wait_for_function("document.getElementById('model-name').textContent !== '…'")
         page.evaluate(WATCH_REPLY)
 
@@ -90,6 +90,7 @@ def run_page_conversation(server_url: str, microphone: Path, upload: Path, scree
         page.wait_for_selector(".msg.user .emotion-badge:not(.pending)", timeout=60_000)
         page.wait_for_selector(".msg.assistant:not(.streaming) audio.reply-audio", timeout=60_000)
 
+        page.uncheck("#no-repeat")  # the second turn without the repetition penalty and the n-gram block
         page.set_input_files("#file", str(upload))
         page.fill("#text", "And how about this one?")
         page.click("#send")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from blsp_emo.decoding import Decoding
 from blsp_emo.model.processor import BlspEmoProcessor, Message, stop_token_ids
 from blsp_emo.prompts import EMOTIONS
 
@@ -72,8 +73,17 @@ class SpeechChat:
         temperature: float = 0.0,
         top_p: float = 1.0,
         seed: int | None = None,
+        repetition_penalty: float = 1.0,
+        no_repeat_ngram_size: int = 0,
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
     ) -> list[Reply]:
-        """Generate one reply per conversation, in one batch (greedy when temperature is 0)."""
+        """Generate one reply per conversation, in one batch (greedy when temperature is 0).
+
+        The defaults are plain decoding (greedy, no penalties: :data:`blsp_emo.decoding.PLAIN`);
+        conversation front ends pass :data:`~blsp_emo.decoding.CONVERSATION`'s settings
+        (``**CONVERSATION.kwargs()``).
+        """
         if not conversations:
             return []
         encoded, batch, last_segment = self._prepare(conversations)
@@ -81,7 +91,15 @@ class SpeechChat:
             if seed is not None:
                 torch.manual_seed(seed)
             ids, emotion = self.model.generate(
-                batch, self.stop_ids, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p
+                batch,
+                self.stop_ids,
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                top_p=top_p,
+                repetition_penalty=repetition_penalty,
+                no_repeat_ngram_size=no_repeat_ngram_size,
+                frequency_penalty=frequency_penalty,
+                presence_penalty=presence_penalty,
             )
         replies = []
         for i, e in enumerate(encoded):
@@ -98,9 +116,17 @@ class SpeechChat:
         temperature: float = 0.0,
         top_p: float = 1.0,
         seed: int | None = None,
+        repetition_penalty: float = 1.0,
+        no_repeat_ngram_size: int = 0,
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
     ) -> ReplyStream:
-        """Start generating one reply; iterate the result for text pieces, then read ``.reply``."""
-        return ReplyStream(self, messages, max_new_tokens, temperature, top_p, seed)
+        """Start generating one reply; iterate the result for text pieces, then read ``.reply``.
+        Decoding settings as :meth:`respond`."""
+        decoding = Decoding(
+            temperature, top_p, repetition_penalty, no_repeat_ngram_size, frequency_penalty, presence_penalty
+        )
+        return ReplyStream(self, messages, max_new_tokens, decoding, seed)
 
     @torch.no_grad()
     def recognize_emotion(self, audios: Sequence[np.ndarray]) -> list[dict[str, float] | None]:
@@ -128,7 +154,7 @@ class _CancelCriterion:
 class ReplyStream:
     """Iterator of text pieces of one reply, generated in a background thread."""
 
-    def __init__(self, chat: SpeechChat, messages, max_new_tokens, temperature, top_p, seed):
+    def __init__(self, chat: SpeechChat, messages, max_new_tokens: int, decoding: Decoding, seed: int | None):
         from transformers import TextIteratorStreamer
 
         self.chat = chat
@@ -142,11 +168,11 @@ class ReplyStream:
             chat.processor.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600
         )
         self._thread = threading.Thread(
-            target=self._run, args=(batch, max_new_tokens, temperature, top_p, seed), daemon=True
+            target=self._run, args=(batch, max_new_tokens, decoding, seed), daemon=True
         )
         self._thread.start()
 
-    def _run(self, batch, max_new_tokens, temperature, top_p, seed) -> None:
+    def _run(self, batch, max_new_tokens: int, decoding: Decoding, seed: int | None) -> None:
         try:
             with self.chat._lock:
                 if seed is not None:
@@ -155,8 +181,7 @@ class ReplyStream:
                     batch,
                     self.chat.stop_ids,
                     max_new_tokens=max_new_tokens,
-                    temperature=temperature,
-                    top_p=top_p,
+                    **decoding.kwargs(),
                     streamer=self._streamer,
                     stopping_criteria=[_CancelCriterion(self._cancelled)],
                 )

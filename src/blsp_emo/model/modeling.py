@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import LogitsProcessorList, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from blsp_emo.model.adapter import EmotionHead, LayerMixEmotionHead, SpeechAdapter
@@ -33,6 +33,7 @@ from blsp_emo.model.encoder import (
 )
 from blsp_emo.model.plora import LoraMask, apply_partial_lora, lora_parameters
 from blsp_emo.model.processor import IGNORE_INDEX, SPEECH_TOKEN_ID, batch_to
+from blsp_emo.model.repetition import logits_processors
 from blsp_emo.model.testing import RANDOM_TINY
 
 WEIGHTS_NAME = "model.safetensors"
@@ -485,13 +486,18 @@ class BlspEmoModel(PreTrainedModel):
         temperature: float = 0.0,
         top_p: float = 1.0,
         streamer=None,
+        repetition_penalty: float = 1.0,
+        no_repeat_ngram_size: int = 0,
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
         **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Generate replies for a left-padded processor batch.
 
-        Greedy when ``temperature`` is 0, else sampling with ``temperature``/``top_p``. Partial LoRA acts in
-        the prefill only. Returns the new token ids (B, N) and emotion-head probabilities per speech
-        segment (S, 5) or None.
+        Greedy when ``temperature`` is 0, else sampling with ``temperature``/``top_p``; the penalties and
+        the n-gram block act on each row's generated tokens (:mod:`blsp_emo.model.repetition`; all off by
+        default). Partial LoRA acts in the prefill only. Returns the new token ids (B, N) and emotion-head
+        probabilities per speech segment (S, 5) or None.
         """
         batch = batch_to(batch, self.llm.get_input_embeddings().weight.device)
         embeds, speech_mask, speech, lengths = self.prepare_embeddings(batch)
@@ -499,6 +505,13 @@ class BlspEmoModel(PreTrainedModel):
         if self.emotion_head is not None and speech is not None:
             emotion = self.emotion_logits(batch, speech, lengths).float().softmax(-1)
         sample = temperature > 0
+        processors = logits_processors(
+            repetition_penalty, no_repeat_ngram_size, frequency_penalty, presence_penalty
+        )
+        if processors:
+            kwargs["logits_processor"] = LogitsProcessorList(
+                [*processors, *kwargs.get("logits_processor", [])]
+            )
         if self.lora_mask is not None:
             self.lora_mask.mask = speech_mask if speech_mask.any() else None
         try:

@@ -57,17 +57,36 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def chat_params(args: argparse.Namespace):
+    """The :class:`GenerationParams` of ``blsp-emo chat``'s flags, checked as the API checks its fields."""
+    from blsp_emo.errors import UserError
+    from blsp_emo.serving.protocol import APIError, ServingLimits, generation_params
+
+    flags = {
+        "max_tokens": args.max_new_tokens,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "seed": args.seed,
+        "repetition_penalty": args.repetition_penalty,
+        "no_repeat_ngram_size": args.no_repeat_ngram_size,
+        "frequency_penalty": args.frequency_penalty,
+        "presence_penalty": args.presence_penalty,
+    }
+    try:
+        return generation_params(flags, ServingLimits(max_new_tokens=max(1, args.max_new_tokens)))
+    except APIError as exc:
+        flag = "--max-new-tokens" if exc.param == "max_tokens" else "--" + (exc.param or "").replace("_", "-")
+        raise UserError(f"{flag}: {exc.message}") from None
+
+
 def run_chat(args: argparse.Namespace) -> int:
     """Chat with the model in the terminal: audio paths and/or text per turn, the reply streamed."""
     from blsp_emo.serving.chat_cli import ChatSession, chat_loop
-    from blsp_emo.serving.protocol import GenerationParams
 
     engine = build_engine(
         args.model, trust_remote_code=args.trust_remote_code, max_batch_size=1, batch_wait_s=0.0
     )
-    params = GenerationParams(
-        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed
-    )
+    params = chat_params(args)
     try:
         import readline  # noqa: F401  # line editing and history for input()
     except ImportError:
@@ -150,9 +169,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_model_options(chat)
     chat.add_argument("--max-new-tokens", type=int, default=128, help="reply length limit (default 128)")
-    chat.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    chat.add_argument("--top-p", type=float, default=1.0)
-    chat.add_argument("--seed", type=int, default=None)
+    _add_decoding_options(chat)
     chat.set_defaults(func=run_chat)
 
     serve = subparsers.add_parser(
@@ -185,6 +202,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--speech", choices=["auto", "piper", "espeak"], default="auto", help="voice engine")
     _add_hardening_options(serve)
     serve.set_defaults(func=run_serve)
+
+
+def _add_decoding_options(parser: argparse.ArgumentParser) -> None:
+    """Flags for the decoding settings; defaults: blsp_emo.decoding.CONVERSATION."""
+    from blsp_emo.decoding import CONVERSATION as C
+
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=C.temperature,
+        help=f"sampling temperature, 0 = greedy (default {C.temperature:g})",
+    )
+    parser.add_argument(
+        "--top-p", type=float, default=C.top_p, help=f"nucleus sampling (default {C.top_p:g})"
+    )
+    parser.add_argument(
+        "--repetition-penalty",
+        type=float,
+        default=C.repetition_penalty,
+        help=f"make tokens already in the reply less likely, 1 = off (default {C.repetition_penalty:g})",
+    )
+    parser.add_argument(
+        "--no-repeat-ngram-size",
+        type=int,
+        default=C.no_repeat_ngram_size,
+        metavar="N",
+        help=f"no N tokens in a row twice in a reply, 0 = off (default {C.no_repeat_ngram_size})",
+    )
+    parser.add_argument(
+        "--frequency-penalty",
+        type=float,
+        default=C.frequency_penalty,
+        help="OpenAI's frequency penalty, -2 to 2 (default 0)",
+    )
+    parser.add_argument(
+        "--presence-penalty",
+        type=float,
+        default=C.presence_penalty,
+        help="OpenAI's presence penalty, -2 to 2 (default 0)",
+    )
+    parser.add_argument("--seed", type=int, default=None, help="seed for sampling (default: none)")
 
 
 def _add_hardening_options(serve: argparse.ArgumentParser) -> None:

@@ -113,11 +113,21 @@ class _Request:
         return self.cancelled or time.monotonic() > self.deadline
 
     def batch_key(self) -> tuple:
-        if self.params.greedy:  # deterministic: top_p and seed do not matter
-            return ("greedy", self.params.max_new_tokens)
-        if self.params.seed is not None:  # a seeded sample must not depend on its batch-mates
+        """Requests with equal keys are generated as one batch: equal length limit and decoding settings
+        (penalties and n-gram block included; stop strings are per row)."""
+        p = self.params
+        shared = (
+            p.max_new_tokens,
+            p.repetition_penalty,
+            p.no_repeat_ngram_size,
+            p.frequency_penalty,
+            p.presence_penalty,
+        )
+        if p.greedy:  # deterministic: top_p and seed do not matter
+            return ("greedy", *shared)
+        if p.seed is not None:  # a seeded sample must not depend on its batch-mates
             return ("alone", self.id)
-        return ("sample", self.params.max_new_tokens, self.params.temperature, self.params.top_p)
+        return ("sample", *shared, p.temperature, p.top_p)
 
     @property
     def cancelled(self) -> bool:
@@ -408,8 +418,7 @@ class ServingEngine:
                 self.chat,
                 [r.messages for r in group],
                 max_new_tokens=params.max_new_tokens,
-                temperature=params.temperature,
-                top_p=params.top_p,
+                decoding=params.decoding,
                 seed=params.seed,
                 should_stop=[r.should_stop for r in group],
                 stops=[r.params.stop for r in group],
@@ -462,9 +471,8 @@ class ServingEngine:
             generator = self.chat.stream(
                 request.messages,
                 max_new_tokens=params.max_new_tokens,
-                temperature=params.temperature,
-                top_p=params.top_p,
                 seed=params.seed,
+                **params.decoding.kwargs(),
             )
             stop = getattr(generator, "cancel", None) or getattr(generator, "close", None)
             if stop is not None:

@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from blsp_emo.decoding import Decoding
+
 # How many of a row's newest tokens are decoded to look for a stop string: a stop string of n characters
 # spans at most 4n byte-level tokens (one UTF-8 byte each) plus one partial token on either side.
 _STOP_WINDOW_PER_CHAR = 4
@@ -104,13 +106,13 @@ def respond(
     conversations: Sequence[Sequence[dict[str, Any]]],
     *,
     max_new_tokens: int,
-    temperature: float,
-    top_p: float,
+    decoding: Decoding,
     seed: int | None,
     should_stop: Sequence[Callable[[], bool]],
     stops: Sequence[Sequence[str]],
 ) -> list[Any]:
     """One reply per conversation, generated as one batch; each row stops early on its own (see module).
+    ``decoding``: temperature, top-p, penalties and n-gram block (:class:`blsp_emo.decoding.Decoding`).
 
     Returns :class:`blsp_emo.model.inference.Reply` objects; a reply cut by a stop string has its text cut
     there and ``finish_reason`` "stop"; a row ended by ``should_stop`` has ``finish_reason`` "cancelled".
@@ -118,9 +120,7 @@ def respond(
     from blsp_emo.model.inference import Reply, _emotion_dict
 
     if not all(hasattr(chat, name) for name in ("_prepare", "_decode", "_lock", "model", "processor")):
-        replies = chat.respond(
-            conversations, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed
-        )
+        replies = chat.respond(conversations, max_new_tokens=max_new_tokens, seed=seed, **decoding.kwargs())
         for reply, row in zip(replies, stops):
             reply.text, found = cut_at_stop(reply.text, row)
             if found:
@@ -135,8 +135,7 @@ def respond(
             batch,
             chat.stop_ids,
             max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            top_p=top_p,
+            **decoding.kwargs(),
             stopping_criteria=[stopper],
         )
     replies = []

@@ -4,9 +4,22 @@ Everything a client can get wrong is checked here, before any model sees it, and
 :class:`APIError` that the HTTP layer turns into OpenAI-style error JSON
 (``{"error": {"message", "type", "param", "code"}}``). ``param`` names the offending field in the request,
 e.g. ``messages[1].content[0].input_audio.data``. Unknown fields are ignored, as OpenAI's own server does,
-but OpenAI fields this server does not implement (``logprobs``, ``response_format``, ``tools``, penalties,
-...) are refused when set, naming the field, rather than silently dropped; ``stop`` is implemented. A
-``model`` other than the served one (or one of its aliases) is a 404 ``model_not_found``, as with OpenAI.
+but OpenAI fields this server does not implement (``logprobs``, ``response_format``, ``tools``,
+``logit_bias``, ...) are refused when set, naming the field, rather than silently dropped; ``stop`` is
+implemented. A ``model`` other than the served one (or one of its aliases) is a 404 ``model_not_found``,
+as with OpenAI.
+
+Decoding fields and their defaults (:data:`blsp_emo.decoding.CONVERSATION`; each is checked, a bad value is
+a 400 naming the field):
+
+* ``temperature`` 0.5 (0 to 2; 0 is greedy) and ``top_p`` 0.9 (above 0, at most 1);
+* ``max_tokens`` / ``max_completion_tokens`` 128 (1 to the server's ``--max-tokens-limit``), ``seed``, ``stop``;
+* ``frequency_penalty`` and ``presence_penalty`` 0 (-2 to 2, OpenAI's meaning);
+* project extensions: ``repetition_penalty`` 1.1 (above 0, at most 2; 1 turns it off; transformers'
+  meaning) and ``no_repeat_ngram_size`` 4 (an integer 0 to 32; 0 turns it off): no run of that many tokens
+  appears twice in a reply.
+
+The penalties and the n-gram block look at the reply's own tokens, not at the prompt.
 
 Audio comes in three shapes:
 
@@ -28,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from blsp_emo.audio import SAMPLE_RATE, load_audio
+from blsp_emo.decoding import CONVERSATION, Decoding
 from blsp_emo.errors import AudioError
 from blsp_emo.prompts import system_prompt
 
@@ -36,6 +50,7 @@ AUDIO_FORMATS: frozenset[str] = frozenset(
     {"wav", "mp3", "flac", "ogg", "oga", "opus", "webm", "m4a", "mp4", "aac", "weba"}
 )
 ROLES: frozenset[str] = frozenset({"system", "developer", "user", "assistant"})
+MAX_NO_REPEAT_NGRAM = 32  # the largest no_repeat_ngram_size a request may ask for
 _DATA_URL = re.compile(
     r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^;,]*)*?);base64,(?P<data>.*)$", re.S
 )
@@ -87,18 +102,38 @@ class ServingLimits:
 
 @dataclass(frozen=True)
 class GenerationParams:
-    """Decoding settings of one request; requests with equal settings can share a batch."""
+    """Decoding settings of one request; requests with equal settings can share a batch.
+
+    The defaults are :data:`blsp_emo.decoding.CONVERSATION` (sampling at 0.5 within top-p 0.9, repetition
+    penalty 1.1, no repeated 4-grams); ``temperature=0`` is greedy.
+    """
 
     max_new_tokens: int = 128
-    temperature: float = 0.0
-    top_p: float = 1.0
+    temperature: float = CONVERSATION.temperature
+    top_p: float = CONVERSATION.top_p
     seed: int | None = None
     stop: tuple[str, ...] = ()  # the reply ends before the first of these strings
+    repetition_penalty: float = CONVERSATION.repetition_penalty
+    no_repeat_ngram_size: int = CONVERSATION.no_repeat_ngram_size
+    frequency_penalty: float = CONVERSATION.frequency_penalty
+    presence_penalty: float = CONVERSATION.presence_penalty
 
     @property
     def greedy(self) -> bool:
         """True when decoding is deterministic (temperature 0)."""
         return self.temperature <= 0.0
+
+    @property
+    def decoding(self) -> Decoding:
+        """The decoding settings alone (no length, seed or stop strings)."""
+        return Decoding(
+            temperature=self.temperature,
+            top_p=self.top_p,
+            repetition_penalty=self.repetition_penalty,
+            no_repeat_ngram_size=self.no_repeat_ngram_size,
+            frequency_penalty=self.frequency_penalty,
+            presence_penalty=self.presence_penalty,
+        )
 
 
 @dataclass
@@ -131,7 +166,19 @@ def _number(body: dict, name: str, low: float, high: float, default: float) -> f
     return float(value)
 
 
-def _generation_params(body: dict, limits: ServingLimits) -> GenerationParams:
+def _integer(body: dict, name: str, low: int, high: int, default: int) -> int:
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad(f"'{name}' must be an integer, got {type(value).__name__}", name, "invalid_type")
+    if not low <= value <= high:
+        raise _bad(f"'{name}' must be between {low} and {high}, got {value}", name)
+    return value
+
+
+def generation_params(body: dict, limits: ServingLimits) -> GenerationParams:
+    """The decoding fields of a request body (or of ``blsp-emo chat``'s flags), checked; defaults filled in."""
     name = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
     max_tokens = body.get(name)
     if max_tokens is None:
@@ -143,15 +190,25 @@ def _generation_params(body: dict, limits: ServingLimits) -> GenerationParams:
     seed = body.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise _bad("'seed' must be an integer", "seed", "invalid_type")
-    top_p = _number(body, "top_p", 0.0, 1.0, 1.0)
+    defaults = GenerationParams()
+    top_p = _number(body, "top_p", 0.0, 1.0, defaults.top_p)
     if top_p <= 0.0:
         raise _bad("'top_p' must be greater than 0", "top_p")
+    repetition_penalty = _number(body, "repetition_penalty", 0.0, 2.0, defaults.repetition_penalty)
+    if repetition_penalty <= 0.0:
+        raise _bad("'repetition_penalty' must be greater than 0 (1 turns it off)", "repetition_penalty")
     return GenerationParams(
         max_new_tokens=int(max_tokens),
-        temperature=_number(body, "temperature", 0.0, 2.0, 0.0),
+        temperature=_number(body, "temperature", 0.0, 2.0, defaults.temperature),
         top_p=top_p,
         seed=seed,
         stop=_stop_strings(body.get("stop")),
+        repetition_penalty=repetition_penalty,
+        no_repeat_ngram_size=_integer(
+            body, "no_repeat_ngram_size", 0, MAX_NO_REPEAT_NGRAM, defaults.no_repeat_ngram_size
+        ),
+        frequency_penalty=_number(body, "frequency_penalty", -2.0, 2.0, defaults.frequency_penalty),
+        presence_penalty=_number(body, "presence_penalty", -2.0, 2.0, defaults.presence_penalty),
     )
 
 
@@ -179,8 +236,6 @@ def _unsupported(body: dict) -> None:
         "tool_choice": lambda v: v != "none",
         "function_call": lambda v: v != "none",
         "logit_bias": lambda v: v != {},
-        "presence_penalty": lambda v: v != 0,
-        "frequency_penalty": lambda v: v != 0,
         "prediction": lambda v: True,
         "web_search_options": lambda v: True,
     }
@@ -367,7 +422,7 @@ def parse_chat_request(
     if n not in (None, 1):
         raise _bad("only n=1 is supported", "n", "unsupported_value")
     _unsupported(body)
-    params = _generation_params(body, limits)
+    params = generation_params(body, limits)
     _check_text_size(raw, limits)
 
     modalities = body.get("modalities") or ["text"]

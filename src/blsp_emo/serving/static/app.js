@@ -17,6 +17,36 @@ const SYSTEM_PROMPTS = {
 
 function status(text) { $("status").textContent = text || ""; }
 
+// Decoding fields a URL may set, e.g. /?max_tokens=64&temperature=0 (the server checks them; unset: its defaults).
+const URL_SETTINGS = ["max_tokens", "temperature", "top_p", "seed", "repetition_penalty", "no_repeat_ngram_size",
+  "frequency_penalty", "presence_penalty"];
+
+function urlSettings() {
+  const params = new URLSearchParams(location.search), out = {};
+  for (const name of URL_SETTINGS) {
+    const raw = params.get(name);
+    if (raw !== null && raw.trim() !== "" && Number.isFinite(Number(raw))) out[name] = Number(raw);
+  }
+  return out;
+}
+
+// What the settings bar asks for: the temperature, and with "avoid repeats" off, no repetition penalty and
+// no n-gram block (on: the server's defaults, a mild penalty and no 4 tokens repeated).
+function decodingSettings() {
+  const out = {};
+  const temperature = $("temperature").valueAsNumber;
+  if (Number.isFinite(temperature)) out.temperature = temperature;
+  if (!$("no-repeat").checked) Object.assign(out, { repetition_penalty: 1, no_repeat_ngram_size: 0 });
+  const url = urlSettings();
+  delete url.temperature;  // the URL's temperature starts the control (see below); the control is what counts
+  return Object.assign(out, url);
+}
+
+{
+  const start = urlSettings().temperature;
+  if (start !== undefined) $("temperature").value = String(start);
+}
+
 function headers() {
   const h = { "Content-Type": "application/json" };
   const key = $("api-key").value.trim();
@@ -161,8 +191,7 @@ async function send(event) {
     stream: true,
     stream_options: { include_usage: true },
   };
-  const maxTokens = Number(new URLSearchParams(location.search).get("max_tokens"));  // e.g. /?max_tokens=64
-  if (maxTokens > 0) body.max_tokens = maxTokens;
+  Object.assign(body, decodingSettings());
   if ($("speak").checked) { body.modalities = ["text", "audio"]; body.audio = { voice: "joe", format: "wav" }; }
   status("Thinking…");
   let reply = "";
