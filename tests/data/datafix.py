@@ -21,8 +21,9 @@ def write_wav(path: Path, seconds: float = 0.3, rate: int = 16_000, fmt: str | N
     return path
 
 
-def write_mp4(path: Path, seconds: float = 0.5, rate: int = 16_000) -> Path:
-    """Write a tiny mp4 with a 32x32 video track and an AAC audio track, as MELD ships them."""
+def write_mp4(path: Path, seconds: float = 0.5, rate: int = 16_000, audio_track: bool = True) -> Path:
+    """Write a tiny mp4 with a 32x32 video track and an AAC audio track, as MELD ships them
+    (``audio_track=False``: the video track only)."""
     import av
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -30,14 +31,17 @@ def write_mp4(path: Path, seconds: float = 0.5, rate: int = 16_000) -> Path:
     with av.open(str(path), "w") as out:
         video = out.add_stream("mpeg4", rate=10)
         video.width, video.height, video.pix_fmt = 32, 32, "yuv420p"
-        audio = out.add_stream("aac", rate=rate)
-        audio.layout = "mono"
+        audio = out.add_stream("aac", rate=rate) if audio_track else None
+        if audio is not None:
+            audio.layout = "mono"
         for _ in range(3):
             frame = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")
             for packet in video.encode(frame):
                 out.mux(packet)
         for packet in video.encode():
             out.mux(packet)
+        if audio is None:
+            return path
         size = audio.codec_context.frame_size or 1024
         for start in range(0, signal.size, size):
             frame = av.AudioFrame.from_ndarray(

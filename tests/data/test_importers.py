@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -244,3 +245,270 @@ def test_unknown_corpus_and_bad_root(tmp_path: Path) -> None:
         run_import("timit", tmp_path, tmp_path / "o.jsonl")
     with pytest.raises(UserError, match="no Session1"):
         run_import("iemocap", tmp_path, tmp_path / "o.jsonl")
+
+
+# ------------------------------------------------------------------------------------------ bad input
+# A malformed item among good ones is skipped and counted (the summary says how many and why, naming
+# one); a problem with the whole import (no root, a missing column, a bad option) fails with a UserError
+# that names the file, line or option. Either way nothing is written to the output before the import has
+# succeeded, so an earlier manifest there survives a failed run.
+
+
+def _bad_audio(folder: Path, empty: str, garbage: str) -> None:
+    """A 0-byte file and a file of random bytes, both named like audio."""
+    (folder / empty).parent.mkdir(parents=True, exist_ok=True)
+    (folder / empty).write_bytes(b"")
+    (folder / garbage).write_bytes(b"RIFF\x00\x01garbage" * 64)
+
+
+@pytest.mark.parametrize("corpus", ["ravdess", "cremad", "librispeech", "generic"])
+def test_unreadable_audio_is_dropped_and_counted(tmp_path: Path, corpus: str) -> None:
+    root = tmp_path / "corpus"
+    if corpus == "ravdess":
+        actor = root / "Actor_01"
+        write_wav(actor / "03-01-01-01-01-01-01.wav")
+        _bad_audio(actor, "03-01-03-01-01-01-01.wav", "03-01-04-01-01-01-01.wav")
+    elif corpus == "cremad":
+        write_wav(root / "AudioWAV" / "1001_DFA_ANG_XX.wav")
+        _bad_audio(root / "AudioWAV", "1001_IEO_HAP_HI.wav", "1002_TIE_NEU_XX.wav")
+    elif corpus == "librispeech":
+        chapter = root / "train-clean-100" / "19" / "198"
+        write_wav(chapter / "19-198-0000.flac", fmt="FLAC")
+        _bad_audio(chapter, "19-198-0001.flac", "19-198-0002.flac")
+        (chapter / "19-198.trans.txt").write_text("19-198-0000 ONE\n19-198-0001 TWO\n19-198-0002 THREE\n")
+    else:
+        write_wav(root / "good.wav")
+        _bad_audio(root, "empty.wav", "garbage.wav")
+        (root / "t.csv").write_text("audio,text\ngood.wav,a\nempty.wav,b\ngarbage.wav,c\n")
+        root = root / "t.csv"
+    out = tmp_path / "out.jsonl"
+    report = run_import(corpus, root, out)
+    assert len(list(read_manifest(out))) == 1 and check_manifest(out).ok
+    assert report.dropped == Counter(
+        {"audio file empty (0 bytes)": 1, "audio unreadable (not a decodable audio file)": 1}
+    )
+    summary = report.summary()
+    assert "dropped 2:" in summary
+    assert "1  audio file empty (0 bytes) (e.g. " in summary  # names the file
+    empty_name = {"ravdess": "03-01-03", "cremad": "1001_IEO", "librispeech": "19-198-0001"}.get(
+        corpus, "empty"
+    )
+    assert empty_name in report.examples["audio file empty (0 bytes)"]
+
+
+def test_import_of_only_unreadable_audio_fails_and_keeps_the_old_manifest(tmp_path: Path) -> None:
+    actor = tmp_path / "ravdess" / "Actor_01"
+    write_wav(actor / "03-01-01-01-01-01-01.wav")
+    out = tmp_path / "ravdess.jsonl"
+    run_import("ravdess", tmp_path / "ravdess", out)
+    before = out.read_bytes()
+    (actor / "03-01-01-01-01-01-01.wav").write_bytes(b"not audio at all")
+    with pytest.raises(
+        UserError, match=r"(?s)no usable utterances.*audio unreadable.*03-01-01-01-01-01-01\.wav"
+    ):
+        run_import("ravdess", tmp_path / "ravdess", out)
+    assert out.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file left
+
+
+def test_common_voice_missing_column_fails_naming_table_and_column(tmp_path: Path) -> None:
+    root = tmp_path / "en"
+    write_wav(root / "clips" / "a.wav")
+    (root / "train.tsv").write_text("client_id\tpath\nabc\ta.wav\n")  # no 'sentence' column
+    out = tmp_path / "cv.jsonl"
+    out.write_text("earlier\n")
+    with pytest.raises(UserError, match=r"train\.tsv:1: column 'sentence' is missing \(the header has"):
+        run_import("common_voice", root, out)
+    assert out.read_text() == "earlier\n"
+
+
+def test_meld_missing_column_fails_naming_table_and_column(tmp_path: Path) -> None:
+    root = tmp_path / "MELD.Raw"
+    root.mkdir()
+    (root / "dev_sent_emo.csv").write_text(
+        "Sr No.,Utterance,Speaker,Dialogue_ID,Utterance_ID\n1,Hi,Ross,0,0\n"
+    )
+    with pytest.raises(UserError, match=r"dev_sent_emo\.csv:1: column 'Emotion' is missing"):
+        run_import("meld", root, tmp_path / "meld.jsonl")
+    assert not (tmp_path / "meld.jsonl").exists()
+
+
+def test_meld_video_without_audio_is_dropped_and_counted(tmp_path: Path) -> None:
+    root = tmp_path / "MELD.Raw"
+    root.mkdir()
+    (root / "train_sent_emo.csv").write_text(
+        "Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID\n"
+        "1,Hi.,Ross,joy,positive,0,0\n2,Silent.,Ross,anger,negative,0,1\n3,Broken.,Ross,sadness,negative,0,2\n"
+    )
+    write_mp4(root / "train_splits" / "dia0_utt0.mp4")
+    write_mp4(root / "train_splits" / "dia0_utt1.mp4", audio_track=False)
+    (root / "train_splits" / "dia0_utt2.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 garbage")
+    out = tmp_path / "meld.jsonl"
+    report = run_import("meld", root, out)
+    assert [r.id for r in read_manifest(out)] == ["train_dia0_utt0"]
+    assert report.dropped == Counter({"video has no readable audio track": 2})
+    assert report.examples["video has no readable audio track"].endswith("dia0_utt1.mp4")
+    assert not (tmp_path / "meld_audio" / "train" / "dia0_utt1.wav").exists()
+
+
+@pytest.mark.parametrize(
+    ("corpus", "good", "bad", "reason"),
+    [
+        (
+            "ravdess",
+            "Actor_01/03-01-05-01-01-01-01.wav",
+            ["Actor_01/03-01-05.wav", "Actor_01/notes.wav", "Actor_01/03-01-05-01-07-01-01.wav"],
+            "file name is not a RAVDESS code",
+        ),
+        (
+            "cremad",
+            "AudioWAV/1001_DFA_ANG_XX.wav",
+            ["AudioWAV/1001_DFA.wav", "AudioWAV/1001_DFA_ANG.wav", "AudioWAV/readme.wav"],
+            "file name is not a CREMA-D code",
+        ),
+        (
+            "esd",
+            "0011/Angry/0011_000371.wav",
+            ["0011/Angry/0011_x.wav", "0011/Angry/take2.wav", "0011/Angry/0011.wav"],
+            "file name is not an ESD utterance id",
+        ),
+    ],
+)
+def test_malformed_file_names_are_dropped_and_counted(
+    tmp_path: Path, corpus: str, good: str, bad: list[str], reason: str
+) -> None:
+    for name in [good, *bad]:
+        write_wav(tmp_path / name, 0.2)
+    (tmp_path / "0011").mkdir(exist_ok=True)
+    (tmp_path / "0011" / "0011.txt").write_text("0011_000371\tI know.\tAngry\n")  # ESD's table
+    report = run_import(corpus, tmp_path, tmp_path / "out.jsonl")
+    assert [r.id for r in read_manifest(tmp_path / "out.jsonl")] == [Path(good).stem]
+    if corpus == "ravdess":  # a well-formed code whose statement number RAVDESS does not have
+        assert report.dropped.pop("unknown statement code '07'") == 1
+        bad = bad[:2]
+    assert report.dropped == Counter({reason: len(bad)})
+    assert f"{len(bad)}  {reason} (e.g. " in report.summary()
+
+
+def test_iemocap_malformed_turn_name_is_dropped_and_counted(tmp_path: Path) -> None:
+    session = tmp_path / "Session1"
+    (session / "dialog" / "EmoEvaluation").mkdir(parents=True)
+    (session / "dialog" / "EmoEvaluation" / "Ses01F_impro01.txt").write_text(
+        "[0.0 - 1.0]\tSes01F_impro01_F000\tneu\t[2.5, 2.5, 2.5]\n"
+        "[1.0 - 2.0]\tgarbage\tang\t[2.5, 2.5, 2.5]\n"
+        "[2.0 - 3.0]\tSes01F_impro01_\tsad\t[2.5, 2.5, 2.5]\n"
+    )
+    write_wav(session / "sentences" / "wav" / "Ses01F_impro01" / "Ses01F_impro01_F000.wav")
+    report = run_import("iemocap", tmp_path, tmp_path / "out.jsonl")
+    rows = list(read_manifest(tmp_path / "out.jsonl"))
+    assert [(r.id, r.speaker) for r in rows] == [("Ses01F_impro01_F000", "Ses01F")]
+    assert report.dropped == Counter({"turn name is not an IEMOCAP utterance id": 2})
+    assert report.examples["turn name is not an IEMOCAP utterance id"].endswith("Ses01F_impro01.txt:2")
+
+
+@pytest.mark.parametrize("line", ['["clips/a.wav", "happy"]', '"clips/a.wav"', "42", "null"])
+def test_generic_jsonl_line_that_is_not_an_object_fails_naming_the_line(tmp_path: Path, line: str) -> None:
+    write_wav(tmp_path / "clips" / "a.wav")
+    table = tmp_path / "t.jsonl"
+    table.write_text(json.dumps({"audio": "clips/a.wav"}) + "\n\n" + line + "\n")
+    with pytest.raises(UserError, match=r"t\.jsonl:3: expected a JSON object per line, got "):
+        run_import("generic", table, tmp_path / "out.jsonl")
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ({"audio": ["clips/a.wav"]}, r"t\.jsonl:1: column 'audio' \(audio\) must be a path string, got list"),
+        (
+            {"audio": "clips/a.wav", "duration": [1]},
+            r"t\.jsonl:1: column 'duration' .* not a positive number",
+        ),
+        ({"audio": "clips/a.wav", "duration": -2}, r"t\.jsonl:1: column 'duration' .* not a positive number"),
+        (
+            {"audio": "clips/a.wav", "duration": "nan"},
+            r"t\.jsonl:1: column 'duration' .* not a positive number",
+        ),
+    ],
+)
+def test_generic_bad_field_values_fail_naming_line_and_column(
+    tmp_path: Path, record: dict, message: str
+) -> None:
+    write_wav(tmp_path / "clips" / "a.wav")
+    (tmp_path / "t.jsonl").write_text(json.dumps(record) + "\n")
+    with pytest.raises(UserError, match=message):
+        run_import("generic", tmp_path / "t.jsonl", tmp_path / "out.jsonl")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--map", "audio"], r"--map 'audio': expected KEY=VALUE"),
+        (["--map", "=file"], r"--map '=file': expected KEY=VALUE"),
+        (["--map", "audio="], r"--map 'audio=': expected KEY=VALUE"),
+        (["--map", "wav=file"], r"--map wav=\.\.\.: unknown manifest field"),
+        (
+            ["--map", "text=words"],
+            r"--map text=words: .*mine\.csv has no column 'words' \(text\); its columns: 'file'",
+        ),
+        (["--map", "audio=path"], r"--map audio=path: .*has no column 'path' \(audio\)"),
+        ([], r"mine\.csv has no column 'audio' \(audio\); its columns: 'file', 'feeling'"),
+        (["--map", "audio=file", "--label-map", "joy=glad"], r"--label-map joy=glad: 'glad' is not one of"),
+        (["--map", "audio=file", "--label-map", "=happy"], r"--label-map '=happy': expected KEY=VALUE"),
+    ],
+)
+def test_generic_bad_map_arguments_fail_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture, options: list[str], message: str
+) -> None:
+    write_wav(tmp_path / "a.wav")
+    table = tmp_path / "mine.csv"
+    table.write_text("file,feeling\na.wav,joy\n")
+    out = tmp_path / "out.jsonl"
+    assert main(["data", "import", "generic", str(table), "-o", str(out), *options]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and "Traceback" not in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("corpus", ["ravdess", "common_voice", "meld", "generic"])
+def test_missing_root_fails(tmp_path: Path, capsys: pytest.CaptureFixture, corpus: str) -> None:
+    out = tmp_path / "out.jsonl"
+    assert main(["data", "import", corpus, str(tmp_path / "nowhere"), "-o", str(out)]) == 2
+    assert f"{tmp_path / 'nowhere'}: no such file or folder" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_root_that_is_a_file_or_output_that_is_a_folder_fails(tmp_path: Path) -> None:
+    wav = write_wav(tmp_path / "03-01-01-01-01-01-01.wav")
+    with pytest.raises(UserError, match=r"03-01-01-01-01-01-01\.wav: a file; esd takes the corpus folder"):
+        run_import("esd", wav, tmp_path / "out.jsonl")
+    with pytest.raises(UserError, match=r": a folder; -o/--output names the manifest file"):
+        run_import("ravdess", tmp_path, tmp_path)
+
+
+@pytest.mark.parametrize("corpus", ["librispeech", "common_voice", "sphinx", "generic"])
+def test_table_not_in_utf8_fails_naming_file_and_line(tmp_path: Path, corpus: str) -> None:
+    latin1 = "Caf\xe9 au lait".encode("latin-1")
+    root = tmp_path / "corpus"
+    if corpus == "librispeech":
+        chapter = root / "train-clean-100" / "19" / "198"
+        write_wav(chapter / "19-198-0000.flac", fmt="FLAC")
+        table = chapter / "19-198.trans.txt"
+        table.write_bytes(b"19-198-0000 FINE\n19-198-0001 " + latin1.upper() + b"\n")
+        where = r"19-198\.trans\.txt:2"
+    elif corpus == "common_voice":
+        write_wav(root / "clips" / "a.wav")
+        table = root / "train.tsv"
+        table.write_bytes(b"client_id\tpath\tsentence\nabc\ta.wav\t" + latin1 + b"\n")
+        where = r"train\.tsv:2"
+    elif corpus == "sphinx":
+        write_wav(root / "u1.wav")
+        table = root / "transcription"
+        table.write_bytes(b"<s> " + latin1 + b" </s> (u1)\n")
+        where = r"transcription:1"
+    else:
+        write_wav(root / "a.wav")
+        table = root / "t.csv"
+        table.write_bytes(b"audio,text\n\na.wav," + latin1 + b"\n")
+        where, root = r"t\.csv:3", table
+    with pytest.raises(UserError, match=where + r": not UTF-8 text \(byte 0xe9\)"):
+        run_import(corpus, root, tmp_path / "out.jsonl")

@@ -35,6 +35,7 @@ IMPORTERS: dict[str, Callable[..., ImportReport]] = {
     "esd": import_esd,
     "generic": import_generic,
 }
+FILE_ROOTS = ("sphinx", "generic")  # importers whose root may be a file (the others take a folder)
 ALIASES = {"commonvoice": "common_voice", "cv": "common_voice", "crema-d": "cremad", "crema_d": "cremad"}
 
 
@@ -46,6 +47,12 @@ def run_import(name: str, root: str | Path, out: str | Path, **options: object) 
     root, out = Path(root), Path(out)
     if not root.exists():
         raise UserError(f"{root}: no such file or folder")
+    if root.is_file() and key not in FILE_ROOTS:
+        raise UserError(f"{root}: a file; {key} takes the corpus folder")
+    if out.is_dir():
+        raise UserError(f"{out}: a folder; -o/--output names the manifest file to write")
+    # Nothing is written to ``out`` before the whole import has succeeded (then atomically), so a failed
+    # import leaves an earlier manifest there as it was.
     report = IMPORTERS[key](root, out=out, **options)
     report.fill_durations()
     if not report.rows:

@@ -9,13 +9,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from blsp_emo.data.importers.common import ImportReport, normalize_label, split_by_key
+from blsp_emo.data.importers.common import ImportReport, normalize_label, require_columns, split_by_key
 from blsp_emo.data.manifest import ManifestRow
 from blsp_emo.errors import UserError
 
 # --------------------------------------------------------------------------------------------- IEMOCAP
 
 _IEMOCAP_LABEL = re.compile(r"^\[(?P<start>[\d.]+) - (?P<end>[\d.]+)\]\t(?P<utt>\S+)\t(?P<label>\w+)\t")
+# An utterance id: Ses{NN}{F|M}_{dialog}_{F|M}{NNN}; the session prefix and the last part's first letter
+# (the speaker's gender) make the speaker id, everything before the last '_' names the dialog folder.
+_IEMOCAP_UTT = re.compile(r"^(?P<session>Ses\d{2})\S*_(?P<turn>[^_\s]+)$")
 _IEMOCAP_TEXT = re.compile(r"^(?P<utt>Ses\d{2}[FM]_\S+?)\s+\[[^\]]*\]:\s*(?P<text>.*)$")
 IEMOCAP_LABELS = {"neu": "neutral", "hap": "happy", "ang": "angry", "sad": "sad", "sur": "surprise"}
 
@@ -43,11 +46,16 @@ def import_iemocap(root: Path, iemocap_excited: str = "happy", **_: object) -> I
                     texts[m["utt"]] = m["text"].strip()
         evaluations = sorted((session / "dialog" / "EmoEvaluation").glob("*.txt"))
         for evaluation in evaluations:
-            for line in evaluation.read_text(encoding="utf-8", errors="replace").splitlines():
+            lines = evaluation.read_text(encoding="utf-8", errors="replace").splitlines()
+            for number, line in enumerate(lines, 1):
                 m = _IEMOCAP_LABEL.match(line)
                 if not m:
                     continue
                 utt, label = m["utt"], m["label"]
+                utt_match = _IEMOCAP_UTT.match(utt)
+                if utt_match is None:
+                    report.drop("turn name is not an IEMOCAP utterance id", example=f"{evaluation}:{number}")
+                    continue
                 if label == "exc" and iemocap_excited == "happy":
                     emotion: str | None = "happy"
                 else:
@@ -57,7 +65,7 @@ def import_iemocap(root: Path, iemocap_excited: str = "happy", **_: object) -> I
                     continue
                 wav = session / "sentences" / "wav" / utt.rsplit("_", 1)[0] / f"{utt}.wav"
                 if not wav.exists():
-                    report.drop("audio file missing")
+                    report.drop("audio file missing", example=wav)
                     continue
                 report.keep(
                     ManifestRow(
@@ -65,7 +73,7 @@ def import_iemocap(root: Path, iemocap_excited: str = "happy", **_: object) -> I
                         text=texts.get(utt, ""),
                         emotion=emotion,
                         language="en",
-                        speaker=f"{utt[:5]}{utt.rsplit('_', 1)[1][0]}",
+                        speaker=f"{utt_match['session']}{utt_match['turn'][0]}",
                         split="test" if session.name == "Session5" else "train",
                         source_label=label,
                         corpus="iemocap",
@@ -86,16 +94,22 @@ MELD_TABLES = {
 }
 
 
+MELD_COLUMNS = ("Dialogue_ID", "Utterance_ID", "Emotion")  # required; Utterance and Speaker are optional
+
+
 def _read_meld_csv(path: Path) -> list[dict[str, str]]:
+    """The rows of a MELD table; fails naming the file when a required column is missing."""
     import csv
     import io
 
     raw = path.read_bytes()
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:  # some MELD releases are cp1252
         text = raw.decode("cp1252", errors="replace")
-    return list(csv.DictReader(io.StringIO(text)))
+    reader = csv.DictReader(io.StringIO(text))
+    require_columns(path, reader.fieldnames, MELD_COLUMNS)
+    return list(reader)
 
 
 def extract_audio(video: Path, wav: Path) -> float:
@@ -126,25 +140,25 @@ def import_meld(root: Path, out: Path | None = None, **_: object) -> ImportRepor
     for split, (table, video_dir) in found.items():
         rows = _read_meld_csv(root / table)
         for number, row in enumerate(tqdm(rows, desc=f"meld {split}", unit="utt", leave=False), 2):
-            try:
-                dia, utt, label = row["Dialogue_ID"], row["Utterance_ID"], row["Emotion"]
-            except KeyError as exc:
-                raise UserError(f"{root / table}:{number}: column {exc} is missing") from None
+            dia, utt, label = row["Dialogue_ID"], row["Utterance_ID"], row["Emotion"]
+            if not dia or not utt:  # a short row: DictReader fills the missing cells with None
+                report.drop("row without Dialogue_ID/Utterance_ID", example=f"{root / table}:{number}")
+                continue
             emotion = normalize_label(label)
             if emotion is None:
                 report.drop(f"label '{label}' not among the five classes")
                 continue
             video = root / video_dir / f"dia{dia}_utt{utt}.mp4"
             if not video.exists():
-                report.drop("video file missing")
+                report.drop("video file missing", example=video)
                 continue
             wav = audio_dir / split / f"dia{dia}_utt{utt}.wav"
             duration = None
             if not wav.exists():
                 try:
                     duration = round(extract_audio(video, wav), 3)
-                except UserError:
-                    report.drop("video has no readable audio track")
+                except UserError:  # no audio stream, or not a decodable video
+                    report.drop("video has no readable audio track", example=video)
                     continue
             report.keep(
                 ManifestRow(
@@ -201,7 +215,7 @@ def import_ravdess(
     for wav in files:
         m = _RAVDESS_NAME.match(wav.stem)
         if not m:
-            report.drop("file name is not a RAVDESS code")
+            report.drop("file name is not a RAVDESS code", example=wav)
             continue
         modality, channel, code, intensity, statement, _rep, actor = m.groups()
         if modality != "03":
@@ -215,10 +229,13 @@ def import_ravdess(
         if emotion is None:
             report.drop(f"label '{source}' not among the five classes")
             continue
+        if statement not in RAVDESS_STATEMENTS:
+            report.drop(f"unknown statement code '{statement}'", example=wav)
+            continue
         report.keep(
             ManifestRow(
                 audio=str(wav),
-                text=RAVDESS_STATEMENTS.get(statement, ""),
+                text=RAVDESS_STATEMENTS[statement],
                 emotion=emotion,
                 language="en",
                 speaker=f"ravdess_{actor}",
@@ -269,7 +286,7 @@ def import_cremad(root: Path, split: str | None = None, **_: object) -> ImportRe
     for wav in files:
         m = _CREMAD_NAME.match(wav.stem)
         if not m:
-            report.drop("file name is not a CREMA-D code")
+            report.drop("file name is not a CREMA-D code", example=wav)
             continue
         actor, sentence, code, level = m.groups()
         emotion = CREMAD_EMOTIONS.get(code)
@@ -277,7 +294,7 @@ def import_cremad(root: Path, split: str | None = None, **_: object) -> ImportRe
             report.drop(f"label '{code}' not among the five classes")
             continue
         if sentence not in CREMAD_SENTENCES:
-            report.drop(f"unknown sentence code '{sentence}'")
+            report.drop(f"unknown sentence code '{sentence}'", example=wav)
             continue
         report.keep(
             ManifestRow(
@@ -298,6 +315,9 @@ def import_cremad(root: Path, split: str | None = None, **_: object) -> ImportRe
 
 
 # ------------------------------------------------------------------------------------------------- ESD
+
+
+_ESD_NAME = re.compile(r"^\d{4}_(\d+)$")  # {speaker}_{utterance number}
 
 
 def import_esd(root: Path, **_: object) -> ImportReport:
@@ -337,13 +357,17 @@ def import_esd(root: Path, **_: object) -> ImportReport:
                 report.drop(f"label '{emotion_dir.name}' not among the five classes", len(wavs))
                 continue
             for wav in wavs:
+                number = _ESD_NAME.match(wav.stem)
+                if number is None:
+                    report.drop("file name is not an ESD utterance id", example=wav)
+                    continue
                 if wav.parent.name in folder_split:
                     row_split = folder_split[wav.parent.name]
                 else:
-                    index = (int(wav.stem.split("_")[-1]) - 1) % 350
+                    index = (int(number[1]) - 1) % 350
                     row_split = "dev" if index < 20 else "test" if index < 50 else "train"
                 if wav.stem not in texts:
-                    report.drop("no transcript in the speaker's table")
+                    report.drop("no transcript in the speaker's table", example=wav)
                     continue
                 report.keep(
                     ManifestRow(

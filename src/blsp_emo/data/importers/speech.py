@@ -4,13 +4,22 @@ transcriptions) and for any CSV/JSONL table."""
 from __future__ import annotations
 
 import csv
+import io
 import json
+import math
 import re
 from pathlib import Path
 
-from blsp_emo.data.importers.common import ImportReport, first_existing, normalize_label
+from blsp_emo.data.importers.common import (
+    ImportReport,
+    first_existing,
+    normalize_label,
+    read_text,
+    require_columns,
+)
 from blsp_emo.data.manifest import SPLITS, ManifestRow
 from blsp_emo.errors import UserError
+from blsp_emo.prompts import EMOTIONS
 
 
 def import_librispeech(root: Path, **_: object) -> ImportReport:
@@ -26,7 +35,7 @@ def import_librispeech(root: Path, **_: object) -> ImportReport:
         chapter_dir = trans.parent
         subset = chapter_dir.parent.parent.name
         split = next((s for s in SPLITS if subset.startswith(s)), "train")
-        for number, line in enumerate(trans.read_text(encoding="utf-8").splitlines(), 1):
+        for number, line in enumerate(read_text(trans).splitlines(), 1):
             if not line.strip():
                 continue
             utt, _, text = line.partition(" ")
@@ -35,7 +44,7 @@ def import_librispeech(root: Path, **_: object) -> ImportReport:
                 continue
             audio = chapter_dir / f"{utt}.flac"
             if not audio.exists():
-                report.drop("audio file missing")
+                report.drop("audio file missing", example=audio)
                 continue
             speaker = utt.split("-")[0]
             report.keep(
@@ -77,14 +86,10 @@ def import_sphinx(
     for trans in transcripts:
         folder = trans.parent
         fileids = first_existing([folder / "fileids", trans.with_suffix(".fileids")])
-        ids = fileids.read_text(encoding="utf-8").split() if fileids else []
+        ids = read_text(fileids).split() if fileids else []
         file_split = split or next((s for s in SPLITS if s in trans.name), "train")
         # (line number in the file, line) of the non-blank lines: fileids follow their order.
-        lines = [
-            (n, line)
-            for n, line in enumerate(trans.read_text(encoding="utf-8").splitlines(), 1)
-            if line.strip()
-        ]
+        lines = [(n, line) for n, line in enumerate(read_text(trans).splitlines(), 1) if line.strip()]
         for index, (number, line) in enumerate(lines):
             match = SPHINX_LINE.match(line)
             if match is None:
@@ -99,7 +104,7 @@ def import_sphinx(
             bases = (folder, folder.parent / "wav", folder.parent)
             audio = first_existing(base / f"{stem}{suffix}" for base in bases for suffix in AUDIO_SUFFIXES)
             if audio is None:
-                report.drop("audio file missing")
+                report.drop("audio file missing", example=f"{trans}:{number}")
                 continue
             report.keep(
                 ManifestRow(
@@ -115,9 +120,14 @@ def import_sphinx(
     return report
 
 
-def _read_tsv(path: Path) -> list[dict[str, str]]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        return list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+def _read_tsv(path: Path, required: tuple[str, ...] = ()) -> list[dict[str, str]]:
+    """The rows of a UTF-8 TSV table; fails naming the file when a ``required`` column is missing."""
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
+    require_columns(path, reader.fieldnames, required)
+    return list(reader)
+
+
+COMMON_VOICE_COLUMNS = ("path", "sentence")  # required; client_id and locale are optional
 
 
 def import_common_voice(root: Path, **_: object) -> ImportReport:
@@ -137,7 +147,7 @@ def import_common_voice(root: Path, **_: object) -> ImportReport:
                 continue
     language = root.name if len(root.name) <= 5 else "en"
     for split, table in tables.items():
-        for number, row in enumerate(_read_tsv(table), 2):
+        for number, row in enumerate(_read_tsv(table, COMMON_VOICE_COLUMNS), 2):
             clip, sentence = row.get("path"), (row.get("sentence") or "").strip()
             if not clip:
                 raise UserError(f"{table}:{number}: column 'path' is missing or empty")
@@ -146,7 +156,7 @@ def import_common_voice(root: Path, **_: object) -> ImportReport:
                 continue
             audio = root / "clips" / clip
             if not audio.exists():
-                report.drop("audio file missing")
+                report.drop("audio file missing", example=audio)
                 continue
             report.keep(
                 ManifestRow(
@@ -164,13 +174,13 @@ def import_common_voice(root: Path, **_: object) -> ImportReport:
     return report
 
 
-def _parse_mapping(pairs: list[str] | None, what: str) -> dict[str, str]:
+def _parse_mapping(pairs: list[str] | None, what: str, allow_empty: bool = False) -> dict[str, str]:
     out: dict[str, str] = {}
     for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
+        key, sep, value = (part.strip() for part in pair.partition("="))
+        if not sep or not key or (not value and not allow_empty):
             raise UserError(f"--{what} {pair!r}: expected KEY=VALUE")
-        out[key.strip()] = value.strip()
+        out[key] = value
     return out
 
 
@@ -200,19 +210,36 @@ def import_generic(
                 f"--map {key}=...: unknown manifest field (expected one of {', '.join(GENERIC_FIELDS)})"
             )
     mapping.update(user_map)
-    labels: dict[str, str | None] = {
-        k.lower(): (v or None) for k, v in _parse_mapping(label_map, "label-map").items()
-    }
+    labels: dict[str, str | None] = {}
+    for key, value in _parse_mapping(label_map, "label-map", allow_empty=True).items():
+        if value and value not in EMOTIONS:
+            raise UserError(
+                f"--label-map {key}={value}: {value!r} is not one of {', '.join(EMOTIONS)} (empty = drop)"
+            )
+        labels[key.lower()] = value or None
     report = ImportReport("generic")
-    for number, record in _read_table(root):
+    columns, records = _read_table(root)
+    # A column the table lacks: for --map that is a typo (fail); of the default names only audio is required.
+    for field_name in [*user_map, "audio"]:
+        column = mapping[field_name]
+        if column not in columns:
+            where = f"--map {field_name}={column}: " if field_name in user_map else ""
+            shown = ", ".join(repr(c) for c in columns) or "none"
+            raise UserError(f"{where}{root} has no column {column!r} ({field_name}); its columns: {shown}")
+    for number, record in records:
         audio_value = record.get(mapping["audio"])
         if not audio_value:
             raise UserError(f"{root}:{number}: column {mapping['audio']!r} (audio) is missing or empty")
-        audio = Path(str(audio_value))
+        if not isinstance(audio_value, str):
+            raise UserError(
+                f"{root}:{number}: column {mapping['audio']!r} (audio) must be a path string, "
+                f"got {type(audio_value).__name__}"
+            )
+        audio = Path(audio_value)
         if not audio.is_absolute():
             audio = root.parent / audio
-        if not audio.exists():
-            report.drop("audio file missing")
+        if not audio.is_file():
+            report.drop("audio file missing", example=f"{root}:{number}")
             continue
         source_label = record.get(mapping["emotion"])
         emotion = None
@@ -224,10 +251,13 @@ def import_generic(
         duration = record.get(mapping["duration"])
         try:
             duration = float(duration) if duration not in (None, "") else None
-        except ValueError:
+        except (TypeError, ValueError):
+            duration = math.nan
+        if duration is not None and not (math.isfinite(duration) and duration > 0):
             raise UserError(
-                f"{root}:{number}: column {mapping['duration']!r} is not a number: {duration!r}"
-            ) from None
+                f"{root}:{number}: column {mapping['duration']!r} (duration) is not a positive number: "
+                f"{record.get(mapping['duration'])!r}"
+            )
         row_split = split or str(record.get(mapping["split"]) or "train")
         if row_split not in SPLITS:
             raise UserError(
@@ -250,11 +280,14 @@ def import_generic(
     return report
 
 
-def _read_table(path: Path) -> list[tuple[int, dict]]:
+def _read_table(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
+    """The column names (CSV/TSV header; JSONL: every key seen) and the ``(line number, record)`` pairs."""
     suffix = path.suffix.lower()
+    text = read_text(path)
     records: list[tuple[int, dict]] = []
     if suffix in (".jsonl", ".json", ".ndjson"):
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        columns: dict[str, None] = {}
+        for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
@@ -262,12 +295,14 @@ def _read_table(path: Path) -> list[tuple[int, dict]]:
             except json.JSONDecodeError as exc:
                 raise UserError(f"{path}:{number}: malformed JSON ({exc.msg})") from None
             if not isinstance(record, dict):
-                raise UserError(f"{path}:{number}: expected a JSON object")
+                raise UserError(
+                    f"{path}:{number}: expected a JSON object per line, got {type(record).__name__}"
+                )
+            columns.update(dict.fromkeys(record))
             records.append((number, record))
-        return records
+        return list(columns), records
     delimiter = "\t" if suffix == ".tsv" else ","
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle, delimiter=delimiter)
-        for number, record in enumerate(reader, 2):
-            records.append((number, record))
-    return records
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    for record in reader:  # line_num: the line the record ends on (blank lines and quoted newlines count)
+        records.append((reader.line_num, record))
+    return [c for c in reader.fieldnames or [] if c is not None], records
