@@ -3,19 +3,61 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from blsp_emo.cli import main
 from blsp_emo.data.targets import refused_path
-from blsp_emo.evaluation.systems import load_system
+from blsp_emo.evaluation.systems import Answer, System, load_system
+from blsp_emo.prompts import EMOTIONS
 
 FAST = ["--max-new-tokens", "8", "--teacher-max-new-tokens", "6", "--batch-size", "5"]
 
 
 def _results(folder: Path) -> dict:
     return json.loads((folder / "results.json").read_text())
+
+
+def _predictions(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
+
+
+def _recount(truth: list[str], predicted: list[str | None]) -> dict:
+    """Accuracy, UAR, macro F1, unparsed count and confusion counted here from scratch (not with
+    blsp_emo.evaluation.metrics), the definitions of docs/evaluation.md: UAR and macro F1 average over
+    the classes present in ``truth``, a prediction outside the labels is unparsed."""
+    present = [e for e in EMOTIONS if e in truth]
+    recall, f1 = {}, {}
+    for c in present:
+        hits = sum(t == p == c for t, p in zip(truth, predicted))
+        recall[c] = hits / truth.count(c)
+        precision = hits / predicted.count(c) if predicted.count(c) else 0.0
+        f1[c] = 2 * precision * recall[c] / (precision + recall[c]) if hits else 0.0
+    columns = [*EMOTIONS, None]
+    return {
+        "accuracy": sum(t == p for t, p in zip(truth, predicted)) / len(truth),
+        "unweighted_average_recall": sum(recall.values()) / len(present),
+        "macro_f1": sum(f1.values()) / len(present),
+        "unparsed": sum(p not in EMOTIONS for p in predicted),
+        "confusion": [
+            [
+                sum(t == e and (p if p in EMOTIONS else None) == c for t, p in zip(truth, predicted))
+                for c in columns
+            ]
+            for e in EMOTIONS
+        ],
+    }
+
+
+def _assert_written_metrics_match(written: dict, truth: list[str], predicted: list[str | None]) -> None:
+    recount = _recount(truth, predicted)
+    for key in ("accuracy", "unweighted_average_recall", "macro_f1"):
+        assert written[key] == pytest.approx(recount[key], abs=1e-6), key
+    assert written["unparsed"] == recount["unparsed"] and written["n"] == len(truth)
+    assert written["confusion"]["counts"] == recount["confusion"]
 
 
 def test_ser_is_deterministic_and_complete(emotion_manifest: Path, tmp_path: Path) -> None:
@@ -49,9 +91,86 @@ def test_ser_is_deterministic_and_complete(emotion_manifest: Path, tmp_path: Pat
     assert 0.0 <= answer["accuracy"] <= 1.0 and answer["unparsed"] <= 5
     # random-tiny has an emotion head: its accuracy is reported beside the answer's.
     assert results["headline"]["head_accuracy"] is not None and "head" in results["metrics"]
+    # Every number in results.json is what the written predictions give.
+    rows = _predictions(a)
+    truth = [r["emotion"] for r in rows]
+    _assert_written_metrics_match(answer, truth, [r["parsed"] for r in rows])
+    _assert_written_metrics_match(results["metrics"]["head"], truth, [r["head"] for r in rows])
+    assert results["headline"]["accuracy"] == answer["accuracy"]
+    assert results["headline"]["uar"] == answer["unweighted_average_recall"]
+    assert results["headline"]["head_accuracy"] == results["metrics"]["head"]["accuracy"]
+    assert all(r["correct"] == (r["parsed"] == r["emotion"]) for r in rows)
     for plot in ("confusion.png", "recall.png", "head_confusion.png"):
         assert (a / plot).read_bytes().startswith(b"\x89PNG")
     assert "Label rule" in (a / "report.md").read_text()
+
+
+@dataclass
+class ScriptedSystem(System):
+    """A system whose answers and emotion-head predictions are fixed per utterance id (no model)."""
+
+    script: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # id -> (answer, head)
+
+    def answers(self, queries, settings, desc=""):
+        return [Answer(self.script[q.utterance.id][0]) for q in queries]
+
+    def predict_emotions(self, utterances):
+        return [self.script[u.id][1] for u in utterances]
+
+
+def test_ser_numbers_are_those_of_known_answers(
+    emotion_manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Six clips with unbalanced labels (so that accuracy, UAR and macro F1 all differ), and answers that
+    # are right, wrong, negated and unparsable: the numbers are worked out by hand below.
+    audio = [
+        str(emotion_manifest.parent / json.loads(x)["audio"])
+        for x in emotion_manifest.read_text().splitlines()
+    ]
+    script = {  # id: (true label, answer, head prediction)
+        "c0": ("happy", "You sound happy.", "happy"),
+        "c1": ("happy", "Joyful, I would say.", "sad"),
+        "c2": ("happy", "The speaker sounds sad.", "happy"),
+        "c3": ("sad", "Not happy at all; rather upset.", "sad"),
+        "c4": ("angry", "I am not sure what to say.", "angry"),
+        "c5": ("neutral", "Happy!", None),
+    }
+    manifest = tmp_path / "six.jsonl"
+    manifest.write_text(
+        "".join(
+            json.dumps({"audio": audio[i % 5], "text": "Words.", "emotion": e, "split": "test", "id": k})
+            + "\n"
+            for i, (k, (e, _, _)) in enumerate(script.items())
+        )
+    )
+    system = ScriptedSystem(
+        "scripted", chat=None, llm_name="scripted", script={k: v[1:] for k, v in script.items()}
+    )
+    monkeypatch.setattr("blsp_emo.evaluation.commands._load_system", lambda *a: system)
+    out = tmp_path / "ser"
+    assert main(["eval", "ser", "--model", "scripted", "--data", str(manifest), "-o", str(out)]) == 0
+    results, rows = _results(out), _predictions(out)
+    assert [(r["id"], r["parsed"]) for r in rows] == [
+        ("c0", "happy"), ("c1", "happy"), ("c2", "sad"), ("c3", "sad"), ("c4", None), ("c5", "happy")
+    ]  # fmt: skip
+    answer = results["metrics"]["answer"]
+    # 3 of 6 right; recall happy 2/3, sad 1/1, angry 0, neutral 0; precision happy 2/3, sad 1/2.
+    assert answer["accuracy"] == pytest.approx(0.5, abs=1e-6)
+    assert answer["unweighted_average_recall"] == pytest.approx((2 / 3 + 1) / 4, abs=1e-6)
+    assert answer["macro_f1"] == pytest.approx((2 / 3 + 2 / 3) / 4, abs=1e-6)
+    assert answer["unparsed"] == 1 and answer["unparsed_rate"] == pytest.approx(1 / 6, abs=1e-6)
+    assert answer["per_class_recall"]["surprise"] is None  # absent class: not averaged in
+    _assert_written_metrics_match(answer, [v[0] for v in script.values()], [r["parsed"] for r in rows])
+    head = results["metrics"]["head"]
+    assert head["accuracy"] == pytest.approx(4 / 6, abs=1e-6) and head["unparsed"] == 1
+    assert head["unweighted_average_recall"] == pytest.approx((2 / 3 + 1 + 1 + 0) / 4, abs=1e-6)
+    assert results["headline"] == {
+        "accuracy": answer["accuracy"],
+        "uar": answer["unweighted_average_recall"],
+        "macro_f1": answer["macro_f1"],
+        "unparsed_rate": answer["unparsed_rate"],
+        "head_accuracy": head["accuracy"],
+    }
 
 
 def test_semantic_text_cascade_is_the_reference(emotion_manifest: Path, tmp_path: Path) -> None:
@@ -110,6 +229,22 @@ def test_semantic_speech_model(emotion_manifest: Path, tmp_path: Path) -> None:
     assert tokens == sum(r["response_tokens"] for r in rows) > 0
     mean_kl = sum(r["kl"] * r["response_tokens"] for r in rows) / tokens
     assert headline["kl"] == pytest.approx(mean_kl, abs=2e-6)  # results.json rounds to 6 digits
+    # The speech model's replies differ from the text replies: each cosine is the embedder's own cosine
+    # of the two written texts (embedded one by one here), below 1 where they differ; the headline is the mean.
+    from blsp_emo.evaluation.embeddings import get_embedder
+    from blsp_emo.evaluation.metrics import rouge_l
+
+    embedder = get_embedder()
+    differ = [r for r in rows if r["speech_reply"] != r["text_reply"]]
+    assert differ, "random-tiny gave the same reply to the speech and to the transcript"
+    for r in rows:
+        (a,), (b,) = embedder.encode([r["speech_reply"]]), embedder.encode([r["text_reply"]])
+        assert r["cosine"] == pytest.approx(float(np.dot(a, b)), abs=1e-4)
+        assert r["rouge_l"] == pytest.approx(rouge_l(r["text_reply"], r["speech_reply"]), abs=1e-6)
+    assert all(r["cosine"] < 0.999 for r in differ)
+    assert headline["cosine"] == pytest.approx(np.mean([r["cosine"] for r in rows]), abs=2e-6)
+    assert headline["rouge_l"] == pytest.approx(np.mean([r["rouge_l"] for r in rows]), abs=2e-6)
+    assert results["metrics"]["exact_match"] == pytest.approx(1 - len(differ) / len(rows), abs=1e-6)
 
 
 def test_empathy_caches_teacher_texts(emotion_manifest: Path, tmp_path: Path) -> None:
