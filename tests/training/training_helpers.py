@@ -14,12 +14,18 @@ import soundfile as sf
 EMOTIONS = ("neutral", "happy", "angry", "sad", "surprise")
 
 
-def write_tone_rows(folder: Path, count: int = 12, seed: int = 0) -> Path:
-    """Write ``count`` 1.2-4.5 s tone+noise clips and a target JSONL over them; returns the JSONL path."""
+def write_tone_rows(
+    folder: Path, count: int = 12, seed: int = 0, start: int = 0, splits: tuple[str, ...] = ("train",)
+) -> Path:
+    """Write ``count`` 1.2-4.5 s tone+noise clips and a target JSONL over them; returns the JSONL path.
+
+    ``start``: the number of the first clip (clips of another ``start`` and ``seed`` have other names,
+    transcripts, noise and duration order); ``splits``: the rows' split, cycling (e.g. 3 x "train", "dev").
+    """
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     rows = []
-    for i in range(count):
+    for i in range(start, start + count):
         seconds = 1.2 + (i * 0.3) % 3.3
         t = np.arange(int(16000 * seconds)) / 16000
         audio = 0.3 * np.sin(2 * np.pi * (110 + 35 * (i % 5)) * t) + 0.05 * rng.standard_normal(len(t))
@@ -32,7 +38,7 @@ def write_tone_rows(folder: Path, count: int = 12, seed: int = 0) -> Path:
                 "truncated": i % 3 == 0,
                 "emotion": EMOTIONS[i % 5],
                 "duration": seconds,
-                "split": "train",
+                "split": splits[(i - start) % len(splits)],
             }
         )
     path = folder / "targets.jsonl"

@@ -53,4 +53,7 @@ def run_train(args: argparse.Namespace) -> int:
         )
     else:
         print(f"stopped at step {result.global_step}; checkpoint {result.checkpoint}; continue with --resume")
+    if result.dev_losses:
+        curve = ", ".join(f"step {step}: {loss:.4g}" for step, loss in result.dev_losses[-3:])
+        print(f"dev loss ({config.dev_source}): {curve}")
     return 0

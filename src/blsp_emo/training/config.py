@@ -75,6 +75,17 @@ class DataSection:
     # Which recording of each row to train on: "audio" (as listed: the augmented copy in an augmented
     # corpus) or "clean_audio" (the recording before augmentation; rows without one keep "audio")
     audio_field: str = "audio"
+    # Held-out (dev) loss, off by default. ``dev``: a target JSONL of held-out rows (same format as
+    # ``train``); ``dev_split``: take the rows of this split ("dev") from ``dev`` when given, else from
+    # ``train`` (it must then differ from ``split``, or the dev rows would be training rows). With either
+    # set, the loss of the model on these rows (eval mode, no gradients, no time masks; the same
+    # min/max_seconds and audio_field as training, no recognition copies) is logged before the first step
+    # and after the last one of the schedule, and every ``run.eval_steps``, as ``dev_loss`` (+ the stage's part:
+    # ``dev_kl_loss``, ``dev_ctc_loss`` or ``dev_lm_loss``/``dev_emotion_loss``) in logs/train.jsonl, and
+    # summarised under ``dev`` in summary.json.
+    dev: str = ""
+    dev_split: str = ""
+    dev_max_rows: int = 0  # use only the first N dev rows (0 = all)
 
 
 @dataclass
@@ -117,6 +128,9 @@ class RunSection:
     save_steps: int = 500  # write a checkpoint every N optimizer steps (0 = only at the end)
     keep_last: int = 2  # checkpoints kept on disk (older ones are deleted after a new one is complete)
     log_steps: int = 10  # log loss, learning rate and samples/s every N optimizer steps
+    # Compute the dev loss (data.dev / data.dev_split) every N optimizer steps; 0 = only before the first
+    # step and at the end. Needs a dev set.
+    eval_steps: int = 0
     stop_after_steps: int = (
         0  # stop (as if interrupted) after N steps of this run, schedule unchanged; 0 = off
     )
@@ -170,11 +184,44 @@ class TrainConfig:
                 self.data.recognition_share == 0 or self.stage == "emotion",
                 "data.recognition_share needs stage: emotion (the rows need emotion labels)",
             ),
+            (self.run.eval_steps >= 0, "run.eval_steps must be >= 0"),
+            (self.data.dev_max_rows >= 0, "data.dev_max_rows must be >= 0"),
+            (
+                self.run.eval_steps == 0 or self.has_dev,
+                "run.eval_steps needs a dev set: set data.dev=PATH or data.dev_split=dev",
+            ),
+            (
+                not self.has_dev or not self.dev_is_train_file or bool(self.data.dev_split),
+                "data.dev is the training file: set data.dev_split to the split that holds the dev rows",
+            ),
+            (
+                not (self.has_dev and self.dev_is_train_file)
+                or (bool(self.data.split) and self.data.dev_split != self.data.split),
+                f"data.dev_split={self.data.dev_split!r} reads the training rows of {self.data.train or 'data.train'}"
+                f" (data.split={self.data.split!r}): choose another split for the dev loss",
+            ),
         ]
         for ok, message in checks:
             if not ok:
                 raise UserError(message)
         return self
+
+    @property
+    def has_dev(self) -> bool:
+        """True when a dev set is configured (data.dev or data.dev_split): the dev loss is logged."""
+        return bool(self.data.dev or self.data.dev_split)
+
+    @property
+    def dev_source(self) -> str:
+        """The file the dev rows come from (data.dev, else data.train)."""
+        return self.data.dev or self.data.train
+
+    @property
+    def dev_is_train_file(self) -> bool:
+        """True when the dev rows are read from the training file (selected by data.dev_split)."""
+        if not self.data.dev:
+            return True
+        return Path(self.data.dev).expanduser().resolve() == Path(self.data.train).expanduser().resolve()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (for YAML/JSON)."""

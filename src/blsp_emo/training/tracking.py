@@ -1,5 +1,9 @@
 """Training logs: a JSONL file (one object per logging step), TensorBoard scalars, a training-curve PNG.
 
+A record holds the train loss and its parts (``loss``, ``kl_loss``...); when a dev set is configured the
+steps where the dev loss was computed also hold ``dev_loss`` (and ``dev_kl_loss``...), in the same record
+when the step was also a logging step, else in a record of its own (step 0: the dev loss before training).
+
 Only the main process writes. On ``--resume`` the JSONL keeps the lines up to the checkpoint's step, so
 the curve of a resumed run reads as one run.
 """
@@ -41,13 +45,15 @@ class TrainingLog:
         self.path.write_text("".join(line + "\n" for line in keep))
 
     def write(self, record: dict) -> None:
-        """Append one record (must hold ``step``); numeric fields also go to TensorBoard."""
+        """Append one record (must hold ``step``); numeric fields also go to TensorBoard (``dev_*`` fields,
+        the held-out loss, as ``dev/*``; the others as ``train/*``)."""
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
         if self.writer is not None:
             for key, value in record.items():
                 if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
-                    self.writer.add_scalar(f"train/{key}", value, record["step"])
+                    tag = f"dev/{key[4:]}" if key.startswith("dev_") else f"train/{key}"
+                    self.writer.add_scalar(tag, value, record["step"])
 
     def close(self) -> None:
         """Flush TensorBoard."""
@@ -61,7 +67,8 @@ def read_log(path: Path) -> list[dict]:
 
 
 def plot_training_curve(log_path: Path, out_path: Path, title: str = "") -> Path | None:
-    """Loss (and its parts) and learning rate against optimizer step, as a PNG; None without records."""
+    """Loss (and its parts, and the dev loss when logged) and learning rate against optimizer step, as a
+    PNG; None without records."""
     records = read_log(log_path) if log_path.is_file() else []
     if not records:
         return None
@@ -72,7 +79,7 @@ def plot_training_curve(log_path: Path, out_path: Path, title: str = "") -> Path
 
     steps = [r["step"] for r in records]
     fig, (ax_loss, ax_lr) = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True, height_ratios=[3, 1])
-    for key in ("loss", "kl_loss", "lm_loss", "emotion_loss"):
+    for key in ("loss", "kl_loss", "lm_loss", "emotion_loss", "dev_loss"):
         values = [r.get(key) for r in records]
         if any(v is not None for v in values) and not (
             key != "loss" and values == [r.get("loss") for r in records]
@@ -85,7 +92,8 @@ def plot_training_curve(log_path: Path, out_path: Path, title: str = "") -> Path
     ax_loss.legend()
     ax_loss.grid(alpha=0.3)
     ax_loss.set_title(title or "training curve")
-    ax_lr.plot(steps, [r.get("lr", 0.0) for r in records], color="tab:gray")
+    with_lr = [r for r in records if "lr" in r]  # dev-only records have no learning rate
+    ax_lr.plot([r["step"] for r in with_lr], [r["lr"] for r in with_lr], color="tab:gray")
     ax_lr.set_ylabel("learning rate")
     ax_lr.set_xlabel("optimizer step")
     ax_lr.grid(alpha=0.3)

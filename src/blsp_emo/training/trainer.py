@@ -8,6 +8,8 @@ a checkpoint holds and ``blsp_emo.training.config`` for every option.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import logging
 import math
@@ -30,7 +32,7 @@ from blsp_emo.training.data import (
     encoder_cache_prefix,
     load_target_dataset,
 )
-from blsp_emo.training.tracking import TrainingLog, plot_training_curve
+from blsp_emo.training.tracking import TrainingLog, plot_training_curve, read_log
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ class TrainResult:
     samples_per_second: float  # training throughput of this invocation (all ranks together)
     losses: list[float] = field(default_factory=list)  # logged mean losses, in order
     is_main: bool = True  # this process is the main one (prints, writes logs)
+    dev_losses: list[tuple[int, float]] = field(default_factory=list)  # (step, dev loss) of this invocation
 
 
 def load_start(init_from: str, adapter_output_scale: str | float = "embeddings"):
@@ -193,6 +196,8 @@ class Trainer:
                 self.dataset = TargetDataset(self.alignment_report["rows"], require_target=False)
             if self.main:
                 log.info("%s", self.alignment_report["summary"])
+        self.dev_overlap, self.dev_seconds = 0, 0.0
+        self.dev = self._load_dev()
         self.cache, self.stats_cache = self._fill_cache() if config.uses_cache else (None, None)
         if d.recognition_share > 0:  # after the cache: the copies share their utterances' encoder states
             self.dataset = RecognitionMix(self.dataset, d.recognition_share, config.run.seed)
@@ -209,6 +214,30 @@ class Trainer:
 
     # ---- set-up ------------------------------------------------------------------------------------
 
+    def _load_dev(self) -> TargetDataset | None:
+        """The held-out rows of data.dev / data.dev_split (None when no dev set is configured)."""
+        cfg, d = self.config, self.config.data
+        if not cfg.has_dev:
+            return None
+        dev = load_target_dataset(
+            cfg.dev_source,
+            d.min_seconds,
+            d.max_seconds,
+            d.dev_max_rows,
+            d.dev_split,
+            require_target=cfg.stage != "align",
+            audio_field=d.audio_field,
+        )
+        self.dev_overlap = len(
+            {r.audio_path.resolve() for r in dev.rows} & {r.audio_path.resolve() for r in self.dataset.rows}
+        )
+        if self.dev_overlap and self.main:
+            log.warning("%d dev utterances are also training utterances (same audio file)", self.dev_overlap)
+        if cfg.stage == "align":  # rows too short for CTC would give an infinite loss: left out
+            report = check_alignment_room(dev, self.processor, cfg.dev_source, skip=True)
+            dev = TargetDataset(report["rows"], require_target=False)
+        return dev
+
     def _fill_cache(self):
         """Encode every utterance once (this rank's share) and store the states, and the per-layer
         statistics when the emotion head reads them; the encoder is frozen. Returns the two caches."""
@@ -224,19 +253,26 @@ class Trainer:
         stats_cache = EncoderCache(folder, prefix + "|layer-stats") if self.model.needs_layer_stats else None
         caches = [c for c in (cache, stats_cache) if c is not None]
         self.model.encoder.to(acc.device)
-        durations = self.dataset.durations
-        mine = [i for i in range(len(self.dataset)) if i % acc.num_processes == acc.process_index]
-        mine.sort(key=lambda i: durations[i])  # similar lengths encode together
-        todo = []
-        for i in mine:  # each clip loaded once, whatever the number of caches
-            audio = self.dataset[i]["audio"]
-            if any(audio not in c for c in caches):
-                todo.append(i)
-        bar = tqdm(
-            total=len(todo), desc="encoder cache", disable=not (self.main and cfg.run.progress and todo)
-        )
-        for start in range(0, len(todo), 8):
-            audios = [self.dataset[i]["audio"] for i in todo[start : start + 8]]
+        # The dev rows are encoded too (the dev loss reads the same cache), in batches of their own:
+        # batch composition changes padded encoder outputs in the last bits, and the training rows must
+        # be encoded exactly as without a dev set.
+        todo: list[list] = []
+        for dataset in (self.dataset, self.dev):
+            if dataset is None:
+                continue
+            durations = dataset.durations
+            mine = [i for i in range(len(dataset)) if i % acc.num_processes == acc.process_index]
+            mine.sort(key=lambda i: durations[i])  # similar lengths encode together
+            missing = []
+            for i in mine:  # each clip loaded once, whatever the number of caches
+                audio = dataset[i]["audio"]
+                if any(audio not in c for c in caches):
+                    missing.append(i)
+            todo += [[dataset, missing[start : start + 8]] for start in range(0, len(missing), 8)]
+        total = sum(len(chunk) for _, chunk in todo)
+        bar = tqdm(total=total, desc="encoder cache", disable=not (self.main and cfg.run.progress and total))
+        for dataset, chunk in todo:
+            audios = [dataset[i]["audio"] for i in chunk]
             feats = self.processor.audio_features(audios)
             with torch.no_grad():
                 states, lengths, layer_stats = self.model.encode_speech_with_stats(
@@ -285,6 +321,11 @@ class Trainer:
             collate_fn=collator,
             generator=torch.Generator().manual_seed(0),
         )
+        # The dev loss: the same inputs as training, without SpecAugment-style time masks.
+        self.dev_collate = None
+        if self.dev is not None:
+            self.dev_collate = copy.copy(collator)
+            self.dev_collate.align = dataclasses.replace(self.config.align, time_masks=0)
         return sampler, loader
 
     def _build_optimizer(self) -> None:
@@ -339,6 +380,55 @@ class Trainer:
         if was_training and self.config.encoder_frozen:
             model.encoder.eval()
         return total / max(count, 1)
+
+    @torch.no_grad()
+    def dev_loss(self) -> dict[str, float]:
+        """Loss on the dev rows: model in eval mode, no gradients, fixed batches (rows sorted by duration,
+        data.batch_size per batch), mean over utterances. Every process computes it on all dev rows (the
+        same forward passes on each, so sharded models stay in step). Returns ``dev_loss`` and the stage's
+        part (``dev_kl_loss``, ``dev_ctc_loss``, or ``dev_lm_loss`` and ``dev_emotion_loss``)."""
+        assert self.dev is not None and self.dev_collate is not None
+        model = self.model if self._sharded else self.unwrapped
+        was_training = model.training
+        model.eval()
+        durations = self.dev.durations
+        order = sorted(range(len(self.dev)), key=lambda i: (durations[i], i))
+        size = self.config.data.batch_size
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        try:
+            for start in range(0, len(order), size):
+                batch = self.dev_collate([self.dev[i] for i in order[start : start + size]])
+                n = int(batch.pop("num_samples"))
+                with self.accelerator.autocast():
+                    out = model(**batch_to(batch, self.accelerator.device))
+                parts = {
+                    "dev_loss": out.loss,
+                    "dev_kl_loss": out.kl_loss,
+                    "dev_ctc_loss": out.ctc_loss,
+                    "dev_lm_loss": out.lm_loss,
+                    "dev_emotion_loss": out.emotion_loss,
+                }
+                for key, value in parts.items():
+                    if value is not None:
+                        sums[key] = sums.get(key, 0.0) + float(value) * n
+                        counts[key] = counts.get(key, 0) + n
+        finally:
+            model.train(was_training)
+            if was_training and self.config.encoder_frozen:
+                self.unwrapped.encoder.eval()
+        return {key: sums[key] / counts[key] for key in sums}
+
+    def _evaluate(self, state: ckpt.TrainerState, tracker: TrainingLog | None, record: dict | None) -> float:
+        """Compute the dev loss, add it to ``record`` (written by the caller) or log it as its own record."""
+        started = time.perf_counter()
+        values = self.dev_loss()
+        self.dev_seconds += time.perf_counter() - started
+        if record is not None:
+            record.update(values)
+        elif tracker is not None:
+            tracker.write({"step": state.global_step, "epoch": state.epoch, **values})
+        return values["dev_loss"]
 
     # ---- checkpoints -------------------------------------------------------------------------------
 
@@ -490,10 +580,14 @@ class Trainer:
             dynamic_ncols=True,
         )
         losses: list[float] = []
+        dev_losses: list[tuple[int, float]] = []
+        done = state.global_step >= self.total_steps
+        if self.dev is not None and state.global_step == 0 and not done:  # the start of the dev curve
+            dev_losses.append((0, self._evaluate(state, tracker, None)))
+        self.dev_seconds = 0.0  # dev time inside the loop, taken out of the throughput
         run_start, run_samples, base_elapsed = time.perf_counter(), 0, state.elapsed_seconds
         window: dict = {}
         window_start = time.perf_counter()
-        done = state.global_step >= self.total_steps
         try:
             while not done:
                 self.sampler.set_epoch(state.epoch, skip=state.micro_batches_in_epoch)
@@ -508,16 +602,25 @@ class Trainer:
                     window["counted"] = window["samples"]
                     state.elapsed_seconds = base_elapsed + time.perf_counter() - run_start
                     bar.update(1)
-                    if state.global_step % cfg.run.log_steps == 0 or state.global_step == self.total_steps:
+                    finished = state.global_step >= self.total_steps
+                    evaluate = self.dev is not None and (
+                        finished or (cfg.run.eval_steps and state.global_step % cfg.run.eval_steps == 0)
+                    )
+                    if state.global_step % cfg.run.log_steps == 0 or finished:
                         record = self._log_record(window, state, time.perf_counter() - window_start)
                         losses.append(record["loss"])
+                        if evaluate:  # in the same record, after its samples/s was measured
+                            dev_losses.append((state.global_step, self._evaluate(state, tracker, record)))
                         bar.set_postfix(
                             loss=f"{record['loss']:.4f}", samples_s=f"{record['samples_per_s']:.2f}"
                         )
                         if tracker is not None:
                             tracker.write(record)
                         window, window_start = {}, time.perf_counter()
-                    finished = state.global_step >= self.total_steps
+                    elif evaluate:
+                        eval_start = time.perf_counter()
+                        dev_losses.append((state.global_step, self._evaluate(state, tracker, None)))
+                        window_start += time.perf_counter() - eval_start  # not training time
                     stopping = stop_at is not None and state.global_step >= stop_at
                     if (
                         finished
@@ -534,8 +637,37 @@ class Trainer:
             bar.close()
             if tracker is not None:
                 tracker.close()
-        rate = run_samples / max(time.perf_counter() - run_start, 1e-9)
-        return self._finish(state, last_saved, losses, rate)
+        rate = run_samples / max(time.perf_counter() - run_start - self.dev_seconds, 1e-9)
+        result = self._finish(state, last_saved, losses, rate)
+        result.dev_losses = dev_losses
+        return result
+
+    def _dev_summary(self) -> dict:
+        """summary.json's ``dev``: the dev set and its losses as logged (all invocations of a resumed run)."""
+        logged = (
+            read_log(self.out / "logs" / "train.jsonl")
+            if (self.out / "logs" / "train.jsonl").is_file()
+            else []
+        )
+        curve = [(r["step"], r["dev_loss"]) for r in logged if r.get("dev_loss") is not None]
+        summary: dict = {
+            "source": self.config.dev_source,
+            "split": self.config.data.dev_split or None,
+            "rows": len(self.dev),
+            "overlap_with_train": self.dev_overlap,
+            "eval_steps": self.config.run.eval_steps,
+            "evaluations": len(curve),
+        }
+        if curve:
+            best = min(curve, key=lambda c: c[1])
+            summary.update(
+                initial_loss=_digits(curve[0][1]) if curve[0][0] == 0 else None,
+                final_loss=_digits(curve[-1][1]),
+                final_step=curve[-1][0],
+                best_loss=_digits(best[1]),
+                best_step=best[0],
+            )
+        return summary
 
     def _finish(
         self, state: ckpt.TrainerState, last_saved: Path | None, losses: list[float], rate: float
@@ -579,10 +711,16 @@ class Trainer:
                         if self.config.stage == "align"
                         else {}
                     ),
+                    **({"dev": self._dev_summary()} if self.dev is not None else {}),
                 },
             )
         self.accelerator.wait_for_everyone()
         return TrainResult(final_dir, last_saved, state.global_step, rate, losses, self.main)
+
+
+def _digits(value: float) -> float:
+    """Six significant digits (losses of tiny models are far below 1e-3)."""
+    return float(f"{value:.6g}")
 
 
 def train(config: TrainConfig, resume: bool = False) -> TrainResult:
