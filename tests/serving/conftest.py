@@ -18,7 +18,10 @@ def speech_files() -> list[Path]:
     """Real recorded speech (pocketsphinx-testdata): LibriVox and 'cards' utterances."""
     files = sorted((POCKETSPHINX / "librivox").glob("*.wav")) + sorted((POCKETSPHINX / "cards").glob("*.wav"))
     if len(files) < 5:
-        pytest.skip("pocketsphinx-testdata is not installed (apt-get install pocketsphinx-testdata)")
+        pytest.fail(
+            f"no recorded speech under {POCKETSPHINX}: pocketsphinx-testdata is a promised test dependency, "
+            "install it with apt-get install -y pocketsphinx-testdata (make setup)"
+        )
     return files
 
 

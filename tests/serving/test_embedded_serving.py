@@ -8,7 +8,7 @@ import re
 import openai
 import pytest
 from servingfix import audio_message
-from webfix import artifacts_dir, run_page_conversation
+from webfix import artifacts_dir, run_page_conversation, streamed_prefixes
 
 from blsp_emo.audio import load_audio
 
@@ -54,5 +54,8 @@ def test_web_page_on_the_embedded_model(embedded_server, speech_files) -> None:
     shown = run_page_conversation(embedded_server.url, speech_files[2], speech_files[4], screenshot)
     assert not shown["errors"] and len(shown["badges"]) == 2
     assert all(len(re.findall(r"[A-Za-z]{2,}", reply)) >= 3 for reply in shown["replies"])
-    assert shown["updates"] > 10  # the replies were drawn piece by piece as they streamed in
+    # Each reply was drawn as it streamed in: the page showed at least 3 ever longer beginnings of it.
+    assert len(shown["reply_texts"]) == 2
+    for texts, final in zip(shown["reply_texts"], shown["replies"]):
+        assert len(streamed_prefixes(texts, final)) >= 3, texts
     assert screenshot.stat().st_size > 10_000

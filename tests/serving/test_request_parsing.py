@@ -20,7 +20,10 @@ LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 def speech_wav() -> bytes:
     clips = sorted(LIBRIVOX.glob("*.wav"))
     if not clips:
-        pytest.skip("pocketsphinx-testdata is not installed (apt-get install pocketsphinx-testdata)")
+        pytest.fail(
+            f"no recorded speech under {LIBRIVOX}: pocketsphinx-testdata is a promised test dependency, "
+            "install it with apt-get install -y pocketsphinx-testdata (make setup)"
+        )
     return clips[0].read_bytes()
 
 

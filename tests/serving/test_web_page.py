@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from webfix import artifacts_dir, run_page_conversation
+from webfix import artifacts_dir, run_page_conversation, streamed_prefixes
 
 from blsp_emo.prompts import EMOTIONS
 
@@ -17,6 +17,11 @@ def test_record_send_stream_badge_and_spoken_reply(server, speech_files: list[Pa
     assert not shown["errors"]
     assert len(shown["badges"]) == 2 and all(b in EMOTIONS for b in shown["badges"])
     assert len(shown["replies"]) == 2 and all(shown["replies"])
+    # Each reply only ever grew towards its final text. (The random model's replies have no spaces, so the
+    # streamer may hand each over in one piece: test_embedded_serving checks that a reply arrives in pieces.)
+    assert len(shown["reply_texts"]) == 2
+    for texts, final in zip(shown["reply_texts"], shown["replies"]):
+        streamed_prefixes(texts, final)
     first, second = shown["requests"]
     assert first["stream"] and first["modalities"] == ["text", "audio"] and first["max_tokens"] == 24
     # The settings bar: the temperature (started from the URL's), "avoid repeats" on (the server's defaults),

@@ -34,9 +34,15 @@ def artifacts_dir() -> Path:
 @contextmanager
 def chromium_page(microphone_wav: Path) -> Iterator:
     """A page in a fresh headless Chromium profile whose microphone plays ``microphone_wav`` in a loop."""
-    playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    # Promised dependencies (scripts/setup.sh installs both): a missing one fails the test, never skips it.
+    try:
+        from playwright import sync_api as playwright_api
+    except ImportError:
+        pytest.fail("Playwright is not installed: pip install playwright (the 'dev' extra; make setup)")
     if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed (apt-get install -y chromium)")
+        pytest.fail(
+            f"Debian chromium is not installed ({CHROMIUM}): apt-get install -y chromium (make setup)"
+        )
     profile = tempfile.mkdtemp(prefix="blsp-emo-chromium-")
     try:
         with playwright_api.sync_playwright() as playwright:
@@ -59,12 +65,39 @@ def chromium_page(microphone_wav: Path) -> Iterator:
         shutil.rmtree(profile, ignore_errors=True)
 
 
-# Counts every change of the reply text, to see it arrive piece by piece.
+# Records every text the assistant's reply showed, per reply: each time the page sets a reply's text, the
+# new text node it puts there (or a text node whose data changes) is noted with the text it held then.
+# Other changes in #thread (bubbles, badges, players, the cursor) are not reply text and are not counted.
 WATCH_REPLY = """() => {
-  window.replyUpdates = 0;
-  new MutationObserver(() => { window.replyUpdates += 1; })
-    .observe(document.getElementById('thread'), {subtree: true, characterData: true, childList: true});
+  window.replyTexts = [];
+  const seen = new Map();
+  const note = (holder, text) => {
+    if (!holder || !holder.matches('.msg.assistant > .text')) return;
+    if (!seen.has(holder)) { seen.set(holder, []); window.replyTexts.push(seen.get(holder)); }
+    const texts = seen.get(holder);
+    if (texts[texts.length - 1] !== text) texts.push(text);
+  };
+  new MutationObserver((records) => {
+    for (const r of records) {
+      if (r.type === 'characterData') note(r.target.parentElement, r.target.data);
+      for (const node of r.addedNodes) {
+        if (node.nodeType === Node.TEXT_NODE) note(r.target, node.data);
+      }
+    }
+  }).observe(document.getElementById('thread'), {subtree: true, characterData: true, childList: true});
 }"""
+
+
+def streamed_prefixes(shown_texts: list[str], final: str) -> list[str]:
+    """The distinct non-empty texts a reply showed, in order; asserts that each one is a prefix of the final
+    text and longer than the one before (the reply grew; it was never rewritten or shrunk)."""
+    texts = [t for t in shown_texts if t]
+    for before, after in zip(texts, texts[1:]):
+        assert len(after) > len(before), (before, after)
+    for text in texts:
+        assert final.startswith(text), (text, final)
+    assert texts and texts[-1] == final, (texts, final)
+    return texts
 
 
 def run_page_conversation(server_url: str, microphone: Path, upload: Path, screenshot: Path) -> dict:
@@ -105,7 +138,7 @@ def run_page_conversation(server_url: str, microphone: Path, upload: Path, scree
             "replies": page.eval_on_selector_all(
                 ".msg.assistant .text", "els => els.map(e => e.textContent)"
             ),
-            "updates": page.evaluate("window.replyUpdates"),
+            "reply_texts": page.evaluate("window.replyTexts"),
             "errors": page.errors,
             "requests": requests,
             "user_text": page.inner_text(".msg.user:nth-of-type(3)"),
