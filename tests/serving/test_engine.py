@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import replace
 
 import pytest
@@ -101,8 +103,50 @@ def test_text_only_turn_has_no_emotion(engine, conversations) -> None:
     assert engine.generate(follow, GREEDY).emotion is None
 
 
+class _GatedChat:
+    """The shared model session behind a gate: a generation starts, then waits until the test opens it.
+    Only ``respond`` and ``stream`` are offered, so the engine answers through them."""
+
+    def __init__(self, chat) -> None:
+        self.chat = chat
+        self.started = threading.Event()
+        self.gate = threading.Event()
+        self.calls = 0
+
+    def respond(self, conversations, **kwargs):
+        self.calls += 1
+        self.started.set()
+        assert self.gate.wait(timeout=60), "the test never opened the gate"
+        return self.chat.respond(conversations, **kwargs)
+
+    def stream(self, *args, **kwargs):
+        self.calls += 1
+        return self.chat.stream(*args, **kwargs)
+
+
 def test_close_fails_queued_requests(random_engine, conversations) -> None:
-    engine = ServingEngine(random_engine.chat, batch_wait_s=0.0)
-    engine.close()
+    gated = _GatedChat(random_engine.chat)
+    engine = ServingEngine(gated, batch_wait_s=0.0)
+    busy = engine.submit(conversations[0], GREEDY)
+    assert gated.started.wait(timeout=30)  # the worker is generating (and holds) the first request
+    queued = [engine.submit(c, GREEDY) for c in conversations[1:3]]
+    stream = engine.open_stream(conversations[3], GREEDY)
+    assert engine.queued == 3  # three requests wait behind the busy one
+    closer = threading.Thread(target=engine.close)
+    closer.start()
+    deadline = time.monotonic() + 10
+    while not engine._closed.is_set() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert engine._closed.is_set() and engine.queued >= 3  # closed while they were still queued
+    gated.gate.set()
+    closer.join(timeout=60)
+    assert not closer.is_alive()
+    assert busy.result(timeout=30).completion_tokens > 0  # the request that was running finishes
+    for future in queued:
+        with pytest.raises(EngineClosed, match="shut down"):
+            future.result(timeout=10)  # failed, not run and not left hanging
+    with pytest.raises(EngineClosed, match="shut down"):
+        list(stream)
+    assert gated.calls == 1  # nothing queued ran after close()
     with pytest.raises(EngineClosed):
         engine.submit(conversations[0], GREEDY)
