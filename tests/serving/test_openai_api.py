@@ -83,19 +83,43 @@ def test_multi_turn_keeps_earlier_speech(client: openai.OpenAI, speech_clips: li
     assert two.model_extra["emotion"] == alone.model_extra["emotion"]  # the latest user turn's audio
 
 
-def test_seeded_sampling_repeats(client: openai.OpenAI, speech_clips: list[bytes]) -> None:
-    messages = [audio_message(speech_clips[4])]
-    kwargs = {
-        "model": "blsp-emo",
-        "messages": messages,
-        "max_tokens": 10,
-        "temperature": 1.0,
-        "top_p": 0.9,
-        "seed": 7,
-    }
-    a = client.chat.completions.create(**kwargs)
-    b = client.chat.completions.create(**kwargs)
-    assert a.choices[0].message.content == b.choices[0].message.content
+def test_sampling_options_shape_the_reply(client: openai.OpenAI, speech_clips: list[bytes]) -> None:
+    """temperature, top_p and seed reach the sampler: the same seed repeats a sample, another seed, a
+    temperature or a top_p changes it, and temperature 0 is greedy whatever the seed.
+
+    The random tiny model's next-token distribution is nearly flat (400 tokens), so a sample is decided
+    mostly by the seed's random numbers: a temperature has to be well under 0.5 (and top_p well under 1)
+    to move a draw, and temperatures above 1 look like 1.
+    Every call is seeded or greedy, so each outcome is fixed, not a matter of chance."""
+
+    def reply(messages: list[dict], stream: bool = False, **options) -> str:
+        kwargs = {"model": "blsp-emo", "messages": messages, "max_tokens": 16, **options}
+        if not stream:
+            return client.chat.completions.create(**kwargs).choices[0].message.content
+        chunks = client.chat.completions.create(**kwargs, stream=True)
+        return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+    for clip in (speech_clips[4], speech_clips[6], speech_clips[7]):
+        messages = [audio_message(clip)]
+        greedy = {reply(messages, temperature=0, seed=seed) for seed in (1, 2, 3)}
+        greedy.add(reply(messages, temperature=0))
+        assert len(greedy) == 1, greedy  # temperature 0 ignores the seed
+        samples = {}
+        for seed in (1, 2, 3):
+            samples[seed] = reply(messages, temperature=1.0, top_p=1.0, seed=seed)
+            assert reply(messages, temperature=1.0, top_p=1.0, seed=seed) == samples[seed]  # repeats
+        assert len(set(samples.values())) == 3, samples  # each seed draws its own reply
+        assert greedy.isdisjoint(samples.values())  # the seeded replies were sampled, not greedy
+        streamed = reply(messages, stream=True, temperature=1.0, top_p=1.0, seed=1)
+        assert streamed.strip() == samples[1]  # streaming samples the same way (a reply is stripped)
+        colder = {t: reply(messages, temperature=t, top_p=1.0, seed=1) for t in (0.05, 0.2)}
+        assert len({*colder.values(), samples[1]}) == 3, colder  # the temperature changes the draw
+        assert colder[0.05] == reply(messages, temperature=0.05, top_p=1.0, seed=1)
+        narrow = reply(messages, temperature=1.0, top_p=0.01, seed=1)
+        assert narrow != samples[1]  # so does top_p
+        assert narrow == reply(messages, temperature=1.0, top_p=0.01, seed=1)
+        nucleus = {reply(messages, temperature=1.0, top_p=0.9, seed=7) for _ in range(2)}
+        assert len(nucleus) == 1  # the defaults' kind of sampling repeats under a seed too
 
 
 def test_decoding_defaults_and_greedy(client: openai.OpenAI, speech_clips: list[bytes]) -> None:
