@@ -6,7 +6,6 @@ import torch
 
 from blsp_emo.model.adapter import EmotionHead, SpeechAdapter, conv_output_length, lengths_to_mask
 from blsp_emo.model.encoder import (
-    MIN_SAMPLES,
     WINDOW_FRAMES,
     WINDOW_SAMPLES,
     encode_windows,
@@ -17,16 +16,44 @@ from blsp_emo.model.encoder import (
 )
 
 
-@pytest.mark.parametrize("length", [1, 2, 3, 7, 8, 9, 100, 1500])
-def test_adapter_length_rule_applied_three_times(length):
-    expected = length
-    for _ in range(3):
-        expected = (expected - 1) // 2 + 1
+# Expected lengths worked out by hand, not with the code's own formula. Each stride-2 convolution (kernel 3
+# or 5, "same" padding) keeps ceil(L / 2) frames: position 0 and every second one after it. Whisper's conv2
+# has stride 2: 100 mel frames per second -> 50 encoder frames per second. The adapter stacks three such
+# convolutions: ceil(ceil(ceil(L / 2) / 2) / 2) = ceil(L / 8) frames, so 6.25 speech embeddings per second.
+#   L = 1, 2, 3, 7, 8 -> 1 (a single output covers up to 8 inputs);  9 -> 2;  100 -> 50 -> 25 -> 13;
+#   1500 (30 s of encoder frames) -> 750 -> 375 -> 188.
+@pytest.mark.parametrize(
+    ("length", "expected"),
+    [(1, 1), (2, 1), (3, 1), (7, 1), (8, 1), (9, 2), (16, 2), (17, 3), (100, 13), (1500, 188)],
+)
+def test_adapter_reduces_frames_eightfold_rounding_up(length, expected):
     assert conv_output_length(length, 3) == expected
+    assert conv_output_length(torch.tensor([length]), 3).tolist() == [expected]
     adapter = SpeechAdapter(8, 12, bottleneck=4)
     out, lengths = adapter(torch.randn(1, length, 8), torch.tensor([length]))
     assert out.shape == (1, expected, 12)
     assert lengths.tolist() == [expected]
+
+
+# Samples -> mel frames (hop 160: 100 per second; audio under 0.1 s is padded to 1600 samples = 10 frames)
+# -> Whisper encoder frames (stride 2: ceil(mel / 2)) -> speech embeddings (adapter: ceil(frames / 8)).
+@pytest.mark.parametrize(
+    ("samples", "mel", "frames", "embeddings"),
+    [
+        (0, 10, 5, 1),  # silence padded to 0.1 s
+        (800, 10, 5, 1),  # 0.05 s, padded to 0.1 s
+        (16_000, 100, 50, 7),  # 1 s: 50 / 8 = 6.25 -> 7
+        (16_800, 105, 53, 7),  # 1.05 s: 105 / 2 = 52.5 -> 53; 53 / 8 = 6.6 -> 7
+        (40_000, 250, 125, 16),  # 2.5 s: 125 / 8 = 15.6 -> 16
+        (48_000, 300, 150, 19),  # 3 s: 150 / 8 = 18.75 -> 19
+        (20_000, 125, 63, 8),  # 1.25 s: 125 / 2 = 62.5 -> 63; 63 / 8 = 7.9 -> 8
+        (480_000, 3000, 1500, 188),  # 30 s, one full Whisper window
+    ],
+)
+def test_speech_embedding_counts_by_hand(samples, mel, frames, embeddings):
+    assert mel_frames(samples) == mel
+    assert encoder_frames(mel) == frames
+    assert speech_embedding_count(samples) == embeddings
 
 
 def test_thirty_seconds_gives_188_embeddings():
@@ -36,11 +63,13 @@ def test_thirty_seconds_gives_188_embeddings():
 
 
 def test_windows_cover_long_audio_without_cap():
+    # 95 s = three 30-s windows + 5 s: 1500 + 1500 + 1500 + 250 = 4750 encoder frames;
+    # 4750 / 8 = 593.75 -> 594 embeddings. 30.5 s: 1500 + 25 (0.5 s: 50 mel frames) = 1525 -> 190.6 -> 191.
     n = 95 * 16000
     bounds = window_bounds(n)
-    assert bounds[0] == (0, WINDOW_SAMPLES) and bounds[-1][1] == n and len(bounds) == 4
-    total = sum(encoder_frames(mel_frames(e - s)) for s, e in bounds)
-    assert speech_embedding_count(n) == conv_output_length(total, 3)
+    assert bounds == [(0, 480_000), (480_000, 960_000), (960_000, 1_440_000), (1_440_000, 1_520_000)]
+    assert speech_embedding_count(n) == 594
+    assert speech_embedding_count(488_000) == 191
 
 
 def test_lengths_to_mask():
@@ -69,7 +98,7 @@ def test_encoder_masked_batch_equals_single_and_pad_mode_length(random_model):
     states, lengths = encode_windows(model.encoder, feats["input_features"], feats["feature_lengths"])
     alone = processor.audio_features([short])
     s2, l2 = encode_windows(model.encoder, alone["input_features"], alone["feature_lengths"])
-    assert lengths.tolist() == [encoder_frames(300), encoder_frames(125)]
+    assert lengths.tolist() == [150, 63]  # 3 s: 300 mel frames -> 150; 1.25 s: 125 -> 62.5 -> 63
     torch.testing.assert_close(states[1, : int(l2)], s2[0], rtol=1e-4, atol=1e-4)
     processor.pad_to_30s = True
     paper = processor.audio_features([short])
@@ -111,7 +140,7 @@ def test_pad_to_30s_encoder_equals_transformers_whisper_encoder(random_model):
         window = processor.feature_extractor(audio, sampling_rate=16000, return_tensors="pt")
         reference = model.encoder(input_features=window["input_features"]).last_hidden_state
     n = int(lengths[0])
-    assert n == encoder_frames(300)
+    assert n == 150  # 3 s: 300 mel frames, halved by conv2
     torch.testing.assert_close(states[0, :n], reference[0, :n], rtol=1e-4, atol=1e-4)
 
 
@@ -130,8 +159,11 @@ def test_short_last_window_is_padded_to_min_samples(random_model, extra):
     model, processor = random_model
     audio = np.zeros(WINDOW_SAMPLES + extra, dtype=np.float32)
     feats = processor.audio_features([audio])
-    assert feats["feature_lengths"].tolist() == [3000, mel_frames(max(extra, MIN_SAMPLES))]
+    # Every such last window counts as 0.1 s: 10 mel frames (1601 samples // 160 is 10 as well) -> 5 encoder
+    # frames; with the full window's 1500 that is 1505 -> 1505 / 8 = 188.1 -> 189 speech embeddings.
+    assert feats["feature_lengths"].tolist() == [3000, 10]
     with torch.no_grad():
         states, lengths = model.encode_speech(**feats)
         _, slen = model.speech_embeddings(states, lengths)
-    assert slen.tolist() == feats["speech_lengths"].tolist() == [speech_embedding_count(len(audio))]
+    assert lengths.tolist() == [1505]
+    assert slen.tolist() == feats["speech_lengths"].tolist() == [189] == [speech_embedding_count(len(audio))]
