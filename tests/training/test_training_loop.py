@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -48,6 +49,44 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(tone_targets, tmp_pat
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
     logged = [line for line in (part / "logs" / "train.jsonl").read_text().splitlines() if line]
     assert len(logged) == 6  # the resumed log continues the interrupted one, without duplicates
+
+
+def _log(folder) -> list[dict]:
+    return [json.loads(line) for line in (folder / "logs" / "train.jsonl").read_text().splitlines() if line]
+
+
+def test_resume_with_duration_batching_matches_uninterrupted(tone_targets, tmp_path):
+    # Duration batching (8 s of padded audio, at most 4 rows): 6 micro-batches of 1-4 rows per epoch, so 3
+    # steps of grad_accum 2. Stopped after step 4, in the middle of the second epoch, the resumed run must
+    # take the same batches at the same steps (the same rows per step) and end on the same weights.
+    sections = {
+        "optim": {"max_steps": 7, "grad_accum": 2},
+        "data": {"batching": "duration", "batch_seconds": 8, "batch_size": 4},
+    }
+    full = train(tiny_config(tone_targets, tmp_path / "full", "emotion", **sections, run={"save_steps": 2}))
+    assert full.final_dir is not None and full.global_step == 7
+    part = tmp_path / "part"
+    stopped = train(
+        tiny_config(tone_targets, part, "emotion", **sections, run={"save_steps": 2, "stop_after_steps": 4})
+    )
+    assert stopped.final_dir is None and stopped.checkpoint.name == "checkpoint-4"
+    where = json.loads((stopped.checkpoint / "trainer_state.json").read_text())
+    assert (where["epoch"], where["micro_batches_in_epoch"]) == (1, 2)  # mid-epoch
+    resumed = train(
+        tiny_config(tone_targets, part, "emotion", **sections, run={"save_steps": 2}), resume=True
+    )
+    assert resumed.global_step == 7
+    a, b = _weights(full.final_dir), _weights(resumed.final_dir)
+    assert a.keys() == b.keys() and any(".lora_B." in k for k in a)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
+    expected, got = _log(tmp_path / "full"), _log(part)
+    assert [r["step"] for r in got] == list(range(1, 8))
+    assert [r["samples_seen"] for r in got] == [r["samples_seen"] for r in expected]
+    per_step = {b["samples_seen"] - a["samples_seen"] for a, b in zip(expected, expected[1:])}
+    assert len(per_step) > 1  # batches of different sizes: the duration budget really made them
+    for x, y in zip(expected, got):
+        assert y["loss"] == pytest.approx(x["loss"], rel=1e-5), (x, y)
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tone_targets, tmp_path, monkeypatch):
