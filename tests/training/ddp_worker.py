@@ -1,7 +1,12 @@
-"""Run by ``torchrun --nproc_per_node=2`` in test_training_distributed.py: train, then record per rank.
+"""Run by ``torchrun --nproc_per_node=2`` in test_training_distributed.py.
 
-Each rank writes ``rank<r>.safetensors`` (its trained weights) and ``rank<r>.json`` (the mean loss over
-all rows before and after training, the world size it saw).
+``ddp_worker.py TRAIN OUT``: train, then record per rank: ``rank<r>.safetensors`` (its trained weights)
+and ``rank<r>.json`` (the mean loss over all rows before and after training, the world size it saw).
+
+``ddp_worker.py TRAIN OUT interrupted``: the resume scenario's first launch: an uninterrupted run in
+``OUT/full``, then the same run in ``OUT/part`` stopped after step 4. ``ddp_worker.py TRAIN OUT resumed``:
+the second launch (fresh processes), which resumes ``OUT/part`` to the end. Each rank of each run writes
+``rank<r>.safetensors`` into its run folder.
 """
 
 from __future__ import annotations
@@ -18,6 +23,25 @@ from training_helpers import tiny_config  # noqa: E402
 
 from blsp_emo.training.trainer import Trainer  # noqa: E402
 
+# The resume scenario: stage 2 (LoRA dropout draws from each rank's RNG), duration batching (batches of 1-4
+# rows under 8 s of padded audio: 3 micro-batches per rank per epoch), 7 steps, interrupted after step 4.
+RESUME = {
+    "optim": {"max_steps": 7},
+    "data": {"batching": "duration", "batch_seconds": 8, "batch_size": 4},
+}
+
+
+def _save_weights(trainer: Trainer, folder: Path) -> None:
+    weights = {k: v.contiguous() for k, v in trainer.unwrapped.trainable_state_dict().items()}
+    save_file(weights, str(folder / f"rank{trainer.accelerator.process_index}.safetensors"))
+
+
+def _resume_run(train: Path, out: Path, stop_after: int = 0, resume: bool = False) -> None:
+    run = {"save_steps": 2, **({"stop_after_steps": stop_after} if stop_after else {})}
+    trainer = Trainer(tiny_config(train, out, "emotion", **RESUME, run=run))
+    trainer.fit(resume=resume)
+    _save_weights(trainer, out)
+
 
 def main(train: str, out: str) -> None:
     config = tiny_config(Path(train), Path(out), optim={"max_steps": 6, "lr": 5e-3}, data={"batch_size": 2})
@@ -26,11 +50,18 @@ def main(train: str, out: str) -> None:
     before = trainer.mean_loss()
     trainer.fit()
     after = trainer.mean_loss()
-    weights = {k: v.contiguous() for k, v in trainer.unwrapped.trainable_state_dict().items()}
-    save_file(weights, str(Path(out) / f"rank{rank}.safetensors"))
+    _save_weights(trainer, Path(out))
     record = {"before": before, "after": after, "world": trainer.accelerator.num_processes}
     (Path(out) / f"rank{rank}.json").write_text(json.dumps(record))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    if len(sys.argv) == 3:
+        main(sys.argv[1], sys.argv[2])
+    elif sys.argv[3] == "interrupted":
+        _resume_run(Path(sys.argv[1]), Path(sys.argv[2]) / "full")
+        _resume_run(Path(sys.argv[1]), Path(sys.argv[2]) / "part", stop_after=4)
+    elif sys.argv[3] == "resumed":
+        _resume_run(Path(sys.argv[1]), Path(sys.argv[2]) / "part", resume=True)
+    else:
+        raise SystemExit(f"unknown scenario {sys.argv[3]!r}")

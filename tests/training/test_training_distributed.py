@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -19,16 +20,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_torchrun_two_processes(tone_targets, tmp_path):
-    out = tmp_path / "ddp"
+def _torchrun(*args: str) -> None:
+    """Run ddp_worker.py with ``args`` in 2 CPU processes (gloo) under torchrun."""
     worker = Path(__file__).with_name("ddp_worker.py")
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-        f"--master_port={_free_port()}", str(worker), str(tone_targets), str(out),
+        f"--master_port={_free_port()}", str(worker), *args,
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def _log(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "logs" / "train.jsonl").read_text().splitlines() if line]
+
+
+def test_torchrun_two_processes(tone_targets, tmp_path):
+    out = tmp_path / "ddp"
+    _torchrun(str(tone_targets), str(out))
     records = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
     assert all(r["world"] == 2 for r in records)
     assert all(r["after"] < r["before"] for r in records), records
@@ -36,6 +46,31 @@ def test_torchrun_two_processes(tone_targets, tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    logged = [json.loads(line) for line in (out / "logs" / "train.jsonl").read_text().splitlines()]
+    logged = _log(out)
     assert [r["step"] for r in logged] == list(range(1, 7))
     assert logged[-1]["samples_seen"] == 6 * 2 * 2  # 6 steps x 2 rows x 2 processes
+
+
+def test_torchrun_resume_with_duration_batching_matches_uninterrupted(tone_targets, tmp_path):
+    # Two launches of 2 processes: an uninterrupted 7-step run and the same run stopped after step 4 (the
+    # middle of the second epoch), then, in fresh processes, that run resumed. Every rank must end on the
+    # uninterrupted run's weights, and the resumed log must match its steps, rows and losses.
+    out = tmp_path / "ddp"
+    _torchrun(str(tone_targets), str(out), "interrupted")
+    state = json.loads((out / "part" / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())
+    assert (state["world_size"], state["epoch"], state["micro_batches_in_epoch"]) == (2, 1, 1)
+    assert not (out / "part" / "final").exists()
+    _torchrun(str(tone_targets), str(out), "resumed")
+    full = [load_file(str(out / "full" / f"rank{r}.safetensors")) for r in range(2)]
+    resumed = [load_file(str(out / "part" / f"rank{r}.safetensors")) for r in range(2)]
+    assert any(".lora_B." in k for k in full[0])
+    for rank in range(2):
+        assert full[rank].keys() == resumed[rank].keys() == full[0].keys()
+        for key in full[0]:
+            assert torch.equal(full[rank][key], full[0][key]), key  # the ranks agree
+            torch.testing.assert_close(resumed[rank][key], full[0][key], rtol=1e-5, atol=1e-6, msg=key)
+    expected, got = _log(out / "full"), _log(out / "part")
+    assert [r["step"] for r in got] == [r["step"] for r in expected] == list(range(1, 8))
+    assert [r["samples_seen"] for r in got] == [r["samples_seen"] for r in expected]
+    for x, y in zip(expected, got):
+        assert y["loss"] == pytest.approx(x["loss"], rel=1e-5), (x, y)
