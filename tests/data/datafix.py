@@ -53,3 +53,25 @@ def write_mp4(path: Path, seconds: float = 0.5, rate: int = 16_000, audio_track:
         for packet in audio.encode():
             out.mux(packet)
     return path
+
+
+def write_m4a(path: Path, seconds: float = 0.3, rate: int = 16_000) -> Path:
+    """Write a short tone as AAC in an MPEG-4 audio container (.m4a), as MEAD ships its audio."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    signal = tone(seconds, rate)
+    with av.open(str(path), "w", format="ipod") as out:
+        audio = out.add_stream("aac", rate=rate)
+        audio.layout = "mono"
+        size = audio.codec_context.frame_size or 1024
+        for start in range(0, signal.size, size):
+            frame = av.AudioFrame.from_ndarray(
+                signal[start : start + size].reshape(1, -1), format="flt", layout="mono"
+            )
+            frame.sample_rate, frame.pts = rate, start
+            for packet in audio.encode(frame):
+                out.mux(packet)
+        for packet in audio.encode():
+            out.mux(packet)
+    return path

@@ -8,10 +8,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from datafix import write_mp4, write_wav
+from datafix import write_m4a, write_mp4, write_wav
 
 from blsp_emo.cli import main
 from blsp_emo.data.importers import run_import
+from blsp_emo.data.importers.common import split_by_key
 from blsp_emo.data.manifest import check_manifest, read_manifest
 from blsp_emo.errors import UserError
 
@@ -512,3 +513,386 @@ def test_table_not_in_utf8_fails_naming_file_and_line(tmp_path: Path, corpus: st
         where, root = r"t\.csv:3", table
     with pytest.raises(UserError, match=where + r": not UTF-8 text \(byte 0xe9\)"):
         run_import(corpus, root, tmp_path / "out.jsonl")
+
+
+# ---------------------------------------------------------- MOSEI, MEAD and the evaluation-only sets
+
+MOSEI_HEADER = "video_id,clip_id,start,end,text,sentiment,happy,sad,anger,surprise,disgust,fear,split\n"
+
+
+def _mosei_root(tmp_path: Path) -> Path:
+    """The release's audio folders (segment wavs, one full-video wav) and a label table with folds."""
+    root = tmp_path / "CMU_MOSEI"
+    for segment in ["vidA_0", "vidA_1", "vidA_2", "vidB_0", "vidB_1", "vidB_2", "vidC_0", "vidC_2"]:
+        write_wav(root / "Audio" / "Segmented" / f"{segment}.wav", 0.2)
+    write_wav(root / "Audio" / "Full" / "WAV_16000" / "vidC.wav", 1.0)
+    (root / "mosei_labels.csv").write_text(
+        MOSEI_HEADER + "vidA,0,0.0,2.1,I loved it,2.0,2.0,0,0,0,0,0,train\n"
+        "vidA,1,2.0,4.0,It is a film,0.2,0,0,0,0,0,0,train\n"
+        "vidA,2,4.0,6.0,Best ever,1.5,0,0,0,0,0,0,train\n"  # no emotion but clearly positive
+        "vidB,0,0.0,3.0,So sad,-1.0,0,1.3333333,0,0,0,0.3333333,valid\n"
+        "vidB,1,3.0,5.0,Meh,-0.6,0,0,0.6666667,0,0,0,valid\n"  # below the threshold
+        "vidB,2,5.0,7.0,Gross,-2.0,0,0,1.0,0,2.0,0,valid\n"  # disgust strongest
+        "vidC,0,0.0,2.0,Well,0.5,1.0,0,0,1.0,0,0,test\n"  # happiness and surprise tie
+        "vidC,1,0.1,0.4,Wow,1.0,0,0,0,1.6666667,0,0,test\n"  # no segment wav: cut from vidC.wav
+        "vidC,2,2.0,3.0,Hidden,0.0,0,0,0,0,0,0,\n"  # not in the standard folds
+        "vidD,0,0.0,1.0,Gone,2.0,3.0,0,0,0,0,0,train\n"  # no audio at all
+    )
+    return root
+
+
+def test_mosei_label_rule_standard_folds_and_cut_segments(tmp_path: Path) -> None:
+    root = _mosei_root(tmp_path)
+    out = tmp_path / "mosei.jsonl"
+    report = run_import("cmu-mosei", root, out)
+    rows = {r.id: r for r in read_manifest(out)}
+    assert {k: (r.emotion, r.split) for k, r in rows.items()} == {
+        "mosei_vidA_0": ("happy", "train"),
+        "mosei_vidA_1": ("neutral", "train"),
+        "mosei_vidB_0": ("sad", "dev"),
+        "mosei_vidC_1": ("surprise", "test"),
+    }
+    assert report.dropped == Counter(
+        {
+            "no emotion marked but |sentiment| >= 0.5": 1,
+            "strongest emotion below --mosei-threshold": 1,
+            "disgust or fear at least as strong as the four kept emotions": 1,
+            "tie between the strongest emotions": 1,
+            "video not in the standard folds (empty fold cell)": 1,
+            "segment audio missing": 1,
+        }
+    )
+    assert report.examples["segment audio missing"].endswith("mosei_labels.csv:11")
+    sad = rows["mosei_vidB_0"]
+    assert sad.text == "So sad" and sad.speaker == "mosei_vidB" and sad.source_label == "sadness"
+    assert sad.extra["sentiment"] == -1.0 and sad.extra["emotion_intensities"]["fear"] == 0.3333
+    assert rows["mosei_vidA_1"].source_label == "none" and rows["mosei_vidA_1"].language == "en"
+    cut = rows["mosei_vidC_1"]
+    assert cut.audio_path == tmp_path / "mosei_audio" / "vidC_1.wav" and abs(cut.duration - 0.3) < 0.01
+    assert check_manifest(out).ok
+    # A lower threshold labels the weak anger; the CLI passes the option through.
+    assert main(["data", "import", "mosei", str(root), "-o", str(out), "--mosei-threshold", "0.5"]) == 0
+    assert {r.id: r.emotion for r in read_manifest(out)}["mosei_vidB_1"] == "angry"
+
+
+def test_mosei_other_spellings_release_transcripts_and_split_by_video(tmp_path: Path) -> None:
+    # A TSV with other column spellings and no text or fold column: the transcript comes from the
+    # release's Transcript/Segmented/Combined files, the split from a hash of the video id.
+    root = tmp_path / "mosei"
+    lines = [
+        "Video\tSegment_ID\tsentiment_score\temo_happy\temo_sad\temo_anger\temo_surprise\temo_disgust\temo_fear"
+    ]
+    transcripts: dict[str, list[str]] = {}
+    for v in range(20):
+        for clip, cells in [(0, "1.0\t2.0\t0\t0\t0\t0\t0"), (1, "-2.0\t0\t0\t2.3333333\t0\t0\t0")]:
+            lines.append(f"v{v:02d}\t{clip}\t{cells}")
+            write_wav(root / "Audio" / "Segmented" / f"v{v:02d}_{clip}.wav", 0.1)
+            transcripts.setdefault(f"v{v:02d}", []).append(
+                f"v{v:02d}___{clip}___0.0___1.0___words of {v} {clip}"
+            )
+    (root / "labels.tsv").write_text("\n".join(lines) + "\n")
+    for video, segs in transcripts.items():
+        folder = root / "Transcript" / "Segmented" / "Combined"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{video}.txt").write_text("\n".join(segs) + "\n")
+    out = tmp_path / "mosei.jsonl"
+    report = run_import("mosei", root, out)
+    rows = list(read_manifest(out))
+    assert len(rows) == 40 and not report.dropped
+    assert Counter(r.emotion for r in rows) == Counter({"happy": 20, "angry": 20})
+    assert {r.id: r.text for r in rows}["mosei_v07_1"] == "words of 7 1"
+    by_speaker: dict[str, set[str]] = {}
+    for row in rows:
+        by_speaker.setdefault(row.speaker, set()).add(row.split)
+    assert all(len(splits) == 1 for splits in by_speaker.values())  # a video never straddles splits
+    assert len({r.split for r in rows}) > 1
+
+
+@pytest.mark.parametrize(
+    ("table", "options", "message"),
+    [
+        (
+            "video_id,clip_id,sentiment,happy,sad,anger,surprise,disgust\nvidA,0,1,1,0,0,0,0\n",
+            {},
+            r"mosei_labels\.csv:1: no column for MOSEI's 'fear' \(accepted: fear, fearful\)",
+        ),
+        (
+            "video_id,sentiment,happy,sad,anger,surprise,disgust,fear\nvidA,1,1,0,0,0,0,0\n",
+            {},
+            r"mosei_labels\.csv:1: no segment column",
+        ),
+        (
+            MOSEI_HEADER + "vidA,0,0,2,x,1.0,high,0,0,0,0,0,train\n",
+            {},
+            r"mosei_labels\.csv:2: column 'happy'",
+        ),
+        (MOSEI_HEADER + "vidA,0,0,2,x,1.0,4.5,0,0,0,0,0,train\n", {}, r"mosei_labels\.csv:2: column 'happy'"),
+        (MOSEI_HEADER + "vidA,0,0,2,x,7,1,0,0,0,0,0,train\n", {}, r"mosei_labels\.csv:2: column 'sentiment'"),
+        (
+            MOSEI_HEADER + "vidA,0,0,2,x,1,1,0,0,0,0,0,holdout\n",
+            {},
+            r"mosei_labels\.csv:2: .*unknown fold 'holdout'",
+        ),
+        (  # a good row whose segment would be cut, then a bad one: the error comes before any cut
+            MOSEI_HEADER + "vidB,0,0,0.5,x,1,2,0,0,0,0,0,train\nvidA,0,0,2,x,1,1,0,0,0,0,0,holdout\n",
+            {},
+            r"mosei_labels\.csv:3: .*unknown fold 'holdout'",
+        ),
+        (MOSEI_HEADER, {"mosei_threshold": 0}, r"--mosei-threshold 0: expected a number in \(0, 3\]"),
+        (MOSEI_HEADER, {"mosei_labels": "nowhere.csv"}, r"--mosei-labels nowhere\.csv: no such file"),
+    ],
+)
+def test_mosei_bad_table_fails_naming_file_line_and_column(
+    tmp_path: Path, table: str, options: dict, message: str
+) -> None:
+    root = tmp_path / "mosei"
+    write_wav(root / "Audio" / "Segmented" / "vidA_0.wav", 0.2)
+    write_wav(root / "Audio" / "Full" / "WAV_16000" / "vidB.wav", 1.0)
+    (root / "mosei_labels.csv").write_text(table)
+    out = tmp_path / "mosei.jsonl"
+    out.write_text("earlier\n")
+    with pytest.raises(UserError, match=message):
+        run_import("mosei", root, out, **options)
+    assert out.read_text() == "earlier\n"
+    assert not (tmp_path / "mosei_audio").exists()
+
+
+def test_mosei_label_table_must_be_one_at_the_root(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text(MOSEI_HEADER)
+    (tmp_path / "b.tsv").write_text(MOSEI_HEADER)
+    with pytest.raises(
+        UserError, match=r"several label tables \(a\.csv, b\.tsv\); choose one with --mosei-labels"
+    ):
+        run_import("mosei", tmp_path, tmp_path / "out.jsonl")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match=r"empty: no label table \(\*\.csv or \*\.tsv\)"):
+        run_import("mosei", tmp_path / "empty", tmp_path / "out.jsonl")
+
+
+def _mead_root(tmp_path: Path) -> Path:
+    root = tmp_path / "MEAD"
+    for rel in [
+        "M003/audio/angry/level_1/001.m4a",
+        "M003/audio/happy/level_3/002.m4a",
+        "M003/audio/neutral/level_1/001.m4a",
+        "M003/audio/surprised/level_2/001.m4a",
+        "M003/audio/contempt/level_1/001.m4a",
+        "M003/audio/disgusted/level_2/001.m4a",
+        "W009/audio/sad/level_2/003.m4a",
+        "W009/audio/fear/level_3/001.m4a",
+        "W009/audio/sad/level_9/004.m4a",  # no such level
+        "W009/audio/sad/level_1/take.m4a",  # not a sentence number
+    ]:
+        write_m4a(root / rel, 0.3)
+    (root / "W009" / "audio" / "sad" / "level_1" / "005.m4a").write_bytes(b"\x00\x00\x00\x18ftypM4A garbage")
+    return root
+
+
+def test_mead_decodes_m4a_keeps_levels_and_splits_by_speaker(tmp_path: Path) -> None:
+    root = _mead_root(tmp_path)
+    sentences = tmp_path / "mead_sentences.tsv"
+    sentences.write_text(
+        "# emotion, number, sentence\nangry\t001\tShe had your dark suit.\nsad\t3\tDon't ask me.\n"
+    )
+    out = tmp_path / "mead.jsonl"
+    report = run_import("mead", root, out, mead_sentences=sentences)
+    rows = {r.id: r for r in read_manifest(out)}
+    assert {k: (r.emotion, r.extra["intensity"]) for k, r in rows.items()} == {
+        "M003_angry_level1_001": ("angry", 1),
+        "M003_happy_level3_002": ("happy", 3),
+        "M003_neutral_level1_001": ("neutral", 1),
+        "M003_surprised_level2_001": ("surprise", 2),
+        "W009_sad_level2_003": ("sad", 2),
+    }
+    assert report.dropped == Counter(
+        {
+            "label 'contempt' not among the five classes": 1,
+            "label 'disgusted' not among the five classes": 1,
+            "label 'fear' not among the five classes": 1,
+            "path is not MEAD's audio/{emotion}/level_{1-3}/{NNN}": 2,
+            "audio unreadable (not a decodable audio file)": 1,
+        }
+    )
+    assert report.examples["audio unreadable (not a decodable audio file)"].endswith("005.m4a")
+    angry = rows["M003_angry_level1_001"]
+    assert angry.text == "She had your dark suit." and rows["W009_sad_level2_003"].text == "Don't ask me."
+    assert rows["M003_happy_level3_002"].text == "" and angry.source_label == "angry"
+    assert angry.audio_path == tmp_path / "mead_audio" / "M003" / "angry" / "level_1" / "001.wav"
+    assert 0.25 < angry.duration < 0.4 and angry.language == "en" and angry.speaker == "mead_M003"
+    for speaker in ("M003", "W009"):
+        assert {r.split for r in rows.values() if r.speaker == f"mead_{speaker}"} == {
+            split_by_key(f"mead_{speaker}")
+        }
+    assert check_manifest(out).ok
+    # Decoded wavs are reused on a second run; --split forces one split.
+    before = angry.audio_path.stat().st_mtime_ns
+    run_import("mead", root, out, split="test")
+    assert {r.split for r in read_manifest(out)} == {"test"}
+    assert angry.audio_path.stat().st_mtime_ns == before
+
+
+def test_mead_bad_sentence_list_fails_naming_the_line(tmp_path: Path) -> None:
+    write_m4a(tmp_path / "MEAD" / "M003" / "audio" / "angry" / "level_1" / "001.m4a")
+    sentences = tmp_path / "s.tsv"
+    sentences.write_text("angry\t001\tFine.\nangry 002 No tabs here.\n")
+    with pytest.raises(UserError, match=r"s\.tsv:2: expected 'EMOTION<TAB>NUMBER<TAB>sentence'"):
+        run_import("mead", tmp_path / "MEAD", tmp_path / "out.jsonl", mead_sentences=sentences)
+    sentences.write_text("bored\t001\tFine.\n")
+    with pytest.raises(UserError, match=r"s\.tsv:1: unknown MEAD emotion 'bored'"):
+        run_import("mead", tmp_path / "MEAD", tmp_path / "out.jsonl", mead_sentences=sentences)
+    with pytest.raises(UserError, match=r"no MEAD speaker folders"):
+        run_import("mead", tmp_path, tmp_path / "out.jsonl")
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def _evaluation_only(rows: list, language: str) -> None:
+    assert {r.split for r in rows} == {"test"} and {r.language for r in rows} == {language}
+    assert all(r.extra["evaluation_only"] is True for r in rows)
+
+
+def test_aesdd_greek_evaluation_only(tmp_path: Path) -> None:
+    root = tmp_path / "Acted Emotional Speech Dynamic Database"
+    for rel in [
+        "anger/a01 (1).wav",
+        "happiness/h02 (2).wav",
+        "sadness/s05 (5)b.wav",
+        "sadness/s12 (01).wav",
+        "disgust/d01 (1).wav",
+        "fear/f03 (3).wav",
+        "anger/h04 (1).wav",  # a happiness file in the anger folder
+        "anger/readme.wav",
+        "anger/a02.wav",
+    ]:
+        write_wav(root / rel, 0.2)
+    (root / "anger" / "a03 (2).wav").write_bytes(b"")
+    out = tmp_path / "aesdd.jsonl"
+    report = run_import("aesdd", root, out)
+    rows = list(read_manifest(out))
+    assert {r.id: (r.emotion, r.speaker) for r in rows} == {
+        "aesdd_a01_1": ("angry", "aesdd_1"),
+        "aesdd_h02_2": ("happy", "aesdd_2"),
+        "aesdd_s05_5b": ("sad", "aesdd_5"),
+        "aesdd_s12_01": ("sad", "aesdd_1"),
+    }
+    _evaluation_only(rows, "el")
+    assert report.dropped == Counter(
+        {
+            "label 'disgust' not among the five classes": 1,
+            "label 'fear' not among the five classes": 1,
+            "emotion letter disagrees with the emotion folder": 1,
+            "file name is not an AESDD code 'xAA (B)'": 2,
+            "audio file empty (0 bytes)": 1,
+        }
+    )
+    assert report.examples["emotion letter disagrees with the emotion folder"].endswith("h04 (1).wav")
+    assert check_manifest(out).ok
+
+
+def test_cafe_french_evaluation_only_both_layouts(tmp_path: Path) -> None:
+    root = tmp_path / "CaFE_48k"
+    for rel in [
+        "Colère/Faible/01-C-1-1.wav",
+        "Joie/Fort/02-J-2-3.wav",
+        "Neutre/03-N-1-6.wav",
+        "Surprise/Fort/04-S-2-2.wav",
+        "Tristesse/Faible/05-T-1-4.wav",
+        "Dégoût/Fort/06-D-2-1.wav",
+        "Peur/Faible/07-P-1-5.wav",
+        "08-C-2-2.wav",  # the flat layout
+        "01-X-1-1.wav",  # no such emotion letter
+        "01-C-1-9.wav",  # no such sentence
+        "notes.wav",
+    ]:
+        write_wav(root / rel, 0.2)
+    out = tmp_path / "cafe.jsonl"
+    report = run_import("cafe", root, out)
+    rows = {r.id: r for r in read_manifest(out)}
+    assert {k: (r.emotion, r.extra["intensity"]) for k, r in rows.items()} == {
+        "cafe_01-C-1-1": ("angry", "low"),
+        "cafe_02-J-2-3": ("happy", "high"),
+        "cafe_03-N-1-6": ("neutral", "low"),
+        "cafe_04-S-2-2": ("surprise", "high"),
+        "cafe_05-T-1-4": ("sad", "low"),
+        "cafe_08-C-2-2": ("angry", "high"),
+    }
+    assert rows["cafe_02-J-2-3"].text == "Trois cygnes aveugles au bord du lac."
+    assert rows["cafe_02-J-2-3"].speaker == "cafe_02" and rows["cafe_02-J-2-3"].source_label == "joie"
+    _evaluation_only(list(rows.values()), "fr")
+    assert report.dropped == Counter(
+        {
+            "label 'dégoût' not among the five classes": 1,
+            "label 'peur' not among the five classes": 1,
+            "unknown emotion letter 'X'": 1,
+            "unknown intensity or sentence number": 1,
+            "file name is not a CaFE code 'AA-E-I-S'": 1,
+        }
+    )
+    assert check_manifest(out).ok
+
+
+def _resd_root(tmp_path: Path) -> Path:
+    root = tmp_path / "resd"
+    header = "name,path,emotion,text\n"
+    train = [
+        ("32_happiness_enthusiasm_h_120", "happiness", "Привет!"),
+        ("32_happiness_enthusiasm_e_121", "enthusiasm", "Давай!"),
+        ("33_anger_sadness_a_001", "anger", "Хватит."),
+        ("33_anger_sadness_s_002", "sadness", "Мне грустно."),
+        ("34_disgust_fear_d_001", "disgust", "Фу."),
+        ("34_disgust_fear_f_002", "fear", "Страшно."),
+    ]
+    test = [
+        ("35_neutral_neutral_n_001", "neutral", "Хорошо."),
+        ("35_neutral_neutral_n_002", "boredom", "Скучно."),
+    ]
+    for split, items in (("train", train), ("test", test)):
+        for name, _, _ in items:
+            write_wav(root / split / f"{name}.wav", 0.2)
+        lines = [f"{name},{split}/{name}.wav,{emotion},{text}" for name, emotion, text in items]
+        (root / f"{split}.csv").write_text(header + "\n".join(lines) + "\n", encoding="utf-8")
+    with (root / "test.csv").open("a", encoding="utf-8") as table:
+        table.write("35_neutral_neutral_n_003,test/missing.wav,neutral,Нет.\n")
+    return root
+
+
+def test_resd_russian_evaluation_only_and_enthusiasm_rule(tmp_path: Path) -> None:
+    root = _resd_root(tmp_path)
+    out = tmp_path / "resd.jsonl"
+    report = run_import("resd", root, out)
+    rows = {r.id: r for r in read_manifest(out)}
+    assert {k: r.emotion for k, r in rows.items()} == {
+        "resd_32_happiness_enthusiasm_h_120": "happy",
+        "resd_32_happiness_enthusiasm_e_121": "happy",
+        "resd_33_anger_sadness_a_001": "angry",
+        "resd_33_anger_sadness_s_002": "sad",
+        "resd_35_neutral_neutral_n_001": "neutral",
+    }
+    first = rows["resd_32_happiness_enthusiasm_h_120"]
+    assert first.text == "Привет!" and first.speaker == "resd_32_h" and first.extra["source_split"] == "train"
+    assert rows["resd_35_neutral_neutral_n_001"].extra["source_split"] == "test"
+    assert rows["resd_32_happiness_enthusiasm_e_121"].source_label == "enthusiasm"
+    _evaluation_only(list(rows.values()), "ru")
+    assert report.dropped == Counter(
+        {
+            "label 'disgust' not among the five classes": 1,
+            "label 'fear' not among the five classes": 1,
+            "unknown RESD emotion 'boredom'": 1,
+            "audio file missing": 1,
+        }
+    )
+    assert report.examples["audio file missing"].endswith("test.csv:4")
+    assert check_manifest(out).ok
+    assert main(["data", "import", "resd", str(root), "-o", str(out), "--resd-enthusiasm", "drop"]) == 0
+    assert "resd_32_happiness_enthusiasm_e_121" not in {r.id for r in read_manifest(out)}
+
+
+def test_resd_table_without_emotion_column_fails_naming_it(tmp_path: Path) -> None:
+    root = _resd_root(tmp_path)
+    (root / "test.csv").write_text("name,path,label\nx,test/x.wav,neutral\n")
+    out = tmp_path / "resd.jsonl"
+    with pytest.raises(
+        UserError,
+        match=r"test\.csv:1: column 'emotion' is missing \(the header has 'name', 'path', 'label'\)",
+    ):
+        run_import("resd", root, out)
+    assert not out.exists()

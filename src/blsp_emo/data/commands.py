@@ -7,6 +7,25 @@ from pathlib import Path
 
 from blsp_emo.prompts import EMOTION_TARGET_PROMPTS
 
+# Layout, label rule and split rule of the importers whose rules are not obvious from the options.
+IMPORT_EPILOG = """\
+corpora with non-obvious rules (the importers' docstrings give the full layouts):
+  mosei   a label table (*.csv/*.tsv at the root, or --mosei-labels) with video id, clip id and/or
+          start/end, sentiment, the six emotion intensities (0-3), optionally text and a fold column;
+          audio {video}_{clip}.wav anywhere below (e.g. Audio/Segmented/), else cut from {video}.wav
+          (Audio/Full/WAV_16000/) by start/end. Label: neutral if no emotion marked and |sentiment| < 0.5,
+          else the strongest of happiness/sadness/anger/surprise if unique, >= --mosei-threshold and
+          above disgust and fear; else dropped. Split: the fold column (standard folds), else by video.
+  mead    {speaker}/audio/{emotion}/level_{1-3}/{NNN}.m4a, decoded to 16 kHz wavs in {OUT stem}_audio/.
+          surprised -> surprise; contempt, disgusted, fear dropped; level kept as 'intensity'.
+          Split by speaker unless --split; text from --mead-sentences, else empty.
+  aesdd   Greek, {anger,disgust,fear,happiness,sadness}/xAA (B).wav; disgust, fear dropped.
+  cafe    French, [{Emotion}/{Faible|Fort}/]AA-E-I-S.wav; dégoût (D), peur (P) dropped.
+  resd    Russian, *.csv (name, path, emotion[, speech, text]); enthusiasm -> happy (--resd-enthusiasm),
+          disgust, fear dropped.
+  aesdd, cafe and resd are evaluation only: every row is split test with evaluation_only: true.
+"""
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``data`` command group (check, import, synth, targets) to the CLI."""
@@ -19,9 +38,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--no-audio", action="store_true", help="only check that audio files exist (faster)")
     check.set_defaults(func=cmd_check)
 
-    imp = sub.add_parser("import", help="import a corpus in its standard layout into a manifest")
+    imp = sub.add_parser(
+        "import",
+        help="import a corpus in its standard layout into a manifest",
+        description="Import a corpus in its standard layout into a manifest; prints what was kept per "
+        "label and split and what was dropped, and why.",
+        epilog=IMPORT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     imp.add_argument(
-        "name", help="librispeech, common_voice, sphinx, iemocap, meld, ravdess, cremad, esd, generic"
+        "name",
+        help="librispeech, common_voice, sphinx, iemocap, meld, ravdess, cremad, esd, mosei, mead, aesdd, "
+        "cafe, resd, generic",
     )
     imp.add_argument("root", type=Path, help="the corpus folder (generic: the CSV/TSV/JSONL file)")
     imp.add_argument("-o", "--output", type=Path, required=True, help="manifest JSONL to write")
@@ -32,7 +60,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--ravdess-calm", default="neutral", choices=("neutral", "drop"), help="RAVDESS calm rule"
     )
     imp.add_argument(
-        "--split", choices=("train", "dev", "test"), help="force one split (ravdess, cremad, sphinx, generic)"
+        "--split",
+        choices=("train", "dev", "test"),
+        help="force one split (ravdess, cremad, mead, sphinx, generic)",
+    )
+    imp.add_argument(
+        "--mosei-threshold",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="MOSEI: least intensity (0-3) of the strongest emotion for a label (default 1.0)",
+    )
+    imp.add_argument(
+        "--mosei-labels",
+        type=Path,
+        metavar="FILE",
+        help="MOSEI: the label table (default: the one at the root)",
+    )
+    imp.add_argument(
+        "--mead-sentences",
+        type=Path,
+        metavar="FILE",
+        help="MEAD: transcripts, lines EMOTION<TAB>NUMBER<TAB>sentence (default: none, empty text)",
+    )
+    imp.add_argument(
+        "--resd-enthusiasm", default="happy", choices=("happy", "drop"), help="RESD enthusiasm rule"
     )
     imp.add_argument("--language", help="generic, sphinx: language code for every row")
     imp.add_argument("--map", dest="column_map", action="append", metavar="FIELD=COLUMN", help="generic")
@@ -188,6 +240,10 @@ def cmd_import(args: argparse.Namespace) -> int:
         args.output,
         iemocap_excited=args.iemocap_excited,
         ravdess_calm=args.ravdess_calm,
+        mosei_threshold=args.mosei_threshold,
+        mosei_labels=args.mosei_labels,
+        mead_sentences=args.mead_sentences,
+        resd_enthusiasm=args.resd_enthusiasm,
         split=args.split,
         language=args.language,
         column_map=args.column_map,

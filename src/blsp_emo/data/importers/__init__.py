@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from blsp_emo.data.importers.audiovisual import import_mead, import_mosei
 from blsp_emo.data.importers.common import ImportReport, normalize_label
 from blsp_emo.data.importers.emotion import (
     import_cremad,
@@ -16,6 +17,7 @@ from blsp_emo.data.importers.emotion import (
     import_meld,
     import_ravdess,
 )
+from blsp_emo.data.importers.evaluation_only import import_aesdd, import_cafe, import_resd
 from blsp_emo.data.importers.speech import (
     import_common_voice,
     import_generic,
@@ -33,10 +35,22 @@ IMPORTERS: dict[str, Callable[..., ImportReport]] = {
     "ravdess": import_ravdess,
     "cremad": import_cremad,
     "esd": import_esd,
+    "mosei": import_mosei,
+    "mead": import_mead,
+    "aesdd": import_aesdd,
+    "cafe": import_cafe,
+    "resd": import_resd,
     "generic": import_generic,
 }
 FILE_ROOTS = ("sphinx", "generic")  # importers whose root may be a file (the others take a folder)
-ALIASES = {"commonvoice": "common_voice", "cv": "common_voice", "crema-d": "cremad", "crema_d": "cremad"}
+ALIASES = {
+    "commonvoice": "common_voice",
+    "cv": "common_voice",
+    "crema-d": "cremad",
+    "crema_d": "cremad",
+    "cmu-mosei": "mosei",
+    "cmu_mosei": "mosei",
+}
 
 
 def run_import(name: str, root: str | Path, out: str | Path, **options: object) -> ImportReport:
