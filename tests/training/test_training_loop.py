@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 from training_helpers import tiny_config
 
 from blsp_emo.errors import UserError
+from blsp_emo.model.processor import batch_to
 from blsp_emo.training.trainer import Trainer, TrainingDivergedError, train
 
 
@@ -260,7 +261,7 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tone_targets, 
         batch = next(iter(trainer.loader))
         batch.pop("num_samples")
         torch.manual_seed(0)
-        out = model(**batch)
+        out = model(**batch_to(batch, trainer.accelerator.device))
         assert len(calls) == 1
         out.loss.backward()
         assert len(calls) == (2 if checkpointing else 1)  # recomputed in the backward pass
