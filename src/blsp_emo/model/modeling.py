@@ -173,7 +173,7 @@ class BlspEmoModel(PreTrainedModel):
         pass
 
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
-        """Enable activation checkpointing in the LLM (and the encoder when it is trained)."""
+        """Enable activation checkpointing in the LLM (the encoder, small next to it, is not checkpointed)."""
         kwargs = gradient_checkpointing_kwargs or {"use_reentrant": False}
         if hasattr(self.llm, "activation_checkpointing_enable"):  # transformers >= 5.x name
             self.llm.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
