@@ -14,7 +14,8 @@ from blsp_emo.prompts import EMOTIONS
 
 pytestmark = pytest.mark.integration
 
-# blsp-emo-tiny (recipe v2)'s emotion head hears 3 of the 5 example tones (chance: 1); README "blsp-emo-tiny".
+# blsp-emo-tiny (recipe v3)'s emotion head hears 3 of the 5 example tones (neutral, happy, surprise; chance:
+# 1); README "blsp-emo-tiny".
 MIN_HEARD = 3
 
 
