@@ -314,18 +314,15 @@ def cmd_diversity(args: argparse.Namespace) -> int:
     """Print the diversity report of target files (their refused lines counted when present)."""
     import json
 
-    from blsp_emo.data.manifest import read_jsonl_dicts
-    from blsp_emo.data.target_scoring import describe_diversity, diversity_report
-    from blsp_emo.data.targets import refused_path
+    from blsp_emo.data.target_scoring import describe_diversity
+    from blsp_emo.data.targets import file_diversity
     from blsp_emo.errors import UserError
 
     reports = {}
     for path in args.targets:
         if not path.is_file():
             raise UserError(f"{path}: no such target file")
-        rows = [d for _, d in read_jsonl_dicts(path)]
-        refused = [d for _, d in read_jsonl_dicts(refused_path(path))]
-        reports[str(path)] = diversity_report(rows, refused)
+        reports[str(path)] = file_diversity(path)
     if args.json:
         print(json.dumps(reports, indent=2))
     else:

@@ -247,6 +247,11 @@ def _write_provenance(path: Path, record: dict[str, Any]) -> None:
     else:
         record = {**record, "runs": 1}
     record["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    _write_json(path, record)
+
+
+def _write_json(path: Path, record: dict[str, Any]) -> None:
+    """Write a provenance sidecar atomically (temporary file, then rename)."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     os.replace(tmp, path)
@@ -479,9 +484,7 @@ def generate_targets(
             position += len(completions)
     bar.close()
     summary.seconds = time.perf_counter() - started
-    summary.diversity = diversity_report(
-        [d for _, d in read_jsonl_dicts(output)], [d for _, d in read_jsonl_dicts(refused_file)]
-    )
+    summary.diversity = file_diversity(output)
     _record_diversity(provenance_file, summary.diversity)
     return summary
 
@@ -498,13 +501,17 @@ def _make_chooser(options: TargetOptions) -> BestOfN | None:
     return BestOfN(similarity=lambda a, b: embedder.similarity(list(a), list(b)).tolist())
 
 
+def file_diversity(output: Path) -> dict[str, Any]:
+    """The diversity report of a target file, its refused lines (:func:`refused_path`) counted."""
+    rows = [d for _, d in read_jsonl_dicts(output)]
+    return diversity_report(rows, [d for _, d in read_jsonl_dicts(refused_path(output))])
+
+
 def _record_diversity(path: Path, report: dict[str, Any]) -> None:
     """Add the file's diversity report to its provenance sidecar (atomically)."""
     record = json.loads(path.read_text())
     record["diversity"] = report
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    _write_json(path, record)
 
 
 def _target_row(request: _Request, completion: Any, options: TargetOptions, output: Path) -> dict[str, Any]:
