@@ -98,6 +98,29 @@ def test_stream_gives_pieces_then_the_reply(engine, conversations) -> None:
     assert engine.generate(conversations[2], GREEDY).text  # a cancelled stream does not block the queue
 
 
+def test_a_finished_stream_leaves_no_thread_behind(engine, conversations, monkeypatch) -> None:
+    """By the time "done" arrives, the reply's generating thread and its deadline timer have ended: a thread
+    still holding the reply's tensors when the interpreter exits aborts the process. The timer here is slow to
+    wind down, as a loaded machine makes it."""
+    timers: list[threading.Timer] = []
+
+    class SlowTimer(threading.Timer):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            timers.append(self)
+
+        def run(self) -> None:
+            super().run()
+            time.sleep(0.3)
+
+    monkeypatch.setattr(threading, "Timer", SlowTimer)
+    before = set(threading.enumerate())
+    for event in engine.open_stream(conversations[1], GREEDY):
+        if event.kind == "done":
+            left = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+            assert len(timers) == 1 and left == [], left
+
+
 def test_text_only_turn_has_no_emotion(engine, conversations) -> None:
     follow = [*conversations[0], {"role": "assistant", "content": "ok"}, {"role": "user", "content": "and?"}]
     assert engine.generate(follow, GREEDY).emotion is None

@@ -199,6 +199,11 @@ class ReplyStream:
         """Stop generating at the next token (e.g. the client went away); frees the model early."""
         self._cancelled.set()
 
+    def close(self, timeout: float | None = 60.0) -> None:
+        """Cancel and wait for the generating thread, so that nothing of this reply outlives the call."""
+        self.cancel()
+        self._thread.join(timeout)
+
     def __iter__(self) -> Iterator[str]:
         for piece in self._streamer:
             if piece:

@@ -515,9 +515,15 @@ class ServingEngine:
                 final = getattr(generator, "reply", None)
             finally:  # stop generating early where the stream supports it (a cancelled or timed-out client)
                 if timer is not None:
+                    # Joined, not just cancelled: a timer thread still holding the reply's tensors when the
+                    # interpreter exits aborts the process ("terminate called without an active exception").
                     timer.cancel()
+                    timer.join()
                 if stop is not None:
                     stop()
+                close = getattr(generator, "close", None)
+                if close is not None:  # the generating thread is done before the next request starts
+                    close()
             done = (
                 Completion.from_reply(final) if final is not None else self._count(request, "".join(pieces))
             )
