@@ -1,5 +1,5 @@
 # Shared by the recipes (sourced, not run): resumable steps with wall times, and two one-core lanes.
-# Needs OUT (the recipe's output folder). The frozen recipes v1 and v2 keep their own copies.
+# Needs OUT (the recipe's output folder) and, for run_eval, BIN (the blsp-emo command). The frozen recipes v1 and v2 keep their own copies.
 
 step() {  # step NAME DONE_FILE COMMAND...: skip when DONE_FILE exists, else run and record the wall time
   local name=$1 done=$2; shift 2
@@ -22,3 +22,7 @@ lanes() {  # lanes F G: shell functions F and G side by side (one core each); fa
   printf '%s\t%s\n' "$1+$2 (wall)" "$(( $(date +%s) - start ))" >> "$OUT/timings.tsv"
 }
 
+run_eval() {  # run_eval NAME DONE OUTPUT_MD eval-all-arguments...: `eval all` as a step, its table in OUTPUT_MD
+  local name=$1 done=$2 md=$3; shift 3
+  step "$name" "$done" sh -c "\"\$0\" \"\$@\" > '$md' && touch '$done'" $BIN eval all "$@"
+}

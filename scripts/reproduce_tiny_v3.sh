@@ -30,7 +30,7 @@ mkdir -p "$OUT"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export BLSP_EMO_NUM_THREADS=1 OMP_NUM_THREADS=1  # two one-thread lanes beat one two-thread process here
 
-source scripts/recipe_lib.sh  # step NAME DONE_FILE CMD..., lanes F G
+source scripts/recipe_lib.sh  # step NAME DONE_FILE CMD..., lanes F G, run_eval NAME DONE MD ARGS...
 
 step assets "$HOME/.cache/blsp-emo/models/smollm2-135m-instruct/.complete" $BIN assets prepare
 # 1. Stage 1 that conveys the words (its own recipe, stopped after the stage-1 KL).
@@ -135,10 +135,6 @@ TEST_ARGS=(--data "$C/emotion.jsonl" --split test --limit "$TEST_LIMIT" --ser-tr
 HELDOUT_ARGS=(--tasks ser --data "$HELDOUT" --split eval --ser-train "$C/emotion.jsonl" --llm tiny --batch-size 16
   -o "$OUT/eval-heldout")
 LIBRIVOX_ARGS=(--tasks semantic --data "$OUT/librivox.jsonl" --llm tiny --batch-size 5 -o "$OUT/eval-librivox")
-run_eval() {  # run_eval NAME DONE OUTPUT_MD eval-all-arguments...
-  local name=$1 done=$2 md=$3; shift 3
-  step "$name" "$done" sh -c "\"\$0\" \"\$@\" > '$md' && touch '$done'" $BIN eval all "$@"
-}
 eval_a() {
   run_eval eval-heldout-a "$OUT/eval-heldout/.a.done" "$OUT/eval-heldout-a.md" --model "${EMOTION_A[@]}" \
     "${HELDOUT_ARGS[@]}" --cache-dir "$OUT/eval-heldout/cache-a"

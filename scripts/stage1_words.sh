@@ -27,7 +27,7 @@ mkdir -p "$OUT"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export BLSP_EMO_NUM_THREADS=1 OMP_NUM_THREADS=1  # two one-thread lanes beat one two-thread process here
 
-source scripts/recipe_lib.sh  # step NAME DONE_FILE CMD..., lanes F G
+source scripts/recipe_lib.sh  # step NAME DONE_FILE CMD..., lanes F G, run_eval NAME DONE MD ARGS...
 
 C="$OUT/corpus"
 step assets "$HOME/.cache/blsp-emo/models/smollm2-135m-instruct/.complete" $BIN assets prepare
@@ -112,9 +112,8 @@ evaluate() {  # evaluate LANE SYSTEMS...: the systems on the three test sets, ea
       broad) data="$B/general.jsonl"; limit=(--limit "$EVAL_LIMIT");;
       librivox) data="$OUT/librivox.jsonl"; limit=();;
     esac
-    step "eval-$set-$lane" "$OUT/eval-$set/.$lane.done" sh -c "\"\$0\" \"\$@\" > '$OUT/eval-$set-$lane.md' \
-      && touch '$OUT/eval-$set/.$lane.done'" $BIN eval all --model "$@" --data "$data" "${limit[@]}" "${COMMON[@]}" \
-      -o "$OUT/eval-$set" --cache-dir "$OUT/eval-$set/cache-$lane"
+    run_eval "eval-$set-$lane" "$OUT/eval-$set/.$lane.done" "$OUT/eval-$set-$lane.md" --model "$@" --data "$data" \
+      "${limit[@]}" "${COMMON[@]}" -o "$OUT/eval-$set" --cache-dir "$OUT/eval-$set/cache-$lane"
   done
 }
 eval_a() { evaluate a "${SYSTEMS_A[@]}"; }
@@ -127,7 +126,7 @@ for set in grammar broad librivox; do  # one table per test set over all systems
     broad) data="$B/general.jsonl"; limit=(--limit "$EVAL_LIMIT");;
     librivox) data="$OUT/librivox.jsonl"; limit=();;
   esac
-  step "table-$set" "$OUT/eval-$set/.table.done" sh -c "\"\$0\" \"\$@\" && touch '$OUT/eval-$set/.table.done'" \
-    $BIN eval all --model "${SYSTEMS_A[@]}" "${SYSTEMS_B[@]}" --data "$data" "${limit[@]}" "${COMMON[@]}" -o "$OUT/eval-$set"
+  run_eval "table-$set" "$OUT/eval-$set/.table.done" "$OUT/eval-$set-table.md" --model "${SYSTEMS_A[@]}" \
+    "${SYSTEMS_B[@]}" --data "$data" "${limit[@]}" "${COMMON[@]}" -o "$OUT/eval-$set"
 done
 echo "== timings (s):"; cat "$OUT/timings.tsv"
