@@ -21,7 +21,7 @@ from blsp_emo.errors import UserError
 
 log = logging.getLogger(__name__)
 
-TASK_NAMES = ("ser", "semantic", "empathy", "instructions")
+TASK_NAMES = ("ser", "semantic", "empathy", "instructions", "multiturn")
 SYSTEM_HELP = (
     "a BLSP-Emo model (preset such as tiny or random-tiny, or a checkpoint folder), or a baseline: "
     "cascade-text, cascade-asr, cascade-asr-ser, cascade-asr-prosody (optionally NAME@LLM, e.g. "
@@ -51,7 +51,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-new-tokens",
         type=int,
-        help="answer length (default per task: ser 32, semantic 48, empathy 128, instructions 256)",
+        help="answer length (default per task: ser 32, semantic 48, empathy and multiturn 128, "
+        "instructions 256)",
     )
     parser.add_argument(
         "--teacher-max-new-tokens",
@@ -63,8 +64,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--teacher-targets",
         type=Path,
         nargs="+",
-        help="empathy: read the five teacher continuations from `data targets --stage emotion --all-emotions` "
-        "output instead of generating them",
+        help="empathy, multiturn: read the five teacher continuations from `data targets --stage emotion "
+        "--all-emotions` output instead of generating them",
     )
     parser.add_argument(
         "--temperature", type=float, default=0.0, help="0 = greedy (default, as in the paper)"
@@ -100,6 +101,18 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _turns(parser: argparse.ArgumentParser) -> None:
+    from blsp_emo.evaluation.tasks.multiturn import DEFAULT_TURNS, MAX_TURNS, MIN_TURNS
+
+    parser.add_argument(
+        "--turns",
+        type=int,
+        default=DEFAULT_TURNS,
+        help=f"multiturn: user turns per scripted conversation, {MIN_TURNS}-{MAX_TURNS} "
+        f"(default {DEFAULT_TURNS})",
+    )
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``eval`` sub-command with its tasks."""
     from blsp_emo.evaluation.tasks import TASKS
@@ -111,6 +124,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--model", help=SYSTEM_HELP + DEFAULT_HELP)
         p.add_argument("--data", type=Path, required=True, help="manifest JSONL")
         _common(p)
+        if name == "multiturn":
+            _turns(p)
         p.set_defaults(func=cmd_task, task=name)
     every = sub.add_parser("all", help="several tasks x several systems + comparison table")
     every.add_argument("--model", nargs="+", help=SYSTEM_HELP + DEFAULT_HELP)
@@ -134,8 +149,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs="+",
         choices=TASK_NAMES,
         help="tasks to run (default: ser semantic "
-        "empathy, plus instructions when --instructions-data is given)",
+        "empathy, plus instructions when --instructions-data is given; multiturn on request)",
     )
+    _turns(every)
     _common(every)
     every.set_defaults(func=cmd_all)
     build = sub.add_parser(
@@ -177,6 +193,11 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UserError(f"--limit must be at least 1, got {args.limit}")
     if args.teacher_max_new_tokens is not None and args.teacher_max_new_tokens < 1:
         raise UserError(f"--teacher-max-new-tokens must be at least 1, got {args.teacher_max_new_tokens}")
+    if hasattr(args, "turns"):
+        from blsp_emo.evaluation.tasks.multiturn import MAX_TURNS, MIN_TURNS
+
+        if not MIN_TURNS <= args.turns <= MAX_TURNS:
+            raise UserError(f"--turns must be between {MIN_TURNS} and {MAX_TURNS}, got {args.turns}")
     if args.ser_train is not None and not args.ser_train.is_file():
         raise UserError(f"{args.ser_train}: no such manifest file (--ser-train)")
 
@@ -212,6 +233,7 @@ def _context(args: argparse.Namespace, out_dir: Path, cache_dir: Path, data: dic
         max_new_tokens_set=args.max_new_tokens is not None,
         teacher_max_new_tokens=args.teacher_max_new_tokens,
         teacher_targets=_teacher_targets(args),
+        turns=getattr(args, "turns", 3),
     )
 
 
@@ -233,6 +255,11 @@ def _utterances(args: argparse.Namespace, task: str, manifest: Path):
         "limited": len(utterances) < len(everything),
         "seed": args.seed,
     }
+    if task == "multiturn":  # the conversations are part of the data (a change of --turns is rerun)
+        from blsp_emo.evaluation.tasks.multiturn import build_conversations
+
+        build_conversations(utterances, args.turns, args.seed)  # too few utterances fail before any model
+        data["turns"] = args.turns
     return utterances, data
 
 
@@ -316,6 +343,7 @@ def cmd_all(args: argparse.Namespace) -> int:
         "empathy": args.data,
         "semantic": args.semantic_data or args.data,
         "instructions": args.instructions_data,
+        "multiturn": args.data,
     }
     # Read and check every data set before any model is loaded: bad input fails in seconds.
     selections = {task: _utterances(args, task, manifests[task]) for task in tasks}

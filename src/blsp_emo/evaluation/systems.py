@@ -39,11 +39,17 @@ EMOTION_HINT = "[The speaker's emotion tone: {emotion}] "
 
 @dataclass(frozen=True)
 class Query:
-    """One request: system prompt (None = no system turn), text before the utterance, the utterance."""
+    """One request: system prompt (None = no system turn), text before the utterance, the utterance.
+
+    ``history`` holds earlier turns of a multi-turn conversation, oldest first: (the user's utterance,
+    the assistant's text reply). Each system renders an earlier user turn as it renders the last one
+    (speech for BLSP-Emo, the text it hears for a cascade).
+    """
 
     system_prompt: str | None
     instruction: str
     utterance: Utterance
+    history: tuple[tuple[Utterance, str], ...] = ()
 
 
 @dataclass
@@ -68,10 +74,14 @@ class GenerationSettings:
     batch_size: int = 4
 
 
-def _messages(system_prompt: str | None, user_content: Any) -> list[dict]:
+def _messages(
+    system_prompt: str | None, user_content: Any, earlier: list[tuple[Any, str]] | None = None
+) -> list[dict]:
     messages: list[dict] = []
     if system_prompt:
         messages.append({"role": "system", "content": system_prompt})
+    for content, reply in earlier or []:
+        messages += [{"role": "user", "content": content}, {"role": "assistant", "content": reply}]
     messages.append({"role": "user", "content": user_content})
     return messages
 
@@ -174,7 +184,8 @@ class BlspEmoSystem(System):
             if q.instruction:
                 content.append({"type": "text", "text": q.instruction})
             content.append({"type": "audio", "audio": q.utterance.load()})
-            conversations.append(_messages(q.system_prompt, content))
+            earlier = [([{"type": "audio", "audio": u.load()}], reply) for u, reply in q.history]
+            conversations.append(_messages(q.system_prompt, content, earlier))
         return conversations, [None] * len(batch)
 
     def predict_emotions(self, utterances: list[Utterance]) -> list[str | None] | None:
@@ -243,14 +254,18 @@ class CascadeSystem(System):
         return [self._emotions[u.id] for u in utterances]
 
     def _conversations(self, batch: list[Query]) -> tuple[list[list[dict]], list[str | None]]:
-        utterances = [q.utterance for q in batch]
+        # Earlier user turns of a conversation are heard like the last one (transcript [+ emotion]).
+        utterances = [u for q in batch for u in (*(h[0] for h in q.history), q.utterance)]
         texts = self.transcripts(utterances)
-        emotions = self.predict_emotions(utterances) or [None] * len(batch)
-        conversations, shown = [], []
-        for q, text, emotion in zip(batch, texts, emotions):
-            heard = (EMOTION_HINT.format(emotion=emotion) if emotion else "") + text
-            conversations.append(_messages(q.system_prompt, q.instruction + heard))
-            shown.append(heard)
+        emotions = self.predict_emotions(utterances) or [None] * len(utterances)
+        heard = [(EMOTION_HINT.format(emotion=e) if e else "") + t for t, e in zip(texts, emotions)]
+        conversations, shown, at = [], [], 0
+        for q in batch:
+            earlier = [(h, reply) for h, (_, reply) in zip(heard[at:], q.history)]
+            at += len(q.history)
+            conversations.append(_messages(q.system_prompt, q.instruction + heard[at], earlier))
+            shown.append(heard[at])
+            at += 1
         return conversations, shown
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from blsp_emo.evaluation.tasks.common import RunContext, TaskResult
 from blsp_emo.evaluation.tasks.empathy import run_empathy
 from blsp_emo.evaluation.tasks.instructions import run_instructions
+from blsp_emo.evaluation.tasks.multiturn import run_multiturn
 from blsp_emo.evaluation.tasks.semantic import run_semantic
 from blsp_emo.evaluation.tasks.ser import run_ser
 
@@ -29,6 +30,13 @@ TASKS: dict[str, Task] = {
     "empathy": Task("empathy", run_empathy, True, True, "emotion agreement of empathetic replies"),
     "instructions": Task(
         "instructions", run_instructions, True, True, "spoken instructions: emotion accuracy and empathy"
+    ),
+    "multiturn": Task(
+        "multiturn",
+        run_multiturn,
+        True,
+        True,
+        "empathy at the last turn of scripted multi-turn conversations",
     ),
 }
 

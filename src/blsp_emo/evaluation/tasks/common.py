@@ -29,6 +29,7 @@ class RunContext:
     max_new_tokens_set: bool = False  # True when the user chose --max-new-tokens (tasks keep it)
     teacher_max_new_tokens: int | None = None  # teacher texts' length (None: the task's default)
     teacher_targets: dict[tuple[str, str], str] | None = None  # (transcript, emotion) -> teacher text
+    turns: int = 3  # user turns per conversation (task multiturn)
 
     def with_max_new_tokens(self, default: int) -> GenerationSettings:
         """The decoding settings with this task's default answer length unless the user set one."""
