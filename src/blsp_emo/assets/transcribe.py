@@ -6,12 +6,14 @@ audio longer than 30 s is transcribed window by window.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
 import torch
 
 from blsp_emo.audio import SAMPLE_RATE
+from blsp_emo.errors import UserError
 
 WINDOW_SAMPLES = 30 * SAMPLE_RATE
 
@@ -24,11 +26,24 @@ def _cached_whisper(name: str):
 
 
 def _prompt_ids(tokenizer, language: str | None) -> list[int]:
+    """<|startoftranscript|> [<|xx|> <|transcribe|>] <|notimestamps|>.
+
+    The language token is the row's ISO 639-1 code (:data:`blsp_emo.prompts.WHISPER_LANGUAGE_TOKENS`
+    where Whisper's differs); ``None`` lets a multilingual Whisper detect the language. An English-only
+    Whisper has no language tokens: its prompt has none whatever the language.
+    """
+    from blsp_emo.prompts import WHISPER_LANGUAGE_TOKENS, check_language
+
     ids = [tokenizer.convert_tokens_to_ids("<|startoftranscript|>")]
-    lang_tok = f"<|{language}|>" if language else None
     unk = tokenizer.unk_token_id
-    if lang_tok and tokenizer.convert_tokens_to_ids(lang_tok) not in (None, unk):  # multilingual model
-        ids += [tokenizer.convert_tokens_to_ids(lang_tok), tokenizer.convert_tokens_to_ids("<|transcribe|>")]
+    multilingual = tokenizer.convert_tokens_to_ids("<|en|>") not in (None, unk)
+    if language and multilingual:
+        check_language(language)
+        token = f"<|{WHISPER_LANGUAGE_TOKENS.get(language, language)}|>"
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if token_id in (None, unk):
+            raise UserError(f"this Whisper has no language token {token} (language {language!r})")
+        ids += [token_id, tokenizer.convert_tokens_to_ids("<|transcribe|>")]
     ids.append(tokenizer.convert_tokens_to_ids("<|notimestamps|>"))
     return ids
 
@@ -38,24 +53,40 @@ def transcribe(
     audios: list[np.ndarray],
     name: str = "tiny",
     batch_size: int = 8,
-    language: str | None = "en",
+    language: str | None | Sequence[str | None] = "en",
     max_new_tokens: int = 224,
     model=None,
     processor=None,
 ) -> list[str]:
-    """Transcribe 16 kHz mono arrays; returns one string per input (windows of long audio joined)."""
+    """Transcribe 16 kHz mono arrays; returns one string per input (windows of long audio joined).
+
+    ``language`` is one ISO 639-1 code for every input, or one per input (e.g. each manifest row's
+    ``language``): Whisper's decoder prompt carries that language's token, so a Chinese row is
+    transcribed as Chinese. ``None`` lets Whisper detect the language.
+    """
     if model is None or processor is None:
         model, processor = _cached_whisper(name)
-    windows: list[np.ndarray] = []
+    if language is None or isinstance(language, str):
+        languages: list[str | None] = [language] * len(audios)
+    else:
+        languages = list(language)
+        if len(languages) != len(audios):
+            raise UserError(f"transcribe: {len(languages)} languages for {len(audios)} audios")
+    windows: list[tuple[str | None, np.ndarray]] = []
     owner: list[int] = []
     for i, audio in enumerate(audios):
         for start in range(0, max(len(audio), 1), WINDOW_SAMPLES):
-            windows.append(audio[start : start + WINDOW_SAMPLES])
+            windows.append((languages[i], audio[start : start + WINDOW_SAMPLES]))
             owner.append(i)
     texts = [""] * len(windows)
-    for start in range(0, len(windows), batch_size):
-        chunk = windows[start : start + batch_size]
-        texts[start : start + len(chunk)] = _decode_batch(model, processor, chunk, language, max_new_tokens)
+    # One decoder prompt per batch: windows are batched within their language.
+    for lang in dict.fromkeys(lang for lang, _ in windows):
+        index = [i for i, (other, _) in enumerate(windows) if other == lang]
+        for start in range(0, len(index), batch_size):
+            part = index[start : start + batch_size]
+            chunk = [windows[i][1] for i in part]
+            for i, text in zip(part, _decode_batch(model, processor, chunk, lang, max_new_tokens)):
+                texts[i] = text
     joined: list[list[str]] = [[] for _ in audios]
     for i, text in zip(owner, texts):
         joined[i].append(text.strip())

@@ -102,7 +102,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--workers", type=int, default=2)
     synth.add_argument(
-        "--engines", default="espeak,piper", help="comma list of espeak, piper, flite, festival (or 'all')"
+        "--engines",
+        default=None,
+        help="comma list of espeak, piper, flite, festival (or 'all'); default espeak,piper (zh: espeak)",
+    )
+    synth.add_argument(
+        "--language",
+        default="en",
+        choices=("en", "zh"),
+        help="en: English (every engine); zh: Mandarin sentences spoken by espeak-ng (rows carry language zh)",
     )
     synth.add_argument(
         "--holdout-engine",
@@ -166,7 +174,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     reint.set_defaults(func=cmd_reintone)
 
-    targets = sub.add_parser("targets", help="write teacher-LLM continuations (SPEC.md section 3)")
+    targets = sub.add_parser(
+        "targets",
+        help="write teacher-LLM continuations (SPEC.md section 3)",
+        description="Write teacher-LLM continuations (SPEC.md section 3). Each row is asked in the prompt "
+        "set of its language field (en, zh; other languages fall back to English with a warning).",
+    )
     targets.add_argument("manifest", type=Path)
     targets.add_argument(
         "-o", "--output", type=Path, required=True, help="target JSONL (appended, resumable)"
@@ -263,7 +276,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
     def names(spec: str) -> tuple[str, ...]:
         return tuple(e.strip() for e in spec.split(",") if e.strip())
 
-    engines = ENGINES if args.engines.strip() == "all" else names(args.engines)
+    spec = args.engines or ("espeak" if args.language == "zh" else "espeak,piper")
+    engines = ENGINES if spec.strip() == "all" else names(spec)
     options = SynthOptions(
         utterances=args.utterances,
         general=args.general,
@@ -280,6 +294,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         plot=not args.no_plot,
         asr_sample=args.asr_sample,
         expressiveness=args.expressiveness,
+        language=args.language,
     )
     build_corpus(args.output, options)
     return 0

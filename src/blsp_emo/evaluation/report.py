@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import math
+from collections import Counter
 from pathlib import Path
 
+from blsp_emo.evaluation.dataset import Utterance
 from blsp_emo.evaluation.plots import plot_comparison
 from blsp_emo.evaluation.tasks.common import TaskResult, dump_json, fmt
 
@@ -54,8 +58,14 @@ def _generation_text(generation: dict) -> str:
     return "; ".join(f"{k}: {_generation_text(v)}" for k, v in generation.items())
 
 
-def write_result(result: TaskResult, out_dir: Path) -> None:
-    """Write ``results.json`` and ``report.md`` into ``out_dir`` (the plots are already there)."""
+def write_result(result: TaskResult, out_dir: Path, utterances: list[Utterance] | None = None) -> None:
+    """Write ``results.json`` and ``report.md`` into ``out_dir`` (the plots are already there).
+
+    With the evaluated ``utterances`` and more than one language among them, the task's per-utterance
+    records (``predictions.jsonl``) are summarised per language first (:func:`add_language_breakdown`).
+    """
+    if utterances is not None:
+        add_language_breakdown(result, utterances, out_dir / "predictions.jsonl")
     dump_json(out_dir / "results.json", result.to_dict())
     (out_dir / "report.md").write_text(render_report(result), encoding="utf-8")
 
@@ -106,6 +116,7 @@ def write_comparison(results: dict[str, dict[str, TaskResult]], out_dir: Path, d
         plot_comparison(table, plotted, out_dir / "comparison.png", "systems x metrics")
         lines += ["![comparison](comparison.png)", ""]
     lines += ser_group_lines(results)
+    lines += language_lines(results)
     for key, value in data.items():
         lines.append(f"- {key}: {value}")
     markdown = "\n".join(lines) + "\n"
@@ -141,3 +152,134 @@ def ser_group_lines(results: dict[str, dict[str, TaskResult]], field: str = "eng
             cells.append("-" if value is None else f"{fmt(value.get('answer'))} / {fmt(value.get('head'))}")
         lines.append(f"| {system} | " + " | ".join(cells) + " |")
     return lines + [""]
+
+
+# Per-utterance fields shown per language under the headline's name; the first one a task has is the
+# comparison's per-language column. Other numeric fields keep their own (dotted, for nested) names.
+LANGUAGE_FIELD_NAMES: dict[str, str] = {
+    "correct": "accuracy",
+    "recognition.correct": "emotion_accuracy",
+    "head_correct": "head_accuracy",
+    "recognition.head_correct": "head_accuracy",
+    "credit": "emotion_agreement",
+    "cosine": "cosine",
+    "rouge_l": "rouge_l",
+}
+_SKIPPED_FIELDS = ("cos", "teacher", "closest", "seed", "response_tokens")
+
+
+def _numeric_fields(record: dict, prefix: str = "", depth: int = 0) -> dict[str, float]:
+    """The numeric (and boolean) values of one per-utterance record, nested dicts flattened with dots;
+    ``head_correct`` is derived where a record has the head's label and the true emotion."""
+    out: dict[str, float] = {}
+    for key, value in record.items():
+        if key in _SKIPPED_FIELDS:
+            continue
+        name = prefix + key
+        if isinstance(value, bool) or (isinstance(value, (int, float)) and math.isfinite(value)):
+            out[name] = float(value)
+        elif isinstance(value, dict) and depth < 1:
+            out.update(_numeric_fields(value, name + ".", depth + 1))
+    if isinstance(record.get("head"), str) and isinstance(record.get("emotion"), str):
+        out[prefix + "head_correct"] = float(record["head"] == record["emotion"])
+    return out
+
+
+def language_breakdown(utterances: list[Utterance], records: list[dict]) -> dict[str, dict]:
+    """Means of the per-utterance metrics per language: ``{"zh": {"n": 5, "accuracy": 0.4, ...}}``.
+
+    ``records`` are a task's per-utterance rows (``predictions.jsonl``) with the utterance ``id``;
+    nothing is returned when the utterances hold fewer than two languages or the rows name no
+    evaluated utterance (a task whose rows are conversations, say).
+    """
+    language = {u.id: u.language for u in utterances}
+    if len(set(language.values())) < 2:
+        return {}
+    values: dict[str, dict[str, list[float]]] = {}
+    counts: Counter = Counter()
+    for record in records:
+        code = language.get(str(record.get("id")))
+        if code is None:
+            continue
+        counts[code] += 1
+        for name, value in _numeric_fields(record).items():
+            values.setdefault(code, {}).setdefault(LANGUAGE_FIELD_NAMES.get(name, name), []).append(value)
+    if len(counts) < 2:
+        return {}
+    table: dict[str, dict] = {}
+    for code in sorted(counts):
+        row: dict = {"n": counts[code]}
+        for name, series in values.get(code, {}).items():
+            row[name] = sum(series) / len(series)
+        table[code] = row
+    return table
+
+
+def _breakdown_columns(table: dict[str, dict]) -> list[str]:
+    names: list[str] = []
+    for row in table.values():
+        names += [k for k in row if k != "n" and k not in names]
+    first = [n for n in dict.fromkeys(LANGUAGE_FIELD_NAMES.values()) if n in names]
+    return first + [n for n in names if n not in first]
+
+
+def language_markdown(table: dict[str, dict]) -> str:
+    """The per-language table of :func:`language_breakdown` as markdown."""
+    columns = _breakdown_columns(table)
+    lines = [
+        "### Per language",
+        "",
+        "Means over each language's utterances of the per-utterance values in predictions.jsonl.",
+        "",
+        "| language | n | " + " | ".join(columns) + " |",
+        "| --- | ---: | " + " | ".join("---:" for _ in columns) + " |",
+    ]
+    for code, row in table.items():
+        lines.append(f"| {code} | {row['n']} | " + " | ".join(fmt(row.get(c)) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def add_language_breakdown(result: TaskResult, utterances: list[Utterance], records_path: Path) -> None:
+    """Put the per-language breakdown of a task's per-utterance records into ``result`` (metrics
+    ``languages`` and a report section) when the evaluated utterances hold several languages."""
+    if len({u.language for u in utterances}) < 2 or not records_path.is_file():
+        return
+    lines = records_path.read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line) for line in lines if line.strip()]
+    table = language_breakdown(utterances, [r for r in records if isinstance(r, dict)])
+    if table:
+        result.metrics["languages"] = table
+        result.sections.append(language_markdown(table))
+
+
+def language_lines(results: dict[str, dict[str, TaskResult]]) -> list[str]:
+    """Markdown: each task's first per-language metric, one row per system, for the tasks whose data
+    holds several languages (nothing otherwise)."""
+    lines: list[str] = []
+    tasks = list(dict.fromkeys(task for by_task in results.values() for task in by_task))
+    for task in tasks:
+        tables = {
+            system: by_task[task].metrics.get("languages")
+            for system, by_task in results.items()
+            if task in by_task and by_task[task].metrics.get("languages")
+        }
+        if not tables:
+            continue
+        codes = sorted({code for table in tables.values() for code in table})
+        columns = _breakdown_columns(next(iter(tables.values())))
+        if not columns:
+            continue
+        metric = columns[0]
+        sizes = {code: max(int(t.get(code, {}).get("n") or 0) for t in tables.values()) for code in codes}
+        lines += [
+            f"{task}.{metric} per language:",
+            "",
+            "| system | " + " | ".join(f"{code} (n={sizes[code]})" for code in codes) + " |",
+            "| --- | " + " | ".join("---:" for _ in codes) + " |",
+        ]
+        for system, table in tables.items():
+            lines.append(
+                f"| {system} | " + " | ".join(fmt(table.get(code, {}).get(metric)) for code in codes) + " |"
+            )
+        lines.append("")
+    return lines

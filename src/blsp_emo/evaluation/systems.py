@@ -227,16 +227,11 @@ class CascadeSystem(System):
             bar = tqdm(total=len(missing), desc=f"{self.name} ASR", unit="utt")
             for start in range(0, len(missing), 8):
                 batch = missing[start : start + 8]
-                groups: dict[str, list[Utterance]] = {}
-                for u in batch:  # one decoder prompt per language
-                    groups.setdefault(u.language, []).append(u)
-                texts_by_id: dict[str, str] = {}
-                for language, group in groups.items():
-                    heard = transcribe(
-                        [u.load() for u in group], language=language or None, model=model, processor=processor
-                    )
-                    texts_by_id.update({u.id: t for u, t in zip(group, heard)})
-                texts = [texts_by_id[u.id] for u in batch]
+                # Whisper's language token from each row's language (transcribe batches per language).
+                languages = [u.language or None for u in batch]
+                texts = transcribe(
+                    [u.load() for u in batch], language=languages, model=model, processor=processor
+                )
                 self._transcripts.update({u.id: t for u, t in zip(batch, texts)})
                 bar.update(len(batch))
             bar.close()

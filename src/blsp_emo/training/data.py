@@ -4,6 +4,9 @@ Stage 1 (semantic): the student sees ``instruction + [speech]``; the teacher see
 transcript``; both share the default system prompt and the same target continuation (SPEC.md §4).
 Stage 2 (emotion): the empathetic system prompt, ``continue_emotion`` instruction + [speech], the target
 continuation as labels, and the emotion label per utterance (-1 when unknown).
+Both stages take the prompts of each row's ``language`` (English and Chinese sets in
+:mod:`blsp_emo.prompts`; other known languages fall back to English with a warning) unless the config
+names its own prompt text.
 Pre-alignment (align): no prompt at all; the transcript's LLM token ids are the CTC targets of the speech
 (``blsp_emo.model.alignment``), and any manifest with transcripts serves (no teacher targets needed).
 """
@@ -19,7 +22,7 @@ import torch
 
 from blsp_emo.data.dataset import TargetDataset
 from blsp_emo.errors import UserError
-from blsp_emo.prompts import instruction, system_prompt
+from blsp_emo.prompts import INSTRUCTIONS, SYSTEM_PROMPTS, instruction, prompt_set, system_prompt
 from blsp_emo.training.config import AlignSection
 
 STAGE_PROMPTS = {  # (system prompt, instruction) per stage, SPEC.md §4
@@ -173,31 +176,53 @@ class TrainingCollator:
         default_system, default_instruction = STAGE_PROMPTS[stage]
         self.processor = processor
         self.stage = stage
-        self.system = system_prompt(system or default_system)
-        self.instruction = instruction(instruction_text or default_instruction)
+        # A configured prompt applies to every row; the stage's default comes in each row's language.
+        self.system_name = system or default_system
+        self.instruction_name = instruction_text or default_instruction
+        self.custom_system = bool(system) and system not in SYSTEM_PROMPTS
+        self.custom_instruction = bool(instruction_text) and instruction_text not in INSTRUCTIONS
+        self.system = system_prompt(self.system_name)
+        self.instruction = instruction(self.instruction_name)
         self.cache = cache  # encoder-state cache: when set, encoder_states replace the audio features
         self.align = align or AlignSection()
         self.seed = seed
         self.stats_cache = stats_cache  # per-layer encoder statistics for the layer-mixed emotion head
 
-    def _messages(self, user: list[dict] | str, system: str | None = None) -> list[dict]:
-        system = self.system if system is None else system
+    def prompts(self, language: str | None = "en") -> tuple[str | None, str]:
+        """(system prompt, instruction) for a row in ``language``: a preset name comes from the
+        language's prompt set (:func:`blsp_emo.prompts.prompt_set`), a configured text is used as is."""
+        if language in (None, "en"):
+            return self.system, self.instruction
+        prompts = prompt_set(language)
+        system = self.system
+        if not self.custom_system and self.system_name in prompts.system:
+            system = prompts.system[self.system_name]
+        text = self.instruction
+        if not self.custom_instruction and self.instruction_name in prompts.instructions:
+            text = prompts.instructions[self.instruction_name]
+        return system, text
+
+    def _messages(self, user: list[dict] | str, system: str | None) -> list[dict]:
         head = [{"role": "system", "content": system}] if system else []
         return [*head, {"role": "user", "content": user}]
 
-    def student_messages(self, audio: np.ndarray, task: str = "") -> list[dict]:
-        """The speech conversation the model is trained on (``task`` "recognition": the SER question)."""
+    def student_messages(self, audio: np.ndarray, task: str = "", language: str | None = "en") -> list[dict]:
+        """The speech conversation the model is trained on, in the row's ``language`` (``task``
+        "recognition": the SER question, which stays the English SPEC prompt in every language since its
+        answer is an English label word)."""
         if task == "recognition":
             speech = [
                 {"type": "text", "text": instruction("recognize_emotion")},
                 {"type": "audio", "audio": audio},
             ]
             return self._messages(speech, system_prompt("default"))
-        return self._messages([{"type": "text", "text": self.instruction}, {"type": "audio", "audio": audio}])
+        system, text = self.prompts(language)
+        return self._messages([{"type": "text", "text": text}, {"type": "audio", "audio": audio}], system)
 
-    def teacher_messages(self, transcript: str) -> list[dict]:
+    def teacher_messages(self, transcript: str, language: str | None = "en") -> list[dict]:
         """Stage 1's teacher conversation: the transcript in place of the speech."""
-        return self._messages(self.instruction + transcript)
+        system, text = self.prompts(language)
+        return self._messages(text + transcript, system)
 
     def _generator(self, items: Sequence[dict]) -> torch.Generator:
         """A generator seeded by the run seed and the batch's items: masks and negatives repeat exactly
@@ -236,7 +261,7 @@ class TrainingCollator:
             return self.alignment_batch(items)
         encoded = [
             self.processor.encode(
-                self.student_messages(it["audio"], it.get("task", "")),
+                self.student_messages(it["audio"], it.get("task", ""), it.get("language", "en")),
                 response=it["target"],
                 truncated=it["truncated"],
             )
@@ -258,7 +283,9 @@ class TrainingCollator:
         if self.stage == "semantic":
             teacher = [
                 self.processor.encode(
-                    self.teacher_messages(it["text"]), response=it["target"], truncated=it["truncated"]
+                    self.teacher_messages(it["text"], it.get("language", "en")),
+                    response=it["target"],
+                    truncated=it["truncated"],
                 )
                 for it in items
             ]

@@ -25,6 +25,7 @@ from blsp_emo.data.importers.speech import (
     import_sphinx,
 )
 from blsp_emo.errors import UserError
+from blsp_emo.prompts import LANGUAGES, check_language
 
 IMPORTERS: dict[str, Callable[..., ImportReport]] = {
     "librispeech": import_librispeech,
@@ -53,6 +54,19 @@ ALIASES = {
 }
 
 
+def drop_unknown_languages(report: ImportReport) -> None:
+    """Drop (and count, per code) rows whose language is not a known ISO 639-1 code, e.g. a Common Voice
+    locale such as ``yue`` or ``ckb`` that Whisper has no ISO 639-1 token for, or a generic table's
+    language column holding names instead of codes."""
+    kept = []
+    for row in report.rows:
+        if row.language in LANGUAGES:
+            kept.append(row)
+        else:
+            report.drop(f"unknown language code {row.language!r} (not ISO 639-1)", example=row.audio_path)
+    report.rows = kept
+
+
 def run_import(name: str, root: str | Path, out: str | Path, **options: object) -> ImportReport:
     """Import corpus ``name`` from ``root`` into the manifest ``out``; returns the report (already written)."""
     key = ALIASES.get(name.lower(), name.lower())
@@ -65,9 +79,12 @@ def run_import(name: str, root: str | Path, out: str | Path, **options: object) 
         raise UserError(f"{root}: a file; {key} takes the corpus folder")
     if out.is_dir():
         raise UserError(f"{out}: a folder; -o/--output names the manifest file to write")
+    if options.get("language") is not None:
+        check_language(options["language"])  # --language: an ISO 639-1 code (prompts.LANGUAGES)
     # Nothing is written to ``out`` before the whole import has succeeded (then atomically), so a failed
     # import leaves an earlier manifest there as it was.
     report = IMPORTERS[key](root, out=out, **options)
+    drop_unknown_languages(report)
     report.fill_durations()
     if not report.rows:
         raise UserError(f"{root}: no usable utterances found for {key}\n{report.summary()}")
