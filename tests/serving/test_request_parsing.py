@@ -179,7 +179,7 @@ def test_no_default_system_when_disabled() -> None:
         ({"messages": [{"role": "user", "content": "x"}], "stream": "yes"}, "stream", "invalid_type"),
         ({"messages": [{"role": "user", "content": "x"}], "modalities": ["video"]}, "modalities", "unsupported_value"),
         ({"messages": [{"role": "user", "content": "x"}], "modalities": ["text", "audio"],
-          "audio": {"format": "mp3"}}, "audio.format", "unsupported_value"),
+          "audio": {"format": "midi"}}, "audio.format", "unsupported_value"),
     ],
 )  # fmt: skip
 def test_invalid_fields_are_named(body: object, param: str | None, code: str) -> None:

@@ -32,8 +32,9 @@ def artifacts_dir() -> Path:
 
 
 @contextmanager
-def chromium_page(microphone_wav: Path) -> Iterator:
-    """A page in a fresh headless Chromium profile whose microphone plays ``microphone_wav`` in a loop."""
+def chromium_page(microphone_wav: Path, viewport: dict | None = None) -> Iterator:
+    """A page in a fresh headless Chromium profile whose microphone plays ``microphone_wav`` in a loop;
+    ``viewport``: the window size (default 1100 x 760; a phone is {"width": 390, "height": 844})."""
     # Promised dependencies (scripts/setup.sh installs both): a missing one fails the test, never skips it.
     try:
         from playwright import sync_api as playwright_api
@@ -51,7 +52,7 @@ def chromium_page(microphone_wav: Path) -> Iterator:
                 executable_path=CHROMIUM,
                 headless=True,
                 args=[*ARGS, f"--use-file-for-fake-audio-capture={microphone_wav}"],
-                viewport={"width": 1100, "height": 760},
+                viewport=viewport or {"width": 1100, "height": 760},
             )
             try:
                 page = context.new_page()

@@ -4,9 +4,18 @@ Routes: ``POST /v1/chat/completions`` (JSON or server-sent events), ``GET /v1/mo
 and the web page at ``/`` (files under ``serving/static``). Every route answers only for allowed Host
 names (DNS rebinding); with an API key, ``/v1/*``, ``/docs``, ``/openapi.json`` and the statistics of
 ``/health`` need it (a bare liveness answer stays public); CORS is off unless origins are configured. The server keeps no conversation: clients send
-the whole conversation with every request. Besides OpenAI's fields a completion carries ``emotion``
-(``{"label", "scores"}``: the emotion heard in the latest user audio) and, with ``modalities: ["text",
-"audio"]``, ``speech_style`` (the tone the reply was spoken in).
+the whole conversation with every request, except the transcripts of recent spoken replies, kept by
+audio id (:class:`~blsp_emo.serving.speech.ReplyStore`) so that an assistant turn ``{"audio": {"id"}}``
+can stand for its text. Besides OpenAI's fields a completion carries ``emotion`` (``{"label", "scores"}``:
+the emotion heard in the latest user audio) and, with ``modalities: ["text", "audio"]``, ``speech_style``
+(the tone the reply was spoken in).
+
+Spoken replies follow OpenAI: ``message.content`` is null and the text is ``message.audio.transcript``;
+the audio is 24 kHz mono in the requested ``audio.format``. Streamed, the reply's text comes as
+``delta.audio.transcript`` pieces as it is generated (the first audio delta carries the ``id``), each
+sentence is spoken as soon as it is complete while generation goes on, and with ``pcm16`` its samples
+follow at once as ``delta.audio.data`` chunks (other formats: one file when the reply is done); the last
+audio delta carries ``expires_at``.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
@@ -29,7 +39,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from blsp_emo.serving import guards
-from blsp_emo.serving.engine import Completion, EngineCancelled, EngineClosed, EngineTimeout, ServingEngine
+from blsp_emo.serving.engine import (
+    Completion,
+    EngineCancelled,
+    EngineClosed,
+    EngineTimeout,
+    ServingEngine,
+    TokenStream,
+)
 from blsp_emo.serving.fetch import AudioFetcher
 from blsp_emo.serving.protocol import (
     APIError,
@@ -38,7 +55,15 @@ from blsp_emo.serving.protocol import (
     check_token_budget,
     parse_chat_request,
 )
-from blsp_emo.serving.speech import Speaker, reply_tone
+from blsp_emo.serving.speech import (
+    OUTPUT_RATE,
+    ReplyStore,
+    SentenceSplitter,
+    Speaker,
+    encode_reply,
+    pcm16_bytes,
+    reply_tone,
+)
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).with_name("static")
@@ -64,13 +89,23 @@ def _usage(completion: Completion) -> dict[str, int]:
     }
 
 
+PCM_CHUNK_SECONDS = 1.0  # a streamed sentence's pcm16 goes out in pieces of at most this much audio
+
+
 class ChatService:
     """Turns validated requests into OpenAI-shaped responses (plain or streamed)."""
 
-    def __init__(self, engine: ServingEngine, speaker: Speaker | None, timeout_s: float) -> None:
+    def __init__(
+        self,
+        engine: ServingEngine,
+        speaker: Speaker | None,
+        timeout_s: float,
+        replies: ReplyStore | None = None,
+    ) -> None:
         self.engine = engine
         self._speaker = speaker
         self.timeout_s = timeout_s
+        self.replies = replies or ReplyStore()
 
     @property
     def speaker(self) -> Speaker:
@@ -79,13 +114,15 @@ class ChatService:
             self._speaker = Speaker()
         return self._speaker
 
-    async def _audio(self, text: str, emotion: str | None) -> tuple[dict[str, Any], str]:
+    async def _audio(self, text: str, emotion: str | None, fmt: str) -> tuple[dict[str, Any], str]:
         tone = reply_tone(text, emotion)
-        wav = await run_in_threadpool(self.speaker.speak_wav, text, tone)
+        samples = await run_in_threadpool(self.speaker.speak, text, tone)
+        data = await run_in_threadpool(encode_reply, samples, fmt)
+        audio_id, expires_at = self.replies.add(text)
         audio = {
-            "id": f"audio_{uuid.uuid4().hex}",
-            "data": base64.b64encode(wav).decode("ascii"),
-            "expires_at": int(time.time()) + 3600,
+            "id": audio_id,
+            "data": base64.b64encode(data).decode("ascii"),
+            "expires_at": expires_at,
             "transcript": text,
         }
         return audio, tone
@@ -109,8 +146,11 @@ class ChatService:
             "usage": _usage(completion),
             "emotion": _emotion_field(completion),
         }
-        if request.want_audio:
-            message["audio"], body["speech_style"] = await self._audio(completion.text, completion.emotion)
+        if request.want_audio:  # as OpenAI: the text is the audio's transcript, content is null
+            message["audio"], body["speech_style"] = await self._audio(
+                completion.text, completion.emotion, request.audio_format
+            )
+            message["content"] = None
         return body
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
@@ -128,20 +168,24 @@ class ChatService:
             choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
             return f"data: {json.dumps({**base, 'choices': [choice], **extra})}\n\n"
 
+        spoken = self._spoken(stream, request) if request.want_audio else None
         try:
-            yield chunk({"role": "assistant", "content": ""})
-            async for event in stream:
-                if event.kind == "text":
-                    yield chunk({"content": event.value})
-                elif event.kind == "done":
-                    done: Completion = event.value
-                    extra: dict[str, Any] = {"emotion": _emotion_field(done)}
-                    if request.want_audio:
-                        audio, extra["speech_style"] = await self._audio(done.text, done.emotion)
-                        yield chunk({"audio": audio}, **extra)
-                    yield chunk({}, done.finish_reason, **extra)
-                    if request.include_usage:
+            if spoken is not None:
+                yield chunk({"role": "assistant", "content": None})
+                async for delta, finish, extra, done in spoken:
+                    yield chunk(delta, finish, **extra)
+                    if finish and request.include_usage:
                         yield f"data: {json.dumps({**base, 'choices': [], 'usage': _usage(done)})}\n\n"
+            else:
+                yield chunk({"role": "assistant", "content": ""})
+                async for event in stream:
+                    if event.kind == "text":
+                        yield chunk({"content": event.value})
+                    elif event.kind == "done":
+                        done: Completion = event.value
+                        yield chunk({}, done.finish_reason, emotion=_emotion_field(done))
+                        if request.include_usage:
+                            yield f"data: {json.dumps({**base, 'choices': [], 'usage': _usage(done)})}\n\n"
         except (EngineTimeout, EngineClosed) as exc:
             yield f"data: {json.dumps(_engine_error(exc).to_dict())}\n\n"
         except Exception as exc:
@@ -152,7 +196,100 @@ class ChatService:
             yield f"data: {json.dumps(error.to_dict())}\n\n"
         finally:
             stream.cancel()  # stops generation when the client has gone away
+            if spoken is not None:
+                await spoken.aclose()  # and the speaking of its sentences
         yield "data: [DONE]\n\n"
+
+    async def _spoken(
+        self, stream: TokenStream, request: ChatRequest
+    ) -> AsyncIterator[tuple[dict[str, Any], str | None, dict[str, Any], Completion | None]]:
+        """The deltas of a streamed spoken reply: ``(delta, finish_reason, extra fields, completion)``.
+
+        Two tasks feed one queue: one reads the generated text, the other speaks each sentence as soon as
+        the splitter sees it complete (in a worker thread, in order), so speech is synthesised while the
+        model goes on generating. Transcript pieces go out as they come; pcm16 audio goes out per sentence,
+        other formats as one file at the end. A streamed reply's tone comes from its words (the emotion
+        heard in the user's voice is only known when the reply ends).
+        """
+        events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        sentences: asyncio.Queue[str | None] = asyncio.Queue()
+
+        async def read_text() -> None:
+            try:
+                async for event in stream:
+                    await events.put(("event", event))
+                await events.put(("ended", None))
+            except Exception as exc:
+                await events.put(("error", exc))
+
+        async def speak() -> None:
+            spoken, tone = "", "neutral"
+            try:
+                while (sentence := await sentences.get()) is not None:
+                    spoken = f"{spoken} {sentence}".strip()
+                    tone = reply_tone(spoken)
+                    samples = await run_in_threadpool(
+                        self.speaker.speak, sentence, tone, bool(spoken != sentence)
+                    )
+                    await events.put(("audio", samples))
+                await events.put(("spoken", tone))
+            except Exception as exc:
+                await events.put(("error", exc))
+
+        fmt = request.audio_format
+        audio_id = self.replies.new_id()
+        id_sent = False
+        splitter = SentenceSplitter()
+        collected: list[np.ndarray] = []
+        done: Completion | None = None
+        tasks = [asyncio.create_task(read_text()), asyncio.create_task(speak())]
+
+        def audio_delta(**fields: Any) -> dict[str, Any]:
+            nonlocal id_sent
+            if not id_sent:
+                fields = {"id": audio_id, **fields}
+                id_sent = True
+            return {"audio": fields}
+
+        try:
+            while True:
+                kind, value = await events.get()
+                if kind == "error":
+                    raise value
+                if kind == "ended" and done is None:
+                    raise RuntimeError("the reply ended without its final event")
+                if kind == "event" and value.kind == "text":
+                    yield audio_delta(transcript=value.value), None, {}, None
+                    for sentence in splitter.feed(value.value):
+                        await sentences.put(sentence)
+                elif kind == "event" and value.kind == "done":
+                    done = value.value
+                    rest = splitter.flush()
+                    if rest:
+                        await sentences.put(rest)
+                    await sentences.put(None)
+                elif kind == "audio" and fmt == "pcm16":
+                    step = int(PCM_CHUNK_SECONDS * OUTPUT_RATE)
+                    for start in range(0, value.size, step):
+                        data = base64.b64encode(pcm16_bytes(value[start : start + step])).decode("ascii")
+                        yield audio_delta(data=data), None, {}, None
+                elif kind == "audio":
+                    collected.append(value)
+                elif kind == "spoken":
+                    tone = value
+                    break
+            assert done is not None  # the speaker ends only after the reply's end was handed to it
+            if fmt != "pcm16":
+                samples = np.concatenate(collected) if collected else np.zeros(0, dtype=np.float32)
+                data = await run_in_threadpool(encode_reply, samples, fmt)
+                yield audio_delta(data=base64.b64encode(data).decode("ascii")), None, {}, None
+            _, expires_at = self.replies.add(done.text, audio_id)
+            extra = {"emotion": _emotion_field(done), "speech_style": tone}
+            yield audio_delta(expires_at=expires_at), None, extra, None
+            yield {}, done.finish_reason, extra, done
+        finally:
+            for task in tasks:
+                task.cancel()
 
 
 def _engine_error(exc: Exception) -> APIError:
@@ -174,6 +311,8 @@ def create_app(
     cors_origins: Sequence[str] = (),
     body_timeout_s: float = 30.0,
     fetcher: AudioFetcher | None = None,
+    reply_ttl_s: float = 3600.0,
+    reply_store_size: int = 1024,
 ) -> FastAPI:
     """Build the FastAPI app serving ``engine``.
 
@@ -183,10 +322,11 @@ def create_app(
     allowed). ``default_system`` is the system prompt put first when a conversation has none. ``timeout_s``
     is the per-request time limit, ``body_timeout_s`` the time a request body may take to arrive.
     ``allowed_hosts``: Host names served (default: the localhost names); ``cors_origins``: origins a
-    browser may call the API from (default none: CORS off).
+    browser may call the API from (default none: CORS off). The transcripts of spoken replies are kept by
+    audio id for ``reply_ttl_s`` seconds (the replies' ``expires_at``), the latest ``reply_store_size``.
     """
     limits = limits or ServingLimits()
-    service = ChatService(engine, speaker, timeout_s)
+    service = ChatService(engine, speaker, timeout_s, ReplyStore(reply_ttl_s, reply_store_size))
     if allow_audio_urls and fetcher is None:
         fetcher = AudioFetcher(limits.max_request_bytes)
     if not allow_audio_urls:
@@ -275,6 +415,7 @@ def create_app(
             default_system=default_system,
             fetch_url=fetch,
             served_models=served_models,
+            reply_transcript=service.replies.get,
         )
         del body
         prompt = await run_in_threadpool(engine.count_prompt_tokens, chat.messages)

@@ -27,6 +27,13 @@ Audio comes in three shapes:
 * ``{"type": "audio_url", "audio_url": {"url": "data:audio/wav;base64,..."}}`` (a ``data:`` URL);
 * ``audio_url`` with an ``http(s)`` URL, only when the server allows it (``fetch_url`` given); ``file:`` and
   every other scheme are always refused so that a request can never read the server's disk.
+
+Spoken replies (``modalities: ["text", "audio"]``) come in ``audio.format`` wav (the default), pcm16, mp3,
+opus, flac or aac; any other format is a 400 naming it. An earlier spoken reply may come back in the
+conversation as OpenAI clients send it, ``{"role": "assistant", "audio": {"id": "audio_..."}}``: its
+transcript is looked up by id (``reply_transcript``); an id the server no longer knows falls back to
+``audio.transcript`` or ``content`` when the turn carries one, and is a 400 ``audio_not_found`` naming
+the id when it does not.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from blsp_emo.audio import SAMPLE_RATE, load_audio
 from blsp_emo.decoding import CONVERSATION, Decoding
 from blsp_emo.errors import AudioError
 from blsp_emo.prompts import system_prompt
+from blsp_emo.serving.speech import REPLY_FORMATS
 
 # Formats a client may name in input_audio.format; the decoder sniffs the container anyway.
 AUDIO_FORMATS: frozenset[str] = frozenset(
@@ -147,6 +155,7 @@ class ChatRequest:
     include_usage: bool = False
     want_audio: bool = False
     voice: str | None = None
+    audio_format: str = "wav"  # the spoken reply's format (one of speech.REPLY_FORMATS)
     audio_seconds: list[float] = field(default_factory=list)
     max_tokens_given: bool = False  # the client set max_tokens (else the default may shrink to fit)
 
@@ -338,14 +347,53 @@ def _b64(data: Any, param: str) -> bytes:
         raise _bad("audio data is not valid base64", param, "invalid_base64") from None
 
 
-def _content(message: dict, index: int, decoder: _AudioDecoder) -> str | list[dict[str, Any]]:
+def _spoken_turn(
+    message: dict, index: int, reply_transcript: Callable[[str], str | None] | None
+) -> str | None:
+    """The text of an assistant turn sent as ``audio: {"id", "transcript"?}`` with no ``content``: the
+    transcript kept under the id, else the one the turn carries; None when the turn has no ``audio``."""
+    audio = message.get("audio")
+    if audio is None:
+        return None
+    param = f"messages[{index}].audio"
+    if not isinstance(audio, dict):
+        raise _bad("an assistant turn's 'audio' must be an object with an 'id'", param, "invalid_type")
+    audio_id, transcript = audio.get("id"), audio.get("transcript")
+    if audio_id is not None and not isinstance(audio_id, str):
+        raise _bad("'audio.id' must be a string", f"{param}.id", "invalid_type")
+    if transcript is not None and not isinstance(transcript, str):
+        raise _bad("'audio.transcript' must be a string", f"{param}.transcript", "invalid_type")
+    kept = reply_transcript(audio_id) if audio_id and reply_transcript is not None else None
+    if kept is not None:
+        return kept
+    if transcript is not None:
+        return transcript
+    if audio_id is None:
+        raise _bad(
+            "an assistant turn without 'content' needs 'audio.id'",
+            f"{param}.id",
+            "missing_required_parameter",
+        )
+    raise _bad(
+        f"no reply audio with id {audio_id[:100]!r} on this server: it is unknown or has expired (replies are "
+        "kept for a limited time); send that assistant turn's text as 'content' or 'audio.transcript'",
+        f"{param}.id",
+        "audio_not_found",
+    )
+
+
+def _content(
+    message: dict,
+    index: int,
+    decoder: _AudioDecoder,
+    reply_transcript: Callable[[str], str | None] | None = None,
+) -> str | list[dict[str, Any]]:
     param = f"messages[{index}].content"
     role = message["role"]
     content = message.get("content")
     if content is None and role == "assistant":
-        # An assistant turn that was spoken carries its text as audio.transcript.
-        audio = message.get("audio")
-        content = audio.get("transcript") if isinstance(audio, dict) else None
+        # A spoken assistant turn: its audio id (or transcript) stands for its text.
+        content = _spoken_turn(message, index, reply_transcript)
     if isinstance(content, str):
         return content
     if not isinstance(content, list):
@@ -388,13 +436,15 @@ def parse_chat_request(
     default_system: str | None = "empathetic",
     fetch_url: Callable[[str], bytes] | None = None,
     served_models: Collection[str] | None = None,
+    reply_transcript: Callable[[str], str | None] | None = None,
 ) -> ChatRequest:
     """Validate an OpenAI chat-completions request body and decode its audio.
 
     ``default_system`` (a preset name of :mod:`blsp_emo.prompts` or a text) is put first when the
     conversation has no system message; ``None`` leaves it as sent. ``fetch_url`` downloads an http(s)
     audio URL; without it such URLs are refused. ``served_models``: the model names a request may name
-    (absent ``model`` is accepted); None accepts any. Raises :class:`APIError` for anything invalid.
+    (absent ``model`` is accepted); None accepts any. ``reply_transcript`` finds the transcript of an
+    earlier spoken reply by its audio id (None when unknown). Raises :class:`APIError` for anything invalid.
     """
     limits = limits or ServingLimits()
     if not isinstance(body, dict):
@@ -430,10 +480,18 @@ def parse_chat_request(
         raise _bad(
             "'modalities' must be a list drawn from 'text' and 'audio'", "modalities", "unsupported_value"
         )
-    audio_spec = body.get("audio") if isinstance(body.get("audio"), dict) else {}
-    out_format = audio_spec.get("format", "wav")
-    if "audio" in modalities and out_format != "wav":
-        raise _bad("only 'wav' audio output is supported", "audio.format", "unsupported_value")
+    audio_spec = body.get("audio")
+    if audio_spec is not None and not isinstance(audio_spec, dict):
+        raise _bad("'audio' must be an object with 'voice' and 'format'", "audio", "invalid_type")
+    audio_spec = audio_spec or {}
+    out_format = audio_spec.get("format")
+    out_format = "wav" if out_format is None else out_format
+    if not isinstance(out_format, str) or out_format not in REPLY_FORMATS:
+        raise _bad(
+            f"unsupported audio output format {str(out_format)[:40]!r}; supported: {', '.join(REPLY_FORMATS)}",
+            "audio.format",
+            "unsupported_value",
+        )
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise _bad("'stream' must be a boolean", "stream", "invalid_type")
@@ -450,7 +508,7 @@ def parse_chat_request(
                 f"unsupported role {role!r}; use 'system', 'user' or 'assistant'", f"messages[{i}].role"
             )
         role = "system" if role == "developer" else role
-        messages.append({"role": role, "content": _content(message, i, decoder)})
+        messages.append({"role": role, "content": _content(message, i, decoder, reply_transcript)})
     if messages[-1]["role"] != "user":
         raise _bad("the last message must come from the user", f"messages[{len(messages) - 1}].role")
     if default_system is not None and messages[0]["role"] != "system":
@@ -465,6 +523,7 @@ def parse_chat_request(
         include_usage=bool(stream_options.get("include_usage", False)),
         want_audio="audio" in modalities,
         voice=audio_spec.get("voice") if isinstance(audio_spec.get("voice"), str) else None,
+        audio_format=out_format,
         audio_seconds=decoder.seconds,
         max_tokens_given=body.get("max_completion_tokens") is not None or body.get("max_tokens") is not None,
     )

@@ -9,6 +9,12 @@ calming (the answer to anger) is slow, soft and low; surprised is the highest an
 Piper has no pitch control, so pitch is shifted afterwards: synthesise ``f`` times slower, then resample
 the samples by ``1/f`` at the same rate, which raises the pitch by ``f`` and restores the duration.
 When Piper is not installed, espeak-ng (Debian) speaks instead, with the same styles mapped to its flags.
+
+Replies go out as OpenAI sends them: 24 kHz mono (:data:`OUTPUT_RATE`, resampled from the voice's
+22.05 kHz) in wav, pcm16, mp3, opus, flac or aac (:func:`encode_reply`). A streamed reply is spoken
+sentence by sentence while the text is still being generated (:class:`SentenceSplitter`), and the
+transcripts of recent replies are kept by audio id (:class:`ReplyStore`) so that a conversation can go on
+with ``{"role": "assistant", "audio": {"id": ...}}`` turns.
 """
 
 from __future__ import annotations
@@ -225,7 +231,212 @@ class Speaker:
         audio, rate = sf.read(io.BytesIO(out), dtype="float32")
         return audio, int(rate)
 
-    def speak_wav(self, text: str, tone: str = "neutral") -> bytes:
-        """Speak ``text`` in ``tone`` and return 16-bit PCM wav bytes."""
+    def speak(self, text: str, tone: str = "neutral", lead_in: bool = False) -> np.ndarray:
+        """Speak ``text`` in ``tone``: float32 mono at :data:`OUTPUT_RATE` (24 kHz). ``lead_in`` puts the
+        tone's pause between sentences first (a sentence spoken after another, as in a streamed reply)."""
         audio, rate = self.synthesize(text, tone)
+        if lead_in and audio.size:
+            pause = np.zeros(int(STYLES.get(tone, STYLES["neutral"]).pause_seconds * rate), dtype=np.float32)
+            audio = np.concatenate([pause, audio])
+        return to_output_rate(audio, rate)
+
+    def speak_wav(self, text: str, tone: str = "neutral") -> bytes:
+        """Speak ``text`` in ``tone`` and return 16-bit PCM wav bytes at 24 kHz."""
+        return wav_bytes(self.speak(text, tone), OUTPUT_RATE)
+
+
+# --- Reply audio as OpenAI sends it: 24 kHz mono, in the format the request names ---------------------
+
+OUTPUT_RATE = 24_000  # OpenAI's reply audio rate (pcm16 is defined as 24 kHz mono little-endian)
+# audio.format values a request may ask for; every one is written by soundfile, except aac (PyAV).
+REPLY_FORMATS: tuple[str, ...] = ("wav", "pcm16", "mp3", "opus", "flac", "aac")
+REPLY_MIME: dict[str, str] = {
+    "wav": "audio/wav",
+    "pcm16": "audio/pcm",
+    "mp3": "audio/mpeg",
+    "opus": "audio/ogg",
+    "flac": "audio/flac",
+    "aac": "audio/aac",
+}
+
+
+def to_output_rate(audio: np.ndarray, rate: int) -> np.ndarray:
+    """``audio`` at ``rate`` resampled to :data:`OUTPUT_RATE` (Piper and espeak-ng speak at 22.05 kHz)."""
+    from blsp_emo.audio import resample
+
+    if audio.size == 0:
+        return np.zeros(0, dtype=np.float32)
+    return resample(audio.astype(np.float32, copy=False), rate, OUTPUT_RATE)
+
+
+def pcm16_bytes(audio: np.ndarray) -> bytes:
+    """Float audio in [-1, 1] as 16-bit little-endian PCM (no header)."""
+    return (np.clip(audio, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
+
+
+def encode_reply(audio: np.ndarray, fmt: str, rate: int = OUTPUT_RATE) -> bytes:
+    """Mono float ``audio`` at ``rate`` as a file of format ``fmt`` (one of :data:`REPLY_FORMATS`)."""
+    import io
+
+    if fmt == "pcm16":
+        return pcm16_bytes(audio)
+    if fmt == "wav":
         return wav_bytes(audio, rate)
+    if fmt == "aac":
+        return _aac_bytes(audio, rate)
+    if fmt not in ("mp3", "opus", "flac"):
+        raise ValueError(f"unsupported reply audio format {fmt!r}; supported: {', '.join(REPLY_FORMATS)}")
+    import soundfile as sf
+
+    container, subtype = {
+        "mp3": ("MP3", "MPEG_LAYER_III"),
+        "opus": ("OGG", "OPUS"),
+        "flac": ("FLAC", "PCM_16"),
+    }[fmt]
+    if audio.size == 0:  # the encoders need at least one frame: a reply with nothing to say is 10 ms quiet
+        audio = np.zeros(rate // 100, dtype=np.float32)
+    buffer = io.BytesIO()
+    sf.write(buffer, np.clip(audio, -1.0, 1.0), rate, format=container, subtype=subtype)
+    return buffer.getvalue()
+
+
+def _aac_bytes(audio: np.ndarray, rate: int) -> bytes:
+    """AAC in an ADTS stream, encoded by PyAV (ffmpeg's native encoder)."""
+    import io
+
+    import av
+
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="adts") as container:
+        stream = container.add_stream("aac", rate=rate, layout="mono")
+        samples = np.clip(audio, -1.0, 1.0).astype(np.float32)
+        if samples.size:
+            frame = av.AudioFrame.from_ndarray(samples[None, :], format="fltp", layout="mono")
+            frame.sample_rate = rate
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return buffer.getvalue()
+
+
+class SentenceSplitter:
+    """Cuts text that arrives in pieces into sentences to speak as soon as each is complete.
+
+    A sentence ends at ``.``, ``!``, ``?`` or ``…`` (with closing quotes or brackets) once the next piece
+    shows a space after it, or at a line break. A run-on text without such an end is cut at a clause mark
+    (``,;:``) past ``soft_chars`` characters, or at a space past ``hard_chars``, so that speech never waits
+    for a reply that has no full stops. The first piece may already end at a clause mark past
+    ``first_chars``: a short first piece is spoken sooner, and the rest is synthesised while it plays.
+    """
+
+    _END = re.compile(r"[.!?\u2026]+[\"')\]\u201d\u2019]*\s+|\n+")
+
+    def __init__(self, soft_chars: int = 160, hard_chars: int = 260, first_chars: int | None = 30) -> None:
+        self.soft_chars = soft_chars
+        self.hard_chars = hard_chars
+        self.first_chars = first_chars
+        self._buffer = ""
+        self._cuts = 0  # pieces handed out so far
+
+    def feed(self, piece: str) -> list[str]:
+        """Add ``piece``; return the sentences it completed (possibly none)."""
+        self._buffer += piece
+        done: list[str] = []
+        while True:
+            match = self._END.search(self._buffer)
+            first = self._cuts == 0 and self.first_chars is not None
+            if match is not None:
+                cut = match.end()
+            elif first and len(self._buffer) > self.first_chars:
+                cut = self._run_on_cut(self.first_chars)
+                if cut <= 0:
+                    break
+            elif len(self._buffer) > self.soft_chars:
+                cut = self._run_on_cut(self.soft_chars // 2)
+                if cut <= 0:
+                    break
+            else:
+                break
+            sentence, self._buffer = self._buffer[:cut], self._buffer[cut:]
+            if sentence.strip():
+                done.append(sentence.strip())
+                self._cuts += 1
+        return done
+
+    def _run_on_cut(self, clause_from: int) -> int:
+        text = self._buffer
+        clause = max(text.rfind(mark, 0, len(text) - 1) for mark in (", ", "; ", ": "))
+        if clause + 1 >= clause_from:
+            return clause + 2
+        if len(text) > self.hard_chars:
+            space = text.rfind(" ", 0, len(text) - 1)
+            return space + 1 if space > 0 else len(text)
+        return 0
+
+    def flush(self) -> str:
+        """The text after the last complete sentence (the reply's end), emptied."""
+        rest, self._buffer = self._buffer.strip(), ""
+        self._cuts += bool(rest)
+        return rest
+
+
+class ReplyStore:
+    """The transcripts of recent spoken replies by audio id, so that a client can continue a conversation
+    with an assistant turn ``{"role": "assistant", "audio": {"id": ...}}`` as OpenAI clients do.
+
+    The model reads an earlier assistant turn as text, so the transcript is what is kept (never the audio:
+    the store stays a few hundred kilobytes). Entries expire ``ttl_s`` after the reply (its ``expires_at``)
+    and only the latest ``max_entries`` are kept. Safe to use from many threads.
+    """
+
+    def __init__(self, ttl_s: float = 3600.0, max_entries: int = 1024) -> None:
+        from collections import OrderedDict
+
+        if ttl_s <= 0 or max_entries < 1:
+            raise ValueError("ReplyStore needs ttl_s > 0 and max_entries >= 1")
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def new_id() -> str:
+        """A fresh audio id (a streamed reply names its id before its transcript is complete)."""
+        import uuid
+
+        return f"audio_{uuid.uuid4().hex}"
+
+    def add(self, transcript: str, audio_id: str | None = None, now: float | None = None) -> tuple[str, int]:
+        """Keep ``transcript`` under ``audio_id`` (default: a new id); returns (id, expires_at, Unix time)."""
+        import time
+
+        now = time.time() if now is None else now
+        audio_id = audio_id or self.new_id()
+        with self._lock:
+            self._expire(now)
+            self._entries[audio_id] = (transcript, now + self.ttl_s)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return audio_id, int(now + self.ttl_s)
+
+    def get(self, audio_id: str, now: float | None = None) -> str | None:
+        """The transcript kept under ``audio_id``; None when unknown or expired."""
+        import time
+
+        now = time.time() if now is None else now
+        with self._lock:
+            self._expire(now)
+            entry = self._entries.get(audio_id)
+        return entry[0] if entry else None
+
+    def _expire(self, now: float) -> None:
+        while self._entries:
+            first = next(iter(self._entries))
+            if self._entries[first][1] > now:
+                break
+            del self._entries[first]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)

@@ -1,7 +1,10 @@
 // BLSP-Emo web chat. The conversation lives here, in `conversation` (OpenAI messages); every request sends all of
 // it, so the server keeps no state. Speech is recorded with MediaRecorder (or uploaded) and sent as
 // input_audio; the reply streams in as server-sent events; the emotion heard in each user turn is shown as a
-// badge; with "speak replies" on, the spoken reply (a wav from the server) is attached to the answer.
+// badge. With "speak replies" on, the reply is asked for as OpenAI audio (pcm16 at 24 kHz): its text comes as
+// the audio's transcript, its speech sentence by sentence while the text is still being generated; with
+// "autoplay" on (off by default, remembered in this browser) each sentence plays as it arrives, and the whole
+// reply is attached to the answer as a player either way.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -16,6 +19,42 @@ const SYSTEM_PROMPTS = {
 };
 
 function status(text) { $("status").textContent = text || ""; }
+
+const REPLY_RATE = 24000;  // OpenAI's pcm16: 16-bit little-endian mono at 24 kHz
+let audioContext = null;   // plays streamed speech when autoplay is on
+let playAt = 0;            // when the next streamed piece starts, in audioContext time
+
+function base64Bytes(text) {
+  const raw = atob(text), bytes = new Uint8Array(raw.length);
+  for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+  return bytes;
+}
+
+// Queue one pcm16 piece right after the previous one (a streamed reply plays without gaps).
+function playPcm16(bytes) {
+  if (!audioContext || bytes.length < 2) return;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const n = bytes.length >> 1, buffer = audioContext.createBuffer(1, n, REPLY_RATE), out = buffer.getChannelData(0);
+  for (let i = 0; i < n; i++) out[i] = view.getInt16(2 * i, true) / 32768;
+  const source = audioContext.createBufferSource();
+  source.buffer = buffer;
+  source.connect(audioContext.destination);
+  playAt = Math.max(playAt, audioContext.currentTime + 0.05);
+  source.start(playAt);
+  playAt += buffer.duration;
+}
+
+// The streamed pcm16 pieces as one wav file, for the reply's player.
+function wavBlob(pieces) {
+  const size = pieces.reduce((n, p) => n + p.length, 0);
+  const header = new DataView(new ArrayBuffer(44));
+  const text = (at, s) => { for (let i = 0; i < s.length; i++) header.setUint8(at + i, s.charCodeAt(i)); };
+  text(0, "RIFF"); header.setUint32(4, 36 + size, true); text(8, "WAVE"); text(12, "fmt ");
+  header.setUint32(16, 16, true); header.setUint16(20, 1, true); header.setUint16(22, 1, true);
+  header.setUint32(24, REPLY_RATE, true); header.setUint32(28, 2 * REPLY_RATE, true);
+  header.setUint16(32, 2, true); header.setUint16(34, 16, true); text(36, "data"); header.setUint32(40, size, true);
+  return new Blob([header, ...pieces], { type: "audio/wav" });
+}
 
 // Decoding fields a URL may set, e.g. /?max_tokens=64&temperature=0 (the server checks them; unset: its defaults).
 const URL_SETTINGS = ["max_tokens", "temperature", "top_p", "seed", "repetition_penalty", "no_repeat_ngram_size",
@@ -192,9 +231,19 @@ async function send(event) {
     stream_options: { include_usage: true },
   };
   Object.assign(body, decodingSettings());
-  if ($("speak").checked) { body.modalities = ["text", "audio"]; body.audio = { voice: "joe", format: "wav" }; }
+  const speak = $("speak").checked;
+  if (speak) { body.modalities = ["text", "audio"]; body.audio = { voice: "joe", format: "pcm16" }; }
+  if (speak && $("autoplay").checked) {
+    // Created (or resumed) here, in the click that sent the turn: browsers only let sound start from a gesture.
+    audioContext = audioContext || new AudioContext();
+    audioContext.resume().catch(() => {});
+    document.querySelectorAll("audio").forEach((a) => a.pause());  // one voice at a time
+    playAt = 0;
+  }
+  const autoplay = speak && $("autoplay").checked;
   status("Thinking…");
-  let reply = "";
+  let reply = "", style = null;
+  const speech = [];
   try {
     const response = await fetch("/v1/chat/completions", { method: "POST", headers: headers(), body: JSON.stringify(body) });
     if (!response.ok) {
@@ -207,22 +256,28 @@ async function send(event) {
       if (chunk.error) throw new Error(chunk.error.message);
       if (chunk.emotion !== undefined) setBadge(userDiv, chunk.emotion);
       if (chunk.usage) status(`${chunk.usage.prompt_tokens} prompt + ${chunk.usage.completion_tokens} reply tokens`);
+      if (chunk.speech_style) style = chunk.speech_style;
       const delta = chunk.choices?.[0]?.delta || {};
-      if (delta.content) { reply += delta.content; out.textContent = reply; botDiv.scrollIntoView({ block: "end" }); }
+      // A spoken reply's text is its audio's transcript (content is null then, as with OpenAI).
+      const piece = delta.content || delta.audio?.transcript;
+      if (piece) { reply += piece; out.textContent = reply; botDiv.scrollIntoView({ block: "end" }); }
       if (delta.audio?.data) {
-        const player = document.createElement("audio");
-        player.controls = true;
-        player.className = "reply-audio";
-        player.src = "data:audio/wav;base64," + delta.audio.data;
-        out.after(player);
-        if (chunk.speech_style) {
-          const tag = document.createElement("span");
-          tag.className = "style-tag";
-          tag.textContent = "spoken: " + chunk.speech_style;
-          botDiv.querySelector(".meta").append(tag);
-        }
-        document.querySelectorAll("audio").forEach((a) => a.pause());  // one voice at a time
-        player.play().catch(() => {});
+        const bytes = base64Bytes(delta.audio.data);
+        speech.push(bytes);
+        if (autoplay) playPcm16(bytes);
+      }
+    }
+    if (speech.length) {
+      const player = document.createElement("audio");
+      player.controls = true;
+      player.className = "reply-audio";
+      player.src = URL.createObjectURL(wavBlob(speech));
+      out.after(player);
+      if (style) {
+        const tag = document.createElement("span");
+        tag.className = "style-tag";
+        tag.textContent = "spoken: " + style;
+        botDiv.querySelector(".meta").append(tag);
       }
     }
     conversation.push({ role: "assistant", content: reply });
@@ -254,6 +309,11 @@ async function init() {
   $("reset").addEventListener("click", reset);
   $("api-key").value = localStorage.getItem("blsp-emo-key") || "";
   $("api-key").addEventListener("change", () => localStorage.setItem("blsp-emo-key", $("api-key").value));
+  $("autoplay").checked = localStorage.getItem("blsp-emo-autoplay") === "on";  // off unless chosen before
+  $("autoplay").addEventListener("change", () => {
+    localStorage.setItem("blsp-emo-autoplay", $("autoplay").checked ? "on" : "off");
+    if (!$("autoplay").checked && audioContext) audioContext.suspend().catch(() => {});  // stop talking now
+  });
   if (!window.MediaRecorder) { $("record").disabled = true; $("record").title = "MediaRecorder is not supported here"; }
   try {
     const models = await (await fetch("/v1/models", { headers: headers() })).json();
