@@ -8,6 +8,7 @@ seeded from the run's seed and the batch's conversations, so the same work gives
 
 from __future__ import annotations
 
+import copy
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -77,10 +78,29 @@ def torch_no_grad(fn: Callable) -> Callable:
 
 
 class HFBackend:
-    """A local transformers causal LM: prompts rendered with ``tokenizer.apply_chat_template``, sorted by
-    length, batched with left padding, greedy ``generate``."""
+    """A local transformers causal LM: prompts rendered with ``tokenizer.apply_chat_template``, batched with
+    left padding, greedy (or sampled) decoding.
 
-    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 16, name: str | None = None) -> None:
+    With ``fast_decoding`` (the default) the prompt prefix that every conversation of a call shares (the
+    system prompt and the instruction's opening) is run through the model once; its key/value cache is
+    copied over each batch, whose rows lay out as ``[shared prefix][padding][own suffix]`` with the
+    padding masked and positions continuing from the prefix, so only the suffixes are encoded. Greedy
+    decoding then runs a plain loop (one forward, an argmax and an end check per token) that drops a row
+    from the batch as soon as it ends, instead of carrying finished rows to the longest one. Sampling keeps
+    transformers' ``generate`` (its random draws, hence the samples, stay those of the reference path) with
+    the shared prefix's cache handed in. ``fast_decoding=False`` is the reference: ``generate`` on the whole
+    left-padded prompts; both give the same continuations (up to float rounding of batched kernels).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        batch_size: int = 16,
+        name: str | None = None,
+        fast_decoding: bool = True,
+        prefill_call_tokens: int = 16,
+    ) -> None:
         if not getattr(tokenizer, "chat_template", None):
             raise UserError("the teacher's tokenizer has no chat template; a chat LLM is needed")
         self.model, self.tokenizer, self.batch_size = model, tokenizer, max(1, batch_size)
@@ -91,6 +111,9 @@ class HFBackend:
             ids.append(tokenizer.eos_token_id)
         self.eos_ids = sorted({int(i) for i in ids})
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
+        self.fast_decoding = fast_decoding
+        self.prefill_call_tokens = prefill_call_tokens
+        self.stats = DecodingStats()
 
     @classmethod
     def load(cls, teacher: str, batch_size: int = 16) -> HFBackend:
@@ -117,8 +140,13 @@ class HFBackend:
 
         torch.manual_seed(seed)
         prompts = [self.render(m) for m in conversations]
+        prefix = self._shared_prefix(prompts)
         for start in range(0, len(prompts), self.batch_size):
-            yield self._generate_batch(prompts[start : start + self.batch_size], max_new_tokens)
+            chunk = prompts[start : start + self.batch_size]
+            if prefix is not None and _greedy_is_argmax(self.model):
+                yield self._greedy_batch(chunk, max_new_tokens, prefix)
+            else:
+                yield self._generate_batch(chunk, max_new_tokens, prefix=prefix)
 
     def sample(
         self, conversations: list[Messages], max_new_tokens: int, seed: int, sampling: Sampling
@@ -126,35 +154,173 @@ class HFBackend:
         """``sampling.n`` sampled continuations per conversation; a batch holds ``batch_size`` sequences."""
         import torch
 
+        prompts = [self.render(m) for m in conversations]
+        prefix = self._shared_prefix(prompts)
         per_batch = max(1, self.batch_size // sampling.n)
         for start in range(0, len(conversations), per_batch):
             chunk = conversations[start : start + per_batch]
             torch.manual_seed(batch_seed(seed, chunk))
-            flat = self._generate_batch([self.render(m) for m in chunk], max_new_tokens, sampling)
+            flat = self._generate_batch(prompts[start : start + per_batch], max_new_tokens, sampling, prefix)
             yield [flat[i * sampling.n : (i + 1) * sampling.n] for i in range(len(chunk))]
+
+    def _shared_prefix(self, prompts: list[list[int]]) -> tuple[int, Any] | None:
+        """The longest token prefix every prompt shares (each keeps at least one token of its own) and its
+        key/value cache at batch 1, computed once per call; None without fast decoding or a common prefix."""
+        if not self.fast_decoding or not prompts:
+            return None
+        first, shortest = prompts[0], min(len(p) for p in prompts)
+        length = 0
+        while length < shortest - 1 and all(p[length] == first[length] for p in prompts):
+            length += 1
+        if length == 0:
+            return None
+        return length, self._encode_prefix(first[:length])
+
+    @torch_no_grad
+    def _encode_prefix(self, ids: list[int]) -> Any:
+        import torch
+        from transformers import DynamicCache
+
+        started = time.perf_counter()
+        cache = DynamicCache(config=self.model.config)
+        self._forward(torch.tensor([ids], device=self._device()), None, None, cache)
+        self.stats.prompt_tokens += len(ids)
+        self.stats.prompt_seconds += time.perf_counter() - started
+        return cache
+
+    def _device(self) -> Any:
+        return next(self.model.parameters()).device
+
+    def _forward(self, ids: Any, mask: Any, positions: Any, cache: Any) -> Any:
+        """One model call on ``ids`` after ``cache``; the last position's logits (B, V) as float."""
+        kwargs = {_cache_argument(self.model): cache, "use_cache": True}
+        if _accepts(self.model, "logits_to_keep"):
+            kwargs["logits_to_keep"] = 1
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, **kwargs)
+        return out.logits[:, -1, :].float()
+
+    def _layout(self, prompts: list[list[int]], skip: int) -> tuple[Any, Any, Any]:
+        """Token ids (B, W) of the prompts' suffixes after ``skip`` tokens, left-padded; the attention mask
+        (B, skip + W) over prefix, padding and suffix; the suffix tokens' positions (B, W)."""
+        import torch
+
+        suffixes = [p[skip:] for p in prompts]
+        width = max(len(s) for s in suffixes)
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        own = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, suffix in enumerate(suffixes):
+            ids[i, width - len(suffix) :] = torch.tensor(suffix)
+            own[i, width - len(suffix) :] = 1
+        mask = torch.cat([torch.ones((len(prompts), skip), dtype=torch.long), own], dim=1)
+        positions = (own.cumsum(1) - 1 + skip).clamp(min=0)
+        return ids, mask, positions
+
+    @torch_no_grad
+    def _greedy_batch(
+        self, prompts: list[list[int]], max_new_tokens: int, prefix: tuple[int, Any]
+    ) -> list[Completion]:
+        """Greedy decoding from the shared prefix's cache; a row leaves the batch when it ends."""
+        import torch
+
+        skip, prefix_cache = prefix
+        device = self._device()
+        started = time.perf_counter()
+        groups = prefill_groups([len(p) - skip for p in prompts], self.prefill_call_tokens)
+        if len(groups) > 1 and not _mergeable(prefix_cache):
+            groups = [sorted(range(len(prompts)), key=lambda i: len(prompts[i]))]
+        order = [i for group in groups for i in group]
+        parts, logits = [], []
+        for group in groups:  # each length bucket's suffixes encoded with its own (small) padding
+            ids, mask, positions = (t.to(device) for t in self._layout([prompts[i] for i in group], skip))
+            cache = copy.deepcopy(prefix_cache)
+            cache.batch_repeat_interleave(len(group))
+            logits.append(self._forward(ids, mask, positions, cache))
+            parts.append((cache, ids.shape[1]))
+            self.stats.prompt_tokens += ids.numel()
+        _, mask, _ = self._layout([prompts[i] for i in order], skip)
+        mask = mask.to(device)
+        cache = parts[0][0] if len(parts) == 1 else self._merge(parts, skip, mask.shape[1] - skip)
+        logits = torch.cat(logits)
+        eos = torch.tensor(self.eos_ids, device=device)
+        position = torch.tensor([[len(prompts[i])] for i in order], device=device)
+        rows = torch.tensor(order, device=device)  # the prompt index of each row still decoding
+        tokens = torch.full((len(prompts), max_new_tokens), self.pad_id, dtype=torch.long, device=device)
+        ended = torch.full((len(prompts),), -1, dtype=torch.long, device=device)  # step of the end token
+        self.stats.prompt_seconds += time.perf_counter() - started
+        started = time.perf_counter()
+        for step in range(max_new_tokens):
+            chosen = logits.argmax(-1)
+            tokens[rows, step] = chosen
+            self.stats.steps += 1
+            self.stats.row_steps += len(rows)
+            stop = torch.isin(chosen, eos)
+            if bool(stop.any()):
+                ended[rows[stop]] = step
+                keep = (~stop).nonzero().squeeze(1)
+                if keep.numel() == 0:
+                    break
+                cache.batch_select_indices(keep)
+                rows, chosen, mask, position = rows[keep], chosen[keep], mask[keep], position[keep]
+            if step == max_new_tokens - 1:
+                break
+            mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
+            logits = self._forward(chosen[:, None], mask, position, cache)
+            position = position + 1
+        self.stats.decode_seconds += time.perf_counter() - started
+        completions = []
+        for row, end in zip(tokens.tolist(), ended.tolist()):
+            kept = row if end < 0 else row[:end]
+            text = self.tokenizer.decode(kept, skip_special_tokens=True).strip()
+            completions.append(Completion(text, end < 0, len(kept) + (end >= 0)))
+        return completions
+
+    def _merge(self, parts: list[tuple[Any, int]], skip: int, width: int) -> Any:
+        """One cache over the length buckets' caches, each bucket's suffix right-aligned to ``width``
+        (the gap after the shared prefix is zeros, masked like padding)."""
+        import torch
+        from transformers import DynamicCache
+
+        merged = DynamicCache(config=self.model.config)
+        for index in range(len(parts[0][0].layers)):
+            keys, values = [], []
+            for cache, own_width in parts:
+                layer, gap = cache.layers[index], width - own_width
+                for source, target in ((layer.keys, keys), (layer.values, values)):
+                    if gap:
+                        zeros = source.new_zeros(*source.shape[:2], gap, source.shape[3])
+                        source = torch.cat([source[:, :, :skip], zeros, source[:, :, skip:]], dim=2)
+                    target.append(source)
+            merged.update(torch.cat(keys), torch.cat(values), index)
+        return merged
 
     @torch_no_grad
     def _generate_batch(
-        self, prompts: list[list[int]], max_new_tokens: int, sampling: Sampling | None = None
+        self,
+        prompts: list[list[int]],
+        max_new_tokens: int,
+        sampling: Sampling | None = None,
+        prefix: tuple[int, Any] | None = None,
     ) -> list[Completion]:
+        """transformers ``generate`` on the batch; with ``prefix``, from the shared prefix's cache."""
         import torch
 
-        width = max(len(p) for p in prompts)
-        device = next(self.model.parameters()).device
-        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for i, prompt in enumerate(prompts):  # left padding: every prompt ends where generation starts
-            ids[i, width - len(prompt) :] = torch.tensor(prompt)
-            mask[i, width - len(prompt) :] = 1
+        device = self._device()
+        skip = prefix[0] if prefix is not None else 0
+        suffix_ids, mask, _ = self._layout(prompts, skip)
+        ids = torch.cat([torch.tensor([prompts[0][:skip]] * len(prompts), dtype=torch.long), suffix_ids], 1)
+        width = ids.shape[1]
         decoding: dict[str, Any] = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
         if sampling is not None:  # n candidates per prompt, consecutive in the output
-            decoding = {
-                "do_sample": True,
-                "temperature": sampling.temperature,
-                "top_p": sampling.top_p,
-                "top_k": None,
-                "num_return_sequences": sampling.n,
-            }
+            decoding = {"do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p}
+            decoding["top_k"] = None
+            if prefix is None:
+                decoding["num_return_sequences"] = sampling.n
+            else:  # the same expansion generate makes (each prompt repeated n times, in place)
+                ids, mask = ids.repeat_interleave(sampling.n, 0), mask.repeat_interleave(sampling.n, 0)
+        if prefix is not None:
+            cache = copy.deepcopy(prefix[1])
+            cache.batch_repeat_interleave(ids.shape[0])
+            decoding[_cache_argument(self.model)] = cache
         out = self.model.generate(
             input_ids=ids.to(device),
             attention_mask=mask.to(device),
@@ -170,6 +336,92 @@ class HFBackend:
             text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
             completions.append(Completion(text, end is None, len(tokens) + (end is not None)))
         return completions
+
+
+@dataclass
+class DecodingStats:
+    """What the fast greedy path did: prompt tokens run through the model (shared prefix once, padding
+    included) and the seconds that took; decoding steps (one model call each), row-steps (rows in the batch
+    summed over those steps) and their seconds."""
+
+    prompt_tokens: int = 0
+    prompt_seconds: float = 0.0
+    steps: int = 0
+    row_steps: int = 0
+    decode_seconds: float = 0.0
+
+
+# generation-config fields that make transformers' greedy decoding more than an argmax of the logits
+_GREEDY_PROCESSORS = {
+    "repetition_penalty": (None, 1.0),
+    "encoder_repetition_penalty": (None, 1.0),
+    "no_repeat_ngram_size": (None, 0),
+    "encoder_no_repeat_ngram_size": (None, 0),
+    "bad_words_ids": (None,),
+    "min_length": (None, 0),
+    "min_new_tokens": (None, 0),
+    "forced_bos_token_id": (None,),
+    "forced_eos_token_id": (None,),
+    "suppress_tokens": (None,),
+    "begin_suppress_tokens": (None,),
+    "sequence_bias": (None,),
+    "exponential_decay_length_penalty": (None,),
+}
+
+
+def prefill_groups(lengths: list[int], call_tokens: int) -> list[list[int]]:
+    """Split rows of ``lengths`` tokens into length buckets, each encoded as one padded model call.
+
+    A call costs about ``call_tokens`` tokens' worth of fixed work (reading the weights) plus its rows
+    times its longest row: the split minimising that total over length-sorted runs (dynamic programming).
+    Returns lists of row indices, shortest rows first.
+    """
+    if call_tokens < 0:
+        raise ValueError(f"call_tokens must be >= 0, got {call_tokens}")
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    best = [0.0] + [float("inf")] * len(order)  # best[j]: cost of the first j sorted rows
+    cut = [0] * (len(order) + 1)
+    for end in range(1, len(order) + 1):
+        longest = lengths[order[end - 1]]
+        for begin in range(end):
+            cost = best[begin] + call_tokens + (end - begin) * longest
+            if cost < best[end]:
+                best[end], cut[end] = cost, begin
+    groups, end = [], len(order)
+    while end > 0:
+        groups.append(order[cut[end] : end])
+        end = cut[end]
+    return groups[::-1]
+
+
+def _mergeable(cache: Any) -> bool:
+    """Whether the length buckets' caches can be joined: plain growing layers (keys/values tensors)."""
+    try:
+        from transformers.cache_utils import DynamicLayer
+    except ImportError:
+        return False
+    layers = getattr(cache, "layers", None)
+    return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
+
+
+def _greedy_is_argmax(model: Any) -> bool:
+    """Whether the model's generation config leaves greedy decoding a plain argmax (else the fast loop
+    would not give ``generate``'s continuations, and ``generate`` is used with the prefix cache)."""
+    config = getattr(model, "generation_config", None)
+    return config is None or all(
+        getattr(config, field, None) in allowed for field, allowed in _GREEDY_PROCESSORS.items()
+    )
+
+
+def _accepts(model: Any, argument: str) -> bool:
+    import inspect
+
+    return argument in inspect.signature(model.forward).parameters
+
+
+def _cache_argument(model: Any) -> str:
+    """The name the model's forward (and ``generate``) takes its key/value cache under."""
+    return "cache" if _accepts(model, "cache") else "past_key_values"
 
 
 class OpenAIBackend:

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 RECIPE = "whisper-truelength-meanstd-logreg-v2"
 WINDOW = 30 * SAMPLE_RATE
+LOAD_BATCHES = 8  # batches of audio loaded at once, then encoded in length buckets
 
 
 def _whisper_encoder(model):
@@ -56,36 +57,41 @@ class WhisperFeatures:
     def __call__(self, utterances: list, batch_size: int = 8, progress: bool = True) -> np.ndarray:
         """Features (n, 2 * d_model) of utterances (objects with ``.load()``) or 16 kHz mono arrays.
 
-        Audio is loaded one batch at a time and encoded on its true length (attention-masked, as the
-        BLSP-Emo model encodes it); clips over 30 s use their first 30 s.
+        Audio is loaded ``LOAD_BATCHES`` batches at a time; those clips are encoded in length buckets
+        (:func:`blsp_emo.model.encoder.length_buckets`: similar lengths together, little padding) on
+        their true length (attention-masked, as the BLSP-Emo model encodes them); clips over 30 s use
+        their first 30 s. Rows come back in the order of ``utterances``.
         """
         import torch
 
-        from blsp_emo.model.encoder import MIN_SAMPLES, encode_windows
+        from blsp_emo.model.encoder import MIN_SAMPLES, encode_windows, length_buckets
 
-        out: list[np.ndarray] = []
+        out: list[np.ndarray | None] = [None] * len(utterances)
         param = next(self.encoder.parameters())
         bar = tqdm(total=len(utterances), desc="whisper features", unit="utt", disable=not progress)
+        step = batch_size * LOAD_BATCHES
         with torch.inference_mode():
-            for start in range(0, len(utterances), batch_size):
-                items = utterances[start : start + batch_size]
+            for first in range(0, len(utterances), step):
                 mels = []
-                for item in items:
+                for item in utterances[first : first + step]:
                     audio = (item if isinstance(item, np.ndarray) else item.load())[:WINDOW]
                     audio = np.pad(audio, (0, max(0, MIN_SAMPLES - len(audio))))
                     mel = self.feature_extractor(
                         audio, sampling_rate=SAMPLE_RATE, return_tensors="np", padding="longest"
                     )
                     mels.append(mel["input_features"][0])
-                lengths = torch.tensor([m.shape[-1] for m in mels])
-                batch = torch.zeros(len(mels), mels[0].shape[0], int(lengths.max()))
-                for i, m in enumerate(mels):
-                    batch[i, :, : m.shape[-1]] = torch.from_numpy(m)
-                states, frames = encode_windows(self.encoder, batch.to(param.device, param.dtype), lengths)
-                for i in range(len(mels)):
-                    x = states[i, : int(frames[i])].float()
-                    out.append(torch.cat([x.mean(0), x.std(0, unbiased=False)]).cpu().numpy())
-                bar.update(len(items))
+                for bucket in length_buckets([m.shape[-1] for m in mels], batch_size):
+                    lengths = torch.tensor([mels[i].shape[-1] for i in bucket])
+                    batch = torch.zeros(len(bucket), mels[0].shape[0], int(lengths.max()))
+                    for row, i in enumerate(bucket):
+                        batch[row, :, : mels[i].shape[-1]] = torch.from_numpy(mels[i])
+                    states, frames = encode_windows(
+                        self.encoder, batch.to(param.device, param.dtype), lengths
+                    )
+                    for row, i in enumerate(bucket):
+                        x = states[row, : int(frames[row])].float()
+                        out[first + i] = torch.cat([x.mean(0), x.std(0, unbiased=False)]).cpu().numpy()
+                    bar.update(len(bucket))
         bar.close()
         return np.stack(out).astype(np.float32)
 

@@ -7,6 +7,8 @@ runs them on variable-length, masked input, so a 4 s clip costs 200 frames of wo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -38,6 +40,32 @@ def speech_embedding_count(num_samples: int, adapter_layers: int = 3) -> int:
     """Number of speech embeddings the model places in the prompt for audio of ``num_samples``."""
     total = sum(encoder_frames(mel_frames(e - s)) for s, e in window_bounds(num_samples))
     return int(conv_output_length(total, adapter_layers))
+
+
+def length_buckets(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Batches of at most ``batch_size`` indices into ``lengths``, taken in length order, so the clips
+    encoded together are of similar length and little padding is encoded (shortest batch first).
+
+    Every index appears once; a caller restores its own order from the indices."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def padded_share(lengths: Sequence[int], batches: Sequence[Sequence[int]], width: int | None = None) -> float:
+    """Share of the encoded frames that are padding when ``batches`` (lists of indices into ``lengths``)
+    are each encoded padded to their longest clip, or to ``width`` frames when given (30 s padding)."""
+    encoded = real = 0
+    for batch in batches:
+        if not batch:
+            continue
+        longest = max(lengths[i] for i in batch)
+        if width is not None and longest > width:
+            raise ValueError(f"a clip of {longest} frames does not fit the width of {width} frames")
+        encoded += len(batch) * (longest if width is None else width)
+        real += sum(lengths[i] for i in batch)
+    return 0.0 if encoded == 0 else 1.0 - real / encoded
 
 
 def encode_windows(
