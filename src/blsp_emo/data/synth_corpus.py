@@ -460,7 +460,7 @@ def summarize(out: Path, rows: list[dict[str, Any]], options: SynthOptions) -> d
 def asr_check(out: Path, rows: list[dict[str, Any]], sample: int, seed: int = 0) -> float:
     """Transcribe a sample with the embedded Whisper (each row's language token) and print the error rate
     per class and overall: word error rate, character error rate for Chinese (:func:`error_units`)."""
-    from blsp_emo.assets import transcribe
+    from blsp_emo.assets.transcribe import transcribe  # the function (the package name is also the module)
     from blsp_emo.audio import load_audio
 
     chosen = random.Random(seed).sample(rows, min(sample, len(rows)))

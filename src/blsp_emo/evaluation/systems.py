@@ -219,7 +219,8 @@ class CascadeSystem(System):
             return [u.text for u in utterances]
         missing = [u for u in utterances if u.id not in self._transcripts]
         if missing:
-            from blsp_emo.assets import load_whisper, transcribe
+            from blsp_emo.assets.loading import load_whisper
+            from blsp_emo.assets.transcribe import transcribe
 
             if self.whisper is None:
                 self.whisper = load_whisper(self.asr_name)
