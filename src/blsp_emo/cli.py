@@ -1,17 +1,19 @@
 """The ``blsp-emo`` command: one sub-command per step of the data flow.
 
 Each area of the package contributes its sub-commands through a ``register(subparsers)`` function in its
-``commands`` module; modules are imported lazily so that ``blsp-emo --help`` stays fast.
+``commands`` module. Those modules import nothing heavy at import time (torch and transformers load inside
+the command handlers), so ``blsp-emo --help``, a sub-command's ``--help`` and argument errors answer at
+once; commands check their files and ports before any model loads.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
-import logging
 import os
 import sys
 
+from blsp_emo import __version__
+from blsp_emo.clitools import Parser
 from blsp_emo.errors import UserError
 
 # Each module defines register(subparsers) and adds its sub-commands.
@@ -26,11 +28,12 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> Parser:
     """Build the argument parser with every available sub-command."""
-    parser = argparse.ArgumentParser(prog="blsp-emo", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser = Parser(prog="blsp-emo", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and library warnings")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
@@ -42,37 +45,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _set_threads() -> None:
+    """``BLSP_EMO_NUM_THREADS``: torch's intra-op threads (on small shared CPUs one thread per process can be
+    several times faster than oversubscribing). Set through OMP_NUM_THREADS when torch is not imported yet,
+    so that commands that never use torch do not pay for importing it."""
+    threads = os.environ.get("BLSP_EMO_NUM_THREADS")
+    if not threads:
+        return
+    try:
+        count = int(threads)
+    except ValueError:
+        raise UserError(f"BLSP_EMO_NUM_THREADS={threads!r}: expected a whole number") from None
+    if count < 1:
+        raise UserError(f"BLSP_EMO_NUM_THREADS={threads!r}: must be at least 1")
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(count)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(count)
+        os.environ["MKL_NUM_THREADS"] = str(count)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``blsp-emo`` console script."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    if not args.verbose:
-        # Library progress bars and warnings would bury the command's own output.
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        try:
-            from transformers.utils import logging as hf_logging
+    from blsp_emo.logs import setup_logging
 
-            hf_logging.disable_progress_bar()
-            hf_logging.set_verbosity_error()
-        except ImportError:
-            pass
-    threads = os.environ.get("BLSP_EMO_NUM_THREADS")
-    if threads:
-        # On small shared CPUs one thread per process can be several times faster than oversubscribing.
-        import torch
-
-        torch.set_num_threads(int(threads))
+    setup_logging(verbose=args.verbose)
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
     try:
+        _set_threads()
         result = args.func(args)
     except UserError as exc:
         print(f"blsp-emo {args.command}: error: {exc}", file=sys.stderr)

@@ -58,8 +58,9 @@ def demo_rows(name: str, max_new_tokens: int = 48) -> list[tuple[Path, str | Non
 def cmd_demo(args: argparse.Namespace) -> int:
     """Print emotion and empathetic reply for each example clip."""
     from blsp_emo.decoding import DEMO
-    from blsp_emo.model.loading import default_model_name
+    from blsp_emo.model.loading import check_model_name, default_model_name
 
+    check_model_name(args.model)  # a typo fails before anything loads
     name = args.model or default_model_name()
     print(f"model: {name} (decoding: {DEMO.describe()})")
     print("| clip | detected emotion | reply |\n|---|---|---|")

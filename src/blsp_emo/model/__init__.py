@@ -1,23 +1,33 @@
-"""The BLSP-Emo model: configuration, modules, processor, loading and inference."""
+"""The BLSP-Emo model: configuration, modules, processor, loading and inference.
 
-from blsp_emo.model.configuration import BlspEmoConfig
-from blsp_emo.model.inference import Reply, ReplyStream, SpeechChat
-from blsp_emo.model.loading import build_processor, load_model
-from blsp_emo.model.modeling import BlspEmoModel, BlspEmoOutput, kl_distillation_loss
-from blsp_emo.model.processor import IGNORE_INDEX, SPEECH_TOKEN_ID, BlspEmoProcessor, stop_token_ids
+Names are imported lazily (on first use) so that the command line's ``--help`` does not import torch.
+"""
 
-__all__ = [
-    "IGNORE_INDEX",
-    "SPEECH_TOKEN_ID",
-    "BlspEmoConfig",
-    "BlspEmoModel",
-    "BlspEmoOutput",
-    "BlspEmoProcessor",
-    "Reply",
-    "ReplyStream",
-    "SpeechChat",
-    "build_processor",
-    "kl_distillation_loss",
-    "load_model",
-    "stop_token_ids",
-]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "IGNORE_INDEX": "blsp_emo.model.processor",
+    "SPEECH_TOKEN_ID": "blsp_emo.model.processor",
+    "BlspEmoConfig": "blsp_emo.model.configuration",
+    "BlspEmoModel": "blsp_emo.model.modeling",
+    "BlspEmoOutput": "blsp_emo.model.modeling",
+    "BlspEmoProcessor": "blsp_emo.model.processor",
+    "Reply": "blsp_emo.model.inference",
+    "ReplyStream": "blsp_emo.model.inference",
+    "SpeechChat": "blsp_emo.model.inference",
+    "build_processor": "blsp_emo.model.loading",
+    "kl_distillation_loss": "blsp_emo.model.modeling",
+    "load_model": "blsp_emo.model.loading",
+    "stop_token_ids": "blsp_emo.model.processor",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'blsp_emo.model' has no attribute {name!r}")

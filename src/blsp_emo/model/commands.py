@@ -10,6 +10,8 @@ from pathlib import Path
 from blsp_emo.errors import UserError
 
 EXPORT_DTYPES = ("float16", "bfloat16", "float32")
+WEIGHTS_NAME = "model.safetensors"  # blsp_emo.model.modeling.WEIGHTS_NAME
+PEFT_FOLDER = "peft-lora"  # blsp_emo.model.portable.PEFT_FOLDER (not imported here: --help stays light)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,11 +59,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("adapter", "token_bridge"),
         help="what the LLM reads for speech in the exported model (token_bridge needs an alignment head)",
     )
+    e.add_argument(
+        "--run",
+        type=Path,
+        metavar="RUN_DIR",
+        help="training run folder (config.yaml, summary.json, logs/) whose recipe, data and losses go into "
+        "the model card (default: the checkpoint's own run when it is RUN/final, else what the source "
+        "checkpoint recorded)",
+    )
+    e.add_argument(
+        "--results",
+        type=Path,
+        metavar="FILE",
+        help="evaluation output whose numbers go into the model card: an `eval all` comparison.json or a "
+        "task's results.json",
+    )
+    e.add_argument(
+        "--results-system",
+        metavar="NAME",
+        help="the system of --results that is this checkpoint (needed when the file compares several)",
+    )
+    e.add_argument(
+        "--peft",
+        action="store_true",
+        help=f"also write the LoRA in PEFT's format to OUTPUT/{PEFT_FOLDER}/ (adapter_config.json, "
+        "adapter_model.safetensors)",
+    )
     e.set_defaults(func=cmd_export)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
     """Load the model, build the conversation, print the reply."""
+    from blsp_emo.clitools import check_audio_file
+    from blsp_emo.model.loading import check_model_name
+
+    check_audio_file(args.audio, "--audio")  # before anything heavy loads
+    check_model_name(args.model)
     from blsp_emo.audio import load_audio
     from blsp_emo.model import SpeechChat, load_model
     from blsp_emo.model.loading import default_model_name
@@ -105,21 +138,39 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Write the checkpoint's config and trained weights (floating point cast to ``--dtype``) to ``-o``."""
-    import torch
-    from safetensors.torch import load_file
-
-    from blsp_emo.model.loading import checkpoint_path
-    from blsp_emo.model.modeling import WEIGHTS_NAME, write_checkpoint
+    """Write the checkpoint's config and trained weights (floating point cast to ``--dtype``) to ``-o``,
+    with the processor, a model card and, with ``--peft``, the LoRA in PEFT's format."""
+    from blsp_emo.clitools import check_output_dir
+    from blsp_emo.model.loading import checkpoint_folder, checkpoint_path
 
     source = checkpoint_path(args.checkpoint)
+    if source is None and "/" in args.checkpoint and not Path(args.checkpoint).exists():
+        source = checkpoint_path(str(checkpoint_folder(args.checkpoint)))  # a hub id
     if source is None:
         raise UserError(
             f"{args.checkpoint}: not a blsp-emo checkpoint (needs config.json and {WEIGHTS_NAME})"
         )
-    out: Path = args.output
+    out: Path = check_output_dir(args.output, "-o")
     if (out / WEIGHTS_NAME).exists() and not args.overwrite and out.resolve() != source.resolve():
         raise UserError(f"{out}: already holds a checkpoint (--overwrite replaces it)")
+    if args.results is not None and not args.results.is_file():
+        raise UserError(f"{args.results} (--results): no such file")
+    if args.run is not None and not (args.run / "config.yaml").is_file():
+        raise UserError(f"{args.run} (--run): not a training run folder (no config.yaml)")
+
+    import torch
+    from safetensors.torch import load_file
+
+    from blsp_emo.model.modeling import write_checkpoint
+    from blsp_emo.model.portable import (
+        copy_processor,
+        evaluation_facts,
+        export_peft_lora,
+        find_run_dir,
+        run_facts,
+        write_model_card,
+    )
+
     try:
         config = json.loads((source / "config.json").read_text(encoding="utf-8"))
         tensors = load_file(str(source / WEIGHTS_NAME))
@@ -141,11 +192,37 @@ def cmd_export(args: argparse.Namespace) -> int:
         ),
         default=0.0,
     )
-    write_checkpoint(out, tensors, config, dtype)
+    if args.peft and not config.get("lora_r"):
+        raise UserError(f"{source}: --peft: this checkpoint has no LoRA (a stage-1 checkpoint?)")
+    run_dir = args.run or find_run_dir(source)
+    run = run_facts(run_dir) if run_dir is not None else None
+    if run is None and (source / "training_run.json").is_file():
+        run = json.loads((source / "training_run.json").read_text(encoding="utf-8"))
+    if args.results is not None:
+        run = dict(run or {})
+        run["evaluation"] = evaluation_facts(args.results, args.results_system)
     before = (source / WEIGHTS_NAME).stat().st_size
+    write_checkpoint(out, tensors, config, dtype)
+    written = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    if not copy_processor(source, out):
+        _save_base_processor(written, out)
+    write_model_card(out, written, tensors, run=run, dtype=args.dtype)
     after = (out / WEIGHTS_NAME).stat().st_size
     print(
         f"exported {source} -> {out} ({args.dtype}): {len(tensors)} tensors, "
-        f"{before / 1e6:.1f} MB -> {after / 1e6:.1f} MB, largest relative rounding {worst:.2e}"
+        f"{before / 1e6:.1f} MB -> {after / 1e6:.1f} MB, largest relative rounding {worst:.2e}; "
+        f"processor and model card ({'with' if run else 'without'} training-run facts) written"
     )
+    if args.peft:
+        peft_dir = export_peft_lora(tensors, written, out / PEFT_FOLDER, dtype)
+        print(f"PEFT adapter: {peft_dir}")
     return 0
+
+
+def _save_base_processor(config: dict, out: Path) -> None:
+    """Save the processor of the checkpoint's base models into ``out`` (the source folder had none)."""
+    from blsp_emo.model.configuration import BlspEmoConfig
+    from blsp_emo.model.loading import build_processor
+    from blsp_emo.model.portable import save_processor
+
+    save_processor(build_processor(BlspEmoConfig.from_dict(config)), out)

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
+from blsp_emo.prompts import EMOTIONS
+
+
+def emotion_labels(num_emotions: int) -> dict[int, str]:
+    """The emotion head's class names by id: the five emotions of the method (neutral 0, happy 1, angry 2,
+    sad 3, surprise 4) for a five-class head, else ``emotion_0`` ... ``emotion_{n-1}``."""
+    if num_emotions == len(EMOTIONS):
+        return dict(enumerate(EMOTIONS))
+    return {i: f"emotion_{i}" for i in range(num_emotions)}
+
 
 class BlspEmoConfig(PretrainedConfig):
     """Configuration of a BLSP-Emo model.
 
     The base models are referenced by name (preset half, embedded name, folder or hub id) and rebuilt
-    from there on load; a checkpoint stores only the trained parts.
+    from there on load; a checkpoint stores only the trained parts. ``whisper_hub_id`` / ``llm_hub_id``
+    record the hub ids of the same base models (filled on save for the embedded ones), so that a machine
+    without the local name (another cache, no embedded package) loads the base models from the hub.
+    ``id2label`` / ``label2id`` name the emotion head's classes.
     """
 
     model_type = "blsp_emo"
@@ -40,6 +53,8 @@ class BlspEmoConfig(PretrainedConfig):
         kl_temperature: float = 2.0,  # stage-1 distillation temperature (no T^2 factor)
         emotion_loss_weight: float = 1.0,  # weight of the emotion-head loss in stage 2
         trust_remote_code: bool = False,  # allow remote code when loading the LLM (e.g. Qwen-1)
+        whisper_hub_id: str | None = None,  # hub id of the Whisper named by whisper_name (portable name)
+        llm_hub_id: str | None = None,  # hub id of the LLM named by llm_name (portable name)
         **kwargs,
     ):
         self.whisper_name = whisper_name
@@ -61,4 +76,13 @@ class BlspEmoConfig(PretrainedConfig):
         self.kl_temperature = kl_temperature
         self.emotion_loss_weight = emotion_loss_weight
         self.trust_remote_code = trust_remote_code
+        self.whisper_hub_id = whisper_hub_id
+        self.llm_hub_id = llm_hub_id
+        kwargs.pop("id2label", None)  # the head's classes are fixed by num_emotions (older files: LABEL_n)
+        kwargs.pop("label2id", None)
+        kwargs.pop("num_labels", None)
+        if not kwargs.get("architectures"):
+            kwargs["architectures"] = ["BlspEmoModel"]
         super().__init__(**kwargs)
+        self.id2label = emotion_labels(num_emotions)
+        self.label2id = {label: i for i, label in self.id2label.items()}

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from blsp_emo.errors import ModelNotAvailableError
+
+if TYPE_CHECKING:
+    import torch
+
+# Keyword arguments that transformers' AutoModel forwards to from_pretrained for hub downloads; a blsp-emo
+# checkpoint is resolved by checkpoint_folder() instead.
+HUB_LOAD_KWARGS = (
+    "cache_dir", "force_download", "local_files_only", "token", "proxies", "subfolder", "_from_auto",
+    "_commit_hash", "code_revision", "adapter_kwargs", "dtype", "torch_dtype", "device_map", "attn_implementation",
+)  # fmt: skip
 
 # Whether loading may run code shipped with a base model (transformers' trust_remote_code). Only the command
 # line sets it (--trust-remote-code); a checkpoint's or recipe's config never can: a downloaded folder must
@@ -28,14 +38,18 @@ def trust_remote_code_allowed() -> bool:
 
 def default_device() -> torch.device:
     """CUDA when available, else CPU."""
+    import torch
+
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def build_processor(config, pad_to_30s: bool | None = None):
-    """The processor for a config: the Whisper feature extractor and the LLM tokenizer of its base models."""
+def build_processor(config, pad_to_30s: bool | None = None, folder: str | os.PathLike | None = None):
+    """The processor for a config: the one saved in the checkpoint ``folder`` when it has one, else the
+    Whisper feature extractor and the LLM tokenizer of its base models."""
     from transformers import AutoTokenizer, WhisperFeatureExtractor
 
-    from blsp_emo.assets import resolve
+    from blsp_emo.assets.loading import base_model_name, resolve
+    from blsp_emo.model.portable import has_saved_processor, load_saved_processor
     from blsp_emo.model.processor import BlspEmoProcessor
     from blsp_emo.model.testing import RANDOM_TINY, tiny_processor
 
@@ -43,11 +57,15 @@ def build_processor(config, pad_to_30s: bool | None = None):
         processor = tiny_processor()
         processor.pad_to_30s = config.pad_to_30s if pad_to_30s is None else pad_to_30s
         return processor
+    if folder is not None and has_saved_processor(folder):
+        return load_saved_processor(
+            folder, config.pad_to_30s if pad_to_30s is None else pad_to_30s, config.trust_remote_code
+        )
 
-    feature_extractor = WhisperFeatureExtractor.from_pretrained(resolve(config.whisper_name, "whisper"))
-    tokenizer = AutoTokenizer.from_pretrained(
-        resolve(config.llm_name, "llm"), trust_remote_code=config.trust_remote_code
-    )
+    whisper = base_model_name(config.whisper_name, getattr(config, "whisper_hub_id", None), "whisper")
+    llm = base_model_name(config.llm_name, getattr(config, "llm_hub_id", None), "llm")
+    feature_extractor = WhisperFeatureExtractor.from_pretrained(resolve(whisper, "whisper"))
+    tokenizer = AutoTokenizer.from_pretrained(resolve(llm, "llm"), trust_remote_code=config.trust_remote_code)
     return BlspEmoProcessor(
         feature_extractor,
         tokenizer,
@@ -82,6 +100,8 @@ def load_model(
     shipped with it; None takes the process setting (:func:`set_trust_remote_code`, from the command line).
     A checkpoint whose config asks for remote code without that permission is refused.
     """
+    import torch
+
     from blsp_emo.assets import PRESETS
     from blsp_emo.model.configuration import BlspEmoConfig
     from blsp_emo.model.modeling import BlspEmoModel
@@ -100,13 +120,19 @@ def load_model(
                 "(checkpoints/blsp-emo-tiny; `make reproduce-tiny` trains it)"
             )
         name = str(shipped)
+    folder = None if name == "random-tiny" or name in PRESETS else checkpoint_path(str(name))
+    if folder is None and name not in PRESETS and name != "random-tiny" and _looks_like_hub_id(str(name)):
+        folder = checkpoint_folder(str(name))
+        if not _is_checkpoint(folder):
+            raise ModelNotAvailableError(
+                f"{name!r} is a hub repository but not a blsp-emo checkpoint (its config.json has no "
+                "model_type 'blsp_emo'); base models go into a checkpoint's config, not --model"
+            )
     if name == "random-tiny":
         model, processor = build_random_tiny(**config)
-    elif _is_checkpoint(Path(str(name)).expanduser()):
-        model = BlspEmoModel.from_pretrained(
-            Path(str(name)).expanduser(), trust_remote_code=allowed, **config
-        )
-        processor = build_processor(model.config)
+    elif folder is not None:
+        model = BlspEmoModel.from_pretrained(folder, trust_remote_code=allowed, **config)
+        processor = build_processor(model.config, folder=folder)
     elif name in PRESETS:
         preset = PRESETS[name]
         cfg = BlspEmoConfig(
@@ -117,10 +143,88 @@ def load_model(
             model = BlspEmoModel(cfg)
         processor = build_processor(cfg)
     else:
-        raise ModelNotAvailableError(
-            f"{name!r} is neither a blsp-emo checkpoint folder nor a preset ({', '.join(PRESETS)}, random-tiny)"
-        )
+        raise ModelNotAvailableError(unknown_model_message(str(name)))
     return model.to(device=device, dtype=dtype).eval(), processor
+
+
+def model_names() -> list[str]:
+    """The model names ``--model`` knows without a path: the shipped model, presets and random-tiny."""
+    from blsp_emo.assets.loading import PRESETS
+
+    return [SHIPPED_NAME, *PRESETS, "random-tiny"]
+
+
+def unknown_model_message(name: str) -> str:
+    """Why ``name`` is not a model, with the known names that are close to it."""
+    from blsp_emo.assets.loading import PRESETS
+    from blsp_emo.clitools import did_you_mean
+
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return f"{name}: a folder, but not a blsp-emo checkpoint (needs config.json with model_type blsp_emo)"
+    if path.is_file():
+        return f"{name}: a file; --model takes a checkpoint folder, a preset or a hub id"
+    hint = did_you_mean(name, model_names())
+    if not hint and ("/" in name or name.startswith((".", "~"))):
+        hint = "; no such folder"
+    return (
+        f"{name!r} is neither a blsp-emo checkpoint folder, {SHIPPED_NAME}, a preset "
+        f"({', '.join(PRESETS)}, random-tiny) nor a hub id (owner/name){hint}"
+    )
+
+
+def check_model_name(name: str | None) -> None:
+    """Fail now, before anything loads, when ``name`` cannot be a model (a typo, a missing folder); hub ids
+    are checked when they are fetched."""
+    from blsp_emo.assets.loading import PRESETS
+
+    if name is None or name in PRESETS or name == "random-tiny":
+        return
+    if name == SHIPPED_NAME:
+        if shipped_model_path() is None:
+            raise ModelNotAvailableError(
+                f"{SHIPPED_NAME!r}: the trained checkpoint is not in this installation "
+                "(checkpoints/blsp-emo-tiny; `make reproduce-tiny` trains it)"
+            )
+        return
+    if checkpoint_path(name) is not None or _looks_like_hub_id(name):
+        return
+    raise ModelNotAvailableError(unknown_model_message(name))
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    from blsp_emo.assets.loading import is_hub_id
+
+    return is_hub_id(name)
+
+
+def checkpoint_folder(name: str | os.PathLike, revision: str | None = None) -> Path:
+    """The local folder of a checkpoint named by a path or a hub id (``owner/name``, fetched into the hub
+    cache; offline, only a cached copy is used, and a missing one fails with the command to fetch it)."""
+    path = Path(str(name)).expanduser()
+    if path.exists() or not _looks_like_hub_id(str(name)):
+        return path
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    from blsp_emo.assets.loading import hub_download_hint, offline
+
+    repo_id = str(name)
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, local_files_only=offline()))
+    except LocalEntryNotFoundError:
+        why = (
+            "HF_HUB_OFFLINE is set and it is not in the local hub cache"
+            if offline()
+            else ("the hub cannot be reached and it is not in the local hub cache")
+        )
+        raise ModelNotAvailableError(f"{repo_id}: {why}: {hub_download_hint(repo_id)}") from None
+    except RepositoryNotFoundError:
+        raise ModelNotAvailableError(f"{repo_id}: no such hub repository (or it is private)") from None
+    except (HfHubHTTPError, OSError) as exc:
+        raise ModelNotAvailableError(
+            f"{repo_id}: cannot download ({str(exc).splitlines()[0]}): {hub_download_hint(repo_id)}"
+        ) from None
 
 
 SHIPPED_NAME = "blsp-emo-tiny"

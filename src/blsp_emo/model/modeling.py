@@ -63,8 +63,10 @@ def write_checkpoint(
     tmp = folder / f".{WEIGHTS_NAME}.tmp{os.getpid()}"
     save_file(out, str(tmp), metadata={"format": "pt", "blsp_emo": "trained-parts"})
     os.replace(tmp, folder / WEIGHTS_NAME)
+    from blsp_emo.model.portable import portable_config
+
     tmp = folder / f".config.json.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    tmp.write_text(json.dumps(portable_config(config), indent=2, sort_keys=True) + "\n")
     os.replace(tmp, folder / "config.json")
 
 
@@ -125,13 +127,15 @@ class BlspEmoModel(PreTrainedModel):
             encoder = encoder if encoder is not None or config.whisper_name != RANDOM_TINY else tiny_encoder
             llm = llm if llm is not None or config.llm_name != RANDOM_TINY else tiny_llm
         if encoder is None:
-            from blsp_emo.assets import load_whisper
+            from blsp_emo.assets.loading import base_model_name, load_whisper
 
-            encoder = load_whisper(config.whisper_name)[0].model.encoder
+            name = base_model_name(config.whisper_name, getattr(config, "whisper_hub_id", None), "whisper")
+            encoder = load_whisper(name)[0].model.encoder
         if llm is None:
-            from blsp_emo.assets import load_llm
+            from blsp_emo.assets.loading import base_model_name, load_llm
 
-            llm = load_llm(config.llm_name, trust_remote_code=config.trust_remote_code)[0]
+            name = base_model_name(config.llm_name, getattr(config, "llm_hub_id", None), "llm")
+            llm = load_llm(name, trust_remote_code=config.trust_remote_code)[0]
         self.encoder = encoder
         self.llm = llm
         llm_dim = llm.get_input_embeddings().embedding_dim
@@ -536,37 +540,70 @@ class BlspEmoModel(PreTrainedModel):
     # ---- checkpoints -------------------------------------------------------------------------------
 
     def save_pretrained(
-        self, save_directory: str | os.PathLike, dtype: torch.dtype | None = None, **_: object
+        self,
+        save_directory: str | os.PathLike,
+        dtype: torch.dtype | None = None,
+        processor=None,
+        model_card: bool = True,
+        **_: object,
     ) -> None:
-        """Write ``config.json`` and ``model.safetensors`` with the trained parts only (atomic per file);
-        ``dtype`` stores floating-point weights in that precision (loading casts them back)."""
-        write_checkpoint(save_directory, self.trainable_state_dict(), self.config.to_dict(), dtype)
+        """Write a portable checkpoint folder: ``config.json`` (with ``architectures``, the emotion labels
+        and the base models' hub ids) and ``model.safetensors`` with the trained parts only (atomic per
+        file), the processor (LLM tokenizer with its chat template, feature extractor; ``processor`` or the
+        one of the base models) and a model card (README.md). ``dtype`` stores floating-point weights in
+        that precision (loading casts them back)."""
+        tensors = self.trainable_state_dict()
+        write_checkpoint(save_directory, tensors, self.config.to_dict(), dtype)
+        from blsp_emo.model.portable import save_processor, write_model_card
+
+        if processor is None:
+            from blsp_emo.model.loading import build_processor
+
+            processor = build_processor(self.config)
+        save_processor(processor, save_directory)
+        if model_card:
+            config = json.loads((Path(save_directory) / "config.json").read_text(encoding="utf-8"))
+            write_model_card(
+                save_directory, config, tensors, dtype=str(dtype).replace("torch.", "") if dtype else None
+            )
 
     @classmethod
     def from_pretrained(
         cls,
         path: str | os.PathLike,
+        *model_args,
         encoder=None,
         llm=None,
         trust_remote_code: bool = False,
+        config: BlspEmoConfig | None = None,
+        revision: str | None = None,
         **overrides,
     ) -> BlspEmoModel:
         """Rebuild the base models named in the config, then load the trained parts from safetensors.
 
-        ``trust_remote_code`` is the caller's explicit permission (the command line's
-        ``--trust-remote-code``); the checkpoint's own ``config.json`` cannot grant it, and a checkpoint
-        that asks for it without the permission is refused.
+        ``path`` is a checkpoint folder or a hub id (``owner/name``) of one, downloaded into the hub cache
+        (at ``revision``); offline, a hub id that is not cached fails with the download command to run.
+        ``config`` (as ``AutoModel`` passes it) replaces the folder's ``config.json``; other keyword
+        arguments override config fields. ``trust_remote_code`` is the caller's explicit permission (the
+        command line's ``--trust-remote-code``); the checkpoint's own ``config.json`` cannot grant it, and
+        a checkpoint that asks for it without the permission is refused.
         """
         from safetensors.torch import load_file
 
         from blsp_emo.errors import ModelNotAvailableError
+        from blsp_emo.model.loading import HUB_LOAD_KWARGS, checkpoint_folder
 
-        folder = Path(path)
+        if model_args:
+            raise TypeError(f"BlspEmoModel.from_pretrained takes no extra positional arguments: {model_args}")
+        for key in HUB_LOAD_KWARGS:  # what AutoModel forwards; loading here reads only the folder
+            overrides.pop(key, None)
+        folder = checkpoint_folder(path, revision=revision)
         if not (folder / "config.json").is_file() or not (folder / WEIGHTS_NAME).is_file():
             raise ModelNotAvailableError(
                 f"{folder}: not a blsp-emo checkpoint (needs config.json and {WEIGHTS_NAME})"
             )
-        config = BlspEmoConfig.from_json_file(str(folder / "config.json"))
+        if config is None:
+            config = BlspEmoConfig.from_json_file(str(folder / "config.json"))
         for key, value in overrides.items():
             setattr(config, key, value)
         if config.trust_remote_code and not trust_remote_code:
@@ -586,3 +623,20 @@ class BlspEmoModel(PreTrainedModel):
                 f"{folder}: checkpoint does not match its config (unexpected {unexpected[:5]}, missing {absent[:5]})"
             )
         return model.eval()
+
+
+def _register_auto_classes() -> None:
+    """Let ``transformers.AutoConfig`` / ``AutoModel`` load blsp-emo folders (model type ``blsp_emo``)."""
+    from transformers import AutoConfig, AutoModel
+
+    try:
+        AutoConfig.register(BlspEmoConfig.model_type, BlspEmoConfig)
+    except ValueError:  # already registered (module reloaded)
+        pass
+    try:
+        AutoModel.register(BlspEmoConfig, BlspEmoModel)
+    except ValueError:
+        pass
+
+
+_register_auto_classes()

@@ -26,6 +26,51 @@ HELP = (
 )
 
 
+# Endings of the audio files people type; a first word with one of them is meant as audio, never as text.
+AUDIO_SUFFIXES = frozenset(
+    ".wav .wave .flac .mp3 .ogg .oga .opus .m4a .aac .webm .aiff .aif .au .raw .pcm .wma .mp4".split()
+)
+COMMANDS = ("/reset", "/save", "/quit", "/exit", "/help")
+
+
+def first_word(line: str) -> str:
+    """The first word of a typed line (a quoted path may hold spaces)."""
+    line = line.strip()
+    if line[:1] in "'\"":
+        try:
+            return shlex.split(line)[0]
+        except (ValueError, IndexError):
+            return line
+    return line.split(" ", 1)[0] if line else ""
+
+
+def looks_like_audio_path(word: str) -> bool:
+    """True for a word that can only mean an audio file: an audio ending, or a path form (``./``, ``../``,
+    ``~/``, ``@``, or an absolute path with a folder in it)."""
+    if not word:
+        return False
+    if Path(word.removeprefix("@")).suffix.lower() in AUDIO_SUFFIXES:
+        return True
+    return word.startswith(("@", "./", "../", "~/")) or (word.startswith("/") and word.count("/") > 1)
+
+
+def missing_audio(line: str) -> str | None:
+    """The complaint for a line whose first word is meant as an audio file that is not one (missing, a
+    directory, not a regular file), else None: such a line is reported, never sent to the model as text."""
+    word = first_word(line)
+    if not looks_like_audio_path(word):
+        return None
+    path = Path(word.removeprefix("@")).expanduser()
+    if path.is_file():
+        return None
+    if path.is_dir():
+        return f"{path}: is a directory, not an audio file"
+    if path.exists():
+        return f"{path}: not a regular file"
+    where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
+    return f"{path}: no such file{where}"
+
+
 def parse_turn(line: str) -> tuple[Path | None, str]:
     """Split a typed line into (audio path or None, text); the first word is audio when it is a file."""
     line = line.strip()
@@ -146,8 +191,15 @@ class ChatSession:
         if stripped in {"/help", "/?"}:
             self.out.write(HELP + "\n")
             return True
+        problem = missing_audio(stripped)
+        if problem is not None:  # meant as audio: say so instead of sending the path as text
+            self.out.write(f"error: {problem}\n")
+            return True
         if stripped.startswith("/") and not Path(stripped.split()[0]).exists():
-            self.out.write(f"unknown command {stripped.split()[0]}; {HELP}\n")
+            from blsp_emo.clitools import did_you_mean
+
+            word = stripped.split()[0]
+            self.out.write(f"unknown command {word}{did_you_mean(word, COMMANDS) or ''}; {HELP}\n")
             return True
         audio_path, text = parse_turn(stripped)
         try:

@@ -81,12 +81,15 @@ def chat_params(args: argparse.Namespace):
 
 def run_chat(args: argparse.Namespace) -> int:
     """Chat with the model in the terminal: audio paths and/or text per turn, the reply streamed."""
+    from blsp_emo.model.loading import check_model_name
+
+    check_model_name(args.model)  # a typo fails before anything loads
+    params = chat_params(args)
     from blsp_emo.serving.chat_cli import ChatSession, chat_loop
 
     engine = build_engine(
         args.model, trust_remote_code=args.trust_remote_code, max_batch_size=1, batch_wait_s=0.0
     )
-    params = chat_params(args)
     try:
         import readline  # noqa: F401  # line editing and history for input()
     except ImportError:
@@ -100,6 +103,12 @@ def run_chat(args: argparse.Namespace) -> int:
 
 def run_serve(args: argparse.Namespace) -> int:
     """Serve the OpenAI-compatible API and the web page with uvicorn."""
+    from blsp_emo.clitools import check_port_free
+    from blsp_emo.model.loading import check_model_name
+
+    # Port and model name first: a taken port or a typo is reported at once, not after the model loads.
+    check_port_free(args.host, args.port)
+    check_model_name(args.model)
     from blsp_emo.errors import UserError
     from blsp_emo.serving.api import create_app
     from blsp_emo.serving.fetch import AudioFetcher

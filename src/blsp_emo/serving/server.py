@@ -98,6 +98,7 @@ def server_config(
         host=host,
         port=port,
         log_level=log_level,
+        log_config=None,  # uvicorn's records go through blsp_emo.logs' one format (no handlers of its own)
         workers=1,
         timeout_graceful_shutdown=5,
         http=_protocol(limits.header_timeout_s),
