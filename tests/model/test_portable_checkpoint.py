@@ -277,3 +277,22 @@ def test_shipped_checkpoint_is_portable() -> None:
     assert "- openai/whisper-base" in card and "- HuggingFaceTB/SmolLM2-135M-Instruct" in card
     assert "## Training" in card and "## Results" in card
     assert (folder / "model.safetensors").stat().st_size < 28_000_000
+
+
+def test_a_model_saved_inside_a_training_run_gets_the_runs_facts(tmp_path: Path) -> None:
+    """As the trainer saves RUN/.final.tmp (renamed to RUN/final) before summary.json exists: the card
+    has the recipe and the last logged losses."""
+    model, _ = load_model("random-tiny", device="cpu")
+    run = tmp_path / "run"
+    (run / "logs").mkdir(parents=True)
+    (run / "config.yaml").write_text(
+        "stage: semantic\nmodel:\n  lora_r: 0\noptim:\n  lr: 0.001\nrun:\n  seed: 5\n"
+    )
+    (run / "logs" / "train.jsonl").write_text(json.dumps({"step": 4, "loss": 0.75, "kl_loss": 0.75}) + "\n")
+    model.save_pretrained(run / ".final.tmp")
+    card = (run / ".final.tmp" / "README.md").read_text()
+    assert "- stage: semantic" in card and "lr 0.001" in card and "seed 5" in card
+    assert "- training loss at step 4: loss 0.75, kl_loss 0.75" in card
+    elsewhere = tmp_path / "plain" / "model"
+    model.save_pretrained(elsewhere)  # no run around it
+    assert "Not recorded" in (elsewhere / "README.md").read_text()

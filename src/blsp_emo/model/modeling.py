@@ -562,9 +562,17 @@ class BlspEmoModel(PreTrainedModel):
             processor = build_processor(self.config)
         save_processor(processor, save_directory)
         if model_card:
+            from blsp_emo.model.portable import find_run_dir, run_facts
+
             config = json.loads((Path(save_directory) / "config.json").read_text(encoding="utf-8"))
+            run_dir = find_run_dir(save_directory, finished=False)  # saved by the trainer: its run so far
+            run = run_facts(run_dir) if run_dir is not None else None
             write_model_card(
-                save_directory, config, tensors, dtype=str(dtype).replace("torch.", "") if dtype else None
+                save_directory,
+                config,
+                tensors,
+                run=run,
+                dtype=str(dtype).replace("torch.", "") if dtype else None,
             )
 
     @classmethod

@@ -218,11 +218,22 @@ def evaluation_facts(path: str | os.PathLike, system: str | None) -> dict[str, A
     raise UserError(f"{path} (--results): neither an `eval all` comparison.json nor a task's results.json")
 
 
-def find_run_dir(checkpoint: str | os.PathLike) -> Path | None:
-    """The training run a checkpoint folder belongs to (``RUN/final`` or ``RUN/checkpoints/checkpoint-N``)."""
+def find_run_dir(checkpoint: str | os.PathLike, finished: bool = True) -> Path | None:
+    """The training run a checkpoint folder belongs to (``RUN/final``, or ``RUN/checkpoints/checkpoint-N/
+    model`` while training): the nearest ancestor with the run's ``config.yaml`` (a recipe with ``stage``
+    and ``run``), and with ``finished`` also its ``summary.json``."""
+    import yaml
+
     folder = Path(checkpoint).resolve()
-    for candidate in (folder.parent, folder.parent.parent):
-        if (candidate / "config.yaml").is_file() and (candidate / "summary.json").is_file():
+    for candidate in (folder.parent, folder.parent.parent, folder.parent.parent.parent):
+        recipe = candidate / "config.yaml"
+        if not recipe.is_file() or (finished and not (candidate / "summary.json").is_file()):
+            continue
+        try:
+            loaded = yaml.safe_load(recipe.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(loaded, dict) and "stage" in loaded and "run" in loaded:
             return candidate
     return None
 
