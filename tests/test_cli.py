@@ -342,3 +342,32 @@ print("whisper-base" in EMBEDDED and callable(resolve))
     result = _fresh_python(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "True", "True"]
+
+
+def test_manifests_and_output_folders_are_checked_before_models_load(tmp_path: Path) -> None:
+    afile = tmp_path / "file.txt"
+    afile.write_text("not a folder\n")
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("")
+    for argv, expected in (
+        (["data", "check", str(tmp_path)], f"{tmp_path}: is a directory, not a manifest"),
+        (
+            ["data", "targets", str(tmp_path), "--stage", "emotion", "-o", "t.jsonl"],
+            "is a directory, not a manifest",
+        ),
+        (
+            ["data", "targets", str(manifest), "--stage", "emotion", "-o", str(tmp_path)],
+            "(-o): is a directory",
+        ),
+        (["data", "synth", "-o", str(afile)], f"{afile} (-o): exists and is not a directory"),
+        (["eval", "ser", "--data", str(tmp_path)], f"{tmp_path} (--data): is a directory, not a manifest"),
+        (
+            ["eval", "ser", "--data", str(manifest), "-o", str(afile)],
+            f"{afile} (-o): exists and is not a dir",
+        ),
+        (["eval", "all", "--data", str(manifest), "--model", "random-tiny", "blsp-emo-tyni"], "did you mean"),
+        (["export", "blsp-emo-tiny", "-o", str(afile)], f"{afile} (-o): exists and is not a directory"),
+    ):
+        rc, imported, out = _probe(*argv)
+        assert rc == 2 and expected in out, (argv, out)
+        assert "torch" not in imported, argv  # failed before any model (or torch) loaded

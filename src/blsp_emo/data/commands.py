@@ -272,6 +272,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_synth(args: argparse.Namespace) -> int:
     """Synthesise the embedded default's emotional speech corpus (resumable) and print its prosody table."""
+    from blsp_emo.clitools import check_output_dir
+
+    check_output_dir(args.output, "-o")
     from blsp_emo.data.augment import parse_kinds
     from blsp_emo.data.synth import ENGINES
     from blsp_emo.data.synth_corpus import SynthOptions, build_corpus
@@ -363,6 +366,14 @@ def _shard(text: str) -> tuple[int, int]:
 
 def cmd_targets(args: argparse.Namespace) -> int:
     """Write teacher continuations for a manifest (stage 1 'semantic' or stage 2 'emotion'), resumably."""
+    from blsp_emo.clitools import check_input_file, check_output_dir
+
+    check_input_file(args.manifest, "manifest")  # files first: the teacher loads for minutes
+    if args.output.is_dir():
+        from blsp_emo.errors import UserError
+
+        raise UserError(f"{args.output} (-o): is a directory; name the target JSONL file")
+    check_output_dir(args.output.parent, "-o")
     from blsp_emo.data.targets import TargetOptions, generate_targets
 
     options = TargetOptions(
