@@ -75,6 +75,8 @@ def test_reload_by_load_model_and_by_auto_classes(saved) -> None:
     auto = AutoModel.from_pretrained(folder)
     assert isinstance(auto, BlspEmoModel)
     assert torch.allclose(_emotion(auto.eval(), processor), expected, atol=1e-6)
+    half = AutoModel.from_pretrained(folder, dtype=torch.bfloat16, device_map="cpu")
+    assert half.adapter.norm.weight.dtype == torch.bfloat16
 
 
 def test_saved_processor_loads_from_the_folder(saved, tmp_path: Path) -> None:

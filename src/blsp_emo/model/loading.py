@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 # checkpoint is resolved by checkpoint_folder() instead.
 HUB_LOAD_KWARGS = (
     "cache_dir", "force_download", "local_files_only", "token", "proxies", "subfolder", "_from_auto",
-    "_commit_hash", "code_revision", "adapter_kwargs", "dtype", "torch_dtype", "device_map", "attn_implementation",
+    "_commit_hash", "code_revision", "adapter_kwargs", "attn_implementation",
 )  # fmt: skip
 
 # Whether loading may run code shipped with a base model (transformers' trust_remote_code). Only the command

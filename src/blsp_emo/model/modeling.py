@@ -603,6 +603,8 @@ class BlspEmoModel(PreTrainedModel):
 
         if model_args:
             raise TypeError(f"BlspEmoModel.from_pretrained takes no extra positional arguments: {model_args}")
+        dtype = overrides.pop("dtype", None) or overrides.pop("torch_dtype", None)
+        device_map = overrides.pop("device_map", None)
         for key in HUB_LOAD_KWARGS:  # what AutoModel forwards; loading here reads only the folder
             overrides.pop(key, None)
         folder = checkpoint_folder(path, revision=revision)
@@ -630,6 +632,12 @@ class BlspEmoModel(PreTrainedModel):
             raise ModelNotAvailableError(
                 f"{folder}: checkpoint does not match its config (unexpected {unexpected[:5]}, missing {absent[:5]})"
             )
+        if isinstance(dtype, str) and dtype != "auto":
+            dtype = getattr(torch, dtype)
+        if isinstance(dtype, torch.dtype):
+            model = model.to(dtype=dtype)
+        if isinstance(device_map, (str, torch.device)) and device_map != "auto":
+            model = model.to(device=device_map)
         return model.eval()
 
 
