@@ -371,3 +371,11 @@ def test_manifests_and_output_folders_are_checked_before_models_load(tmp_path: P
         rc, imported, out = _probe(*argv)
         assert rc == 2 and expected in out, (argv, out)
         assert "torch" not in imported, argv  # failed before any model (or torch) loaded
+
+
+def test_served_model_ids() -> None:
+    from blsp_emo.serving.commands import model_id
+
+    assert model_id("someone/blsp-emo-test") == "someone/blsp-emo-test"
+    assert model_id("tiny") == "blsp-emo-tiny-untrained" and model_id("random-tiny") == "blsp-emo-random-tiny"
+    assert model_id(str(ROOT / "examples")) == "examples"

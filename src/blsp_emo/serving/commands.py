@@ -13,7 +13,8 @@ log = logging.getLogger(__name__)
 
 def model_id(name: str) -> str:
     """The public id of a served model: ``blsp-emo-tiny`` for the shipped model, the folder name for a
-    checkpoint, ``blsp-emo-<preset>`` for a preset (``blsp-emo-tiny-untrained`` for the untrained ``tiny``)."""
+    checkpoint, the repository id for a hub checkpoint, ``blsp-emo-<preset>`` for a preset
+    (``blsp-emo-tiny-untrained`` for the untrained ``tiny``)."""
     from blsp_emo.model.loading import SHIPPED_NAME
 
     if name == SHIPPED_NAME:
@@ -21,6 +22,10 @@ def model_id(name: str) -> str:
     path = Path(name)
     if path.exists():
         return path.name
+    from blsp_emo.assets.loading import is_hub_id
+
+    if is_hub_id(name):  # a checkpoint on the hub: its repository id
+        return name
     return "blsp-emo-tiny-untrained" if name == "tiny" else f"blsp-emo-{name}"
 
 
