@@ -157,8 +157,20 @@ def save_trained_parts(folder: Path, model, full_state: dict[str, torch.Tensor] 
         return
     from blsp_emo.model.modeling import write_checkpoint
 
-    keep = set(model.trainable_state_dict())
-    write_checkpoint(folder, {k: v for k, v in full_state.items() if k in keep}, model.config.to_dict())
+    # Not model.trainable_state_dict(): on a sharded model that gathers, and only this process calls it.
+    keep = {k: v for k, v in full_state.items() if is_trained_key(k, model.config.encoder_trained)}
+    write_checkpoint(folder, keep, model.config.to_dict())
+
+
+def is_trained_key(name: str, encoder_trained: bool) -> bool:
+    """Whether a state-dict key is a trained part (``BlspEmoModel.trainable_state_dict``'s choice)."""
+    if (
+        name.startswith(("adapter.", "emotion_head.", "alignment_head."))
+        or ".lora_A." in name
+        or ".lora_B." in name
+    ):
+        return True
+    return encoder_trained and name.startswith("encoder.")
 
 
 def save_main_parts(folder: Path, model, optimizer, scheduler, state: TrainerState, full_state=None) -> None:
@@ -202,3 +214,59 @@ def load_trained_weights(model, folder: Path) -> None:
             f"{folder}: checkpoint weights do not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
     model.load_state_dict(state, strict=False)
+
+
+def sharded_model_dir(folder: Path) -> Path | None:
+    """The sharded model state of a checkpoint: accelerate's ``pytorch_model_fsdp_0`` (FSDP) or DeepSpeed's
+    ``pytorch_model`` (ZeRO; its shards hold the trained parts as the optimizer's fp32 partitions), or None."""
+    fsdp = folder / "accelerate" / "pytorch_model_fsdp_0"
+    if (fsdp / ".metadata").is_file():
+        return fsdp
+    zero = folder / "accelerate" / "pytorch_model"
+    return zero if any(zero.glob("*optim_states.pt")) else None
+
+
+def _read_fsdp_shards(shards: Path, own: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    import torch.distributed.checkpoint as dcp
+
+    reader = dcp.FileSystemReader(str(shards))
+    saved = {k.removeprefix("model."): v.size for k, v in reader.read_metadata().state_dict_metadata.items()}
+    wrong = sorted(k for k in saved if k in own and tuple(own[k].shape) != tuple(saved[k]))
+    if wrong:
+        raise ValueError(f"{shards}: sharded weights of other shapes than the model's: {wrong[:3]}")
+    target = {f"model.{k}": torch.empty_like(own[k]) for k in saved if k in own}
+    dcp.load(target, storage_reader=reader, no_dist=True)
+    return {k.removeprefix("model."): v for k, v in target.items()}
+
+
+def load_sharded_weights(model, folder: Path) -> list[str]:
+    """Load the sharded model state of a checkpoint written by any number of processes (FSDP or DeepSpeed
+    ZeRO-2/3) into a single-process model; every tensor it holds for the model, the trained parts among them.
+
+    FSDP shards are read with ``torch.distributed.checkpoint`` without a process group, ZeRO shards with
+    DeepSpeed's ``zero_to_fp32``. Returns the keys loaded. Raises ``ValueError`` when the checkpoint has no
+    sharded state or its tensors do not fit the model.
+    """
+    shards = sharded_model_dir(folder)
+    if shards is None:
+        raise ValueError(
+            f"{folder}: no sharded model state (accelerate/pytorch_model_fsdp_0 of FSDP or "
+            "accelerate/pytorch_model of DeepSpeed ZeRO)"
+        )
+    own = model.state_dict()
+    if shards.name == "pytorch_model":
+        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+        state = get_fp32_state_dict_from_zero_checkpoint(str(shards.parent), tag=shards.name)
+        wrong = sorted(k for k in state if k in own and own[k].shape != state[k].shape)
+        if wrong:
+            raise ValueError(f"{shards}: sharded weights of other shapes than the model's: {wrong[:3]}")
+        state = {k: v.to(own[k].dtype) for k, v in state.items() if k in own}
+    else:
+        state = _read_fsdp_shards(shards, own)
+    trained = {k for k in own if is_trained_key(k, model.config.encoder_trained)}
+    missing = sorted(trained - set(state))
+    if missing:
+        raise ValueError(f"{shards}: the sharded state lacks trained weights of the model: {missing[:3]}")
+    model.load_state_dict(state, strict=False)
+    return sorted(state)

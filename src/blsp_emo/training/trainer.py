@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -145,6 +146,55 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def _cpu_fsdp_plugin():
+    """The launcher's FSDP settings (``accelerate launch --config_file configs/accelerate/fsdp.yaml``) for
+    CPU processes (gloo).
+
+    accelerate shards only on accelerators: its plugin refuses ``sync_module_states`` without a GPU, and its
+    state turns an FSDP launch on CPU into plain multi-process DDP. Torch's FSDP itself shards on CPU, but
+    broadcasts rank 0's weights (``sync_module_states``, which ``cpu_ram_efficient_loading`` needs) only
+    from a GPU: on CPU every process loads the whole starting model itself (the same seed: the same
+    weights), and both settings are off.
+    """
+    from accelerate.utils import FullyShardedDataParallelPlugin
+
+    for name in ("FSDP_SYNC_MODULE_STATES", "FSDP_CPU_RAM_EFFICIENT_LOADING"):
+        os.environ[name] = "false"  # this process only; transformers reads the second one while loading
+    return FullyShardedDataParallelPlugin()
+
+
+def _keep_present_layer_classes(plugin, model: torch.nn.Module) -> None:
+    """Let one FSDP config name the layer classes of several LLMs (Llama, Qwen2, ...): accelerate refuses a
+    listed class the model does not have, so only those present are wrapped (none present: an error)."""
+    names = getattr(plugin, "transformer_cls_names_to_wrap", None)
+    if not names:
+        return
+    present = {type(m).__name__ for m in model.modules()}
+    keep = [n for n in names if n in present]
+    if not keep:
+        raise UserError(
+            f"FSDP: none of the layer classes to wrap ({', '.join(names)}) is in the model; set "
+            f"fsdp_transformer_layer_cls_to_wrap to some of: {', '.join(sorted(n for n in present if 'Layer' in n))}"
+        )
+    plugin.transformer_cls_names_to_wrap = keep
+
+
+def _zero_adam_state(optimizer: torch.optim.Optimizer) -> None:
+    """Give each trained parameter zero AdamW moments where it has none yet.
+
+    accelerate reads an FSDP optimizer checkpoint into the structure of the optimizer's current state: a
+    fresh optimizer has none, so nothing would be loaded and a resumed run would restart its moments.
+    """
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if p.requires_grad and not optimizer.state.get(p):
+                optimizer.state[p] = {
+                    "step": torch.tensor(0.0),
+                    "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+                    "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
+                }
+
+
 def _fresh_accelerator_state() -> None:
     """Let a second run in the same process choose its own precision (accelerate keeps one global state).
 
@@ -161,7 +211,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig):
         from accelerate import Accelerator
-        from accelerate.utils import DistributedDataParallelKwargs, set_seed
+        from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs, set_seed
 
         self.config = config
         self.out = Path(config.run.output_dir)
@@ -169,12 +219,32 @@ class Trainer:
             torch.set_num_threads(config.run.num_threads)
         _fresh_accelerator_state()
         ddp = DistributedDataParallelKwargs(find_unused_parameters=config.stage == "emotion")
+        on_cpu = not torch.cuda.is_available()
+        launched = {
+            k: os.environ.get(f"ACCELERATE_USE_{k}", "").lower() == "true" for k in ("FSDP", "DEEPSPEED")
+        }
+        cpu_fsdp = _cpu_fsdp_plugin() if on_cpu and launched["FSDP"] else None
+        self._cpu_fsdp = cpu_fsdp is not None
+        handlers = [ddp]
+        if on_cpu and launched["DEEPSPEED"]:  # else accelerate, finding no accelerator, counts 1 process
+            handlers.append(InitProcessGroupKwargs(backend="gloo"))
         self.accelerator = Accelerator(
             mixed_precision=config.run.mixed_precision,
             gradient_accumulation_steps=config.optim.grad_accum,
-            kwargs_handlers=[ddp],
-            cpu=not torch.cuda.is_available(),  # accelerate only goes multi-process on CPU (gloo) when told
+            kwargs_handlers=handlers,
+            fsdp_plugin=cpu_fsdp,
+            # accelerate only goes multi-process on CPU (gloo) when told, and then never runs DeepSpeed
+            cpu=on_cpu and not launched["DEEPSPEED"],
         )
+        if cpu_fsdp is not None:  # accelerate made it multi-CPU DDP: shard as the launcher asked
+            from accelerate.state import PartialState
+            from accelerate.utils import DistributedType
+
+            # Both shared states: AcceleratorState copies PartialState's fields each time it is created.
+            # FSDP's CPU compute device has no index ("cpu", not accelerate's "cpu:0").
+            for state in (PartialState(), self.accelerator.state):
+                state.distributed_type, state.device = DistributedType.FSDP, torch.device("cpu")
+            self.accelerator.state.fsdp_plugin = cpu_fsdp
         set_seed(config.run.seed)
         self.main = self.accelerator.is_main_process
         self.model, self.processor = build_model(config)
@@ -338,6 +408,7 @@ class Trainer:
         plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
         if plugin is not None:  # our loader is not prepared, so DeepSpeed cannot infer the micro-batch size
             plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = self.config.data.batch_size
+        _keep_present_layer_classes(getattr(self.accelerator.state, "fsdp_plugin", None), self.model)
         self.model, self.optimizer = self.accelerator.prepare(self.model, optimizer)
         # Not prepared: accelerate would step it once per process; this schedule counts optimizer steps.
         self.scheduler = get_linear_schedule_with_warmup(
@@ -361,10 +432,27 @@ class Trainer:
 
         return self.accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
 
+    def _gathered_state(self) -> dict[str, torch.Tensor]:
+        """The whole state dict of a sharded model, on the main process (every process must call this).
+
+        FSDP on CPU gathers without ``offload_to_cpu``: with the weights already on CPU, that option frees
+        the gathered tensors before they are copied (a segmentation fault).
+        """
+        if self._cpu_fsdp:
+            from torch.distributed.fsdp import FullStateDictConfig, StateDictType
+            from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+            config = FullStateDictConfig(offload_to_cpu=False, rank0_only=True)
+            with FSDP.state_dict_type(self.model, StateDictType.FULL_STATE_DICT, config):
+                return self.model.state_dict()
+        return self.accelerator.get_state_dict(self.model)
+
     @torch.no_grad()
     def mean_loss(self, batch_size: int = 4) -> float:
-        """Mean training loss of the current model over all rows (fixed order, this process, no update)."""
-        model = self.unwrapped
+        """Mean training loss of the current model over all rows (fixed order, this process, no update).
+
+        A sharded model (FSDP, DeepSpeed) runs its own forward: every process must call this together."""
+        model = self.model if self._sharded else self.unwrapped
         was_training = model.training
         model.eval()
         collate = self.loader.collate_fn
@@ -443,7 +531,7 @@ class Trainer:
         full_state = None
         if self._sharded:  # sharded state: accelerate's own format, written by every rank, + gathered weights
             acc.save_state(str(tmp / "accelerate"))
-            full_state = acc.get_state_dict(self.model)
+            full_state = self._gathered_state()
         if self.main:
             optimizer = None if self._sharded else self.optimizer
             ckpt.save_main_parts(tmp, self.unwrapped, optimizer, self.scheduler, state, full_state)
@@ -466,6 +554,10 @@ class Trainer:
                 f"grad_accum {now[2]}; resume with the same data, batching and processes, or use a new output_dir"
             )
         if self._sharded:
+            from accelerate.utils import DistributedType
+
+            if self.accelerator.distributed_type == DistributedType.FSDP:
+                _zero_adam_state(self.optimizer.optimizer)
             self.accelerator.load_state(str(folder / "accelerate"))
         else:
             ckpt.load_trained_weights(self.unwrapped, folder)
@@ -676,7 +768,7 @@ class Trainer:
         final_dir = None
         if state.global_step >= self.total_steps:
             final_dir = self.out / "final"
-            full_state = self.accelerator.get_state_dict(self.model) if self._sharded else None
+            full_state = self._gathered_state() if self._sharded else None
             if self.main:
                 tmp = self.out / ".final.tmp"
                 shutil.rmtree(tmp, ignore_errors=True)
