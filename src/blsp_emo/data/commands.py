@@ -49,9 +49,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument(
         "name",
         help="librispeech, common_voice, sphinx, iemocap, meld, ravdess, cremad, esd, mosei, mead, aesdd, "
-        "cafe, resd, generic",
+        "cafe, resd, generic, hf (Hugging Face datasets), lhotse",
     )
-    imp.add_argument("root", type=Path, help="the corpus folder (generic: the CSV/TSV/JSONL file)")
+    imp.add_argument(
+        "root",
+        type=Path,
+        help="the corpus folder (generic: the CSV/TSV/JSONL file; hf: a save_to_disk/audiofolder/parquet "
+        "folder, a .parquet file or a Hub name; lhotse: the cuts.jsonl.gz manifest)",
+    )
     imp.add_argument("-o", "--output", type=Path, required=True, help="manifest JSONL to write")
     imp.add_argument(
         "--iemocap-excited", default="happy", choices=("happy", "drop"), help="IEMOCAP 'exc' rule"
@@ -61,8 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     imp.add_argument(
         "--split",
-        choices=("train", "dev", "test"),
-        help="force one split (ravdess, cremad, mead, sphinx, generic)",
+        help="force one split: train, dev or test (ravdess, cremad, mead, sphinx, generic, lhotse); "
+        "hf: the dataset split to import (default: all; validation -> dev)",
     )
     imp.add_argument(
         "--mosei-threshold",
@@ -86,9 +91,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument(
         "--resd-enthusiasm", default="happy", choices=("happy", "drop"), help="RESD enthusiasm rule"
     )
-    imp.add_argument("--language", help="generic, sphinx: language code for every row")
+    imp.add_argument("--language", help="generic, sphinx, hf, lhotse: language code for every row")
     imp.add_argument("--map", dest="column_map", action="append", metavar="FIELD=COLUMN", help="generic")
-    imp.add_argument("--label-map", action="append", metavar="LABEL=EMOTION", help="generic; empty = drop")
+    imp.add_argument(
+        "--label-map", action="append", metavar="LABEL=EMOTION", help="generic, hf, lhotse; empty = drop"
+    )
+    imp.add_argument("--config", help="hf: the dataset configuration (subset) name")
+    imp.add_argument("--audio-column", help="hf: the audio column (default: audio)")
+    imp.add_argument(
+        "--text-column", help="hf: the transcript column (default: text, transcription, sentence if present)"
+    )
+    imp.add_argument(
+        "--label-column",
+        help="hf: the emotion column (default: emotion or label if present); lhotse: the custom field "
+        "(default: emotion)",
+    )
     imp.set_defaults(func=cmd_import)
 
     synth = sub.add_parser(
@@ -264,6 +281,10 @@ def cmd_import(args: argparse.Namespace) -> int:
         language=args.language,
         column_map=args.column_map,
         label_map=args.label_map,
+        config=args.config,
+        audio_column=args.audio_column,
+        text_column=args.text_column,
+        label_column=args.label_column,
     )
     print(report.summary())
     print(f"wrote {args.output}")

@@ -18,12 +18,15 @@ from blsp_emo.data.importers.emotion import (
     import_ravdess,
 )
 from blsp_emo.data.importers.evaluation_only import import_aesdd, import_cafe, import_resd
+from blsp_emo.data.importers.hf import import_hf
+from blsp_emo.data.importers.lhotse import import_lhotse
 from blsp_emo.data.importers.speech import (
     import_common_voice,
     import_generic,
     import_librispeech,
     import_sphinx,
 )
+from blsp_emo.data.manifest import SPLITS
 from blsp_emo.errors import UserError
 from blsp_emo.prompts import LANGUAGES, check_language
 
@@ -42,8 +45,11 @@ IMPORTERS: dict[str, Callable[..., ImportReport]] = {
     "cafe": import_cafe,
     "resd": import_resd,
     "generic": import_generic,
+    "hf": import_hf,
+    "lhotse": import_lhotse,
 }
-FILE_ROOTS = ("sphinx", "generic")  # importers whose root may be a file (the others take a folder)
+FILE_ROOTS = ("sphinx", "generic", "hf", "lhotse")  # importers whose root may be a file (others: a folder)
+REMOTE_ROOTS = ("hf",)  # importers whose root may also be a name to fetch (a Hugging Face Hub dataset)
 ALIASES = {
     "commonvoice": "common_voice",
     "cv": "common_voice",
@@ -51,6 +57,8 @@ ALIASES = {
     "crema_d": "cremad",
     "cmu-mosei": "mosei",
     "cmu_mosei": "mosei",
+    "huggingface": "hf",
+    "datasets": "hf",
 }
 
 
@@ -73,8 +81,11 @@ def run_import(name: str, root: str | Path, out: str | Path, **options: object) 
     if key not in IMPORTERS:
         raise UserError(f"unknown corpus {name!r} (known: {', '.join(IMPORTERS)})")
     root, out = Path(root), Path(out)
-    if not root.exists():
+    if not root.exists() and key not in REMOTE_ROOTS:
         raise UserError(f"{root}: no such file or folder")
+    split = options.get("split")
+    if split is not None and key not in REMOTE_ROOTS and split not in SPLITS:  # hf: the dataset's split
+        raise UserError(f"--split {split}: expected one of {', '.join(SPLITS)}")
     if root.is_file() and key not in FILE_ROOTS:
         raise UserError(f"{root}: a file; {key} takes the corpus folder")
     if out.is_dir():
