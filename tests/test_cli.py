@@ -134,6 +134,20 @@ def test_eval_task_help_lists_only_its_options() -> None:
     assert args.teacher_targets is None and args.embedder == "all-MiniLM-L6-v2" and args.judge_url is None
 
 
+def test_eval_task_refuses_the_options_of_other_tasks(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["eval", "ser", "--data", "x.jsonl", "--teacher-max-new-tokens", "6"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert (
+        "--teacher-max-new-tokens is not an option of 'eval ser' (it is read by empathy, instructions" in err
+    )
+    args = build_parser().parse_args(
+        ["eval", "empathy", "--data", "x.jsonl", "--teacher-max-new-tokens", "6"]
+    )
+    assert args.teacher_max_new_tokens == 6
+
+
 def test_eval_task_table_matches_the_tasks() -> None:
     from blsp_emo.evaluation import commands
     from blsp_emo.evaluation.tasks import TASKS

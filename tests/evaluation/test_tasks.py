@@ -15,6 +15,7 @@ from blsp_emo.evaluation.systems import Answer, System, load_system
 from blsp_emo.prompts import EMOTIONS
 
 FAST = ["--max-new-tokens", "8", "--teacher-max-new-tokens", "6", "--batch-size", "5"]
+FAST_NO_TEACHER = ["--max-new-tokens", "8", "--batch-size", "5"]  # ser and semantic read no teacher
 
 
 def _results(folder: Path) -> dict:
@@ -75,7 +76,7 @@ def test_ser_is_deterministic_and_complete(emotion_manifest: Path, tmp_path: Pat
                     str(emotion_manifest),
                     "-o",
                     str(out),
-                    *FAST,
+                    *FAST_NO_TEACHER,
                 ]
             )
             == 0
@@ -147,6 +148,7 @@ def test_ser_numbers_are_those_of_known_answers(
         "scripted", chat=None, llm_name="scripted", script={k: v[1:] for k, v in script.items()}
     )
     monkeypatch.setattr("blsp_emo.evaluation.commands._load_system", lambda *a: system)
+    monkeypatch.setattr("blsp_emo.model.loading.check_model_name", lambda name: None)  # no real model
     out = tmp_path / "ser"
     assert main(["eval", "ser", "--model", "scripted", "--data", str(manifest), "-o", str(out)]) == 0
     results, rows = _results(out), _predictions(out)
@@ -186,7 +188,7 @@ def test_semantic_text_cascade_is_the_reference(emotion_manifest: Path, tmp_path
         "-o",
         str(out),
     ]
-    assert main([*argv, *FAST]) == 0
+    assert main([*argv, *FAST_NO_TEACHER]) == 0
     results = _results(out)
     assert results["metrics"]["exact_match"] == 1.0
     assert results["headline"]["cosine"] == pytest.approx(1.0, abs=1e-4)
@@ -213,7 +215,7 @@ def test_semantic_speech_model(emotion_manifest: Path, tmp_path: Path) -> None:
         "--limit",
         "3",
     ]
-    assert main([*argv, *FAST]) == 0
+    assert main([*argv, *FAST_NO_TEACHER]) == 0
     results = _results(out)
     assert results["data"]["n"] == 3 and results["data"]["limited"]
     assert -1.0 <= results["headline"]["cosine"] <= 1.0 and 0.0 <= results["headline"]["rouge_l"] <= 1.0
@@ -373,7 +375,7 @@ def test_results_of_an_older_semantic_task_are_not_resumed(tmp_path: Path) -> No
         (["eval", "ser", "--model", "cascade-asr-ser@random-tiny", "--data", "{m}"], "--ser-train"),
         (["eval", "ser", "--model", "cascade-asr-prosody@random-tiny", "--data", "{m}"], "--ser-train"),
         (
-            ["eval", "ser", "--model", "random-tiny", "--data", "{m}", "--judge-url", "http://x"],
+            ["eval", "empathy", "--model", "random-tiny", "--data", "{m}", "--judge-url", "http://x"],
             "--judge-model",
         ),
         (["eval", "ser", "--model", "random-tiny", "--data", "{m}", "--limit", "0"], "--limit"),

@@ -123,18 +123,35 @@ TASK_ONLY_OPTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
+class _NotForTask(argparse.Action):
+    """An option of other tasks given to this one: an error that says which tasks read it."""
+
+    def __init__(self, option_strings, dest, tasks: tuple[str, ...] = (), task: str = "", **kwargs) -> None:
+        kwargs.pop("default", None)
+        super().__init__(option_strings, dest, nargs="*", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        self.tasks, self.task = tasks, task
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        parser.error(
+            f"{option_string} is not an option of 'eval {self.task}' (it is read by {', '.join(self.tasks)})"
+        )
+
+
 class _TaskOptions:
     """Stands in for a task's parser while the shared options are added: options the task does not read
-    are left out of its parser (and its --help) and keep their default on the parsed arguments."""
+    are left out of its --help, keep their default on the parsed arguments, and are refused when given."""
 
     def __init__(self, parser: argparse.ArgumentParser, task: str) -> None:
         self.parser, self.task = parser, task
 
     def add_argument(self, *names: str, **kwargs):
         dest = kwargs.get("dest") or max(names, key=len).lstrip("-").replace("-", "_")
-        if self.task not in TASK_ONLY_OPTIONS.get(dest, (self.task,)):
+        tasks = TASK_ONLY_OPTIONS.get(dest, (self.task,))
+        if self.task not in tasks:
             self.parser.set_defaults(**{dest: kwargs.get("default")})
-            return None
+            return self.parser.add_argument(
+                *names, dest=f"_not_{dest}", action=_NotForTask, tasks=tasks, task=self.task
+            )
         return self.parser.add_argument(*names, **kwargs)
 
 
@@ -342,10 +359,16 @@ def _check_files(args: argparse.Namespace) -> None:
             check_input_file(getattr(args, flag), "manifest", "--" + flag.replace("_", "-"))
     if args.output is not None:
         check_output_dir(args.output, "-o")
+    if bool(args.judge_url) != bool(args.judge_model):
+        raise UserError("an LLM judge needs both --judge-url and --judge-model")
+    from blsp_emo.evaluation.systems import split_system_name
+
     models = args.model if isinstance(args.model, list) else [args.model]
-    for name in models:
-        if name and not name.startswith("cascade-"):
-            check_model_name(name)
+    for spec in filter(None, models):
+        name, llm = split_system_name(spec, "")  # a cascade with its LLM, or a model name
+        for model in (llm,) if llm is not None else (name,):
+            if model:
+                check_model_name(model)
 
 
 def cmd_task(args: argparse.Namespace) -> int:
