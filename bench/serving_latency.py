@@ -1,14 +1,22 @@
 """Benchmark: reply latency of BLSP-Emo vs the ASR cascade, and requests/s of the server under load.
 
-1. Time to first token and total latency for one 4 s spoken utterance, on the same embedded models:
-   BLSP-Emo (speech -> Whisper encoder -> adapter -> LLM, streamed) vs the cascade (Whisper base transcribes,
-   then the same SmolLM2 answers the transcript, streamed). Both greedy, same system prompt and token cap,
-   one warm-up run each, then one measured run; the ratio is cascade / BLSP-Emo.
+1. Time to first token and total latency for one 4 s spoken utterance, on the same embedded models, three
+   systems, all greedy with the same system prompt and token cap, streamed:
+   - BLSP-Emo: speech -> Whisper encoder (true length) -> adapter -> LLM;
+   - the cascade as deployed (``blsp_emo.assets.transcribe``: Whisper pads the utterance to 30 s), then
+     the same SmolLM2 answers the transcript;
+   - the same cascade with Whisper's encoder on the utterance's true length (the masked encoder BLSP-Emo
+     uses), so the architecture's gain shows apart from the encoder's.
+   One warm-up run each, then ``--repeats`` rounds, each running the three in turn (rotating which goes
+   first); it prints medians with their range and the medians of the per-round ratios.
 2. Requests per second through the real HTTP server (uvicorn on localhost, the batching engine) at 1, 4 and
-   16 concurrent clients, each sending different real speech.
+   16 concurrent clients, each sending different real speech; ``--throughput-repeats`` rounds over the
+   levels, medians and ranges.
 
-The machines are shared and noisy: the ratio and the trend matter, not the absolute numbers.
-Usage: python bench/serving_latency.py [--model tiny] [--max-new-tokens 48] [--clients 1,4,16]
+The torch threads are pinned here (``--threads``, default 1; on a shared 2-core machine two threads mostly
+measure contention). The machines are shared and noisy: the ratios and the trend matter, not the absolute
+numbers. Usage: python bench/serving_latency.py [--model tiny] [--max-new-tokens 48] [--clients 1,4,16]
+[--repeats 5] [--threads 1]
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import statistics
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -61,16 +70,20 @@ def blsp_emo_run(chat, audio: np.ndarray, max_new_tokens: int) -> tuple[float, f
 
 
 def cascade_run(
-    whisper, llm, tokenizer, audio: np.ndarray, max_new_tokens: int
+    whisper, llm, tokenizer, audio: np.ndarray, max_new_tokens: int, true_length: bool = False
 ) -> tuple[float, float, str, int]:
-    """One streamed cascade reply: Whisper transcript, then the LLM answers it."""
+    """One streamed cascade reply: Whisper transcript, then the LLM answers it. ``true_length``: Whisper's
+    encoder runs on the utterance's own length (masked), not on 30 s."""
     import torch
     from transformers import TextIteratorStreamer
 
     from blsp_emo.assets import transcribe
 
     started = time.perf_counter()
-    transcript = transcribe([audio], model=whisper[0], processor=whisper[1])[0]
+    if true_length:
+        transcript = transcribe_true_length(whisper[0], whisper[1], audio)
+    else:
+        transcript = transcribe([audio], model=whisper[0], processor=whisper[1])[0]
     asr_seconds = time.perf_counter() - started
     messages = [
         {"role": "system", "content": SYSTEM_PROMPTS["empathetic"]},
@@ -98,33 +111,92 @@ def cascade_run(
     return first, total, reply, int(out["ids"].shape[1] - ids["input_ids"].shape[1])
 
 
+def transcribe_true_length(model, processor, audio: np.ndarray, max_new_tokens: int = 224) -> str:
+    """Greedy Whisper transcript of one clip (<= 30 s) with the encoder on its true length: the masked
+    encoder of ``blsp_emo.model.encoder``; the decoder cross-attends to those frames only. Decoding rules
+    as ``blsp_emo.assets.transcribe`` (text tokens and end-of-text only, never an empty transcript)."""
+    import torch
+    from transformers.modeling_outputs import BaseModelOutput
+
+    from blsp_emo.assets.transcribe import _prompt_ids
+    from blsp_emo.model.encoder import encode_windows, mel_frames
+
+    tokenizer = processor.tokenizer
+    feats = processor.feature_extractor(
+        audio, sampling_rate=SAMPLE_RATE, return_tensors="pt", padding="longest"
+    ).input_features
+    with torch.no_grad():
+        states, _ = encode_windows(model.model.encoder, feats, torch.tensor([mel_frames(len(audio))]))
+        encoder_out = BaseModelOutput(last_hidden_state=states)
+        eot = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+        step_ids, past, generated = torch.tensor([_prompt_ids(tokenizer, "en")]), None, []
+        for _ in range(max_new_tokens):
+            out = model(
+                encoder_outputs=encoder_out, decoder_input_ids=step_ids, past_key_values=past, use_cache=True
+            )
+            logits = out.logits[0, -1, :].float()
+            logits[eot + 1 :] = -torch.inf
+            if not generated:
+                logits[eot] = -torch.inf
+            token = int(logits.argmax())
+            if token == eot:
+                break
+            generated.append(token)
+            step_ids, past = torch.tensor([[token]]), out.past_key_values
+    return tokenizer.decode(generated, skip_special_tokens=True).strip()
+
+
+def spread(values: list[float], unit: str = "") -> str:
+    """``median (min-max)`` of ``values``."""
+    return f"{statistics.median(values):.2f}{unit} ({min(values):.2f}-{max(values):.2f}{unit})"
+
+
 def latency(args: argparse.Namespace, chat) -> dict:
-    """Part 1: BLSP-Emo vs the cascade on the 4 s utterance."""
+    """Part 1: BLSP-Emo vs the cascade (30 s and true-length Whisper encoder) on the 4 s utterance."""
     from blsp_emo.assets import load_llm, load_whisper
 
     audio = four_second_utterance()
     whisper = load_whisper(args.model)
     llm, tokenizer = load_llm(args.model)
-    blsp_emo_run(chat, audio, args.max_new_tokens)  # warm-up
-    cascade_run(whisper, llm, tokenizer, audio, args.max_new_tokens)
-    results = {
-        "blsp_emo": blsp_emo_run(chat, audio, args.max_new_tokens),
-        "cascade": cascade_run(whisper, llm, tokenizer, audio, args.max_new_tokens),
+    systems = {
+        "blsp_emo": lambda: blsp_emo_run(chat, audio, args.max_new_tokens),
+        "cascade": lambda: cascade_run(whisper, llm, tokenizer, audio, args.max_new_tokens),
+        "cascade_true_length": lambda: cascade_run(
+            whisper, llm, tokenizer, audio, args.max_new_tokens, true_length=True
+        ),
     }
+    for run in systems.values():  # warm-up
+        run()
+    runs: dict[str, list[tuple]] = {name: [] for name in systems}
+    names = list(systems)
+    for round_ in range(args.repeats):
+        for name in names[round_ % 3 :] + names[: round_ % 3]:
+            runs[name].append(systems[name]())
     print(
-        f"\n== latency: one 4.0 s utterance, {args.model} models, greedy, <= {args.max_new_tokens} new tokens =="
+        f"\n== latency: one 4.0 s utterance, {args.model} models, greedy, <= {args.max_new_tokens} new tokens, "
+        f"{args.repeats} interleaved rounds, medians (range) =="
     )
-    print(f"{'system':<10} {'first token':>12} {'total':>9} {'tokens':>7}  reply")
-    for name, (first, total, text, tokens) in results.items():
-        print(f"{name:<10} {first:>10.2f} s {total:>7.2f} s {tokens:>7}  {text[:110]!r}")
-    b_first, b_total = results["blsp_emo"][:2]
-    c_first, c_total = results["cascade"][:2]
-    print(f"time to first token, cascade / BLSP-Emo: {c_first / b_first:.2f}x")
-    print(f"total latency,       cascade / BLSP-Emo: {c_total / b_total:.2f}x")
-    return {
-        name: {"first_token_s": r[0], "total_s": r[1], "tokens": r[3], "reply": r[2]}
-        for name, r in results.items()
-    } | {"ratio_first_token": c_first / b_first, "ratio_total": c_total / b_total}
+    print(f"{'system':<20} {'first token':>22} {'total':>22} {'tokens':>7}  reply (last round)")
+    for name, results in runs.items():
+        first = [r[0] for r in results]
+        total = [r[1] for r in results]
+        print(f"{name:<20} {spread(first, ' s'):>22} {spread(total, ' s'):>22} {results[-1][3]:>7}  "
+              f"{results[-1][2][:100]!r}")  # fmt: skip
+    summary: dict = {
+        name: {
+            "first_token_s": [r[0] for r in results],
+            "total_s": [r[1] for r in results],
+            "tokens": results[-1][3],
+            "reply": results[-1][2],
+        }
+        for name, results in runs.items()
+    }
+    for slow in ("cascade", "cascade_true_length"):
+        for index, what in ((0, "first_token"), (1, "total")):
+            ratios = [c[index] / b[index] for c, b in zip(runs[slow], runs["blsp_emo"])]
+            summary[f"ratio_{what}_{slow}"] = ratios
+            print(f"{what.replace('_', ' '):<12} {slow} / blsp_emo: {spread(ratios, 'x')} (per-round ratios)")
+    return summary
 
 
 def http_stream_latency(http, max_new_tokens: int) -> tuple[float, float]:
@@ -188,18 +260,24 @@ def throughput(args: argparse.Namespace, chat) -> dict:
         print(
             f"{'clients':>7} {'requests':>9} {'seconds':>8} {'req/s':>7} {'mean latency':>13} {'largest batch':>14}"
         )
+        rates: dict[int, list[float]] = {clients: [] for clients in args.clients}
+        waits: dict[int, list[float]] = {clients: [] for clients in args.clients}
+        for _ in range(args.throughput_repeats):
+            for clients in args.clients:
+                engine.stats["largest_batch"] = 0
+                count = clients * args.requests_per_client
+                started = time.perf_counter()
+                with ThreadPoolExecutor(clients) as pool:
+                    latencies = list(pool.map(one, range(count)))
+                seconds = time.perf_counter() - started
+                rates[clients].append(count / seconds)
+                waits[clients].append(float(np.mean(latencies)))
+                print(f"{clients:>7} {count:>9} {seconds:>8.1f} {count / seconds:>7.2f} "
+                      f"{np.mean(latencies):>11.2f} s {engine.stats['largest_batch']:>14}")  # fmt: skip
         for clients in args.clients:
-            engine.stats["largest_batch"] = 0
-            count = clients * args.requests_per_client
-            started = time.perf_counter()
-            with ThreadPoolExecutor(clients) as pool:
-                latencies = list(pool.map(one, range(count)))
-            seconds = time.perf_counter() - started
-            results[clients] = {"requests": count, "seconds": seconds, "requests_per_s": count / seconds,
-                                "mean_latency_s": float(np.mean(latencies)),
-                                "largest_batch": engine.stats["largest_batch"]}  # fmt: skip
-            print(f"{clients:>7} {count:>9} {seconds:>8.1f} {count / seconds:>7.2f} "
-                  f"{np.mean(latencies):>11.2f} s {engine.stats['largest_batch']:>14}")  # fmt: skip
+            results[clients] = {"requests_per_s": rates[clients], "mean_latency_s": waits[clients]}
+            print(f"{clients:>3} clients: {spread(rates[clients])} req/s, mean latency {spread(waits[clients], ' s')}"
+                  f" (median, range over {args.throughput_repeats} rounds)")  # fmt: skip
     engine.close()
     return results
 
@@ -212,16 +290,31 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--clients", default="1,4,16", help="comma-separated concurrency levels")
     parser.add_argument("--requests-per-client", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved latency rounds")
+    parser.add_argument("--throughput-repeats", type=int, default=2, help="rounds over the client levels")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads, pinned for every system")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     args.clients = [int(c) for c in args.clients.split(",") if c]
+    if (
+        min([args.repeats, args.throughput_repeats, args.threads, args.requests_per_client, *args.clients])
+        < 1
+    ):
+        parser.error(
+            "--repeats, --throughput-repeats, --threads, --requests-per-client and clients must be >= 1"
+        )
+
+    import torch
 
     from blsp_emo.model import SpeechChat, load_model
 
+    torch.set_num_threads(args.threads)
+    print(f"torch threads {torch.get_num_threads()} (pinned)")
+
     chat = SpeechChat(*load_model(args.model))
-    results: dict = {"model": args.model, "max_new_tokens": args.max_new_tokens}
+    results: dict = {"model": args.model, "max_new_tokens": args.max_new_tokens, "threads": args.threads}
     if not args.skip_latency:
         results["latency"] = latency(args, chat)
     if not args.skip_throughput:

@@ -1,25 +1,43 @@
-"""Target generation throughput on the embedded teacher: batched (length-sorted, left-padded) vs one at a time.
+"""Teacher-target generation throughput on the embedded teacher: batched vs one at a time.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/targets_throughput.py [--rows 16] [--batch-size 16]
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/targets_throughput.py [--rows 16] [--batch-size 16] [--repeats 5]
 
-Both runs use the same rows, prompts (SPEC.md stage 1) and greedy decoding with 48 new tokens; the script
-prints rows/s for each, the ratio, and how many continuations are identical in the two runs.
+Four ways over the same rows, prompts (SPEC.md stage 1) and greedy decoding with 48 new tokens, timed
+interleaved (each repeat runs all four in turn) with the torch threads pinned here (default 1):
+
+- one at a time, transformers ``generate`` per row (the reference);
+- one at a time, fast decoding (the shared prompt prefix encoded once, the plain greedy loop);
+- batched, ``generate`` on the left-padded batch (the reference batched path);
+- batched, fast decoding (shared prefix, length buckets for the suffixes, finished rows leave the batch).
+
+It prints each way's median seconds and rows/s with the spread over repeats, the per-repeat speed-ups
+with their medians and ranges, how many continuations equal the reference's, and where the fast batched
+path spends its time (prompt encoding vs decoding steps).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
 
 from blsp_emo.data.sentences import ambiguous_sentences, general_sentences
-from blsp_emo.data.target_backends import HFBackend
+from blsp_emo.data.target_backends import DecodingStats, HFBackend
 from blsp_emo.data.targets import build_messages
+
+WAYS = {  # name: (batched, fast decoding)
+    "one at a time, generate": (False, False),
+    "one at a time, fast": (False, True),
+    "batched, generate": (True, False),
+    "batched, fast": (True, True),
+}
 
 
 def run(backend: HFBackend, conversations: list, max_new_tokens: int) -> tuple[list[str], float]:
-    """Generate for all conversations; returns the texts and the seconds taken."""
+    """Generate for all conversations (longest first, as ``data targets`` orders them); returns the texts
+    in input order and the seconds taken."""
     started = time.perf_counter()
     order = sorted(range(len(conversations)), key=lambda i: -len(conversations[i][-1]["content"]))
     texts: list[str] = [""] * len(conversations)
@@ -31,33 +49,82 @@ def run(backend: HFBackend, conversations: list, max_new_tokens: int) -> tuple[l
     return texts, time.perf_counter() - started
 
 
+def spread(values: list[float], unit: str = "") -> str:
+    """``median (min-max)`` of ``values``."""
+    return f"{statistics.median(values):.2f}{unit} ({min(values):.2f}-{max(values):.2f}{unit})"
+
+
 def main() -> None:
-    """Time both ways and print the ratio."""
+    """Time the four ways interleaved and print medians, spreads and ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads, pinned for every way")
     parser.add_argument("--teacher", default="tiny")
     args = parser.parse_args()
+    if args.rows < 1 or args.repeats < 1 or args.threads < 1:
+        parser.error("--rows, --repeats and --threads must be >= 1")
 
+    torch.set_num_threads(args.threads)
     transcripts = (list(ambiguous_sentences()[: args.rows // 2]) + general_sentences(args.rows, seed=1))[
         : args.rows
     ]
     conversations = [build_messages("semantic", t) for t in transcripts]
-    batched = HFBackend.load(args.teacher, batch_size=args.batch_size)
-    single = HFBackend(batched.model, batched.tokenizer, batch_size=1, name=args.teacher)
+    loaded = HFBackend.load(args.teacher)
+    backends = {
+        name: HFBackend(
+            loaded.model,
+            loaded.tokenizer,
+            batch_size=args.batch_size if batched else 1,
+            name=args.teacher,
+            fast_decoding=fast,
+        )
+        for name, (batched, fast) in WAYS.items()
+    }
     print(
-        f"teacher {args.teacher}, {args.rows} rows, {args.max_new_tokens} new tokens, torch threads {torch.get_num_threads()}"
+        f"teacher {args.teacher}, {args.rows} rows, batch {args.batch_size}, {args.max_new_tokens} new tokens, "
+        f"{args.repeats} interleaved repeats, torch threads {torch.get_num_threads()}"
     )
-    run(batched, conversations[:2], 4)  # warm-up
-    one_texts, one_seconds = run(single, conversations, args.max_new_tokens)
-    batch_texts, batch_seconds = run(batched, conversations, args.max_new_tokens)
-    one_rate, batch_rate = args.rows / one_seconds, args.rows / batch_seconds
-    same = sum(a == b for a, b in zip(one_texts, batch_texts))
-    print(f"one at a time     : {one_rate:6.2f} rows/s ({one_seconds:.1f} s)")
-    print(f"batched (bs={args.batch_size:<3}) : {batch_rate:6.2f} rows/s ({batch_seconds:.1f} s)")
-    print(f"speed-up          : {batch_rate / one_rate:.2f}x")
-    print(f"identical outputs : {same}/{args.rows}")
+    for backend in backends.values():  # warm-up
+        run(backend, conversations[:2], 4)
+    seconds: dict[str, list[float]] = {name: [] for name in WAYS}
+    texts: dict[str, list[str]] = {}
+    fast_batched = backends["batched, fast"]
+    stats: list[DecodingStats] = []
+    for _ in range(args.repeats):
+        for name, backend in backends.items():
+            if backend is fast_batched:
+                backend.stats = DecodingStats()
+            texts[name], took = run(backend, conversations, args.max_new_tokens)
+            seconds[name].append(took)
+        stats.append(fast_batched.stats)
+    reference = texts["one at a time, generate"]
+    for name in WAYS:
+        rates = [args.rows / s for s in seconds[name]]
+        same = sum(a == b for a, b in zip(texts[name], reference))
+        print(
+            f"{name:<24}: {spread(seconds[name], ' s')}, {spread(rates)} rows/s; "
+            f"identical to the reference {same}/{args.rows}"
+        )
+    pairs = [
+        ("batched, fast", "one at a time, generate"),
+        ("batched, fast", "one at a time, fast"),
+        ("batched, generate", "one at a time, generate"),
+        ("batched, fast", "batched, generate"),
+    ]
+    for fast_name, slow_name in pairs:
+        ratios = [s / f for f, s in zip(seconds[fast_name], seconds[slow_name])]
+        print(f"speed-up {fast_name} vs {slow_name}: {spread(ratios, 'x')} (per-repeat median, range)")
+    last = stats[-1]
+    prompt = [s.prompt_seconds for s in stats]
+    decode = [s.decode_seconds for s in stats]
+    print(
+        f"batched, fast: prompt {last.prompt_tokens} tokens in {spread(prompt, ' s')}; "
+        f"{last.steps} decoding steps over {last.row_steps} row-steps in {spread(decode, ' s')} "
+        f"({1000 * statistics.median(decode) / max(last.steps, 1):.0f} ms/step)"
+    )
 
 
 if __name__ == "__main__":

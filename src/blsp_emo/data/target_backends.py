@@ -113,6 +113,9 @@ class HFBackend:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
         self.fast_decoding = fast_decoding
         self.prefill_call_tokens = prefill_call_tokens
+        # how the model's forward takes its cache, and whether it can skip all but the last logits
+        self._cache_name = _cache_argument(model)
+        self._keep_last = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
         self.stats = DecodingStats()
 
     @classmethod
@@ -193,9 +196,7 @@ class HFBackend:
 
     def _forward(self, ids: Any, mask: Any, positions: Any, cache: Any) -> Any:
         """One model call on ``ids`` after ``cache``; the last position's logits (B, V) as float."""
-        kwargs = {_cache_argument(self.model): cache, "use_cache": True}
-        if _accepts(self.model, "logits_to_keep"):
-            kwargs["logits_to_keep"] = 1
+        kwargs = {self._cache_name: cache, "use_cache": True, **self._keep_last}
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, **kwargs)
         return out.logits[:, -1, :].float()
 
@@ -320,7 +321,7 @@ class HFBackend:
         if prefix is not None:
             cache = copy.deepcopy(prefix[1])
             cache.batch_repeat_interleave(ids.shape[0])
-            decoding[_cache_argument(self.model)] = cache
+            decoding[self._cache_name] = cache
         out = self.model.generate(
             input_ids=ids.to(device),
             attention_mask=mask.to(device),
