@@ -119,7 +119,7 @@ def check_input_file(path: str | os.PathLike, kind: str = "file", what: str = ""
     if p.is_dir():
         raise UserError(f"{_describe(p, what)}: is a directory, not a {kind}")
     if not p.is_file():
-        raise UserError(f"{_describe(p, what)}: no such {kind}")
+        raise UserError(f"{_describe(p, what)}: no such {kind if kind == 'file' else kind + ' file'}")
     if not os.access(p, os.R_OK):
         raise UserError(f"{_describe(p, what)}: not readable (permission denied)")
     return p

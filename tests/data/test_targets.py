@@ -239,7 +239,7 @@ def test_ctrl_c_loses_nothing_written(tmp_path: Path, teacher_url: str) -> None:
     write_manifest(manifest, [ManifestRow(audio="a.wav", text=f"Sentence number {i}.", duration=2.0, id=f"r{i}")
                               for i in range(40)])  # fmt: skip
     out = tmp_path / "sem.jsonl"
-    _Teacher.delay = 0.1
+    _Teacher.delay = 0.5  # slow enough that the interrupt lands mid-file even when this process is starved
     # Only the data command group (the full CLI imports every area, slow on a busy machine); KeyboardInterrupt
     # is handled as blsp_emo.cli.main does.
     cmd = [sys.executable, "-c", _DATA_CLI, "targets", "--stage", "semantic", str(manifest), "-o", str(out),

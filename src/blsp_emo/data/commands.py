@@ -346,7 +346,7 @@ def cmd_reintone(args: argparse.Namespace) -> int:
     from blsp_emo.errors import UserError
 
     if not args.manifest.is_file():
-        raise UserError(f"{args.manifest}: no such manifest")
+        raise UserError(f"{args.manifest}: no such manifest file")
     path = build_reintoned(args.manifest, args.output, expressiveness=args.expressiveness)
     print(f"wrote {path} (evaluation only: never train on it)")
     return 0
