@@ -5,9 +5,10 @@ Names are imported lazily (on first use) so that the command line's ``--help`` d
 
 from __future__ import annotations
 
-import importlib
 import sys
 import types
+
+from blsp_emo.lazy import lazy_exports
 
 _EXPORTS = {
     "EMBEDDED": "blsp_emo.assets.embedded",
@@ -37,10 +38,4 @@ class _Package(types.ModuleType):
 
 sys.modules[__name__].__class__ = _Package
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'blsp_emo.assets' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -301,8 +301,9 @@ def _fill(template: str, rng: random.Random) -> str:
     return template.format(**values)
 
 
-def general_sentences(count: int, seed: int = 0) -> list[str]:
-    """``count`` distinct sentences from the grammar, deterministic by ``seed``."""
+def distinct_sentences(count: int, seed: int, draw, grammar: str = "sentence grammar") -> list[str]:
+    """``count`` distinct sentences of ``draw(rng)``, deterministic by ``seed``; an error naming ``grammar``
+    when it cannot produce that many."""
     rng = random.Random(seed)
     out: list[str] = []
     seen: set[str] = set()
@@ -310,12 +311,17 @@ def general_sentences(count: int, seed: int = 0) -> list[str]:
     while len(out) < count:
         attempts += 1
         if attempts > 50 * count + 1000:
-            raise UserError(f"the sentence grammar cannot produce {count} distinct sentences")
-        sentence = _fill(rng.choice(_TEMPLATES), rng)
+            raise UserError(f"the {grammar} cannot produce {count} distinct sentences")
+        sentence = draw(rng)
         if sentence not in seen:
             seen.add(sentence)
             out.append(sentence)
     return out
+
+
+def general_sentences(count: int, seed: int = 0) -> list[str]:
+    """``count`` distinct sentences from the grammar, deterministic by ``seed``."""
+    return distinct_sentences(count, seed, lambda rng: _fill(rng.choice(_TEMPLATES), rng))
 
 
 def read_sentence_file(path: Path) -> list[str]:

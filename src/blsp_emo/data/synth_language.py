@@ -17,6 +17,7 @@ import random
 import re
 from functools import lru_cache
 
+from blsp_emo.data.sentences import distinct_sentences
 from blsp_emo.errors import UserError
 from blsp_emo.prompts import EMOTIONS
 
@@ -94,20 +95,12 @@ _ZH_TEMPLATES: tuple[str, ...] = (
 
 def general_sentences_zh(count: int, seed: int = 0) -> list[str]:
     """``count`` distinct Chinese sentences from the grammar, deterministic by ``seed``."""
-    rng = random.Random(seed)
-    out: list[str] = []
-    seen: set[str] = set()
-    attempts = 0
-    while len(out) < count:
-        attempts += 1
-        if attempts > 50 * count + 1000:
-            raise UserError(f"the Chinese sentence grammar cannot produce {count} distinct sentences")
+
+    def draw(rng: random.Random) -> str:
         template = rng.choice(_ZH_TEMPLATES)
-        sentence = re.sub(r"\{(\w+)\}", lambda m: rng.choice(_ZH_SLOTS[m.group(1)]), template)
-        if sentence not in seen:
-            seen.add(sentence)
-            out.append(sentence)
-    return out
+        return re.sub(r"\{(\w+)\}", lambda m: rng.choice(_ZH_SLOTS[m.group(1)]), template)
+
+    return distinct_sentences(count, seed, draw, "Chinese sentence grammar")
 
 
 def count_words(text: str, language: str) -> int:

@@ -379,25 +379,30 @@ def _plan_requests(manifest: Path, options: TargetOptions, backend: TeacherBacke
     return requests
 
 
-def _line_hash(line: dict[str, Any], options: TargetOptions, teacher: str) -> str | None:
-    """The target hash of a written line: stored, or (lines of earlier versions) computed from its text."""
-    stored = line.get("target_hash")
-    if isinstance(stored, str):
-        return stored
+def _line_messages(line: dict[str, Any], options: TargetOptions) -> list[dict[str, Any]] | None:
+    """The teacher conversation of a written line of this run's stage; None when the line is of another
+    stage or this version cannot rebuild it (an unknown emotion or language: generated again)."""
     if line.get("stage") != options.stage or not isinstance(line.get("text"), str):
         return None
     try:
-        messages = build_messages(
+        return build_messages(
             options.stage,
             line["text"].strip(),
             line.get("target_emotion"),
             options.emotion_prompt,
             str(line.get("language") or "en"),
         )
-    except (
-        ValueError,
-        UserError,
-    ):  # an emotion this version does not know: never matches, so generated again
+    except (ValueError, UserError):
+        return None
+
+
+def _line_hash(line: dict[str, Any], options: TargetOptions, teacher: str) -> str | None:
+    """The target hash of a written line: stored, or (lines of earlier versions) computed from its text."""
+    stored = line.get("target_hash")
+    if isinstance(stored, str):
+        return stored
+    messages = _line_messages(line, options)
+    if messages is None:  # never matches, so generated again
         return None
     return target_hash(messages, teacher, options.max_new_tokens, decoding_spec(options))
 
@@ -473,16 +478,9 @@ def generate_targets(
             done.add((str(d.get("target_key")), _line_hash(d, options, backend.name)))
             if chooser is not None and path == output and isinstance(d.get("target"), str):
                 chooser.remember(d["target"])  # openings already in the file count against new ones
-            if d.get("stage") == options.stage and isinstance(d.get("text"), str) and "target" in d:
-                try:
-                    messages = build_messages(
-                        options.stage,
-                        d["text"].strip(),
-                        d.get("target_emotion"),
-                        options.emotion_prompt,
-                        str(d.get("language") or "en"),
-                    )
-                except (ValueError, UserError):  # a line this version cannot rebuild: generated again
+            if "target" in d:
+                messages = _line_messages(d, options)
+                if messages is None:  # a line this version cannot rebuild: generated again
                     continue
                 key = _prompt_key(messages)
                 known[key] = Completion(

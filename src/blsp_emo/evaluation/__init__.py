@@ -7,7 +7,7 @@ Names load on first use, so that the command line's ``--help`` does not import n
 
 from __future__ import annotations
 
-import importlib
+from blsp_emo.lazy import lazy_exports
 
 _EXPORTS = {
     "classification_report": "blsp_emo.evaluation.metrics",
@@ -16,8 +16,4 @@ _EXPORTS = {
 }
 __all__ = ["classification_report", "parse_emotion", "rouge_l"]
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'blsp_emo.evaluation' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -5,7 +5,7 @@ Names are imported lazily (on first use) so that the command line's ``--help`` d
 
 from __future__ import annotations
 
-import importlib
+from blsp_emo.lazy import lazy_exports
 
 _EXPORTS = {
     "IGNORE_INDEX": "blsp_emo.model.processor",
@@ -24,10 +24,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'blsp_emo.model' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -5,7 +5,7 @@ Names are imported lazily so that ``blsp-emo --help`` does not import torch.
 
 from __future__ import annotations
 
-import importlib
+from blsp_emo.lazy import lazy_exports
 
 _EXPORTS = {
     "TrainConfig": "blsp_emo.training.config",
@@ -17,8 +17,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'blsp_emo.training' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())
