@@ -89,9 +89,12 @@ def test_timeouts(engine, conversations) -> None:
 
 def test_stream_gives_pieces_then_the_reply(engine, conversations) -> None:
     events = list(engine.open_stream(conversations[1], GREEDY))
-    assert [e.kind for e in events][-1] == "done" and all(e.kind == "text" for e in events[:-1])
+    kinds = [e.kind for e in events]
+    # the emotion heard comes once, before the first piece (a spoken reply takes its tone from it)
+    assert kinds[0] == "emotion" and kinds[-1] == "done" and all(k == "text" for k in kinds[1:-1])
     done = events[-1].value
-    assert "".join(e.value for e in events[:-1]).strip() == done.text
+    assert events[0].value == (done.emotion, done.emotion_scores) and done.emotion is not None
+    assert "".join(e.value for e in events[1:-1]).strip() == done.text
     assert done.text == engine.generate(conversations[1], GREEDY).text and done.emotion is not None
     cancelled = engine.open_stream(conversations[2], GREEDY)
     cancelled.cancel()
@@ -124,6 +127,7 @@ def test_a_finished_stream_leaves_no_thread_behind(engine, conversations, monkey
 def test_text_only_turn_has_no_emotion(engine, conversations) -> None:
     follow = [*conversations[0], {"role": "assistant", "content": "ok"}, {"role": "user", "content": "and?"}]
     assert engine.generate(follow, GREEDY).emotion is None
+    assert "emotion" not in [e.kind for e in engine.open_stream(follow, GREEDY)]
 
 
 class _GatedChat:

@@ -16,7 +16,14 @@ import pytest
 import soundfile as sf
 from servingfix import audio_message
 
-from blsp_emo.serving.speech import OUTPUT_RATE, REPLY_FORMATS, ReplyStore, SentenceSplitter, to_output_rate
+from blsp_emo.serving.speech import (
+    OUTPUT_RATE,
+    REPLY_FORMATS,
+    ReplyStore,
+    SentenceSplitter,
+    reply_tone,
+    to_output_rate,
+)
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +191,10 @@ def test_streamed_wav_reply_on_the_random_model(client: openai.OpenAI, speech_cl
     )
     transcript = "".join(a.transcript or "" for a in audio)
     assert transcript.strip() == plain.choices[0].message.content
+    # Spoken in the tone the words or, without cues, the heard emotion call for, as an unstreamed reply.
+    finish = [c for c in chunks if c.choices and c.choices[0].finish_reason][0].model_extra
+    assert finish["emotion"]["label"] != "neutral"  # else the tone would be neutral either way
+    assert finish["speech_style"] == reply_tone(transcript, finish["emotion"]["label"]) != "neutral"
 
 
 def test_client_leaving_a_spoken_stream_does_not_stall_the_server(server, speech_clips: list[bytes]) -> None:

@@ -159,6 +159,8 @@ class ReplyStream:
 
         self.chat = chat
         self.reply: Reply | None = None
+        # (label, scores) of the emotion head on the latest audio, set before the first token is generated
+        self.heard: tuple[str | None, dict[str, float] | None] | None = None
         self.error: BaseException | None = None
         self._cancelled = threading.Event()
         encoded, batch, last_segment = chat._prepare([messages])
@@ -184,6 +186,7 @@ class ReplyStream:
                     **decoding.kwargs(),
                     streamer=self._streamer,
                     stopping_criteria=[_CancelCriterion(self._cancelled)],
+                    on_emotion=self._on_emotion,
                 )
             text, n_tokens, finish = self.chat._decode(ids[0])
             if self._cancelled.is_set() and finish == "length":
@@ -194,6 +197,10 @@ class ReplyStream:
         except BaseException as exc:  # surfaced to the consumer in __iter__
             self.error = exc
             self._streamer.end()
+
+    def _on_emotion(self, emotion: torch.Tensor) -> None:
+        if self._last_segment is not None:
+            self.heard = _emotion_dict(emotion[self._last_segment])
 
     def cancel(self) -> None:
         """Stop generating at the next token (e.g. the client went away); frees the model early."""

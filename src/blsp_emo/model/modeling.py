@@ -494,6 +494,7 @@ class BlspEmoModel(PreTrainedModel):
         no_repeat_ngram_size: int = 0,
         frequency_penalty: float = 0.0,
         presence_penalty: float = 0.0,
+        on_emotion=None,
         **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Generate replies for a left-padded processor batch.
@@ -501,13 +502,16 @@ class BlspEmoModel(PreTrainedModel):
         Greedy when ``temperature`` is 0, else sampling with ``temperature``/``top_p``; the penalties and
         the n-gram block act on each row's generated tokens (:mod:`blsp_emo.model.repetition`; all off by
         default). Partial LoRA acts in the prefill only. Returns the new token ids (B, N) and emotion-head
-        probabilities per speech segment (S, 5) or None.
+        probabilities per speech segment (S, 5) or None; ``on_emotion(probabilities)`` is called with the
+        latter before the first token is generated (a streamed reply can be spoken in the heard tone).
         """
         batch = batch_to(batch, self.llm.get_input_embeddings().weight.device)
         embeds, speech_mask, speech, lengths = self.prepare_embeddings(batch)
         emotion = None
         if self.emotion_head is not None and speech is not None:
             emotion = self.emotion_logits(batch, speech, lengths).float().softmax(-1)
+            if on_emotion is not None:
+                on_emotion(emotion)
         sample = temperature > 0
         processors = logits_processors(
             repetition_penalty, no_repeat_ngram_size, frequency_penalty, presence_penalty

@@ -208,8 +208,8 @@ class ChatService:
         Two tasks feed one queue: one reads the generated text, the other speaks each sentence as soon as
         the splitter sees it complete (in a worker thread, in order), so speech is synthesised while the
         model goes on generating. Transcript pieces go out as they come; pcm16 audio goes out per sentence,
-        other formats as one file at the end. A streamed reply's tone comes from its words (the emotion
-        heard in the user's voice is only known when the reply ends).
+        other formats as one file at the end. A streamed reply's tone comes from its words, else from the
+        emotion heard in the user's voice (the engine sends it before the first piece), as unstreamed.
         """
         events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         sentences: asyncio.Queue[str | None] = asyncio.Queue()
@@ -222,12 +222,14 @@ class ChatService:
             except Exception as exc:
                 await events.put(("error", exc))
 
+        heard: dict[str, str | None] = {"emotion": None}
+
         async def speak() -> None:
             spoken, tone = "", "neutral"
             try:
                 while (sentence := await sentences.get()) is not None:
                     spoken = f"{spoken} {sentence}".strip()
-                    tone = reply_tone(spoken)
+                    tone = reply_tone(spoken, heard["emotion"])
                     samples = await run_in_threadpool(
                         self.speaker.speak, sentence, tone, bool(spoken != sentence)
                     )
@@ -258,7 +260,9 @@ class ChatService:
                     raise value
                 if kind == "ended" and done is None:
                     raise RuntimeError("the reply ended without its final event")
-                if kind == "event" and value.kind == "text":
+                if kind == "event" and value.kind == "emotion":
+                    heard["emotion"] = value.value[0]
+                elif kind == "event" and value.kind == "text":
                     yield audio_delta(transcript=value.value), None, {}, None
                     for sentence in splitter.feed(value.value):
                         await sentences.put(sentence)

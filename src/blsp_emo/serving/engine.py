@@ -89,8 +89,9 @@ class Completion:
 
 @dataclass(frozen=True)
 class StreamEvent:
-    """One item of a stream: ``kind`` is "text" (value: a piece of the reply) or "done" (value: the final
-    :class:`Completion`, with the emotion and usage)."""
+    """One item of a stream: ``kind`` is "text" (value: a piece of the reply), "emotion" (value: ``(label,
+    scores)`` heard in the latest user audio, sent once before the first piece where the model tells it
+    early) or "done" (value: the final :class:`Completion`, with the emotion and usage)."""
 
     kind: str
     value: Any
@@ -482,8 +483,13 @@ class ServingEngine:
                 timer = threading.Timer(max(0.0, request.deadline - time.monotonic()), stop)
                 timer.daemon = True
                 timer.start()
+            heard_sent = last_user_audio(request.messages) is None  # the emotion belongs to that turn
             try:
                 for piece in generator:
+                    heard = getattr(generator, "heard", None)
+                    if not heard_sent and heard is not None:
+                        stream._push(StreamEvent("emotion", heard))
+                        heard_sent = True
                     if stream.cancelled.is_set():
                         self.stats["cancelled"] += 1
                         return
