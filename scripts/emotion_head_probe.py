@@ -28,6 +28,7 @@ from blsp_emo.evaluation.ser_classifier import ProsodyFeatures, fit_classifier
 from blsp_emo.model import load_model
 from blsp_emo.model.adapter import LayerMixEmotionHead
 from blsp_emo.prompts import EMOTION_TO_ID, EMOTIONS
+from blsp_emo.training.head_refit import fit_layer_mix_head
 
 
 class Clip:
@@ -51,17 +52,9 @@ def layer_stats(model, processor, paths: list[Path]) -> torch.Tensor:
 
 
 def fit_layer_mix(x: torch.Tensor, y: list[str], steps: int = 400, seed: int = 0) -> LayerMixEmotionHead:
-    """The model's layer-mix head fitted full-batch (balanced classes, weight decay)."""
-    torch.manual_seed(seed)
+    """The model's layer-mix head fitted full-batch (balanced classes, weight decay), as ``refit-head`` does."""
     head = LayerMixEmotionHead(x.shape[1], x.shape[2] // 2, len(EMOTIONS))
-    target = torch.tensor([EMOTION_TO_ID[e] for e in y])
-    weight = 1.0 / torch.bincount(target, minlength=len(EMOTIONS)).clamp(min=1).float()
-    optimizer = torch.optim.AdamW(head.parameters(), lr=3e-3, weight_decay=0.05)
-    for _ in range(steps):
-        loss = torch.nn.functional.cross_entropy(head(x), target, weight=weight / weight.sum())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    head.load_state_dict(fit_layer_mix_head(x, [EMOTION_TO_ID[e] for e in y], [steps], seed)[steps])
     return head
 
 

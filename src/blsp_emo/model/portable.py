@@ -435,6 +435,18 @@ def _run_sections(run: dict[str, Any]) -> list[str]:
                 else ""
             )
         )
+    refit = run.get("head_refit")
+    if refit:
+        scores = ", ".join(f"{name} {_fmt(value)}" for name, value in (refit.get("dev_uar") or {}).items())
+        lines += [
+            "",
+            "## Emotion head refit",
+            "",
+            f"After stage 2 the layer-mixed emotion head was fitted again on its own (`blsp-emo refit-head`) on "
+            f"the frozen encoder's statistics of {refit.get('train_rows')} training clips of "
+            f"`{refit.get('manifest')}`; the step count was chosen on {refit.get('dev_rows')} dev clips by "
+            f"unweighted average recall (dev UAR: {scores}); chosen: {refit.get('chosen')}.",
+        ]
     if results:
         lines += ["", "## Results", "", "From the training run's logs:", "", *results]
     evaluation = run.get("evaluation")
