@@ -97,12 +97,15 @@ def test_refit_replaces_only_the_head_and_beats_the_untrained_one(
     assert uar(predicted, [EMOTION_TO_ID[r.emotion] for r in dev]) == pytest.approx(chosen)
     card = (out / "README.md").read_text()
     assert "## Emotion head refit" in card and f"chosen: {report['chosen']}" in card
+    assert json.loads((out / "training_run.json").read_text())["head_refit"]["chosen"] == report["chosen"]
 
 
 def test_refit_keeps_the_current_head_when_no_candidate_beats_it_on_dev(
     tones: Path, layer_mix_checkpoint: Path, tmp_path: Path
 ) -> None:
     first = refit_emotion_head(layer_mix_checkpoint, tones, tmp_path / "a", steps=[1000], lr=1e-2)
+    run_file = tmp_path / "a" / "training_run.json"
+    run_file.write_text(json.dumps({**json.loads(run_file.read_text()), "evaluation": {"metrics": {"x": 1}}}))
     again = refit_emotion_head(tmp_path / "a", tones, tmp_path / "b", steps=[1])  # one step of a fresh head
     assert again.chosen == "current" and again.dev_uar["current"] == pytest.approx(
         first.dev_uar[first.chosen]
@@ -112,6 +115,9 @@ def test_refit_keeps_the_current_head_when_no_candidate_beats_it_on_dev(
         load_file(str(tmp_path / "b" / "model.safetensors")),
     )
     assert all(torch.equal(a[n], b[n]) for n in a)
+    assert "evaluation" not in json.loads(
+        (tmp_path / "b" / "training_run.json").read_text()
+    )  # of another head
 
 
 def test_refit_refuses_what_it_cannot_do(

@@ -186,6 +186,7 @@ def refit_emotion_head(
     report.seconds = round(time.monotonic() - started, 1)
     (out / REPORT_FILE).write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
     run = _source_run(source)
+    run.pop("evaluation", None)  # measured on the head it had: `blsp-emo export --results` adds new ones
     run["head_refit"] = asdict(report)
     write_model_card(out, json.loads((out / "config.json").read_text(encoding="utf-8")), tensors, run=run)
     return report
