@@ -41,8 +41,14 @@ def test_session_turns_reset_and_save(random_engine, speech_files: list[Path], t
     assert session.handle(f"/save {tmp_path / 'chat.json'}")
     saved = json.loads((tmp_path / "chat.json").read_text())["messages"]
     assert saved[1]["content"][1]["path"] == str(speech_files[0].resolve()) and saved[1]["emotion"]
-    assert session.handle("/nonsense") and "unknown command" in out.getvalue()
-    assert session.handle("/missing.wav") and "unknown command" in out.getvalue()
+
+    def reply_to(line: str) -> str:  # what the session writes for one line
+        start = len(out.getvalue())
+        assert session.handle(line)
+        return out.getvalue()[start:]
+
+    assert "unknown command /nonsense" in reply_to("/nonsense")
+    assert "/missing.wav: no such file" in reply_to("/missing.wav")  # meant as audio, not a command
     assert session.handle(f"{tmp_path / 'chat.json'}")  # not audio: an error line, the chat goes on
     assert "error:" in out.getvalue() and len(session.messages) == 5
     assert session.handle("/reset") and [m["role"] for m in session.messages] == ["system"]
