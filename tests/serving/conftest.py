@@ -76,3 +76,17 @@ def server(random_engine, speaker) -> Iterator:
 def silence_wav() -> bytes:
     """One second of silence as wav."""
     return wav_bytes(np.zeros(16_000, dtype=np.float32))
+
+
+@pytest.fixture(scope="module")
+def embedded_server(embedded_model, speaker):
+    """The real API (uvicorn) on a free localhost port, serving the embedded models (stage-0 adapter)."""
+    from blsp_emo.model import SpeechChat
+    from blsp_emo.serving.api import create_app
+    from blsp_emo.serving.engine import ServingEngine
+    from blsp_emo.serving.server import BackgroundServer
+
+    engine = ServingEngine(SpeechChat(*embedded_model), model_name="blsp-emo-tiny")
+    with BackgroundServer(create_app(engine, speaker=speaker)) as server:
+        yield server
+    engine.close()

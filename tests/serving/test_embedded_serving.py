@@ -15,19 +15,6 @@ from blsp_emo.audio import load_audio
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def embedded_server(embedded_model, speaker):
-    from blsp_emo.model import SpeechChat
-    from blsp_emo.serving.api import create_app
-    from blsp_emo.serving.engine import ServingEngine
-    from blsp_emo.serving.server import BackgroundServer
-
-    engine = ServingEngine(SpeechChat(*embedded_model), model_name="blsp-emo-tiny")
-    with BackgroundServer(create_app(engine, speaker=speaker)) as server:
-        yield server
-    engine.close()
-
-
 def test_streamed_english_reply_and_spoken_answer(embedded_server, speech_clips: list[bytes]) -> None:
     client = openai.OpenAI(base_url=embedded_server.url + "/v1", api_key="x", max_retries=0, timeout=300)
     messages = [audio_message(speech_clips[1])]  # "he was not an ill disposed young man"

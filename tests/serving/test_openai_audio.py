@@ -215,19 +215,6 @@ def test_client_leaving_a_spoken_stream_does_not_stall_the_server(server, speech
     assert after.status_code == 200 and after.json()["choices"][0]["message"]["audio"]["transcript"]
 
 
-@pytest.fixture(scope="module")
-def embedded_server(embedded_model, speaker):
-    from blsp_emo.model import SpeechChat
-    from blsp_emo.serving.api import create_app
-    from blsp_emo.serving.engine import ServingEngine
-    from blsp_emo.serving.server import BackgroundServer
-
-    engine = ServingEngine(SpeechChat(*embedded_model), model_name="blsp-emo-tiny")
-    with BackgroundServer(create_app(engine, speaker=speaker)) as server:
-        yield server
-    engine.close()
-
-
 @pytest.mark.integration
 def test_pcm16_streams_sentence_by_sentence_while_generating(
     embedded_server, speech_clips: list[bytes]

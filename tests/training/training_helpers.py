@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import torch
 
 EMOTIONS = ("neutral", "happy", "angry", "sad", "surprise")
 
@@ -66,3 +67,20 @@ def tiny_config(train: Path, output: Path, stage: str = "semantic", **sections: 
     for section, values in sections.items():
         overrides += [f"{section}.{k}={v}" for k, v in values.items()]
     return load_config(None, overrides)
+
+
+def gathered_weights(out: Path) -> tuple[list[dict], list[dict]]:
+    """The full weights each of the 2 ranks gathered: of the uninterrupted run (``full``) and of the run
+    stopped and resumed (``part``); checks that the ranks agree and that the resumed run ends on the
+    uninterrupted run's weights."""
+    from safetensors.torch import load_file
+
+    full = [load_file(str(out / "full" / f"rank{r}.safetensors")) for r in range(2)]
+    resumed = [load_file(str(out / "part" / f"rank{r}.safetensors")) for r in range(2)]
+    assert any(".lora_B." in k for k in full[0])
+    for rank in range(2):
+        assert full[rank].keys() == resumed[rank].keys() == full[0].keys()
+        for key in full[0]:
+            assert torch.equal(full[rank][key], full[0][key]), key  # the ranks agree
+            torch.testing.assert_close(resumed[rank][key], full[0][key], rtol=1e-5, atol=1e-6, msg=key)
+    return full, resumed
