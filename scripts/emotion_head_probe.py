@@ -21,14 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from blsp_emo.audio import load_audio
 from blsp_emo.evaluation.ser_classifier import ProsodyFeatures, fit_classifier
 from blsp_emo.model import load_model
 from blsp_emo.model.adapter import LayerMixEmotionHead
 from blsp_emo.prompts import EMOTION_TO_ID, EMOTIONS
-from blsp_emo.training.head_refit import fit_layer_mix_head
+from blsp_emo.training.head_refit import fit_layer_mix_head, layer_statistics_of
 
 
 class Clip:
@@ -39,16 +38,6 @@ class Clip:
 
     def load(self) -> np.ndarray:
         return load_audio(self.path)
-
-
-def layer_stats(model, processor, paths: list[Path]) -> torch.Tensor:
-    """Per-clip layer statistics (n, L, 2D) from the frozen encoder, 8 clips at a time."""
-    out = []
-    for start in tqdm(range(0, len(paths), 8), desc="encoder", unit="batch"):
-        feats = processor.audio_features([load_audio(p) for p in paths[start : start + 8]])
-        with torch.no_grad():
-            out.append(model.encode_speech_with_stats(**feats)[2].float())
-    return torch.cat(out)
 
 
 def fit_layer_mix(x: torch.Tensor, y: list[str], steps: int = 400, seed: int = 0) -> LayerMixEmotionHead:
@@ -78,7 +67,9 @@ def main() -> None:
         real = [json.loads(line) for line in args.reintoned.read_text().splitlines() if line.strip()]
         sets["real-reintoned"] = [(args.reintoned.parent / r["audio"], r["text"], r["emotion"]) for r in real]
     model, processor = load_model("tiny", device="cpu")
-    stats = {name: layer_stats(model, processor, [p for p, _, _ in clips]) for name, clips in sets.items()}
+    stats = {
+        name: layer_statistics_of(model, processor, [p for p, _, _ in clips]) for name, clips in sets.items()
+    }
     prosody = {
         name: ProsodyFeatures()([Clip(p, t) for p, t, _ in clips], progress=False)
         for name, clips in sets.items()

@@ -163,11 +163,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     from blsp_emo.model.modeling import write_checkpoint
     from blsp_emo.model.portable import (
+        checkpoint_run,
         copy_processor,
         evaluation_facts,
         export_peft_lora,
-        find_run_dir,
-        run_facts,
         write_model_card,
     )
 
@@ -194,10 +193,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
     if args.peft and not config.get("lora_r"):
         raise UserError(f"{source}: --peft: this checkpoint has no LoRA (a stage-1 checkpoint?)")
-    run_dir = args.run or find_run_dir(source)
-    run = run_facts(run_dir) if run_dir is not None else None
-    if run is None and (source / "training_run.json").is_file():
-        run = json.loads((source / "training_run.json").read_text(encoding="utf-8"))
+    run = checkpoint_run(source, args.run)
     if args.results is not None:
         run = dict(run or {})
         run["evaluation"] = evaluation_facts(args.results, args.results_system)

@@ -218,6 +218,19 @@ def evaluation_facts(path: str | os.PathLike, system: str | None) -> dict[str, A
     raise UserError(f"{path} (--results): neither an `eval all` comparison.json nor a task's results.json")
 
 
+def checkpoint_run(
+    checkpoint: str | os.PathLike, run_dir: str | os.PathLike | None = None
+) -> dict[str, Any] | None:
+    """What is known of the training run behind a checkpoint folder: the facts of ``run_dir`` (default: the
+    run folder the checkpoint sits in), else the ``training_run.json`` an earlier export left in it."""
+    checkpoint = Path(checkpoint)
+    run_dir = run_dir or find_run_dir(checkpoint)
+    run = run_facts(run_dir) if run_dir is not None else None
+    if run is None and (checkpoint / RUN_FILE).is_file():
+        run = json.loads((checkpoint / RUN_FILE).read_text(encoding="utf-8"))
+    return run
+
+
 def find_run_dir(checkpoint: str | os.PathLike, finished: bool = True) -> Path | None:
     """The training run a checkpoint folder belongs to (``RUN/final``, or ``RUN/checkpoints/checkpoint-N/
     model`` while training): the nearest ancestor with the run's ``config.yaml`` (a recipe with ``stage``

@@ -21,7 +21,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -104,12 +103,13 @@ def layer_statistics_of(model, processor, paths: Sequence[Path], batch_size: int
     from tqdm import tqdm
 
     from blsp_emo.audio import load_audio
+    from blsp_emo.model.encoder import length_buckets
 
     audios = [load_audio(p) for p in paths]
-    order = sorted(range(len(audios)), key=lambda i: len(audios[i]))  # little padding within a batch
     out: list[torch.Tensor | None] = [None] * len(audios)
-    for start in tqdm(range(0, len(order), batch_size), desc="encoder statistics", unit="batch"):
-        chunk = order[start : start + batch_size]
+    for chunk in tqdm(
+        length_buckets([len(a) for a in audios], batch_size), desc="encoder statistics", unit="batch"
+    ):
         feats = processor.audio_features([audios[i] for i in chunk])
         stats = model.encode_speech_with_stats(**feats)[2].float()
         for i, s in zip(chunk, stats):
@@ -134,7 +134,7 @@ def refit_emotion_head(
 
     from blsp_emo.model.loading import checkpoint_path, load_model
     from blsp_emo.model.modeling import WEIGHTS_NAME, write_checkpoint
-    from blsp_emo.model.portable import copy_processor, write_model_card
+    from blsp_emo.model.portable import checkpoint_run, copy_processor, write_model_card
 
     started = time.monotonic()
     source = checkpoint_path(str(checkpoint))
@@ -185,18 +185,8 @@ def refit_emotion_head(
     copy_processor(source, out)
     report.seconds = round(time.monotonic() - started, 1)
     (out / REPORT_FILE).write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
-    run = _source_run(source)
+    run = dict(checkpoint_run(source) or {})
     run.pop("evaluation", None)  # measured on the head it had: `blsp-emo export --results` adds new ones
     run["head_refit"] = asdict(report)
     write_model_card(out, json.loads((out / "config.json").read_text(encoding="utf-8")), tensors, run=run)
     return report
-
-
-def _source_run(source: Path) -> dict[str, Any]:
-    from blsp_emo.model.portable import RUN_FILE, find_run_dir, run_facts
-
-    run_dir = find_run_dir(source)
-    run = run_facts(run_dir) if run_dir is not None else None
-    if run is None and (source / RUN_FILE).is_file():
-        run = json.loads((source / RUN_FILE).read_text(encoding="utf-8"))
-    return dict(run or {})
