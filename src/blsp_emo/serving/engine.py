@@ -525,11 +525,11 @@ class ServingEngine:
                     # interpreter exits aborts the process ("terminate called without an active exception").
                     timer.cancel()
                     timer.join()
-                if stop is not None:
-                    stop()
                 close = getattr(generator, "close", None)
-                if close is not None:  # the generating thread is done before the next request starts
+                if close is not None:  # stopped, and the generating thread done before the next request
                     close()
+                elif stop is not None:
+                    stop()
             done = (
                 Completion.from_reply(final) if final is not None else self._count(request, "".join(pieces))
             )

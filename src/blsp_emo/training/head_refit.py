@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from blsp_emo.errors import UserError
@@ -47,12 +46,6 @@ class RefitReport:
     dev_accuracy: dict[str, float] = field(default_factory=dict)
     chosen: str = ""
     seconds: float = 0.0
-
-
-def uar(predicted: Sequence[int], truth: Sequence[int]) -> float:
-    """Unweighted average recall over the classes present in ``truth``."""
-    p, t = np.asarray(predicted), np.asarray(truth)
-    return float(np.mean([np.mean(p[t == c] == c) for c in np.unique(t)]))
 
 
 def fit_layer_mix_head(
@@ -132,6 +125,7 @@ def refit_emotion_head(
     """Refit ``checkpoint``'s layer-mixed emotion head on ``manifest`` and write the result to ``output``."""
     from safetensors.torch import load_file
 
+    from blsp_emo.evaluation.metrics import classification_report
     from blsp_emo.model.loading import checkpoint_path, load_model
     from blsp_emo.model.modeling import WEIGHTS_NAME, write_checkpoint
     from blsp_emo.model.portable import checkpoint_run, copy_processor, write_model_card
@@ -173,8 +167,9 @@ def refit_emotion_head(
         head.load_state_dict({k: v.to(next(head.parameters()).dtype) for k, v in state.items()})
         with torch.no_grad():
             predicted = head(x_dev.to(next(head.parameters()).dtype)).argmax(-1).tolist()
-        report.dev_uar[name] = uar(predicted, y_dev)
-        report.dev_accuracy[name] = float(np.mean(np.asarray(predicted) == np.asarray(y_dev)))
+        scores = classification_report([EMOTIONS[i] for i in y_dev], [EMOTIONS[i] for i in predicted])
+        report.dev_uar[name] = scores.unweighted_average_recall
+        report.dev_accuracy[name] = scores.accuracy
     # the best dev UAR; on a tie the current head, then fewer steps
     report.chosen = max(candidates, key=lambda name: (report.dev_uar[name], name == "current"))
     chosen = candidates[report.chosen]
