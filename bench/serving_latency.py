@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from blsp_emo.audio import SAMPLE_RATE, load_audio, wav_bytes
+from blsp_emo.model.types import Conversation, DecodingOptions
 from blsp_emo.prompts import SYSTEM_PROMPTS
 
 SPEECH = Path("/usr/share/pocketsphinx/test/data")
@@ -59,12 +60,9 @@ def time_stream(pieces, started: float) -> tuple[float, float, str]:
 
 def blsp_emo_run(chat, audio: np.ndarray, max_new_tokens: int) -> tuple[float, float, str, int]:
     """One streamed BLSP-Emo reply to the utterance."""
-    messages = [
-        {"role": "system", "content": SYSTEM_PROMPTS["empathetic"]},
-        {"role": "user", "content": [{"type": "audio", "audio": audio}]},
-    ]
+    messages = Conversation(system=SYSTEM_PROMPTS["empathetic"]).speech(audio)
     started = time.perf_counter()
-    stream = chat.stream(messages, max_new_tokens=max_new_tokens)
+    stream = chat.stream(messages, DecodingOptions(max_new_tokens=max_new_tokens))
     first, total, text = time_stream(stream, started)
     return first, total, text, stream.reply.completion_tokens if stream.reply else 0
 

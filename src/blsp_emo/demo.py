@@ -4,7 +4,7 @@ Runs the shipped blsp-emo-tiny checkpoint when the repository has it (else the u
 preset) on the example clips in ``examples/`` (one sentence spoken in each of five tones, then a question
 and a piece of news whose words matter) and on a real LibriVox clip, printing the emotion-head prediction
 and the empathetic reply for each. Decoding is greedy with the conversation defaults' repetition penalty
-and n-gram block (:data:`blsp_emo.decoding.DEMO`): the replies do not loop and are the same on every run.
+and n-gram block (:data:`blsp_emo.model.types.DEMO`): the replies do not loop and are the same on every run.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def demo_rows(name: str, max_new_tokens: int = 48) -> list[tuple[Path, str | None, str]]:
     """``(clip, detected emotion, empathetic reply)`` for each example clip and the LibriVox clip."""
     from blsp_emo.audio import load_audio
-    from blsp_emo.decoding import DEMO
     from blsp_emo.model import SpeechChat, load_model
+    from blsp_emo.model.types import DEMO, Conversation
     from blsp_emo.prompts import SYSTEM_PROMPTS
 
     model, processor = load_model(name)
@@ -44,21 +44,15 @@ def demo_rows(name: str, max_new_tokens: int = 48) -> list[tuple[Path, str | Non
     clips = sorted(examples_dir().glob("*.wav"))
     if LIBRIVOX_CLIP.exists():
         clips.append(LIBRIVOX_CLIP)
-    convs = [
-        [
-            {"role": "system", "content": SYSTEM_PROMPTS["empathetic"]},
-            {"role": "user", "content": [{"type": "audio", "audio": load_audio(c)}]},
-        ]
-        for c in clips
-    ]
-    replies = chat.respond(convs, max_new_tokens=max_new_tokens, **DEMO.kwargs())
+    convs = [Conversation(system=SYSTEM_PROMPTS["empathetic"]).speech(load_audio(c)) for c in clips]
+    replies = chat.respond(convs, DEMO.replace(max_new_tokens=max_new_tokens))
     return [(clip, reply.emotion, reply.text) for clip, reply in zip(clips, replies)]
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Print emotion and empathetic reply for each example clip."""
-    from blsp_emo.decoding import DEMO
     from blsp_emo.model.loading import check_model_name, default_model_name
+    from blsp_emo.model.types import DEMO
 
     check_model_name(args.model)  # a typo fails before anything loads
     name = args.model or default_model_name()

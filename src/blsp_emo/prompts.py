@@ -7,9 +7,13 @@ reads them from here so that training, target generation, evaluation and serving
 from __future__ import annotations
 
 import warnings
-from typing import NamedTuple
+from enum import Enum
+from typing import TYPE_CHECKING, NamedTuple
 
 from blsp_emo.errors import UserError
+
+if TYPE_CHECKING:
+    from blsp_emo.model.types import Conversation
 
 # Label ids as in the paper: neutral 0, happy 1, angry 2, sad 3, surprise 4.
 EMOTIONS: tuple[str, ...] = ("neutral", "happy", "angry", "sad", "surprise")
@@ -215,3 +219,66 @@ def is_refusal(text: str) -> bool:
     if any(s in folded for s in REFUSAL_SUBSTRINGS_CASEFOLD):
         return True
     return any(s in stripped for s in (*REFUSAL_SUBSTRINGS_EXACT, *REFUSAL_SUBSTRINGS_ZH))
+
+
+class Stage(str, Enum):
+    """A training stage, with its prompts (SPEC.md sections 2-4).
+
+    - ``ALIGN``: token-space pre-alignment (this project's addition; CTC, no prompt, no teacher);
+    - ``SEMANTIC``: stage 1, the student hears "continue" + speech, the teacher reads the transcript;
+    - ``EMOTION``: stage 2, the student hears "continue with the conveyed emotion" + speech under the
+      empathetic system prompt; the teacher reads the transcript with the emotion named.
+
+    A member equals its value (``Stage.SEMANTIC == "semantic"``), so configs and manifests keep plain words.
+    """
+
+    ALIGN = "align"
+    SEMANTIC = "semantic"
+    EMOTION = "emotion"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def parse(cls, value: object, allowed: tuple[Stage, ...] | None = None) -> Stage:
+        """The stage named ``value``; :class:`UserError` naming the choices when it is not one."""
+        choices = allowed or tuple(cls)
+        for stage in choices:
+            if value == stage.value:
+                return stage
+        names = ", ".join(s.value for s in choices)
+        raise UserError(f"unknown stage {value!r} (expected one of {names})")
+
+    @property
+    def system_name(self) -> str:
+        """The preset name of the student's (and teacher's) system prompt."""
+        return "empathetic" if self is Stage.EMOTION else "default"
+
+    @property
+    def instruction_name(self) -> str:
+        """The preset name of the student's instruction before the speech."""
+        return "continue_emotion" if self is Stage.EMOTION else "continue"
+
+    def teacher_conversation(
+        self,
+        transcript: str,
+        emotion: str | None = None,
+        emotion_prompt: str = "continue",
+        language: str | None = "en",
+    ) -> Conversation:
+        """The teacher conversation for one transcript, in the prompt set of ``language``: stage 1's
+        "continue" + transcript under the default system prompt; stage 2's preset ``emotion_prompt`` with
+        ``emotion`` named, + transcript, under the empathetic one."""
+        from blsp_emo.model.types import Conversation
+
+        prompts = prompt_set(language)
+        if self is Stage.SEMANTIC:
+            return Conversation(system=prompts.system["default"]).user(
+                prompts.instructions["continue"] + transcript
+            )
+        if self is Stage.EMOTION:
+            if emotion not in EMOTIONS:
+                raise ValueError(f"stage 2 needs one of {', '.join(EMOTIONS)}, got {emotion!r}")
+            text = emotion_target_text(emotion_prompt, emotion, language)
+            return Conversation(system=prompts.system["empathetic"]).user(text + transcript)
+        raise UserError("the pre-alignment stage has no teacher")

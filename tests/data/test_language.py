@@ -15,13 +15,13 @@ from blsp_emo.cli import main
 from blsp_emo.data.manifest import (
     ManifestRow,
     check_manifest,
-    read_jsonl_dicts,
     read_manifest,
     write_manifest,
 )
 from blsp_emo.data.target_backends import Completion
 from blsp_emo.data.targets import TargetOptions, build_messages, generate_targets
 from blsp_emo.errors import UserError
+from blsp_emo.io import read_jsonl_dicts
 from blsp_emo.prompts import PROMPT_SETS, is_refusal, prompt_set
 
 

@@ -10,14 +10,13 @@ from datafix import write_wav
 
 from blsp_emo.cli import main
 from blsp_emo.data.manifest import (
-    JsonlAppender,
     ManifestRow,
     check_manifest,
-    read_jsonl_dicts,
     read_manifest,
     write_manifest,
 )
 from blsp_emo.errors import UserError
+from blsp_emo.io import JsonlAppender, read_jsonl_dicts
 
 
 def test_roundtrip_relative_paths_and_extra_fields(tmp_path: Path) -> None:

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from blsp_emo.data.manifest import ManifestRow, read_jsonl_dicts, write_manifest
+from blsp_emo.data.manifest import ManifestRow, write_manifest
 from blsp_emo.data.target_backends import Completion, HFBackend, OpenAIBackend, Sampling
 from blsp_emo.data.target_scoring import BestOfN, diversity_report, is_echo, off_emotion
 from blsp_emo.data.targets import TargetOptions, build_messages, generate_targets, refused_path
 from blsp_emo.errors import UserError
+from blsp_emo.io import read_jsonl_dicts
 from blsp_emo.prompts import EMOTIONS
 
 TEXTS = ["I'm graduating soon.", "My sister called this morning.", "The long train was late again.", "Hello."]

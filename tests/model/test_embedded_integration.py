@@ -8,6 +8,7 @@ import torch
 
 from blsp_emo.audio import load_audio
 from blsp_emo.model import SpeechChat
+from blsp_emo.model.types import DecodingOptions
 from blsp_emo.prompts import INSTRUCTIONS, SYSTEM_PROMPTS
 from blsp_emo.textnorm import word_error_rate
 
@@ -73,7 +74,7 @@ def test_untrained_model_forward_backward_and_generate(embedded_model, librivox_
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert any(g.abs().sum() > 0 for g in grads)
     model.zero_grad()
-    reply = SpeechChat(model, processor).respond([conv], max_new_tokens=12)[0]
+    reply = SpeechChat(model, processor).respond([conv], DecodingOptions(max_new_tokens=12))[0]
     assert reply.text and reply.completion_tokens > 0 and reply.emotion is not None
 
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from blsp_emo.model import BlspEmoModel, SpeechChat, kl_distillation_loss, load_model
+from blsp_emo.model.types import DecodingOptions
 from blsp_emo.prompts import INSTRUCTIONS, SYSTEM_PROMPTS
 
 
@@ -83,8 +84,8 @@ def test_partial_lora_leaves_text_only_prompts_bit_identical(audio):
     speech = processor([_speech_conv(audio)])
     assert not torch.equal(base(**speech).logits, lora(**speech).logits)
     # ...and generation after the prefill sees the base LLM: text-only replies identical
-    ra = SpeechChat(base, processor).respond([_text_conv("hi")], max_new_tokens=8)
-    rb = SpeechChat(lora, processor).respond([_text_conv("hi")], max_new_tokens=8)
+    ra = SpeechChat(base, processor).respond([_text_conv("hi")], DecodingOptions(max_new_tokens=8))
+    rb = SpeechChat(lora, processor).respond([_text_conv("hi")], DecodingOptions(max_new_tokens=8))
     assert ra[0].text == rb[0].text
 
 
@@ -92,8 +93,8 @@ def test_batched_generation_matches_single(random_model, audio):
     model, processor = random_model
     chat = SpeechChat(model, processor)
     convs = [_speech_conv(audio), _speech_conv(audio[:9000]), _text_conv("good morning")]
-    together = chat.respond(convs, max_new_tokens=6)
-    alone = [chat.respond([c], max_new_tokens=6)[0] for c in convs]
+    together = chat.respond(convs, DecodingOptions(max_new_tokens=6))
+    alone = [chat.respond([c], DecodingOptions(max_new_tokens=6))[0] for c in convs]
     assert [r.text for r in together] == [r.text for r in alone]
     assert together[0].emotion in {"neutral", "happy", "angry", "sad", "surprise"}
     assert together[2].emotion is None
@@ -102,8 +103,8 @@ def test_batched_generation_matches_single(random_model, audio):
 def test_stream_yields_same_text_as_respond(random_model, audio):
     model, processor = random_model
     chat = SpeechChat(model, processor)
-    reply = chat.respond([_speech_conv(audio)], max_new_tokens=8)[0]
-    stream = chat.stream(_speech_conv(audio), max_new_tokens=8)
+    reply = chat.respond([_speech_conv(audio)], DecodingOptions(max_new_tokens=8))[0]
+    stream = chat.stream(_speech_conv(audio), DecodingOptions(max_new_tokens=8))
     pieces = list(stream)
     assert "".join(pieces).strip() == reply.text
     assert stream.reply is not None and stream.reply.completion_tokens == reply.completion_tokens
@@ -128,7 +129,7 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path, audio):
 def test_cancelled_stream_stops_early(random_model, audio):
     model, processor = random_model
     chat = SpeechChat(model, processor)
-    stream = chat.stream(_speech_conv(audio), max_new_tokens=400)
+    stream = chat.stream(_speech_conv(audio), DecodingOptions(max_new_tokens=400))
     stream.cancel()
     list(stream)
     assert stream.reply is not None and stream.reply.completion_tokens < 400

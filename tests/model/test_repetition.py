@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from blsp_emo.decoding import CONVERSATION, DEMO, PLAIN, Decoding
 from blsp_emo.model import SpeechChat
 from blsp_emo.model.repetition import (
     CountPenalties,
@@ -13,6 +12,7 @@ from blsp_emo.model.repetition import (
     logits_processors,
     repeated_ngrams,
 )
+from blsp_emo.model.types import CONVERSATION, DEMO, PLAIN, DecodingOptions
 from blsp_emo.prompts import SYSTEM_PROMPTS
 
 
@@ -25,13 +25,13 @@ def audio():
     return (np.random.default_rng(0).standard_normal(24000) * 0.1).astype(np.float32)
 
 
-def _reply_ids(model, processor, conversations, max_new_tokens, decoding: Decoding, seed=None):
+def _reply_ids(model, processor, conversations, max_new_tokens, decoding: DecodingOptions, seed=None):
     """The generated token ids of each conversation, up to (without) the end of the turn."""
     chat = SpeechChat(model, processor)
     if seed is not None:
         torch.manual_seed(seed)
     ids, _ = model.generate(
-        processor(conversations), chat.stop_ids, max_new_tokens=max_new_tokens, **decoding.kwargs()
+        processor(conversations), chat.stop_ids, decoding.replace(max_new_tokens=max_new_tokens)
     )
     rows = []
     for row in ids.tolist():
@@ -82,11 +82,9 @@ def test_ngram_block_never_leaves_a_row_without_a_choice() -> None:
 
 
 def test_processors_for_settings() -> None:
-    assert (
-        logits_processors(**{k: v for k, v in PLAIN.kwargs().items() if k not in ("temperature", "top_p")})
-        == []
-    )
-    kinds = [type(p) for p in logits_processors(1.1, 4, 0.5, 0.0)]
+    assert logits_processors(PLAIN) == []
+    options = DecodingOptions(repetition_penalty=1.1, no_repeat_ngram_size=4, frequency_penalty=0.5)
+    kinds = [type(p) for p in logits_processors(options)]
     assert kinds == [RepetitionPenalty, CountPenalties, NoRepeatNGram]
 
 
@@ -116,7 +114,7 @@ def test_the_processors_see_the_reply_only(random_model) -> None:
         lengths.append(input_ids.shape[1])
         return scores
 
-    model.generate(processor([_conv("hello there")]), max_new_tokens=4, logits_processor=[spy])
+    model.generate(processor([_conv("hello there")]), None, DecodingOptions(max_new_tokens=4), logits_processor=[spy])
     assert lengths == [0, 1, 2, 3]
 
 
@@ -125,7 +123,7 @@ def test_ngram_block_stops_the_tiny_model_looping(random_model, audio) -> None:
     convs = [_conv("Tell me a long story."), _conv([{"type": "audio", "audio": audio}])]
     plain = _reply_ids(model, processor, convs, 80, PLAIN)
     assert all(len(row) == 80 and repeated_ngrams(row, 4) for row in plain)  # greedy alone loops
-    for decoding, seed in [(Decoding(no_repeat_ngram_size=4), None), (CONVERSATION, 0), (DEMO, None)]:
+    for decoding, seed in [(DecodingOptions(no_repeat_ngram_size=4), None), (CONVERSATION, 0), (DEMO, None)]:
         for row in _reply_ids(model, processor, convs, 80, decoding, seed):
             assert len(row) > 4 and repeated_ngrams(row, 4) == [], (decoding, row)
 
@@ -134,7 +132,7 @@ def test_repetition_penalty_changes_a_looping_reply(random_model) -> None:
     model, processor = random_model
     convs = [_conv("Tell me a long story.")]
     plain = _reply_ids(model, processor, convs, 40, PLAIN)[0]
-    penalized = _reply_ids(model, processor, convs, 40, Decoding(repetition_penalty=1.3))[0]
+    penalized = _reply_ids(model, processor, convs, 40, DecodingOptions(repetition_penalty=1.3))[0]
     assert penalized != plain
     assert len(set(penalized)) > len(set(plain))  # more distinct tokens
 
@@ -144,12 +142,12 @@ def test_greedy_with_penalties_is_deterministic_and_batch_independent(random_mod
     chat = SpeechChat(model, processor)
     convs = [_conv([{"type": "audio", "audio": audio}]), _conv([{"type": "audio", "audio": audio[:9000]}]),
              _conv("good morning")]  # fmt: skip
-    settings = {**DEMO.kwargs(), "frequency_penalty": 0.3, "presence_penalty": 0.2}
-    together = chat.respond(convs, max_new_tokens=30, **settings)
-    again = chat.respond(convs, max_new_tokens=30, **settings)
-    alone = [chat.respond([c], max_new_tokens=30, **settings)[0] for c in convs]
+    settings = DEMO.replace(max_new_tokens=30, frequency_penalty=0.3, presence_penalty=0.2)
+    together = chat.respond(convs, settings)
+    again = chat.respond(convs, settings)
+    alone = [chat.respond([c], settings)[0] for c in convs]
     assert [r.text for r in together] == [r.text for r in again] == [r.text for r in alone]
-    stream = chat.stream(convs[0], max_new_tokens=30, **settings)
+    stream = chat.stream(convs[0], settings)
     assert "".join(stream).strip() == together[0].text
 
 
@@ -157,6 +155,7 @@ def test_seeded_sampling_with_the_conversation_defaults_repeats(random_model) ->
     model, processor = random_model
     chat = SpeechChat(model, processor)
     convs = [_conv("hello")]
-    a = chat.respond(convs, max_new_tokens=20, seed=3, **CONVERSATION.kwargs())[0].text
-    b = chat.respond(convs, max_new_tokens=20, seed=3, **CONVERSATION.kwargs())[0].text
+    seeded = CONVERSATION.replace(max_new_tokens=20, seed=3)
+    a = chat.respond(convs, seeded)[0].text
+    b = chat.respond(convs, seeded)[0].text
     assert a == b

@@ -8,6 +8,7 @@ import torch
 
 from blsp_emo.model.alignment import BLANK, bridge_to_tokens, ctc_target_ids, resize_speech_slots
 from blsp_emo.model.processor import IGNORE_INDEX, SPEECH_TOKEN_ID
+from blsp_emo.model.types import DecodingOptions
 
 S = SPEECH_TOKEN_ID
 I = IGNORE_INDEX  # noqa: E741
@@ -95,5 +96,5 @@ def test_export_switches_a_checkpoint_to_the_token_bridge(tmp_path, capsys):
     assert bridged.config.speech_input == "token_bridge"
     audio = np.random.default_rng(0).standard_normal(16000 * 2).astype(np.float32) * 0.1
     conv = [{"role": "user", "content": [{"type": "audio", "audio": audio}]}]
-    ids, _ = bridged.generate(processor([conv]), max_new_tokens=3)
+    ids, _ = bridged.generate(processor([conv]), None, DecodingOptions(max_new_tokens=3))
     assert ids.shape == (1, 3)

@@ -69,14 +69,14 @@ def test_chat_command(speech_files: list[Path], tmp_path: Path) -> None:
 
 def test_chat_decoding_flags() -> None:
     from blsp_emo.cli import build_parser
-    from blsp_emo.decoding import CONVERSATION
     from blsp_emo.errors import UserError
+    from blsp_emo.model.types import CONVERSATION
     from blsp_emo.serving.commands import chat_params
 
     def params(*flags: str) -> GenerationParams:
         return chat_params(build_parser().parse_args(["chat", *flags]))
 
-    assert params() == GenerationParams() and params().decoding == CONVERSATION  # the conversation defaults
+    assert params() == GenerationParams() and params().options == CONVERSATION  # the conversation defaults
     custom = params("--temperature", "0", "--top-p", "0.8", "--repetition-penalty", "1.2",
                     "--no-repeat-ngram-size", "3", "--frequency-penalty", "0.5", "--presence-penalty", "-0.5",
                     "--seed", "4", "--max-new-tokens", "64")  # fmt: skip

@@ -9,8 +9,8 @@ from dataclasses import replace
 import pytest
 
 from blsp_emo.audio import load_audio
-from blsp_emo.decoding import CONVERSATION
 from blsp_emo.errors import UserError
+from blsp_emo.model.types import CONVERSATION
 from blsp_emo.serving.engine import EngineClosed, EngineTimeout, ServingEngine, _Request
 from blsp_emo.serving.protocol import GenerationParams
 
@@ -65,7 +65,7 @@ def test_batch_keys_hold_every_decoding_setting() -> None:
 
 
 def test_default_params_are_the_conversation_defaults() -> None:
-    assert GenerationParams().decoding == CONVERSATION
+    assert GenerationParams().options == CONVERSATION
 
 
 def test_a_broken_conversation_does_not_fail_its_batch(engine, conversations) -> None:
@@ -140,11 +140,11 @@ class _GatedChat:
         self.gate = threading.Event()
         self.calls = 0
 
-    def respond(self, conversations, **kwargs):
+    def respond(self, conversations, *args, **kwargs):
         self.calls += 1
         self.started.set()
         assert self.gate.wait(timeout=60), "the test never opened the gate"
-        return self.chat.respond(conversations, **kwargs)
+        return self.chat.respond(conversations, *args, **kwargs)
 
     def stream(self, *args, **kwargs):
         self.calls += 1

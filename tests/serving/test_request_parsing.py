@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from blsp_emo.audio import wav_bytes
-from blsp_emo.decoding import CONVERSATION, Decoding
+from blsp_emo.model.types import CONVERSATION, DecodingOptions
 from blsp_emo.prompts import SYSTEM_PROMPTS
 from blsp_emo.serving.protocol import APIError, GenerationParams, ServingLimits, parse_chat_request
 
@@ -74,7 +74,7 @@ def test_decoding_defaults_are_the_conversation_defaults() -> None:
             params.frequency_penalty, params.presence_penalty, params.seed, params.max_new_tokens) == (
         0.5, 0.9, 1.1, 4, 0, 0, None, 128,
     )  # fmt: skip
-    assert not params.greedy and params.decoding == CONVERSATION
+    assert not params.greedy and params.options == CONVERSATION
 
 
 def test_decoding_fields_are_taken() -> None:
@@ -88,11 +88,11 @@ def test_decoding_fields_are_taken() -> None:
     }
     params = parse_chat_request(body).params
     assert params.greedy and params.top_p == 0.9  # top_p keeps its default (unused when greedy)
-    assert params.decoding == Decoding(0.0, 0.9, 1.0, 0, 0.5, -0.25)
+    assert params.options == DecodingOptions(128, 0.0, 0.9, 1.0, 0, 0.5, -0.25)
     edges = {"temperature": 2, "top_p": 1, "repetition_penalty": 2, "no_repeat_ngram_size": 32,
              "frequency_penalty": -2, "presence_penalty": 2}  # fmt: skip
     params = parse_chat_request({"messages": [{"role": "user", "content": "hi"}], **edges}).params
-    assert params.decoding == Decoding(2.0, 1.0, 2.0, 32, -2.0, 2.0)
+    assert params.options == DecodingOptions(128, 2.0, 1.0, 2.0, 32, -2.0, 2.0)
     nulls = dict.fromkeys(edges)  # null is "not set": the defaults
     assert (
         parse_chat_request({"messages": [{"role": "user", "content": "hi"}], **nulls}).params

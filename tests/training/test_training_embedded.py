@@ -9,6 +9,8 @@ import pytest
 import soundfile as sf
 import torch
 
+from blsp_emo.model.types import DecodingOptions
+
 pytestmark = pytest.mark.integration
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -92,7 +94,7 @@ def test_stage2_from_stage1_loss_goes_down_and_text_replies_are_unchanged(stage1
     lora_b = [p for n, p in model.named_parameters() if ".lora_B." in n]
     assert lora_b and any(p.abs().sum() > 0 for p in lora_b)
     question = [{"role": "user", "content": "What is the capital of France?"}]
-    reply = SpeechChat(model, processor).respond([question], max_new_tokens=12)[0].text
+    reply = SpeechChat(model, processor).respond([question], DecodingOptions(max_new_tokens=12))[0].text
     llm, tokenizer = load_llm("tiny")
     ids = tokenizer.apply_chat_template(
         question, add_generation_prompt=True, return_tensors="pt", return_dict=True

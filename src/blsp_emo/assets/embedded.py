@@ -15,8 +15,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from blsp_emo.assets.cache import cache_dir, materialize, sha256_file
+from blsp_emo.assets.cache import cache_dir, materialize
 from blsp_emo.errors import ModelNotAvailableError
+from blsp_emo.io import sha256_file
 
 log = logging.getLogger(__name__)
 

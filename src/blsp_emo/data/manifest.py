@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from blsp_emo.errors import AudioError, UserError
+from blsp_emo.io import atomic_write_jsonl
 from blsp_emo.prompts import EMOTIONS, LANGUAGES
 
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
@@ -120,85 +121,7 @@ def relative_audio(audio: str | os.PathLike, manifest: str | os.PathLike) -> str
 
 def write_manifest(path: str | os.PathLike, rows: Iterable[ManifestRow | dict[str, Any]]) -> int:
     """Write a whole manifest atomically (temp file, fsync, rename); returns the number of rows."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    count = 0
-    try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            for row in rows:
-                data = row.to_dict() if isinstance(row, ManifestRow) else row
-                handle.write(json.dumps(data, ensure_ascii=False) + "\n")
-                count += 1
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return count
-
-
-class JsonlAppender:
-    """Append JSON rows to a file so that a crash or Ctrl-C never leaves a half-written line behind.
-
-    Each row is written with one ``write`` call of a complete line, then flushed and fsynced. On open, a
-    trailing partial line left by an earlier crash (no final newline) is cut off.
-    """
-
-    def __init__(self, path: str | os.PathLike, fsync: bool = True) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        _truncate_partial_line(self.path)
-        self._fsync = fsync
-        self._handle = self.path.open("a", encoding="utf-8")
-
-    def write(self, row: ManifestRow | dict[str, Any]) -> None:
-        """Append one row as a complete line and make it durable."""
-        data = row.to_dict() if isinstance(row, ManifestRow) else row
-        self._handle.write(json.dumps(data, ensure_ascii=False) + "\n")
-        self._handle.flush()
-        if self._fsync:
-            os.fsync(self._handle.fileno())
-
-    def close(self) -> None:
-        """Close the file."""
-        self._handle.close()
-
-    def __enter__(self) -> JsonlAppender:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _truncate_partial_line(path: Path) -> None:
-    if not path.exists() or path.stat().st_size == 0:
-        return
-    with path.open("rb+") as handle:
-        handle.seek(-1, os.SEEK_END)
-        if handle.read(1) == b"\n":
-            return
-        data = path.read_bytes()
-        cut = data.rfind(b"\n") + 1
-        handle.truncate(cut)
-
-
-def read_jsonl_dicts(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line_number, object)`` for the complete, valid JSON lines of a file (others skipped)."""
-    path = Path(path)
-    if not path.exists():
-        return
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.endswith("\n") or not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(data, dict):
-                yield number, data
+    return atomic_write_jsonl(path, (r.to_dict() if isinstance(r, ManifestRow) else r for r in rows))
 
 
 @dataclass

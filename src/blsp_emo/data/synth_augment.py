@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from blsp_emo.data.augment import AugmentConfig, apply_augmentations, plan_augmentation
-from blsp_emo.data.manifest import read_jsonl_dicts
 from blsp_emo.data.synth import utterance_seed
 from blsp_emo.errors import UserError
+from blsp_emo.io import read_jsonl_dicts
 from blsp_emo.prompts import EMOTIONS
 
 if TYPE_CHECKING:

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from blsp_emo.data.manifest import JsonlAppender, read_jsonl_dicts, write_manifest
+from blsp_emo.data.manifest import write_manifest
 from blsp_emo.data.prosody import group_by_label, plot_prosody, prosody_table
 from blsp_emo.data.sentences import (
     ambiguous_sentences,
@@ -47,6 +47,7 @@ from blsp_emo.data.synth_language import (
     general_sentences_zh,
 )
 from blsp_emo.errors import UserError
+from blsp_emo.io import JsonlAppender, read_jsonl_dicts
 from blsp_emo.prompts import EMOTIONS
 from blsp_emo.textnorm import edit_distance
 

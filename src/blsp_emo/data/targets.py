@@ -36,9 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from blsp_emo.data.manifest import (
-    JsonlAppender,
     ManifestRow,
-    read_jsonl_dicts,
     read_manifest,
     relative_audio,
     write_manifest,
@@ -46,6 +44,7 @@ from blsp_emo.data.manifest import (
 from blsp_emo.data.target_backends import Completion, Messages, Sampling, TeacherBackend
 from blsp_emo.data.target_scoring import SCORER_VERSION, BestOfN, describe_diversity, diversity_report
 from blsp_emo.errors import UserError
+from blsp_emo.io import JsonlAppender, read_jsonl_dicts
 from blsp_emo.prompts import (
     EMOTIONS,
     INSTRUCTIONS,

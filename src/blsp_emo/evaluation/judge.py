@@ -22,8 +22,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from blsp_emo.data.manifest import JsonlAppender, read_jsonl_dicts
 from blsp_emo.errors import UserError
+from blsp_emo.io import JsonlAppender, read_jsonl_dicts
 
 SCALES: tuple[str, ...] = ("quality", "empathy")
 

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from blsp_emo.errors import UserError
 from blsp_emo.evaluation.dataset import Utterance
+from blsp_emo.model.types import DecodingOptions
 from blsp_emo.prompts import EMOTIONS
 
 log = logging.getLogger(__name__)
@@ -161,13 +162,13 @@ class System:
         return {"name": self.name, "llm": self.llm_name, **self.info}
 
     def _respond(self, conversations: list[list[dict]], settings: GenerationSettings) -> list[Any]:
-        return self.chat.respond(
-            conversations,
+        options = DecodingOptions(
             max_new_tokens=settings.max_new_tokens,
             temperature=settings.temperature,
             top_p=settings.top_p,
             seed=settings.seed,
         )
+        return self.chat.respond(conversations, options)
 
     def _conversations(self, batch: list[Query]) -> tuple[list[list[dict]], list[str | None]]:
         raise NotImplementedError

@@ -98,29 +98,18 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from blsp_emo.audio import load_audio
     from blsp_emo.model import SpeechChat, load_model
     from blsp_emo.model.loading import default_model_name
+    from blsp_emo.model.types import Conversation, DecodingOptions
     from blsp_emo.prompts import instruction, system_prompt
 
     audio = load_audio(args.audio)
     model, processor = load_model(
         args.model or default_model_name(), trust_remote_code=args.trust_remote_code
     )
-    messages = []
-    system = system_prompt(args.system)
-    if system:
-        messages.append({"role": "system", "content": system})
-    content = []
-    text = instruction(args.instruction)
-    if text:
-        content.append({"type": "text", "text": text})
-    content.append({"type": "audio", "audio": audio})
-    messages.append({"role": "user", "content": content})
-    reply = SpeechChat(model, processor).respond(
-        [messages],
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        seed=args.seed,
-    )[0]
+    messages = Conversation(system=system_prompt(args.system)).speech(audio, instruction(args.instruction))
+    options = DecodingOptions(
+        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed
+    )
+    reply = SpeechChat(model, processor).respond([messages], options)[0]
     if args.json:
         out = {
             "response": reply.text,

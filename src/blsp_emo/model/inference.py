@@ -7,40 +7,32 @@ evaluation harness all call it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from blsp_emo.decoding import Decoding
-from blsp_emo.model.processor import BlspEmoProcessor, Message, stop_token_ids
+from blsp_emo.model.processor import BlspEmoProcessor, stop_token_ids
+from blsp_emo.model.stopping import RowStopper, cut_at_stop
+from blsp_emo.model.types import PLAIN, DecodingOptions, Message, Reply
 from blsp_emo.prompts import EMOTIONS
 
-
-@dataclass
-class Reply:
-    """One generated assistant turn."""
-
-    text: str
-    emotion: str | None  # emotion-head label of the conversation's last speech segment
-    emotion_scores: dict[str, float] | None
-    prompt_tokens: int
-    completion_tokens: int
-    finish_reason: str  # "stop" (end of turn), "length" (token cap) or "cancelled" (stream cancelled)
+if TYPE_CHECKING:
+    from blsp_emo.model.modeling import BlspEmoModel
 
 
 def _emotion_dict(probs: torch.Tensor | None) -> tuple[str | None, dict[str, float] | None]:
     if probs is None:
         return None, None
     scores = {EMOTIONS[i]: round(float(p), 4) for i, p in enumerate(probs.tolist()[: len(EMOTIONS)])}
-    return max(scores, key=scores.get), scores
+    return max(scores, key=lambda k: scores[k]), scores
 
 
 class SpeechChat:
     """Replies to conversations (see docs/architecture.md for the message format)."""
 
-    def __init__(self, model, processor: BlspEmoProcessor):
+    def __init__(self, model: BlspEmoModel, processor: BlspEmoProcessor):
         self.model = model
         self.processor = processor
         self.stop_ids = stop_token_ids(processor.tokenizer)
@@ -69,64 +61,63 @@ class SpeechChat:
     def respond(
         self,
         conversations: Sequence[Sequence[Message]],
-        max_new_tokens: int = 128,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-        repetition_penalty: float = 1.0,
-        no_repeat_ngram_size: int = 0,
-        frequency_penalty: float = 0.0,
-        presence_penalty: float = 0.0,
+        options: DecodingOptions = PLAIN,
+        *,
+        stops: Sequence[Sequence[str]] | None = None,
+        should_stop: Sequence[Callable[[], bool]] | None = None,
     ) -> list[Reply]:
-        """Generate one reply per conversation, in one batch (greedy when temperature is 0).
+        """Generate one reply per conversation, in one batch (greedy when the temperature is 0).
 
-        The defaults are plain decoding (greedy, no penalties: :data:`blsp_emo.decoding.PLAIN`);
-        conversation front ends pass :data:`~blsp_emo.decoding.CONVERSATION`'s settings
-        (``**CONVERSATION.kwargs()``).
+        ``options`` default to plain decoding (greedy, no penalties: :data:`~blsp_emo.model.types.PLAIN`);
+        conversation front ends pass :data:`~blsp_emo.model.types.CONVERSATION`. Each row can end early on
+        its own: ``stops[i]`` (default: ``options.stop``) are stop strings (the reply is cut before the
+        first; ``finish_reason`` "stop"), and ``should_stop[i]()`` is asked after every token (a client
+        that went away, a deadline; ``finish_reason`` "cancelled").
         """
         if not conversations:
             return []
+        n = len(conversations)
+        rows = [list(r) for r in stops] if stops is not None else [list(options.stop)] * n
+        checks = list(should_stop) if should_stop is not None else [lambda: False] * n
         encoded, batch, last_segment = self._prepare(conversations)
+        stopper = RowStopper(checks, rows, self.processor.tokenizer, self.stop_ids)
         with self._lock:
-            if seed is not None:
-                torch.manual_seed(seed)
-            ids, emotion = self.model.generate(
-                batch,
-                self.stop_ids,
-                max_new_tokens=max_new_tokens,
-                temperature=temperature,
-                top_p=top_p,
-                repetition_penalty=repetition_penalty,
-                no_repeat_ngram_size=no_repeat_ngram_size,
-                frequency_penalty=frequency_penalty,
-                presence_penalty=presence_penalty,
-            )
+            if options.seed is not None:
+                torch.manual_seed(options.seed)
+            ids, emotion = self.model.generate(batch, self.stop_ids, options, stopping_criteria=[stopper])
         replies = []
         for i, e in enumerate(encoded):
             text, n_tokens, finish = self._decode(ids[i])
+            text, found = cut_at_stop(text, rows[i])
+            if found or stopper.hit[i]:
+                finish = "stop"
+            if stopper.forced[i]:
+                finish = "cancelled"
             seg = last_segment[i]
             label, scores = _emotion_dict(emotion[seg] if emotion is not None and seg is not None else None)
             replies.append(Reply(text, label, scores, len(e.input_ids), n_tokens, finish))
         return replies
 
-    def stream(
-        self,
-        messages: Sequence[Message],
-        max_new_tokens: int = 128,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-        repetition_penalty: float = 1.0,
-        no_repeat_ngram_size: int = 0,
-        frequency_penalty: float = 0.0,
-        presence_penalty: float = 0.0,
-    ) -> ReplyStream:
+    def stream(self, messages: Sequence[Message], options: DecodingOptions = PLAIN) -> ReplyStream:
         """Start generating one reply; iterate the result for text pieces, then read ``.reply``.
-        Decoding settings as :meth:`respond`."""
-        decoding = Decoding(
-            temperature, top_p, repetition_penalty, no_repeat_ngram_size, frequency_penalty, presence_penalty
-        )
-        return ReplyStream(self, messages, max_new_tokens, decoding, seed)
+        (Stop strings are the caller's: :class:`~blsp_emo.model.stopping.StopMatcher` finds them in pieces.)"""
+        return ReplyStream(self, messages, options)
+
+    def context_length(self) -> int | None:
+        """The model's context in tokens: the LLM config's ``max_position_embeddings`` or the tokenizer's
+        ``model_max_length``, whichever is set (the smaller when both are); None when neither is known."""
+        sizes: list[int] = []
+        positions = self.model.llm.config.max_position_embeddings
+        if isinstance(positions, int) and positions > 0:
+            sizes.append(positions)
+        length = self.processor.tokenizer.model_max_length
+        if isinstance(length, int) and 0 < length < 10**9:  # transformers' "unset" is a huge sentinel
+            sizes.append(length)
+        return min(sizes) if sizes else None
+
+    def prompt_tokens(self, messages: Sequence[Message]) -> int:
+        """Tokens of the prompt (speech slots included) as the model will see it."""
+        return len(self.processor.encode(messages, add_generation_prompt=True).input_ids)
 
     @torch.no_grad()
     def recognize_emotion(self, audios: Sequence[np.ndarray]) -> list[dict[str, float] | None]:
@@ -145,7 +136,7 @@ class _CancelCriterion:
     def __init__(self, flag: threading.Event):
         self.flag = flag
 
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         return torch.full(
             (input_ids.shape[0],), self.flag.is_set(), dtype=torch.bool, device=input_ids.device
         )
@@ -154,7 +145,7 @@ class _CancelCriterion:
 class ReplyStream:
     """Iterator of text pieces of one reply, generated in a background thread."""
 
-    def __init__(self, chat: SpeechChat, messages, max_new_tokens: int, decoding: Decoding, seed: int | None):
+    def __init__(self, chat: SpeechChat, messages: Sequence[Message], options: DecodingOptions):
         from transformers import TextIteratorStreamer
 
         self.chat = chat
@@ -170,20 +161,19 @@ class ReplyStream:
             chat.processor.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600
         )
         self._thread = threading.Thread(
-            target=self._run, args=(batch, max_new_tokens, decoding, seed), daemon=True
+            target=self._run, args=(batch, options), daemon=True
         )
         self._thread.start()
 
-    def _run(self, batch, max_new_tokens: int, decoding: Decoding, seed: int | None) -> None:
+    def _run(self, batch: dict, options: DecodingOptions) -> None:
         try:
             with self.chat._lock:
-                if seed is not None:
-                    torch.manual_seed(seed)
+                if options.seed is not None:
+                    torch.manual_seed(options.seed)
                 ids, emotion = self.chat.model.generate(
                     batch,
                     self.chat.stop_ids,
-                    max_new_tokens=max_new_tokens,
-                    **decoding.kwargs(),
+                    options,
                     streamer=self._streamer,
                     stopping_criteria=[_CancelCriterion(self._cancelled)],
                     on_emotion=self._on_emotion,

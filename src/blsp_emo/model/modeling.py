@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -35,6 +37,7 @@ from blsp_emo.model.plora import LoraMask, apply_partial_lora, lora_parameters
 from blsp_emo.model.processor import IGNORE_INDEX, SPEECH_TOKEN_ID, batch_to
 from blsp_emo.model.repetition import logits_processors
 from blsp_emo.model.testing import RANDOM_TINY
+from blsp_emo.model.types import PLAIN, DecodingOptions
 
 WEIGHTS_NAME = "model.safetensors"
 # What the LLM gets for speech: the adapter's output, or (after pre-alignment) the token-space bridge.
@@ -486,24 +489,21 @@ class BlspEmoModel(PreTrainedModel):
         self,
         batch: dict,
         stop_token_ids: list[int] | None = None,
-        max_new_tokens: int = 128,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        streamer=None,
-        repetition_penalty: float = 1.0,
-        no_repeat_ngram_size: int = 0,
-        frequency_penalty: float = 0.0,
-        presence_penalty: float = 0.0,
-        on_emotion=None,
-        **kwargs,
+        options: DecodingOptions = PLAIN,
+        *,
+        streamer: Any = None,
+        on_emotion: Callable[[torch.Tensor], None] | None = None,
+        **kwargs: Any,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Generate replies for a left-padded processor batch.
 
-        Greedy when ``temperature`` is 0, else sampling with ``temperature``/``top_p``; the penalties and
-        the n-gram block act on each row's generated tokens (:mod:`blsp_emo.model.repetition`; all off by
-        default). Partial LoRA acts in the prefill only. Returns the new token ids (B, N) and emotion-head
-        probabilities per speech segment (S, 5) or None; ``on_emotion(probabilities)`` is called with the
-        latter before the first token is generated (a streamed reply can be spoken in the heard tone).
+        Greedy when ``options.temperature`` is 0, else sampling with the temperature and top-p; the
+        penalties and the n-gram block act on each row's generated tokens (:mod:`blsp_emo.model.repetition`;
+        all off by default). ``options.seed`` and ``options.stop`` are the caller's
+        (:class:`~blsp_emo.model.SpeechChat`). Partial LoRA acts in the prefill only. Returns the new token
+        ids (B, N) and emotion-head probabilities per speech segment (S, 5) or None; ``on_emotion(probabilities)``
+        is called with the latter before the first token is generated (a streamed reply can be spoken in the
+        heard tone). Other keyword arguments go to the LLM's ``generate``.
         """
         batch = batch_to(batch, self.llm.get_input_embeddings().weight.device)
         embeds, speech_mask, speech, lengths = self.prepare_embeddings(batch)
@@ -512,10 +512,8 @@ class BlspEmoModel(PreTrainedModel):
             emotion = self.emotion_logits(batch, speech, lengths).float().softmax(-1)
             if on_emotion is not None:
                 on_emotion(emotion)
-        sample = temperature > 0
-        processors = logits_processors(
-            repetition_penalty, no_repeat_ngram_size, frequency_penalty, presence_penalty
-        )
+        sample = not options.greedy
+        processors = logits_processors(options)
         if processors:
             kwargs["logits_processor"] = LogitsProcessorList(
                 [*processors, *kwargs.get("logits_processor", [])]
@@ -526,10 +524,10 @@ class BlspEmoModel(PreTrainedModel):
             out = self.llm.generate(
                 inputs_embeds=embeds,
                 attention_mask=batch["attention_mask"],
-                max_new_tokens=max_new_tokens,
+                max_new_tokens=options.max_new_tokens,
                 do_sample=sample,
-                temperature=temperature if sample else None,
-                top_p=top_p if sample else None,
+                temperature=options.temperature if sample else None,
+                top_p=options.top_p if sample else None,
                 top_k=None,
                 eos_token_id=stop_token_ids,
                 pad_token_id=(stop_token_ids or [0])[0],

@@ -1,5 +1,5 @@
 """Logits processors that keep a reply from looping: a repetition penalty, OpenAI's frequency and presence
-penalties, and a block on repeated n-grams (settings: :mod:`blsp_emo.decoding`).
+penalties, and a block on repeated n-grams (settings: :class:`blsp_emo.model.types.DecodingOptions`).
 
 Generation feeds the LLM ``inputs_embeds`` (the prompt with speech embeddings spliced in), so the token ids
 a processor sees are the reply's own tokens: the penalties and the block act on what the model said in
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 from transformers import LogitsProcessor
+
+from blsp_emo.model.types import DecodingOptions
 
 
 class RepetitionPenalty(LogitsProcessor):
@@ -80,21 +82,16 @@ class NoRepeatNGram(LogitsProcessor):
         return scores.masked_fill(self.banned(input_ids, scores.shape[-1]), float("-inf"))
 
 
-def logits_processors(
-    repetition_penalty: float = 1.0,
-    no_repeat_ngram_size: int = 0,
-    frequency_penalty: float = 0.0,
-    presence_penalty: float = 0.0,
-) -> list[LogitsProcessor]:
+def logits_processors(options: DecodingOptions) -> list[LogitsProcessor]:
     """The processors for these settings (none when all are off), in the order they apply: the
     penalties, then the n-gram block (transformers applies temperature and top-p after them)."""
     processors: list[LogitsProcessor] = []
-    if repetition_penalty != 1.0:
-        processors.append(RepetitionPenalty(repetition_penalty))
-    if frequency_penalty or presence_penalty:
-        processors.append(CountPenalties(frequency_penalty, presence_penalty))
-    if no_repeat_ngram_size > 0:
-        processors.append(NoRepeatNGram(no_repeat_ngram_size))
+    if options.repetition_penalty != 1.0:
+        processors.append(RepetitionPenalty(options.repetition_penalty))
+    if options.frequency_penalty or options.presence_penalty:
+        processors.append(CountPenalties(options.frequency_penalty, options.presence_penalty))
+    if options.no_repeat_ngram_size > 0:
+        processors.append(NoRepeatNGram(options.no_repeat_ngram_size))
     return processors
 
 

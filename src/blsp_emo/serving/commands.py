@@ -219,8 +219,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_decoding_options(parser: argparse.ArgumentParser) -> None:
-    """Flags for the decoding settings; defaults: blsp_emo.decoding.CONVERSATION."""
-    from blsp_emo.decoding import CONVERSATION as C
+    """Flags for the decoding settings; defaults: blsp_emo.model.types.CONVERSATION."""
+    from blsp_emo.model.types import CONVERSATION as C
 
     parser.add_argument(
         "--temperature",

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from blsp_emo.serving import generation
+from blsp_emo.model.stopping import StopMatcher
 from blsp_emo.serving.protocol import GenerationParams
 
 log = logging.getLogger(__name__)
@@ -244,11 +244,11 @@ class ServingEngine:
     @property
     def context_length(self) -> int | None:
         """The model's context in tokens (None when the model does not say)."""
-        return generation.context_length(self.chat)
+        return self.chat.context_length()
 
     def count_prompt_tokens(self, messages: list[dict[str, Any]]) -> int | None:
         """Tokens the prompt of ``messages`` takes (speech included); None when the model cannot tell."""
-        return generation.prompt_tokens(self.chat, messages)
+        return self.chat.prompt_tokens(messages)
 
     def submit(
         self,
@@ -415,14 +415,11 @@ class ServingEngine:
             self.stats["requests"] += len(group)
             self.stats["largest_batch"] = max(self.stats["largest_batch"], len(group))
         try:
-            replies = generation.respond(
-                self.chat,
+            replies = self.chat.respond(
                 [r.messages for r in group],
-                max_new_tokens=params.max_new_tokens,
-                decoding=params.decoding,
-                seed=params.seed,
-                should_stop=[r.should_stop for r in group],
+                params.options,
                 stops=[r.params.stop for r in group],
+                should_stop=[r.should_stop for r in group],
             )
         except Exception as exc:  # one bad conversation must not fail its batch-mates: retry one by one
             if len(group) == 1:
@@ -466,15 +463,10 @@ class ServingEngine:
         self.stats["requests"] += 1
         params = request.params
         pieces: list[str] = []
-        matcher = generation.StopMatcher(params.stop)
+        matcher = StopMatcher(params.stop)
         timer: threading.Timer | None = None
         try:
-            generator = self.chat.stream(
-                request.messages,
-                max_new_tokens=params.max_new_tokens,
-                seed=params.seed,
-                **params.decoding.kwargs(),
-            )
+            generator = self.chat.stream(request.messages, params.options)
             stop = getattr(generator, "cancel", None) or getattr(generator, "close", None)
             if stop is not None:
                 # A client that goes away, or a deadline that passes between two pieces, stops the model

@@ -9,7 +9,7 @@ but OpenAI fields this server does not implement (``logprobs``, ``response_forma
 implemented. A ``model`` other than the served one (or one of its aliases) is a 404 ``model_not_found``,
 as with OpenAI.
 
-Decoding fields and their defaults (:data:`blsp_emo.decoding.CONVERSATION`; each is checked, a bad value is
+Decoding fields and their defaults (:data:`blsp_emo.model.types.CONVERSATION`; each is checked, a bad value is
 a 400 naming the field):
 
 * ``temperature`` 0.5 (0 to 2; 0 is greedy) and ``top_p`` 0.9 (above 0, at most 1);
@@ -48,8 +48,8 @@ from typing import Any
 import numpy as np
 
 from blsp_emo.audio import SAMPLE_RATE, load_audio
-from blsp_emo.decoding import CONVERSATION, Decoding
 from blsp_emo.errors import AudioError
+from blsp_emo.model.types import CONVERSATION, DecodingOptions
 from blsp_emo.prompts import system_prompt
 from blsp_emo.serving.speech import REPLY_FORMATS
 
@@ -112,7 +112,7 @@ class ServingLimits:
 class GenerationParams:
     """Decoding settings of one request; requests with equal settings can share a batch.
 
-    The defaults are :data:`blsp_emo.decoding.CONVERSATION` (sampling at 0.5 within top-p 0.9, repetition
+    The defaults are :data:`blsp_emo.model.types.CONVERSATION` (sampling at 0.5 within top-p 0.9, repetition
     penalty 1.1, no repeated 4-grams); ``temperature=0`` is greedy.
     """
 
@@ -132,9 +132,12 @@ class GenerationParams:
         return self.temperature <= 0.0
 
     @property
-    def decoding(self) -> Decoding:
-        """The decoding settings alone (no length, seed or stop strings)."""
-        return Decoding(
+    def options(self) -> DecodingOptions:
+        """The request's decoding options."""
+        return DecodingOptions(
+            max_new_tokens=self.max_new_tokens,
+            seed=self.seed,
+            stop=self.stop,
             temperature=self.temperature,
             top_p=self.top_p,
             repetition_penalty=self.repetition_penalty,

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from blsp_emo.data.manifest import JsonlAppender, read_jsonl_dicts
 from blsp_emo.evaluation.dataset import Utterance
 from blsp_emo.evaluation.judge import Judge
 from blsp_emo.evaluation.systems import Answer, GenerationSettings, System
+from blsp_emo.io import JsonlAppender, read_jsonl_dicts
 
 
 @dataclass

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from blsp_emo.data.manifest import read_jsonl_dicts
 from blsp_emo.data.targets import refused_path
 from blsp_emo.errors import UserError
 from blsp_emo.evaluation.dataset import Utterance
@@ -32,6 +31,7 @@ from blsp_emo.evaluation.tasks.common import (
     judge_scores,
     write_jsonl,
 )
+from blsp_emo.io import read_jsonl_dicts
 from blsp_emo.prompts import EMOTION_TARGET_INSTRUCTION, EMOTIONS, SYSTEM_PROMPTS, is_refusal
 
 DEFAULT_MAX_NEW_TOKENS = 128  # the paper's default reply length
