@@ -70,3 +70,21 @@ def test_chinese_sentences_are_pinned_for_a_seed(seed: int, first: list[str], di
     sentences = general_sentences_zh(200, seed)
     assert sentences[:2] == first
     assert _digest(sentences) == digest
+
+
+@pytest.mark.parametrize("name", ["grammar_en.json", "grammar_zh.json"])
+def test_grammar_files_fill_every_template(name: str) -> None:
+    import string
+
+    from blsp_emo.data.sentences import load_grammar
+
+    grammar = load_grammar(name)
+    assert load_grammar(name) is grammar  # read once
+    known = {
+        n for slot in grammar.slots for n in (slot, slot.capitalize(), f"{slot}2", f"{slot.capitalize()}2")
+    }
+    for template in grammar.templates:
+        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f}
+        assert fields and fields <= known, template
+    for slot, words in grammar.slots.items():
+        assert len(set(words)) >= 2, slot  # {slot2} needs a second, different word

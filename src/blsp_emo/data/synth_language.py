@@ -8,16 +8,17 @@ tone-numbered pinyin, which that voice then reads as English letters and numbers
 per-emotion prosody controls are the English ones.
 
 Chinese sentences come from ``resources/sentences_zh.txt`` (ambiguous and emotion-worded sentences written
-for this project) and, for the unlabelled stage-1 part, from a small grammar of everyday statements.
+for this project) and, for the unlabelled stage-1 part, from a small grammar of everyday statements
+(``resources/grammar_zh.json``).
 """
 
 from __future__ import annotations
 
 import random
 import re
-from functools import lru_cache
+from functools import cache
 
-from blsp_emo.data.sentences import distinct_sentences
+from blsp_emo.data.sentences import distinct_sentences, load_grammar
 from blsp_emo.errors import UserError
 from blsp_emo.prompts import EMOTIONS
 
@@ -59,46 +60,26 @@ def _lines() -> list[tuple[str, str]]:
     return pairs
 
 
-@lru_cache(maxsize=1)
+@cache
 def ambiguous_sentences_zh() -> tuple[str, ...]:
     """Chinese sentences whose words fit every emotion."""
     return tuple(s for kind, s in _lines() if kind == "ambiguous")
 
 
-@lru_cache(maxsize=1)
+@cache
 def emotional_sentences_zh() -> tuple[tuple[str, str], ...]:
     """``(emotion, sentence)`` pairs of Chinese sentences whose words match the emotion."""
     return tuple((kind, s) for kind, s in _lines() if kind != "ambiguous")
 
 
-_ZH_SLOTS: dict[str, tuple[str, ...]] = {
-    "person": ("我的邻居", "新来的老师", "我们经理", "我表哥", "邮递员", "我的一个朋友", "那位老农民",
-               "我姑姑", "年轻的医生", "店主", "我爷爷", "公交车司机", "我的室友", "厨师", "图书管理员"),
-    "place": ("市场", "火车站", "港口", "图书馆", "公园", "医院", "博物馆", "面包店", "海边", "电影院",
-              "邮局", "学校", "机场", "农场", "书店", "游泳馆"),
-    "time": ("星期一", "昨天晚上", "每天早上", "吃完午饭以后", "天亮之前", "春天的时候", "周末",
-             "昨天下午", "上个月", "今年夏天"),
-    "thing": ("一本旧书", "一辆自行车", "几张明信片", "一把雨伞", "一箱苹果", "一台收音机", "一张地图",
-              "一些鲜花", "一双新鞋", "一盒茶叶"),
-    "activity": ("看报纸", "打扫房间", "修理屋顶", "写一封信", "准备晚饭", "学习画画", "等一位客人",
-                 "整理照片", "练习钢琴", "浇花"),
-}  # fmt: skip
-_ZH_TEMPLATES: tuple[str, ...] = (
-    "{person}{time}去了{place}。",
-    "{person}{time}在{place}买了{thing}。",
-    "{time}{person}在家里{activity}。",
-    "{person}说{time}要去{place}{activity}。",
-    "{person}把{thing}留在了{place}。",
-    "{time}我在{place}遇到了{person}。",
-)
-
-
 def general_sentences_zh(count: int, seed: int = 0) -> list[str]:
-    """``count`` distinct Chinese sentences from the grammar, deterministic by ``seed``."""
+    """``count`` distinct Chinese sentences from the grammar (``resources/grammar_zh.json``), deterministic
+    by ``seed``."""
+    grammar = load_grammar("grammar_zh.json")
 
     def draw(rng: random.Random) -> str:
-        template = rng.choice(_ZH_TEMPLATES)
-        return re.sub(r"\{(\w+)\}", lambda m: rng.choice(_ZH_SLOTS[m.group(1)]), template)
+        template = rng.choice(grammar.templates)
+        return re.sub(r"\{(\w+)\}", lambda m: rng.choice(grammar.slots[m.group(1)]), template)
 
     return distinct_sentences(count, seed, draw, "Chinese sentence grammar")
 
