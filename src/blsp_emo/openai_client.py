@@ -47,7 +47,9 @@ class ChatClient:
 
         where = f"{self.base_url}{path}"
         if isinstance(exc, openai.APIStatusError):
-            return UserError(f"{where}: HTTP {exc.status_code}: {str(exc.message)[:200]}")
+            body = exc.body  # the answer's "error" object when it has one, else the parsed answer
+            detail = body.get("message") if isinstance(body, dict) else None
+            return UserError(f"{where}: HTTP {exc.status_code}: {str(detail or exc.response.text)[:200]}")
         if isinstance(exc, (openai.APIConnectionError, openai.APITimeoutError)):
             return UserError(f"{where} is unreachable: {exc}")
         return UserError(f"{where}: {type(exc).__name__}: {exc}")
