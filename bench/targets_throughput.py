@@ -25,7 +25,8 @@ import torch
 
 from blsp_emo.data.sentences import ambiguous_sentences, general_sentences
 from blsp_emo.data.target_backends import DecodingStats, HFBackend
-from blsp_emo.data.targets import build_messages
+from blsp_emo.model.types import DecodingOptions
+from blsp_emo.prompts import Stage
 
 WAYS = {  # name: (batched, fast decoding)
     "one at a time, generate": (False, False),
@@ -42,7 +43,9 @@ def run(backend: HFBackend, conversations: list, max_new_tokens: int) -> tuple[l
     order = sorted(range(len(conversations)), key=lambda i: -len(conversations[i][-1]["content"]))
     texts: list[str] = [""] * len(conversations)
     done = 0
-    for batch in backend.generate([conversations[i] for i in order], max_new_tokens, seed=0):
+    for batch in backend.generate(
+        [conversations[i] for i in order], DecodingOptions(max_new_tokens=max_new_tokens, seed=0)
+    ):
         for completion in batch:
             texts[order[done]] = completion.text
             done += 1
@@ -71,7 +74,7 @@ def main() -> None:
     transcripts = (list(ambiguous_sentences()[: args.rows // 2]) + general_sentences(args.rows, seed=1))[
         : args.rows
     ]
-    conversations = [build_messages("semantic", t) for t in transcripts]
+    conversations = [Stage.SEMANTIC.teacher_conversation(t) for t in transcripts]
     loaded = HFBackend.load(args.teacher)
     backends = {
         name: HFBackend(

@@ -18,11 +18,11 @@ from blsp_emo.data.manifest import (
     read_manifest,
     write_manifest,
 )
-from blsp_emo.data.target_backends import Completion
-from blsp_emo.data.targets import TargetOptions, build_messages, generate_targets
+from blsp_emo.data.target_backends import teacher_reply
+from blsp_emo.data.targets import TargetOptions, generate_targets
 from blsp_emo.errors import UserError
 from blsp_emo.io import read_jsonl_dicts
-from blsp_emo.prompts import PROMPT_SETS, is_refusal, prompt_set
+from blsp_emo.prompts import PROMPT_SETS, Stage, is_refusal, prompt_set
 
 
 class _EchoTeacher:
@@ -36,9 +36,9 @@ class _EchoTeacher:
     def count_tokens(self, text: str) -> int | None:
         return None
 
-    def generate(self, conversations, max_new_tokens, seed):
+    def generate(self, conversations, options):
         self.asked += conversations
-        yield [Completion(m[0]["content"] + "|" + m[-1]["content"], False, 3) for m in conversations]
+        yield [teacher_reply(m[0]["content"] + "|" + m[-1]["content"], False, 3) for m in conversations]
 
 
 def test_rows_without_language_load_as_english_and_check_names_unknown_codes(
@@ -81,18 +81,20 @@ def test_importers_validate_the_language(tmp_path: Path) -> None:
 
 
 def test_prompt_sets_english_is_the_spec_chinese_its_own_and_fallback_warns() -> None:
-    en = build_messages("emotion", "I'm graduating soon.", "sad", language="en")
-    assert en == build_messages("emotion", "I'm graduating soon.", "sad")  # the default stays English
+    en = Stage.EMOTION.teacher_conversation("I'm graduating soon.", "sad", language="en")
+    assert en == Stage.EMOTION.teacher_conversation(
+        "I'm graduating soon.", "sad"
+    )  # the default stays English
     assert en[1]["content"].startswith("Continue the following sentence that reflects a 'sad' emotion")
-    zh = build_messages("emotion", "我下个星期就要毕业了。", "sad", language="zh")
+    zh = Stage.EMOTION.teacher_conversation("我下个星期就要毕业了。", "sad", language="zh")
     assert zh[0]["content"] == PROMPT_SETS["zh"].system["empathetic"]
     assert zh[1]["content"] == "请以连贯的风格续写下面这个体现‘难过’情绪语气的句子：我下个星期就要毕业了。"
-    semantic = build_messages("semantic", "今天下雨了。", language="zh")
+    semantic = Stage.SEMANTIC.teacher_conversation("今天下雨了。", language="zh")
     assert semantic == [
         {"role": "system", "content": "你是一个乐于助人的助手。"},
         {"role": "user", "content": "请以连贯的风格续写下面的句子：今天下雨了。"},
     ]
-    assert build_messages("emotion", "x", "happy", "reply", "zh")[1]["content"] == "我感到开心。x"
+    assert Stage.EMOTION.teacher_conversation("x", "happy", "reply", "zh")[1]["content"] == "我感到开心。x"
     # Every prompt set covers every emotion and every stage's prompt.
     for prompts in PROMPT_SETS.values():
         assert set(prompts.emotion_words) == {"neutral", "happy", "angry", "sad", "surprise"}
@@ -107,7 +109,7 @@ def test_prompt_sets_english_is_the_spec_chinese_its_own_and_fallback_warns() ->
         warnings.simplefilter("error")
         prompt_set("ru")  # warned once per language
     with pytest.raises(UserError, match="unknown language code 'cn'"):
-        build_messages("semantic", "x", language="cn")
+        Stage.SEMANTIC.teacher_conversation("x", language="cn")
 
 
 def test_chinese_refusals_are_filtered() -> None:

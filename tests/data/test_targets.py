@@ -17,12 +17,13 @@ from pathlib import Path
 import pytest
 
 from blsp_emo.data.manifest import ManifestRow, write_manifest
-from blsp_emo.data.target_backends import Completion, HFBackend, OpenAIBackend, Sampling
+from blsp_emo.data.target_backends import HFBackend, OpenAIBackend, teacher_reply, truncated
 from blsp_emo.data.target_scoring import BestOfN, diversity_report, is_echo, off_emotion
-from blsp_emo.data.targets import TargetOptions, build_messages, generate_targets, refused_path
+from blsp_emo.data.targets import TargetOptions, generate_targets, refused_path
 from blsp_emo.errors import UserError
 from blsp_emo.io import read_jsonl_dicts
-from blsp_emo.prompts import EMOTIONS
+from blsp_emo.model.types import DecodingOptions
+from blsp_emo.prompts import EMOTIONS, Stage
 
 TEXTS = ["I'm graduating soon.", "My sister called this morning.", "The long train was late again.", "Hello."]
 
@@ -40,16 +41,60 @@ def _manifest(tmp_path: Path, n: int = 4) -> Path:
 
 
 def test_prompts_are_the_spec_strings() -> None:
-    semantic = build_messages("semantic", "I'm graduating soon.")
+    semantic = Stage.SEMANTIC.teacher_conversation("I'm graduating soon.")
     assert semantic[0] == {"role": "system", "content": "You are a helpful assistant."}
     assert (
         semantic[1]["content"] == "Continue the following sentence in a coherent style: I'm graduating soon."
     )
-    emotion = build_messages("emotion", "I'm graduating soon.", "sad")
+    emotion = Stage.EMOTION.teacher_conversation("I'm graduating soon.", "sad")
     assert emotion[0]["content"].endswith("with empathy toward user's emotion tone.")
     assert emotion[1]["content"] == (
         "Continue the following sentence that reflects a 'sad' emotion tone in a coherent style: I'm graduating soon."
     )
+
+
+def test_target_hashes_are_those_of_earlier_versions() -> None:
+    """The teacher conversations hash as before they were built by Stage (pinned from that code): a target
+    file written then resumes without regenerating anything."""
+    from blsp_emo.data.targets import decoding_spec, target_hash
+
+    semantic = Stage.SEMANTIC.teacher_conversation("I'm graduating soon.")
+    assert target_hash(semantic, "tiny", 48) == "4d4036e983e85ecf"
+    emotion = Stage.EMOTION.teacher_conversation("We won.", "happy")
+    assert target_hash(emotion, "tiny", 48) == "9e42dfb0f0255e72"
+    reply = Stage.EMOTION.teacher_conversation("我下个星期就要毕业了。", "sad", "reply", "zh")
+    assert (
+        target_hash(reply, "test-teacher", 48, decoding_spec(TargetOptions(samples=4))) == "9594854580514e19"
+    )
+
+
+def test_target_options_take_a_teacher_stage() -> None:
+    assert TargetOptions(stage="emotion").stage is Stage.EMOTION  # the stage's name is accepted
+    assert TargetOptions().stage is Stage.SEMANTIC
+    with pytest.raises(UserError, match="unknown stage 'align' \\(expected one of semantic, emotion\\)"):
+        TargetOptions(stage="align")
+    with pytest.raises(UserError, match="unknown stage 'emotions'"):
+        TargetOptions(stage="emotions")
+    greedy = TargetOptions(max_new_tokens=20, seed=3).decoding()
+    assert greedy.greedy and greedy.max_new_tokens == 20 and greedy.seed == 3
+    sampled = TargetOptions(samples=4, temperature=0.9, top_p=0.8).decoding()
+    assert (sampled.temperature, sampled.top_p, sampled.greedy) == (0.9, 0.8, False)
+
+
+def test_teacher_backends_refuse_decodings_they_do_not_carry_out(teacher_url: str) -> None:
+    backend = OpenAIBackend(teacher_url, model="m", max_retries=0)
+    conversation = [Stage.SEMANTIC.teacher_conversation("x")]
+    with pytest.raises(ValueError, match="generate needs greedy options"):
+        next(backend.generate(conversation, DecodingOptions(temperature=0.7)))
+    with pytest.raises(ValueError, match="sample needs a temperature above 0"):
+        next(backend.sample(conversation, DecodingOptions(), 2))
+    with pytest.raises(ValueError, match="no repetition"):
+        next(backend.generate(conversation, DecodingOptions(repetition_penalty=1.1)))
+    with pytest.raises(ValueError, match="no stop strings"):
+        next(backend.generate(conversation, DecodingOptions(stop=("\n",))))
+    assert _Teacher.requests == 0
+    reply = backend.complete(conversation[0], DecodingOptions(max_new_tokens=8))
+    assert reply.text.startswith("x And then") and not truncated(reply) and reply.completion_tokens == 9
 
 
 class _EchoTeacher:
@@ -60,16 +105,16 @@ class _EchoTeacher:
     def count_tokens(self, text: str) -> int | None:
         return None
 
-    def generate(self, conversations, max_new_tokens, seed):
-        yield [Completion(m[-1]["content"], False, 3) for m in conversations]
+    def generate(self, conversations, options):
+        yield [teacher_reply(m[-1]["content"], False, 3) for m in conversations]
 
 
 def test_reply_preset_asks_for_a_direct_reply_and_is_recorded(tmp_path: Path) -> None:
-    reply = build_messages("emotion", "I'm graduating soon.", "sad", "reply")
-    assert reply[0] == build_messages("emotion", "x", "sad")[0]  # the empathetic system prompt
+    reply = Stage.EMOTION.teacher_conversation("I'm graduating soon.", "sad", "reply")
+    assert reply[0] == Stage.EMOTION.teacher_conversation("x", "sad")[0]  # the empathetic system prompt
     assert reply[1]["content"] == "I feel sad. I'm graduating soon."
     manifest, out = _manifest(tmp_path), tmp_path / "reply.jsonl"
-    options = TargetOptions(stage="emotion", emotion_prompt="reply", progress=False)
+    options = TargetOptions(stage=Stage.EMOTION, emotion_prompt="reply", progress=False)
     summary = generate_targets(manifest, out, options, backend=_EchoTeacher())
     rows = [d for _, d in read_jsonl_dicts(out)]
     assert summary.written == len(rows) == 4
@@ -78,13 +123,17 @@ def test_reply_preset_asks_for_a_direct_reply_and_is_recorded(tmp_path: Path) ->
     assert provenance["prompts"]["preset"] == "reply" and provenance["prompts"]["user"].startswith("I feel {")
     # The paper's prompt is recorded as before presets existed, so older target files resume unchanged.
     paper = tmp_path / "paper.jsonl"
-    generate_targets(manifest, paper, TargetOptions(stage="emotion", progress=False), backend=_EchoTeacher())
+    generate_targets(
+        manifest, paper, TargetOptions(stage=Stage.EMOTION, progress=False), backend=_EchoTeacher()
+    )
     recorded = json.loads(paper.with_name(paper.name + ".provenance.json").read_text())["prompts"]
     assert set(recorded) == {"system", "user"} and recorded["user"].startswith("Continue the following")
     # A rerun with the same preset resumes (nothing new); an unknown preset is named.
     assert generate_targets(manifest, out, options, backend=_EchoTeacher()).already_done == 4
     with pytest.raises(UserError, match="teacher prompt 'chat'"):
-        generate_targets(manifest, out, TargetOptions(stage="emotion", emotion_prompt="chat"), _EchoTeacher())
+        generate_targets(
+            manifest, out, TargetOptions(stage=Stage.EMOTION, emotion_prompt="chat"), _EchoTeacher()
+        )
 
 
 class _Teacher(BaseHTTPRequestHandler):
@@ -169,7 +218,7 @@ def teacher_url():
 def test_openai_backend_stage2_all_emotions_refusals_and_resume(tmp_path: Path, teacher_url: str) -> None:
     manifest = _manifest(tmp_path, n=6)
     out = tmp_path / "targets" / "emo.jsonl"
-    options = TargetOptions(stage="emotion", backend="openai", base_url=teacher_url, batch_size=4,
+    options = TargetOptions(stage=Stage.EMOTION, backend="openai", base_url=teacher_url, batch_size=4,
                             all_emotions=True, progress=False)  # fmt: skip
     summary = generate_targets(manifest, out, options)
     rows = [d for _, d in read_jsonl_dicts(out)]
@@ -197,14 +246,14 @@ def test_openai_backend_stage2_all_emotions_refusals_and_resume(tmp_path: Path, 
     assert len(list(read_jsonl_dicts(out))) == 33
     with pytest.raises(UserError, match="different stage"):
         generate_targets(
-            manifest, out, TargetOptions(stage="semantic", backend="openai", base_url=teacher_url)
+            manifest, out, TargetOptions(stage=Stage.SEMANTIC, backend="openai", base_url=teacher_url)
         )
 
 
 def test_stage2_one_emotion_per_row_and_unlabelled_rows_dropped(tmp_path: Path, teacher_url: str) -> None:
     manifest = _manifest(tmp_path, n=4)
     out = tmp_path / "emo1.jsonl"
-    summary = generate_targets(manifest, out, TargetOptions(stage="emotion", backend="openai", base_url=teacher_url,
+    summary = generate_targets(manifest, out, TargetOptions(stage=Stage.EMOTION, backend="openai", base_url=teacher_url,
                                                             progress=False))  # fmt: skip
     rows = [d for _, d in read_jsonl_dicts(out)]
     assert all(r["target_emotion"] == r["emotion"] for r in rows) and len(rows) == 4
@@ -213,12 +262,12 @@ def test_stage2_one_emotion_per_row_and_unlabelled_rows_dropped(tmp_path: Path, 
 
 def test_openai_backend_errors_are_one_line(teacher_url: str) -> None:
     with pytest.raises(UserError, match="HTTP 404"):
-        OpenAIBackend(teacher_url.replace("/v1", "/nope"), model="m", retries=0).complete(
-            build_messages("semantic", "x"), 8, 0
+        OpenAIBackend(teacher_url.replace("/v1", "/nope"), model="m", max_retries=0).complete(
+            Stage.SEMANTIC.teacher_conversation("x"), DecodingOptions(max_new_tokens=8)
         )
     with pytest.raises(UserError, match="127.0.0.1:9"):
-        OpenAIBackend("http://127.0.0.1:9/v1", model="m", retries=0).complete(
-            build_messages("semantic", "x"), 8, 0
+        OpenAIBackend("http://127.0.0.1:9/v1", model="m", max_retries=0).complete(
+            Stage.SEMANTIC.teacher_conversation("x"), DecodingOptions(max_new_tokens=8)
         )
 
 
@@ -276,13 +325,14 @@ def test_hf_backend_batched_equals_one_at_a_time() -> None:
     tokenizer = tiny_tokenizer()
     torch.manual_seed(0)
     model = tiny_llm(len(tokenizer)).eval()
-    conversations = [build_messages("semantic", t) for t in TEXTS]
+    conversations = [Stage.SEMANTIC.teacher_conversation(t) for t in TEXTS]
     batched = HFBackend(model, tokenizer, batch_size=4)
     single = HFBackend(model, tokenizer, batch_size=1)
-    a = [c for batch in batched.generate(conversations, 6, 0) for c in batch]
-    b = [c for batch in single.generate(conversations, 6, 0) for c in batch]
+    greedy = DecodingOptions(max_new_tokens=6, seed=0)
+    a = [c for batch in batched.generate(conversations, greedy) for c in batch]
+    b = [c for batch in single.generate(conversations, greedy) for c in batch]
     assert [c.text for c in a] == [c.text for c in b]
-    assert all(c.truncated == (c.completion_tokens == 6) for c in a)
+    assert all(truncated(c) == (c.completion_tokens == 6) for c in a)
     rendered = tokenizer.decode(batched.render(conversations[0]))
     assert (
         rendered.endswith("<|im_start|>assistant\n") and "<|im_start|>system\nYou are a helpful" in rendered
@@ -295,7 +345,9 @@ def test_real_teacher_writes_semantic_targets(tmp_path: Path) -> None:
     write_manifest(manifest, [ManifestRow(audio="a.wav", text=t, duration=2.0, id=f"r{i}") for i, t in
                               enumerate(["The capital of France is", "I'm graduating soon."])])  # fmt: skip
     out = tmp_path / "sem.jsonl"
-    options = TargetOptions(stage="semantic", teacher="tiny", batch_size=2, max_new_tokens=16, progress=False)
+    options = TargetOptions(
+        stage=Stage.SEMANTIC, teacher="tiny", batch_size=2, max_new_tokens=16, progress=False
+    )
     summary = generate_targets(manifest, out, options)
     rows = {d["id"]: d for _, d in read_jsonl_dicts(out)}
     assert summary.written == 2 and all(rows[k]["target"] for k in rows)
@@ -308,14 +360,14 @@ class _CountingEcho(_EchoTeacher):
     def __init__(self) -> None:
         self.asked: list[str] = []
 
-    def generate(self, conversations, max_new_tokens, seed):
+    def generate(self, conversations, options):
         self.asked += [m[-1]["content"] for m in conversations]
-        yield from super().generate(conversations, max_new_tokens, seed)
+        yield from super().generate(conversations, options)
 
 
 def test_a_changed_transcript_is_regenerated_and_unchanged_rows_kept(tmp_path: Path) -> None:
     manifest, out = _manifest(tmp_path), tmp_path / "sem.jsonl"
-    options = TargetOptions(stage="semantic", progress=False)
+    options = TargetOptions(stage=Stage.SEMANTIC, progress=False)
     generate_targets(manifest, out, options, backend=_CountingEcho())
     rows = [ManifestRow.from_dict(d) for _, d in read_jsonl_dicts(manifest)]
     rows[1].text = "My brother called this evening."  # same id u1, new words
@@ -334,7 +386,7 @@ def test_a_changed_transcript_is_regenerated_and_unchanged_rows_kept(tmp_path: P
 
 def test_target_files_written_before_the_hash_still_resume(tmp_path: Path) -> None:
     manifest, out = _manifest(tmp_path), tmp_path / "emo.jsonl"
-    options = TargetOptions(stage="emotion", progress=False)
+    options = TargetOptions(stage=Stage.EMOTION, progress=False)
     generate_targets(manifest, out, options, backend=_EchoTeacher())
     old = []  # the line format of earlier versions: target_key "id|emotion", no hash
     for _, d in read_jsonl_dicts(out):
@@ -350,7 +402,7 @@ def test_target_files_written_before_the_hash_still_resume(tmp_path: Path) -> No
 
 def test_provenance_is_compared_with_the_input(tmp_path: Path) -> None:
     manifest, out = _manifest(tmp_path), tmp_path / "sem.jsonl"
-    options = TargetOptions(stage="semantic", progress=False)
+    options = TargetOptions(stage=Stage.SEMANTIC, progress=False)
     first = generate_targets(manifest, out, options, backend=_EchoTeacher())
     other = tmp_path / "other.jsonl"
     write_manifest(other, [ManifestRow(audio="b.wav", text="Something else.", duration=2.0, id="b0")])
@@ -368,7 +420,7 @@ def test_best_of_n_rejects_echoes_refusals_off_emotion_and_reports_diversity(
     tmp_path: Path, teacher_url: str
 ) -> None:
     manifest, out = _manifest(tmp_path, n=4), tmp_path / "bon.jsonl"
-    options = TargetOptions(stage="emotion", emotion_prompt="reply", backend="openai", base_url=teacher_url,
+    options = TargetOptions(stage=Stage.EMOTION, emotion_prompt="reply", backend="openai", base_url=teacher_url,
                             batch_size=8, samples=4, scorer_embedder=None, progress=False)  # fmt: skip
     summary = generate_targets(manifest, out, options)
     rows = [d for _, d in read_jsonl_dicts(out)]
@@ -440,11 +492,11 @@ def test_hf_backend_samples_n_per_prompt_deterministically() -> None:
     tokenizer = tiny_tokenizer()
     torch.manual_seed(0)
     backend = HFBackend(tiny_llm(len(tokenizer)).eval(), tokenizer, batch_size=6)
-    conversations = [build_messages("semantic", t) for t in TEXTS]
-    sampling = Sampling(n=3, temperature=1.0, top_p=1.0)
-    first = list(backend.sample(conversations, 8, 5, sampling))
+    conversations = [Stage.SEMANTIC.teacher_conversation(t) for t in TEXTS]
+    sampling = DecodingOptions(max_new_tokens=8, temperature=1.0, top_p=1.0, seed=5)
+    first = list(backend.sample(conversations, sampling, 3))
     assert [len(b) for b in first] == [2, 2] and all(len(c) == 3 for b in first for c in b)
-    again = list(backend.sample(conversations, 8, 5, sampling))
+    again = list(backend.sample(conversations, sampling, 3))
     assert [[c.text for c in g] for b in first for g in b] == [[c.text for c in g] for b in again for g in b]
-    other = list(backend.sample(conversations, 8, 6, sampling))
+    other = list(backend.sample(conversations, sampling.replace(seed=6), 3))
     assert [[c.text for c in g] for b in first for g in b] != [[c.text for c in g] for b in other for g in b]

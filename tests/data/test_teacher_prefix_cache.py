@@ -7,8 +7,9 @@ import itertools
 
 import pytest
 
-from blsp_emo.data.target_backends import HFBackend, Sampling, prefill_groups
-from blsp_emo.data.targets import build_messages
+from blsp_emo.data.target_backends import HFBackend, prefill_groups, truncated
+from blsp_emo.model.types import DecodingOptions
+from blsp_emo.prompts import Stage
 
 TEXTS = [
     "I'm graduating soon.",
@@ -30,15 +31,15 @@ def _tiny():
 
 
 def _conversations() -> list:
-    return [build_messages("semantic", t) for t in TEXTS[:3]] + [
-        build_messages("emotion", t, e) for t, e in zip(TEXTS[3:], ("sad", "happy"))
+    return [Stage.SEMANTIC.teacher_conversation(t) for t in TEXTS[:3]] + [
+        Stage.EMOTION.teacher_conversation(t, e) for t, e in zip(TEXTS[3:], ("sad", "happy"))
     ]
 
 
 def _outputs(backend: HFBackend, conversations: list, max_new_tokens: int) -> list[tuple]:
     return [
-        (c.text, c.truncated, c.completion_tokens)
-        for batch in backend.generate(conversations, max_new_tokens, 0)
+        (c.text, truncated(c), c.completion_tokens)
+        for batch in backend.generate(conversations, DecodingOptions(max_new_tokens=max_new_tokens, seed=0))
         for c in batch
     ]
 
@@ -99,12 +100,12 @@ def test_fast_greedy_without_an_early_end_and_with_length_buckets() -> None:
 def test_sampling_from_the_prefix_cache_draws_the_reference_samples() -> None:
     model, tokenizer = _tiny()
     conversations = _conversations()[:4]
-    sampling = Sampling(n=3, temperature=1.0, top_p=0.9)
+    sampling = DecodingOptions(max_new_tokens=8, temperature=1.0, top_p=0.9)
 
     def samples(backend: HFBackend, seed: int) -> list[list[str]]:
         return [
             [c.text for c in group]
-            for batch in backend.sample(conversations, 8, seed, sampling)
+            for batch in backend.sample(conversations, sampling.replace(seed=seed), 3)
             for group in batch
         ]
 

@@ -1,9 +1,12 @@
 """Teacher backends for target generation: local transformers, any OpenAI-compatible server, vLLM.
 
-Each backend turns chat conversations (lists of ``{"role", "content"}`` messages) into greedy continuations
-through the teacher's own chat template, and says whether each one hit the token cap (``truncated``).
-``sample`` draws N candidates per conversation instead (best-of-N targets); a batch's random state is
-seeded from the run's seed and the batch's conversations, so the same work gives the same samples.
+Each backend turns chat conversations (:class:`~blsp_emo.model.types.Conversation`) into greedy
+continuations through the teacher's own chat template, as :class:`~blsp_emo.model.types.Reply` objects whose
+``finish_reason`` is ``"length"`` when the token cap was hit (:func:`truncated`). ``sample`` draws N
+candidates per conversation instead (best-of-N targets); a batch's random state is seeded from the run's
+seed and the batch's conversations, so the same work gives the same samples. Both take the decoding as
+:class:`~blsp_emo.model.types.DecodingOptions`: length cap, seed and (sampling) temperature and top-p;
+penalties, n-gram blocks and stop strings are not teacher decodings and are refused.
 """
 
 from __future__ import annotations
@@ -11,38 +14,48 @@ from __future__ import annotations
 import copy
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from blsp_emo.errors import UserError
-
-Messages = list[dict[str, str]]
-
-
-@dataclass
-class Completion:
-    """One teacher continuation."""
-
-    text: str  # decoded continuation, special tokens removed, stripped
-    truncated: bool  # True when the token cap was hit before the end-of-turn token
-    completion_tokens: int  # generated tokens (end-of-turn included when present)
+from blsp_emo.model.types import Conversation, DecodingOptions, Message, Reply
+from blsp_emo.openai_client import ChatClient
 
 
-@dataclass(frozen=True)
-class Sampling:
-    """Best-of-N decoding: ``n`` candidates per prompt at ``temperature`` / ``top_p``."""
-
-    n: int = 4
-    temperature: float = 0.7
-    top_p: float = 0.95
+def teacher_reply(text: str, hit_cap: bool, completion_tokens: int) -> Reply:
+    """A teacher continuation: ``text`` (special tokens removed, stripped), whether it hit the token cap
+    before the end-of-turn token, and its generated tokens (end-of-turn included when present)."""
+    return Reply(text, completion_tokens=completion_tokens, finish_reason="length" if hit_cap else "stop")
 
 
-def batch_seed(seed: int, conversations: list[Messages]) -> int:
+def truncated(reply: Reply) -> bool:
+    """Whether a continuation stopped at the token cap (recorded as ``truncated`` in a target line)."""
+    return reply.finish_reason == "length"
+
+
+def batch_seed(seed: int, conversations: Sequence[Conversation]) -> int:
     """A seed for one batch: the run's seed and the batch's conversations (order included)."""
-    text = "\x1e".join(m["content"] for c in conversations for m in c)
+    text = "\x1e".join(str(m["content"]) for c in conversations for m in c)
     return (seed * 1_000_003 + zlib.crc32(text.encode())) % (2**31)
+
+
+def seed_of(options: DecodingOptions) -> int:
+    """The options' seed (0 when unset)."""
+    return options.seed if options.seed is not None else 0
+
+
+def check_teacher_options(options: DecodingOptions, sampled: bool) -> None:
+    """Refuse decodings a teacher backend does not carry out: penalties, n-gram blocks, stop strings, and
+    sampling where greedy decoding is asked for (or the reverse)."""
+    if options.repetition_penalty != 1.0 or options.frequency_penalty or options.presence_penalty:
+        raise ValueError("teacher decoding takes no repetition, frequency or presence penalty")
+    if options.no_repeat_ngram_size or options.stop:
+        raise ValueError("teacher decoding takes no n-gram block and no stop strings")
+    if sampled == options.greedy:
+        wanted = "a temperature above 0" if sampled else "greedy options (temperature 0)"
+        raise ValueError(f"{'sample' if sampled else 'generate'} needs {wanted}, got {options.describe()}")
 
 
 class TeacherBackend(Protocol):
@@ -52,19 +65,27 @@ class TeacherBackend(Protocol):
 
     def count_tokens(self, text: str) -> int | None:
         """Tokens of ``text`` in the teacher's tokenizer (``None`` when unknown)."""
+        ...
 
     def generate(
-        self, conversations: list[Messages], max_new_tokens: int, seed: int
-    ) -> Iterator[list[Completion]]:
-        """Yield completions batch by batch, in the order of ``conversations``."""
+        self, conversations: Sequence[Conversation], options: DecodingOptions
+    ) -> Iterator[list[Reply]]:
+        """Yield greedy continuations (``options``' length cap and seed) batch by batch, in the order of
+        ``conversations``."""
+        ...
 
     def sample(
-        self, conversations: list[Messages], max_new_tokens: int, seed: int, sampling: Sampling
-    ) -> Iterator[list[list[Completion]]]:
-        """Yield, batch by batch, ``sampling.n`` sampled completions per conversation, in order."""
+        self, conversations: Sequence[Conversation], options: DecodingOptions, n: int
+    ) -> Iterator[list[list[Reply]]]:
+        """Yield, batch by batch, ``n`` sampled continuations per conversation (``options``' temperature,
+        top-p, length cap and seed), in order."""
+        ...
 
 
-def torch_no_grad(fn: Callable) -> Callable:
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def torch_no_grad(fn: F) -> F:
     """Run ``fn`` under ``torch.no_grad`` (imported lazily)."""
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -74,7 +95,7 @@ def torch_no_grad(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
 
     wrapper.__doc__ = fn.__doc__
-    return wrapper
+    return wrapper  # type: ignore[return-value]
 
 
 class HFBackend:
@@ -101,10 +122,10 @@ class HFBackend:
         fast_decoding: bool = True,
         prefill_call_tokens: int = 16,
     ) -> None:
-        if not getattr(tokenizer, "chat_template", None):
+        if not tokenizer.chat_template:
             raise UserError("the teacher's tokenizer has no chat template; a chat LLM is needed")
         self.model, self.tokenizer, self.batch_size = model, tokenizer, max(1, batch_size)
-        self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
+        self.name = name or model.config.name_or_path or type(model).__name__
         eos = model.generation_config.eos_token_id if model.generation_config is not None else None
         ids = eos if isinstance(eos, list) else [eos] if eos is not None else []
         if tokenizer.eos_token_id is not None:
@@ -126,9 +147,9 @@ class HFBackend:
         model, tokenizer = load_llm(teacher)
         return cls(model, tokenizer, batch_size=batch_size, name=teacher)
 
-    def render(self, messages: Messages) -> list[int]:
+    def render(self, messages: Sequence[Message]) -> list[int]:
         """Token ids of the conversation rendered by the teacher's chat template, ready for the reply."""
-        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        text = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def count_tokens(self, text: str) -> int | None:
@@ -136,12 +157,14 @@ class HFBackend:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def generate(
-        self, conversations: list[Messages], max_new_tokens: int, seed: int
-    ) -> Iterator[list[Completion]]:
+        self, conversations: Sequence[Conversation], options: DecodingOptions
+    ) -> Iterator[list[Reply]]:
         """Greedy continuations, batch by batch (each batch's prompts are of similar length)."""
         import torch
 
-        torch.manual_seed(seed)
+        check_teacher_options(options, sampled=False)
+        max_new_tokens = options.max_new_tokens
+        torch.manual_seed(seed_of(options))
         prompts = [self.render(m) for m in conversations]
         prefix = self._shared_prefix(prompts)
         for start in range(0, len(prompts), self.batch_size):
@@ -152,19 +175,21 @@ class HFBackend:
                 yield self._generate_batch(chunk, max_new_tokens, prefix=prefix)
 
     def sample(
-        self, conversations: list[Messages], max_new_tokens: int, seed: int, sampling: Sampling
-    ) -> Iterator[list[list[Completion]]]:
-        """``sampling.n`` sampled continuations per conversation; a batch holds ``batch_size`` sequences."""
+        self, conversations: Sequence[Conversation], options: DecodingOptions, n: int
+    ) -> Iterator[list[list[Reply]]]:
+        """``n`` sampled continuations per conversation; a batch holds ``batch_size`` sequences."""
         import torch
 
+        check_teacher_options(options, sampled=True)
         prompts = [self.render(m) for m in conversations]
         prefix = self._shared_prefix(prompts)
-        per_batch = max(1, self.batch_size // sampling.n)
+        per_batch = max(1, self.batch_size // n)
         for start in range(0, len(conversations), per_batch):
             chunk = conversations[start : start + per_batch]
-            torch.manual_seed(batch_seed(seed, chunk))
-            flat = self._generate_batch(prompts[start : start + per_batch], max_new_tokens, sampling, prefix)
-            yield [flat[i * sampling.n : (i + 1) * sampling.n] for i in range(len(chunk))]
+            torch.manual_seed(batch_seed(seed_of(options), chunk))
+            batch = prompts[start : start + per_batch]
+            flat = self._generate_batch(batch, options.max_new_tokens, (options, n), prefix)
+            yield [flat[i * n : (i + 1) * n] for i in range(len(chunk))]
 
     def _shared_prefix(self, prompts: list[list[int]]) -> tuple[int, Any] | None:
         """The longest token prefix every prompt shares (each keeps at least one token of its own) and its
@@ -219,7 +244,7 @@ class HFBackend:
     @torch_no_grad
     def _greedy_batch(
         self, prompts: list[list[int]], max_new_tokens: int, prefix: tuple[int, Any]
-    ) -> list[Completion]:
+    ) -> list[Reply]:
         """Greedy decoding from the shared prefix's cache; a row leaves the batch when it ends."""
         import torch
 
@@ -272,7 +297,7 @@ class HFBackend:
         for row, end in zip(tokens.tolist(), ended.tolist()):
             kept = row if end < 0 else row[:end]
             text = self.tokenizer.decode(kept, skip_special_tokens=True).strip()
-            completions.append(Completion(text, end < 0, len(kept) + (end >= 0)))
+            completions.append(teacher_reply(text, end < 0, len(kept) + (end >= 0)))
         return completions
 
     def _merge(self, parts: list[tuple[Any, int]], skip: int, width: int) -> Any:
@@ -299,10 +324,11 @@ class HFBackend:
         self,
         prompts: list[list[int]],
         max_new_tokens: int,
-        sampling: Sampling | None = None,
+        sampling: tuple[DecodingOptions, int] | None = None,
         prefix: tuple[int, Any] | None = None,
-    ) -> list[Completion]:
-        """transformers ``generate`` on the batch; with ``prefix``, from the shared prefix's cache."""
+    ) -> list[Reply]:
+        """transformers ``generate`` on the batch (``sampling``: the options and n candidates per prompt,
+        else greedy); with ``prefix``, from the shared prefix's cache."""
         import torch
 
         device = self._device()
@@ -312,12 +338,13 @@ class HFBackend:
         width = ids.shape[1]
         decoding: dict[str, Any] = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
         if sampling is not None:  # n candidates per prompt, consecutive in the output
-            decoding = {"do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p}
+            options, n = sampling
+            decoding = {"do_sample": True, "temperature": options.temperature, "top_p": options.top_p}
             decoding["top_k"] = None
             if prefix is None:
-                decoding["num_return_sequences"] = sampling.n
+                decoding["num_return_sequences"] = n
             else:  # the same expansion generate makes (each prompt repeated n times, in place)
-                ids, mask = ids.repeat_interleave(sampling.n, 0), mask.repeat_interleave(sampling.n, 0)
+                ids, mask = ids.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)
         if prefix is not None:
             cache = copy.deepcopy(prefix[1])
             cache.batch_repeat_interleave(ids.shape[0])
@@ -335,7 +362,7 @@ class HFBackend:
             end = next((i for i, t in enumerate(row) if t in self.eos_ids), None)
             tokens = row if end is None else row[:end]
             text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
-            completions.append(Completion(text, end is None, len(tokens) + (end is not None)))
+            completions.append(teacher_reply(text, end is None, len(tokens) + (end is not None)))
         return completions
 
 
@@ -398,20 +425,22 @@ def prefill_groups(lengths: list[int], call_tokens: int) -> list[list[int]]:
 def _mergeable(cache: Any) -> bool:
     """Whether the length buckets' caches can be joined: plain growing layers (keys/values tensors)."""
     try:
-        from transformers.cache_utils import DynamicLayer
+        from transformers.cache_utils import Cache, DynamicLayer
     except ImportError:
         return False
-    layers = getattr(cache, "layers", None)
-    return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
+    return (
+        isinstance(cache, Cache) and bool(cache.layers) and all(type(x) is DynamicLayer for x in cache.layers)
+    )
 
 
 def _greedy_is_argmax(model: Any) -> bool:
     """Whether the model's generation config leaves greedy decoding a plain argmax (else the fast loop
     would not give ``generate``'s continuations, and ``generate`` is used with the prefix cache)."""
-    config = getattr(model, "generation_config", None)
-    return config is None or all(
-        getattr(config, field, None) in allowed for field, allowed in _GREEDY_PROCESSORS.items()
-    )
+    config = model.generation_config
+    if config is None:
+        return True
+    values = config.to_dict()
+    return all(values.get(field) in allowed for field, allowed in _GREEDY_PROCESSORS.items())
 
 
 def _accepts(model: Any, argument: str) -> bool:
@@ -426,10 +455,12 @@ def _cache_argument(model: Any) -> str:
 
 
 class OpenAIBackend:
-    """Any OpenAI-compatible ``/v1/chat/completions`` endpoint (vLLM serve, llama.cpp server, TGI, ...).
+    """Any OpenAI-compatible ``/v1/chat/completions`` endpoint (vLLM serve, llama.cpp server, TGI, ...),
+    through :class:`~blsp_emo.openai_client.ChatClient`.
 
     The server applies the model's own chat template. Requests run concurrently on a thread pool
-    (``concurrency`` at a time); transient failures (connection errors, 429, 5xx) are retried.
+    (``concurrency`` at a time); transient failures (connection errors, timeouts, 429, 5xx) are retried
+    ``max_retries`` times by the ``openai`` package.
     """
 
     def __init__(
@@ -439,109 +470,51 @@ class OpenAIBackend:
         api_key: str | None = None,
         concurrency: int = 8,
         timeout: float = 120.0,
-        retries: int = 3,
+        max_retries: int = 3,
     ) -> None:
-        import os
-
-        import httpx
-
-        self.base_url = base_url.rstrip("/")
-        key = api_key or os.environ.get("OPENAI_API_KEY") or "none"
-        self.client = httpx.Client(
-            base_url=self.base_url,
-            headers={"Authorization": f"Bearer {key}"},
-            timeout=timeout,
-            limits=httpx.Limits(max_connections=concurrency),
-        )
-        self.concurrency, self.retries = max(1, concurrency), retries
+        self.client = ChatClient(base_url, api_key=api_key, timeout=timeout, max_retries=max_retries)
+        self.base_url = self.client.base_url
+        self.concurrency = max(1, concurrency)
         self.name = model or self._default_model()
 
     def _default_model(self) -> str:
         try:
-            data = self._request("GET", "/models")
-            return str(data["data"][0]["id"])
-        except (UserError, KeyError, IndexError, TypeError):
+            return self.client.models()[0]
+        except (UserError, IndexError):
             raise UserError(f"{self.base_url}: cannot list models; pass --model-name") from None
-
-    def _request(self, method: str, path: str, payload: dict | None = None) -> Any:
-        import httpx
-
-        delay = 0.5
-        for attempt in range(self.retries + 1):
-            try:
-                response = self.client.request(method, path, json=payload)
-            except httpx.HTTPError as exc:
-                if attempt == self.retries:
-                    raise UserError(f"{self.base_url}{path}: {type(exc).__name__}: {exc}") from None
-            else:
-                if response.status_code == 429 or response.status_code >= 500:
-                    if attempt == self.retries:
-                        raise UserError(
-                            f"{self.base_url}{path}: HTTP {response.status_code}: {response.text[:200]}"
-                        )
-                elif response.status_code >= 400:
-                    raise UserError(
-                        f"{self.base_url}{path}: HTTP {response.status_code}: {response.text[:200]}"
-                    )
-                else:
-                    try:
-                        return response.json()
-                    except ValueError:
-                        raise UserError(f"{self.base_url}{path}: the answer is not JSON") from None
-            time.sleep(delay)
-            delay *= 2
-        raise AssertionError("unreachable")
 
     def count_tokens(self, text: str) -> int | None:
         """Unknown: the tokenizer lives on the server."""
         return None
 
-    def complete(
-        self, messages: Messages, max_new_tokens: int, seed: int, sampling: Sampling | None = None
-    ) -> Completion:
-        """One chat completion: greedy, or sampled at ``sampling``'s temperature and top-p."""
-        payload = {
-            "model": self.name,
-            "messages": messages,
-            "max_tokens": max_new_tokens,
-            "temperature": sampling.temperature if sampling else 0.0,
-            "top_p": sampling.top_p if sampling else 1.0,
-            "seed": seed,
-        }
-        data = self._request("POST", "/chat/completions", payload)
-        try:
-            choice = data["choices"][0]
-            text = choice["message"]["content"] or ""
-        except (KeyError, IndexError, TypeError):
-            raise UserError(
-                f"{self.base_url}/chat/completions: unexpected answer {str(data)[:200]}"
-            ) from None
-        tokens = (data.get("usage") or {}).get("completion_tokens") or 0
-        return Completion(text.strip(), choice.get("finish_reason") == "length", int(tokens))
+    def complete(self, messages: Sequence[Message], options: DecodingOptions) -> Reply:
+        """One chat completion with ``options`` (greedy at temperature 0, else sampled)."""
+        return self.client.complete(messages, self.name, options)
 
     def generate(
-        self, conversations: list[Messages], max_new_tokens: int, seed: int
-    ) -> Iterator[list[Completion]]:
+        self, conversations: Sequence[Conversation], options: DecodingOptions
+    ) -> Iterator[list[Reply]]:
         """Concurrent requests; yields results in input order, ``concurrency`` at a time."""
+        check_teacher_options(options, sampled=False)
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             for start in range(0, len(conversations), self.concurrency):
                 chunk = conversations[start : start + self.concurrency]
-                yield list(pool.map(lambda m: self.complete(m, max_new_tokens, seed), chunk))
+                yield list(pool.map(lambda m: self.complete(m, options), chunk))
 
     def sample(
-        self, conversations: list[Messages], max_new_tokens: int, seed: int, sampling: Sampling
-    ) -> Iterator[list[list[Completion]]]:
-        """``sampling.n`` requests per conversation (seeds ``seed``..``seed+n-1``: servers that do not
-        support ``n`` still answer), ``concurrency`` at a time."""
+        self, conversations: Sequence[Conversation], options: DecodingOptions, n: int
+    ) -> Iterator[list[list[Reply]]]:
+        """``n`` requests per conversation (seeds ``seed``..``seed+n-1``: servers that do not support ``n``
+        still answer), ``concurrency`` at a time."""
+        check_teacher_options(options, sampled=True)
+        seed = seed_of(options)
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            per_chunk = max(1, self.concurrency // sampling.n)
+            per_chunk = max(1, self.concurrency // n)
             for start in range(0, len(conversations), per_chunk):
                 chunk = conversations[start : start + per_chunk]
-                jobs = [(m, seed + k) for m in chunk for k in range(sampling.n)]
-                flat = list(
-                    pool.map(lambda job: self.complete(job[0], max_new_tokens, job[1], sampling), jobs)
-                )
-                yield [flat[i * sampling.n : (i + 1) * sampling.n] for i in range(len(chunk))]
+                jobs = [(m, options.replace(seed=seed + k)) for m in chunk for k in range(n)]
+                flat = list(pool.map(lambda job: self.complete(*job), jobs))
+                yield [flat[i * n : (i + 1) * n] for i in range(len(chunk))]
 
 
 class VLLMBackend:
@@ -567,34 +540,37 @@ class VLLMBackend:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def generate(
-        self, conversations: list[Messages], max_new_tokens: int, seed: int
-    ) -> Iterator[list[Completion]]:
+        self, conversations: Sequence[Conversation], options: DecodingOptions
+    ) -> Iterator[list[Reply]]:
         """Greedy continuations; vLLM batches internally, we hand it ``batch_size`` at a time."""
         from vllm import SamplingParams
 
-        params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, seed=seed)
+        check_teacher_options(options, sampled=False)
+        params = SamplingParams(temperature=0.0, max_tokens=options.max_new_tokens, seed=seed_of(options))
         for start in range(0, len(conversations), self.batch_size):
-            outputs = self.llm.chat(conversations[start : start + self.batch_size], params, use_tqdm=False)
+            chunk = [list(c) for c in conversations[start : start + self.batch_size]]
+            outputs = self.llm.chat(chunk, params, use_tqdm=False)
             yield [_vllm_completion(o.outputs[0]) for o in outputs]
 
     def sample(
-        self, conversations: list[Messages], max_new_tokens: int, seed: int, sampling: Sampling
-    ) -> Iterator[list[list[Completion]]]:
-        """``sampling.n`` sampled continuations per conversation (vLLM's ``n``)."""
+        self, conversations: Sequence[Conversation], options: DecodingOptions, n: int
+    ) -> Iterator[list[list[Reply]]]:
+        """``n`` sampled continuations per conversation (vLLM's ``n``)."""
         from vllm import SamplingParams
 
+        check_teacher_options(options, sampled=True)
         for start in range(0, len(conversations), self.batch_size):
             chunk = conversations[start : start + self.batch_size]
             params = SamplingParams(
-                n=sampling.n,
-                temperature=sampling.temperature,
-                top_p=sampling.top_p,
-                max_tokens=max_new_tokens,
-                seed=batch_seed(seed, chunk),
+                n=n,
+                temperature=options.temperature,
+                top_p=options.top_p,
+                max_tokens=options.max_new_tokens,
+                seed=batch_seed(seed_of(options), chunk),
             )
-            outputs = self.llm.chat(chunk, params, use_tqdm=False)
+            outputs = self.llm.chat([list(c) for c in chunk], params, use_tqdm=False)
             yield [[_vllm_completion(c) for c in o.outputs] for o in outputs]
 
 
-def _vllm_completion(output: Any) -> Completion:
-    return Completion(output.text.strip(), output.finish_reason == "length", len(output.token_ids))
+def _vllm_completion(output: Any) -> Reply:
+    return teacher_reply(output.text.strip(), output.finish_reason == "length", len(output.token_ids))

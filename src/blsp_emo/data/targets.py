@@ -1,9 +1,10 @@
-"""``data targets``: teacher-written continuations for stage 1 and stage 2 (SPEC.md section 3).
+"""``data targets``: teacher-written continuations for stage 1 and stage 2 (docs/method.md §3).
 
 Stage 1 ("semantic"): default system prompt; ``Continue the following sentence in a coherent style: `` +
 transcript. Stage 2 ("emotion"): empathetic system prompt; ``Continue the following sentence that reflects
-a '{emotion}' emotion tone in a coherent style: `` + transcript. Greedy, 48 new tokens; ``truncated`` marks
-a continuation that hit the cap. Stage-2 refusals are filtered out (kept in :func:`refused_path`).
+a '{emotion}' emotion tone in a coherent style: `` + transcript (both built by
+:meth:`blsp_emo.prompts.Stage.teacher_conversation`). Greedy, 48 new tokens; ``truncated`` marks a
+continuation that hit the cap. Stage-2 refusals are filtered out (kept in :func:`refused_path`).
 Each row is asked in the prompt set of its ``language`` (:func:`blsp_emo.prompts.prompt_set`: English and
 Chinese; other known languages fall back to English with a warning, an unknown code is an error).
 
@@ -27,43 +28,45 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from blsp_emo import __version__
 from blsp_emo.data.manifest import (
     ManifestRow,
     read_manifest,
     relative_audio,
     write_manifest,
 )
-from blsp_emo.data.target_backends import Completion, Messages, Sampling, TeacherBackend
+from blsp_emo.data.target_backends import TeacherBackend, teacher_reply, truncated
 from blsp_emo.data.target_scoring import SCORER_VERSION, BestOfN, describe_diversity, diversity_report
 from blsp_emo.errors import UserError
-from blsp_emo.io import JsonlAppender, read_jsonl_dicts
+from blsp_emo.io import JsonlAppender, atomic_write_json, read_jsonl_dicts, sha256_file
+from blsp_emo.model.types import Conversation, DecodingOptions, Reply
 from blsp_emo.prompts import (
     EMOTIONS,
     INSTRUCTIONS,
     SYSTEM_PROMPTS,
+    Stage,
     check_language,
     emotion_target_prompt,
-    emotion_target_text,
     is_refusal,
     prompt_set,
 )
 
-STAGES = ("semantic", "emotion")
+TEACHER_STAGES: tuple[Stage, ...] = (Stage.SEMANTIC, Stage.EMOTION)  # the stages that have teacher targets
 
 
 @dataclass
 class TargetOptions:
     """How to write targets."""
 
-    stage: str = "semantic"  # "semantic" (stage 1) or "emotion" (stage 2)
+    stage: Stage = Stage.SEMANTIC  # SEMANTIC (stage 1) or EMOTION (stage 2); its name is accepted too
     backend: str = "hf"  # hf | openai | vllm
     teacher: str = "tiny"  # model for hf/vllm (preset, embedded name, folder, hub id)
     base_url: str = "http://127.0.0.1:8000/v1"  # openai backend
@@ -86,10 +89,27 @@ class TargetOptions:
     max_text_tokens: int = 256  # SPEC: <= 256 text tokens (when the backend knows the tokenizer)
     progress: bool = True  # tqdm progress bar
 
+    def __post_init__(self) -> None:
+        self.stage = Stage.parse(self.stage, allowed=TEACHER_STAGES)
+
+    @property
+    def sampled(self) -> bool:
+        """Best-of-N (``samples`` > 1) rather than greedy targets."""
+        return self.samples > 1
+
+    def decoding(self) -> DecodingOptions:
+        """The teacher's decoding: greedy with the token cap (the seed recorded), or best-of-N sampling at
+        ``temperature`` / ``top_p`` seeded by ``seed`` (``samples`` candidates per prompt)."""
+        if not self.sampled:
+            return DecodingOptions(max_new_tokens=self.max_new_tokens, seed=self.seed)
+        return DecodingOptions(
+            max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p, seed=self.seed
+        )
+
 
 def decoding_spec(options: TargetOptions) -> dict[str, Any]:
     """What decides the decoding, as recorded in the provenance and hashed into every target."""
-    if options.samples <= 1:
+    if not options.sampled:
         return {"strategy": "greedy", "max_new_tokens": options.max_new_tokens}
     return {
         "strategy": "best-of-n",
@@ -101,31 +121,6 @@ def decoding_spec(options: TargetOptions) -> dict[str, Any]:
         "scorer_embedder": options.scorer_embedder,
         "max_new_tokens": options.max_new_tokens,
     }
-
-
-def build_messages(
-    stage: str,
-    transcript: str,
-    emotion: str | None = None,
-    emotion_prompt: str = "continue",
-    language: str | None = "en",
-) -> Messages:
-    """The teacher conversation for one transcript (SPEC.md section 3; stage 2 with the named preset),
-    in the prompt set of the transcript's ``language`` (:func:`blsp_emo.prompts.prompt_set`)."""
-    prompts = prompt_set(language)
-    if stage == "semantic":
-        return [
-            {"role": "system", "content": prompts.system["default"]},
-            {"role": "user", "content": prompts.instructions["continue"] + transcript},
-        ]
-    if stage == "emotion":
-        if emotion not in EMOTIONS:
-            raise ValueError(f"stage 2 needs one of {', '.join(EMOTIONS)}, got {emotion!r}")
-        return [
-            {"role": "system", "content": prompts.system["empathetic"]},
-            {"role": "user", "content": emotion_target_text(emotion_prompt, emotion, language) + transcript},
-        ]
-    raise UserError(f"unknown stage {stage!r} (expected semantic or emotion)")
 
 
 @dataclass
@@ -140,10 +135,10 @@ class TargetSummary:
     superseded: int = 0  # stale lines removed: their row's transcript, emotion or prompt changed
     written: int = 0
     truncated: int = 0
-    rejected: Counter = field(default_factory=Counter)  # best-of-N: reason -> candidates rejected
+    rejected: Counter[str] = field(default_factory=Counter)  # best-of-N: reason -> candidates rejected
     diversity: dict[str, Any] = field(default_factory=dict)  # diversity_report of the whole output
-    refused: Counter = field(default_factory=Counter)  # emotion -> refusals dropped
-    dropped: Counter = field(default_factory=Counter)  # reason -> input rows not sent to the teacher
+    refused: Counter[str] = field(default_factory=Counter)  # emotion -> refusals dropped
+    dropped: Counter[str] = field(default_factory=Counter)  # reason -> input rows not sent to the teacher
     seconds: float = 0.0
 
     def describe(self) -> str:
@@ -173,9 +168,7 @@ class TargetSummary:
 
 def code_version() -> str:
     """Package version plus the git commit of the source tree when available."""
-    import blsp_emo
-
-    version = getattr(blsp_emo, "__version__", "unknown")
+    version = __version__
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
@@ -187,14 +180,6 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         commit = ""
     return f"{version}+g{commit}" if commit else version
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def manifest_languages(manifest: Path) -> list[str]:
@@ -212,7 +197,7 @@ def manifest_languages(manifest: Path) -> list[str]:
 def _language_prompts(options: TargetOptions, language: str) -> dict[str, str]:
     """The teacher prompts of one language as recorded in the provenance ({emotion} left as a slot)."""
     prompts = prompt_set(language)
-    if options.stage == "semantic":
+    if options.stage is Stage.SEMANTIC:
         return {
             "system": prompts.system["default"],
             "user": prompts.instructions["continue"] + "{transcript}",
@@ -234,7 +219,7 @@ def provenance(
     the manifest's rows (``languages``), where a language without a prompt set of its own shows the
     English prompts it falls back to.
     """
-    if options.stage == "semantic":
+    if options.stage is Stage.SEMANTIC:
         prompts = {"system": SYSTEM_PROMPTS["default"], "user": INSTRUCTIONS["continue"] + "{transcript}"}
     else:
         prompts = {
@@ -246,14 +231,14 @@ def provenance(
     others = [language for language in languages or [] if language != "en"]
     extra = {"language_prompts": {x: _language_prompts(options, x) for x in others}} if others else {}
     return {
-        "stage": options.stage,
+        "stage": options.stage.value,
         "teacher": backend.name,
         "backend": options.backend,
         "chat_template": "the teacher's own (tokenizer.apply_chat_template; server-side for openai)",
         "prompts": prompts,
         **extra,
         "decoding": decoding_spec(options),
-        "refusal_filter": options.stage == "emotion",
+        "refusal_filter": options.stage is Stage.EMOTION,
         "all_emotions": options.all_emotions,
         "seed": options.seed,
         "filters": {
@@ -263,7 +248,7 @@ def provenance(
             "shard": f"{options.shard[0]}/{options.shard[1]}",
         },
         "code_version": code_version(),
-        "input": {"path": str(manifest.resolve()), "sha256": _sha256(manifest)},
+        "input": {"path": str(manifest.resolve()), "sha256": sha256_file(manifest)},
     }
 
 
@@ -299,14 +284,7 @@ def _write_provenance(path: Path, record: dict[str, Any]) -> None:
     else:
         record = {**record, "runs": 1}
     record["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    _write_json(path, record)
-
-
-def _write_json(path: Path, record: dict[str, Any]) -> None:
-    """Write a provenance sidecar atomically (temporary file, then rename)."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    atomic_write_json(path, record)
 
 
 @dataclass
@@ -314,16 +292,16 @@ class _Request:
     key: str  # the row: id|emotion
     row: ManifestRow
     emotion: str | None
-    messages: Messages
+    messages: Conversation
     hash: str = ""  # everything that determines the target (see target_hash)
 
 
-def _prompt_key(messages: Messages) -> str:
+def _prompt_key(messages: Conversation) -> str:
     return json.dumps(messages, ensure_ascii=False, sort_keys=True)
 
 
 def target_hash(
-    messages: Messages, teacher: str, max_new_tokens: int, decoding: dict[str, Any] | None = None
+    messages: Conversation, teacher: str, max_new_tokens: int, decoding: dict[str, Any] | None = None
 ) -> str:
     """A short hash of what determines a target: the teacher conversation (system prompt, instruction,
     transcript, emotion), the teacher and the decoding (greedy with the token cap unless ``decoding``)."""
@@ -339,7 +317,9 @@ def _row_key(row: ManifestRow, emotion: str | None) -> str:
     return f"{row.id or row.audio}|{emotion or ''}"
 
 
-def _plan_requests(manifest: Path, options: TargetOptions, backend: TeacherBackend, summary: TargetSummary):
+def _plan_requests(
+    manifest: Path, options: TargetOptions, backend: TeacherBackend, summary: TargetSummary
+) -> list[_Request]:
     requests: list[_Request] = []
     for index, row in enumerate(read_manifest(manifest)):
         if options.limit is not None and index >= options.limit:
@@ -360,7 +340,7 @@ def _plan_requests(manifest: Path, options: TargetOptions, backend: TeacherBacke
         if tokens is not None and tokens > options.max_text_tokens:
             summary.dropped[f"transcript over {options.max_text_tokens} tokens"] += 1
             continue
-        if options.stage == "semantic":
+        if options.stage is Stage.SEMANTIC:
             emotions: list[str | None] = [None]
         elif options.all_emotions:
             emotions = list(EMOTIONS)
@@ -370,22 +350,21 @@ def _plan_requests(manifest: Path, options: TargetOptions, backend: TeacherBacke
             summary.dropped["no emotion label (stage 2 without --all-emotions)"] += 1
             continue
         for emotion in emotions:
-            messages = build_messages(
-                options.stage, row.text.strip(), emotion, options.emotion_prompt, row.language
+            messages = options.stage.teacher_conversation(
+                row.text.strip(), emotion, options.emotion_prompt, row.language
             )
             digest = target_hash(messages, backend.name, options.max_new_tokens, decoding_spec(options))
             requests.append(_Request(_row_key(row, emotion), row, emotion, messages, digest))
     return requests
 
 
-def _line_messages(line: dict[str, Any], options: TargetOptions) -> list[dict[str, Any]] | None:
+def _line_messages(line: dict[str, Any], options: TargetOptions) -> Conversation | None:
     """The teacher conversation of a written line of this run's stage; None when the line is of another
     stage or this version cannot rebuild it (an unknown emotion or language: generated again)."""
     if line.get("stage") != options.stage or not isinstance(line.get("text"), str):
         return None
     try:
-        return build_messages(
-            options.stage,
+        return options.stage.teacher_conversation(
             line["text"].strip(),
             line.get("target_emotion"),
             options.emotion_prompt,
@@ -406,7 +385,7 @@ def _line_hash(line: dict[str, Any], options: TargetOptions, teacher: str) -> st
     return target_hash(messages, teacher, options.max_new_tokens, decoding_spec(options))
 
 
-def _drop_superseded(path: Path, planned: dict[str, str], options: TargetOptions, teacher: str) -> int:
+def _drop_superseded(path: Path, planned: dict[str, str | None], options: TargetOptions, teacher: str) -> int:
     """Rewrite ``path`` (atomically) without the lines of planned rows whose target hash is no longer the
     planned one (a changed transcript, emotion or prompt); returns how many were dropped. Lines of rows
     not in this run's plan are kept as they are."""
@@ -450,8 +429,6 @@ def generate_targets(
 ) -> TargetSummary:
     """Write teacher continuations for the rows of ``manifest`` into ``output`` (resumable)."""
     options = options or TargetOptions()
-    if options.stage not in STAGES:
-        raise UserError(f"unknown stage {options.stage!r} (expected semantic or emotion)")
     emotion_target_prompt(options.emotion_prompt)  # an unknown preset fails before the teacher loads
     if options.samples < 1 or (options.samples > 1 and not 0.0 < options.temperature <= 2.0):
         raise UserError("best-of-N needs samples >= 1 and a temperature in (0, 2]")
@@ -471,7 +448,7 @@ def generate_targets(
     done: set[tuple[str, str | None]] = set()  # (row key, target hash) of every line written before
     # Greedy decoding makes the continuation a function of the prompt: a transcript spoken by several
     # voices (or already answered in an earlier run) is generated once and copied to every row.
-    known: dict[str, Completion] = {}
+    known: dict[str, Reply] = {}
     for path in (output, refused_file):
         for _, d in read_jsonl_dicts(path):
             done.add((str(d.get("target_key")), _line_hash(d, options, backend.name)))
@@ -482,14 +459,14 @@ def generate_targets(
                 if messages is None:  # a line this version cannot rebuild: generated again
                     continue
                 key = _prompt_key(messages)
-                known[key] = Completion(
+                known[key] = teacher_reply(
                     d["target"], bool(d.get("truncated")), int(d.get("completion_tokens") or 0)
                 )
     requests = _plan_requests(manifest, options, backend, summary)
     todo = [r for r in requests if (r.key, r.hash) not in done]
     summary.already_done = len(requests) - len(todo)
     if len(todo) > 0:  # a row planned under a new hash: its old line is stale, remove it before appending
-        planned = {r.key: r.hash for r in requests}
+        planned: dict[str, str | None] = {r.key: r.hash for r in requests}
         stale = {r.key for r in todo} & {key for key, _ in done}
         if stale:
             for path in (output, refused_file):
@@ -506,49 +483,53 @@ def generate_targets(
     bar = tqdm(total=len(todo), desc=f"targets ({options.stage})", unit="row", disable=not options.progress)
     with JsonlAppender(output) as out, JsonlAppender(refused_file) as refused:
 
-        def write(group: list[_Request], completion: Completion, extra: dict[str, Any] | None = None) -> None:
+        def write(group: list[_Request], completion: Reply, extra: dict[str, Any] | None = None) -> None:
             for request in group:
                 record = {**_target_row(request, completion, options, output), **(extra or {})}
                 bar.update(1)
-                if options.stage == "emotion" and is_refusal(completion.text):
+                if options.stage is Stage.EMOTION and is_refusal(completion.text):
                     summary.refused[request.emotion or ""] += 1
                     refused.write(record)
                     continue
                 out.write(record)
                 summary.written += 1
-                summary.truncated += int(completion.truncated)
+                summary.truncated += int(truncated(completion))
 
         for key, group in groups.items():  # rows whose prompt was answered before: no teacher call
             if key in known:
                 summary.reused += len(group)
                 write(group, known[key])
-        position = 0
         conversations = [r.messages for r in fresh]
-        if chooser is None:
-            batches = backend.generate(conversations, options.max_new_tokens, options.seed)
-        else:
-            sampling = Sampling(options.samples, options.temperature, options.top_p)
-            batches = backend.sample(conversations, options.max_new_tokens, options.seed, sampling)
-        for completions in batches:
-            for request, completion in zip(fresh[position : position + len(completions)], completions):
+
+        def answered(position: int, count: int) -> Iterator[tuple[_Request, list[_Request]]]:
+            """The requests of one batch of answers, with the rows each one's answer goes to."""
+            for request in fresh[position : position + count]:
                 group = groups[_prompt_key(request.messages)]
                 summary.generated += 1
                 summary.reused += len(group) - 1
-                if chooser is None:
-                    write(group, completion)
-                    continue
-                choice = chooser.choose(
-                    [c.text for c in completion], [c.truncated for c in completion],
-                    request.row.text.strip(), request.emotion,
-                )  # fmt: skip
-                summary.rejected.update(choice.rejected)
-                extra = {
-                    "target_candidates": len(completion),
-                    "target_score": choice.score,
-                    "target_rejected": dict(choice.rejected),
-                }
-                write(group, completion[choice.index], extra)
-            position += len(completions)
+                yield request, group
+
+        position = 0
+        if chooser is None:
+            for replies in backend.generate(conversations, options.decoding()):
+                for (_, group), reply in zip(answered(position, len(replies)), replies):
+                    write(group, reply)
+                position += len(replies)
+        else:
+            for candidates in backend.sample(conversations, options.decoding(), options.samples):
+                for (request, group), replies in zip(answered(position, len(candidates)), candidates):
+                    texts = [c.text for c in replies]
+                    choice = chooser.choose(
+                        texts, [truncated(c) for c in replies], request.row.text.strip(), request.emotion
+                    )
+                    summary.rejected.update(choice.rejected)
+                    extra = {
+                        "target_candidates": len(replies),
+                        "target_score": choice.score,
+                        "target_rejected": dict(choice.rejected),
+                    }
+                    write(group, replies[choice.index], extra)
+                position += len(candidates)
     bar.close()
     summary.seconds = time.perf_counter() - started
     summary.diversity = file_diversity(output)
@@ -558,7 +539,7 @@ def generate_targets(
 
 def _make_chooser(options: TargetOptions) -> BestOfN | None:
     """The best-of-N scorer (``None`` for greedy targets), with its MiniLM similarity when configured."""
-    if options.samples <= 1:
+    if not options.sampled:
         return None
     if not options.scorer_embedder:
         return BestOfN()
@@ -578,10 +559,10 @@ def _record_diversity(path: Path, report: dict[str, Any]) -> None:
     """Add the file's diversity report to its provenance sidecar (atomically)."""
     record = json.loads(path.read_text())
     record["diversity"] = report
-    _write_json(path, record)
+    atomic_write_json(path, record)
 
 
-def _target_row(request: _Request, completion: Any, options: TargetOptions, output: Path) -> dict[str, Any]:
+def _target_row(request: _Request, completion: Reply, options: TargetOptions, output: Path) -> dict[str, Any]:
     row = request.row
     data = row.to_dict()
     data["audio"] = relative_audio(row.audio_path, output)
@@ -590,13 +571,13 @@ def _target_row(request: _Request, completion: Any, options: TargetOptions, outp
         data["clean_audio"] = relative_audio(row.base_dir / clean, output)
     data.update(
         target=completion.text,
-        truncated=bool(completion.truncated),
-        stage=options.stage,
+        truncated=truncated(completion),
+        stage=options.stage.value,
         target_key=request.key,
         target_hash=request.hash,
         completion_tokens=completion.completion_tokens,
     )
-    if options.stage == "emotion":
+    if options.stage is Stage.EMOTION:
         data["target_emotion"] = request.emotion
     return data
 
