@@ -19,23 +19,29 @@ def normalize_text(text: str) -> str:
 
 
 def edit_distance(ref: list[str], hyp: list[str]) -> int:
-    """Levenshtein distance between two token lists."""
-    prev = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        cur = [i] + [0] * len(hyp)
-        for j, h in enumerate(hyp, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
-        prev = cur
-    return prev[-1]
+    """Levenshtein distance between two token lists (jiwer's word alignment; any token works, spaces too)."""
+    if not ref or not hyp:
+        return len(ref) + len(hyp)
+    import jiwer
+
+    ids: dict[str, str] = {}  # each distinct token as one space-free word, so jiwer splits no token
+    words = [" ".join(ids.setdefault(t, f"w{len(ids)}") for t in tokens) for tokens in (ref, hyp)]
+    out = jiwer.process_words(words[0], words[1])
+    return out.substitutions + out.deletions + out.insertions
 
 
 def word_error_rate(references: list[str], hypotheses: list[str]) -> float:
-    """Corpus-level WER: total word edits / total reference words, after :func:`normalize_text`."""
+    """Corpus-level WER: total word edits / total reference words (jiwer), after :func:`normalize_text`."""
     if len(references) != len(hypotheses):
         raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
-    edits = words = 0
-    for ref, hyp in zip(references, hypotheses):
-        r, h = normalize_text(ref).split(), normalize_text(hyp).split()
-        edits += edit_distance(r, h)
-        words += len(r)
+    pairs = [(normalize_text(r), normalize_text(h)) for r, h in zip(references, hypotheses)]
+    words = sum(len(r.split()) for r, _ in pairs)
+    # jiwer aligns pairs with words on both sides; an empty side is all deletions or all insertions.
+    edits = sum(len(r.split()) + len(h.split()) for r, h in pairs if not (r and h))
+    both = [(r, h) for r, h in pairs if r and h]
+    if both:
+        import jiwer
+
+        out = jiwer.process_words([r for r, _ in both], [h for _, h in both])
+        edits += out.substitutions + out.deletions + out.insertions
     return edits / max(words, 1)

@@ -145,14 +145,14 @@ def test_systems_see_earlier_turns_in_order(dialogue_manifest: Path) -> None:
         SYSTEM_PROMPTS["empathetic"], "", last, history=((first, "reply one"), (second, "reply two"))
     )
     speech = load_system("random-tiny")
-    [messages], _ = speech._conversations([query])
+    [messages], _ = speech.conversations([query])
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant", "user"]
     assert [messages[2]["content"], messages[4]["content"]] == ["reply one", "reply two"]
     for message, utterance in zip([messages[1], messages[3], messages[5]], [first, second, last]):
         [part] = message["content"]  # every user turn is its speech, in the conversation's order
         assert part["type"] == "audio" and np.array_equal(part["audio"], utterance.load())
     cascade = load_system("cascade-text@random-tiny")
-    [messages], [shown_last] = cascade._conversations([query])
+    [messages], [shown_last] = cascade.conversations([query])
     assert shown_last == last.text  # what the cascade heard in the scored turn
     assert [m["content"] for m in messages[1:]] == [
         first.text,
@@ -162,7 +162,7 @@ def test_systems_see_earlier_turns_in_order(dialogue_manifest: Path) -> None:
         last.text,
     ]
     # A batch mixing conversations of different lengths keeps each one's turns apart.
-    batch, shown = cascade._conversations([Query(None, "", first), query, Query(None, "", second)])
+    batch, shown = cascade.conversations([Query(None, "", first), query, Query(None, "", second)])
     assert [len(m) for m in batch] == [1, 6, 1] and shown == [first.text, last.text, second.text]
     assert batch[2][0]["content"] == second.text
 

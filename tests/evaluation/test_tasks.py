@@ -11,7 +11,8 @@ import pytest
 
 from blsp_emo.cli import main
 from blsp_emo.data.targets import refused_path
-from blsp_emo.evaluation.systems import Answer, System, load_system
+from blsp_emo.evaluation.systems import System, load_system
+from blsp_emo.model.types import DecodingOptions, Reply
 from blsp_emo.prompts import EMOTIONS
 
 FAST = ["--max-new-tokens", "8", "--teacher-max-new-tokens", "6", "--batch-size", "5"]
@@ -112,8 +113,8 @@ class ScriptedSystem(System):
 
     script: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # id -> (answer, head)
 
-    def answers(self, queries, settings, desc=""):
-        return [Answer(self.script[q.utterance.id][0]) for q in queries]
+    def answers(self, queries, options, batch_size=4, desc=""):
+        return [Reply(self.script[q.utterance.id][0]) for q in queries]
 
     def predict_emotions(self, utterances):
         return [self.script[u.id][1] for u in utterances]
@@ -147,7 +148,7 @@ def test_ser_numbers_are_those_of_known_answers(
     system = ScriptedSystem(
         "scripted", chat=None, llm_name="scripted", script={k: v[1:] for k, v in script.items()}
     )
-    monkeypatch.setattr("blsp_emo.evaluation.commands._load_system", lambda *a: system)
+    monkeypatch.setattr("blsp_emo.evaluation.runner.build_system", lambda *a: system)
     monkeypatch.setattr("blsp_emo.model.loading.check_model_name", lambda name: None)  # no real model
     out = tmp_path / "ser"
     assert main(["eval", "ser", "--model", "scripted", "--data", str(manifest), "-o", str(out)]) == 0
@@ -333,7 +334,7 @@ def test_eval_all_table(
     # A rerun (e.g. after an interruption) reuses every finished system x task: no model is loaded again.
     before = {p: p.stat().st_mtime_ns for p in out.glob("*/*/results.json")}
     monkeypatch.setattr(
-        "blsp_emo.evaluation.commands._load_system",
+        "blsp_emo.evaluation.runner.build_system",
         lambda *a: pytest.fail("a finished system was loaded again"),
     )
     assert main(argv) == 0
@@ -347,7 +348,7 @@ def test_eval_all_table(
 
 def test_results_of_an_older_semantic_task_are_not_resumed(tmp_path: Path) -> None:
     # A semantic results.json written before the teacher-forced scores lacks their columns: redone.
-    from blsp_emo.evaluation.commands import load_finished, task_fingerprint
+    from blsp_emo.evaluation.runner import load_finished, task_fingerprint
     from blsp_emo.evaluation.tasks.common import dump_json
 
     data = {"manifest": "m.jsonl", "n": 3}
@@ -404,12 +405,12 @@ def test_manifest_errors_name_the_row(tmp_path: Path, emotion_manifest: Path) ->
 
 def test_cascade_shows_the_llm_the_transcript(emotion_manifest: Path) -> None:
     from blsp_emo.evaluation.dataset import load_utterances
-    from blsp_emo.evaluation.systems import GenerationSettings, Query
+    from blsp_emo.evaluation.systems import Query
 
     system = load_system("cascade-text@random-tiny")
     utterances = load_utterances(emotion_manifest, limit=2)
     answers = system.answers(
-        [Query(None, "Say: ", u) for u in utterances], GenerationSettings(max_new_tokens=2)
+        [Query(None, "Say: ", u) for u in utterances], DecodingOptions(max_new_tokens=2)
     )
     assert [a.user_text for a in answers] == [u.text for u in utterances]
     assert system.describe()["kind"] == "cascade-text" and system.predict_emotions(utterances) is None

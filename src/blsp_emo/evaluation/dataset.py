@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +12,7 @@ import numpy as np
 from blsp_emo.audio import load_audio
 from blsp_emo.data.manifest import ManifestRow, read_manifest
 from blsp_emo.errors import UserError
+from blsp_emo.io import sha256_file
 from blsp_emo.prompts import EMOTIONS
 
 
@@ -98,7 +99,16 @@ def seeded_subset(utterances: list[Utterance], limit: int | None, seed: int = 0)
 
 def manifest_fingerprint(path: str | Path) -> str:
     """sha256 of the manifest file (recorded in results so a number names its exact data)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return sha256_file(path)
+
+
+def emotion_labels(utterances: Sequence[Utterance]) -> list[str]:
+    """The emotion label of every utterance (a task that scores emotions needs them all)."""
+    labels = [u.emotion for u in utterances]
+    missing = [u.id for u, label in zip(utterances, labels) if label is None]
+    if missing:
+        raise UserError(f"utterance {missing[0]!r} has no emotion label (this task scores emotions)")
+    return [label for label in labels if label is not None]
 
 
 def load_batch(utterances: list[Utterance]) -> list[np.ndarray]:

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 
@@ -24,6 +22,8 @@ from tqdm.auto import tqdm
 
 from blsp_emo.errors import UserError
 from blsp_emo.io import JsonlAppender, read_jsonl_dicts
+from blsp_emo.model.types import DecodingOptions, text_turn
+from blsp_emo.openai_client import ChatClient
 
 SCALES: tuple[str, ...] = ("quality", "empathy")
 
@@ -67,7 +67,9 @@ def parse_scores(text: str) -> dict[str, float] | None:
 
 @dataclass
 class Judge:
-    """A chat model behind an OpenAI-compatible ``/chat/completions`` endpoint."""
+    """A chat model behind an OpenAI-compatible ``/chat/completions`` endpoint (``url``: the API's base
+    URL such as ``http://localhost:8000/v1``, or the full endpoint), asked through
+    :class:`~blsp_emo.openai_client.ChatClient` (connection errors, 429 and 5xx retried)."""
 
     url: str
     model: str
@@ -75,41 +77,23 @@ class Judge:
     timeout: float = 120.0
     seed: int = 0
     max_tokens: int = 64
+    max_retries: int = 3
 
-    def _endpoint(self) -> str:
-        url = self.url.rstrip("/")
-        return url if url.endswith("/chat/completions") else f"{url}/chat/completions"
+    @cached_property
+    def client(self) -> ChatClient:
+        """The endpoint's client (made on first use)."""
+        return ChatClient(
+            self.url, api_key_env=self.api_key_env, timeout=self.timeout, max_retries=self.max_retries
+        )
 
     def complete(self, prompt: str) -> str:
-        """One deterministic chat completion; raises :class:`UserError` on HTTP or protocol errors."""
-        body = {
-            "model": self.model,
-            "messages": [{"role": "user", "content": prompt}],
-            "temperature": 0,
-            "seed": self.seed,
-            "max_tokens": self.max_tokens,
-        }
-        headers = {"Content-Type": "application/json"}
-        key = os.environ.get(self.api_key_env)
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        request = urllib.request.Request(self._endpoint(), json.dumps(body).encode(), headers, method="POST")
+        """One deterministic chat completion (temperature 0, the run's seed); raises :class:`UserError`
+        naming the endpoint on HTTP or protocol errors."""
+        options = DecodingOptions(max_new_tokens=self.max_tokens, temperature=0.0, seed=self.seed)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                data = json.loads(response.read().decode("utf-8"))
-        except urllib.error.HTTPError as exc:
-            detail = exc.read().decode("utf-8", "replace")[:200]
-            raise UserError(f"judge {self._endpoint()}: HTTP {exc.code}: {detail}") from None
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            raise UserError(f"judge {self._endpoint()} is unreachable: {exc}") from None
-        except json.JSONDecodeError:
-            raise UserError(f"judge {self._endpoint()}: the answer is not JSON") from None
-        try:
-            return str(data["choices"][0]["message"]["content"] or "")
-        except (KeyError, IndexError, TypeError):
-            raise UserError(
-                f"judge {self._endpoint()}: no choices[0].message.content in the answer"
-            ) from None
+            return self.client.complete([text_turn("user", prompt)], self.model, options).text
+        except UserError as exc:
+            raise UserError(f"judge {exc}") from None
 
     def score(
         self, items: list[tuple[str, str, str]], cache_path: Path | None = None

@@ -1,4 +1,4 @@
-"""Classification and text-similarity metrics, written out so that their definitions are explicit.
+"""Classification and text-similarity metrics (scikit-learn's classification metrics, rouge-score).
 
 Unparsed predictions (``None``) count as wrong everywhere: they are never a correct prediction, they
 lower the recall of their true class, and they appear in the confusion matrix as an extra last column
@@ -7,6 +7,7 @@ lower the recall of their true class, and they appear in the confusion matrix as
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -54,22 +55,39 @@ class ClassificationReport:
         }
 
 
+def _with_unparsed(predicted: Sequence[str | None], labels: Sequence[str]) -> list[str]:
+    """Predictions with ``None`` and anything outside ``labels`` replaced by :data:`UNPARSED`."""
+    if UNPARSED in labels:
+        raise ValueError(f"{UNPARSED!r} is reserved for unparsed predictions and cannot be a label")
+    known = set(labels)
+    return [p if p is not None and p in known else UNPARSED for p in predicted]
+
+
+def _check(truth: Sequence[str], predicted: Sequence[str | None], labels: Sequence[str]) -> None:
+    if len(truth) != len(predicted):
+        raise ValueError(f"{len(truth)} true labels but {len(predicted)} predictions")
+    known = set(labels)
+    for t in truth:
+        if t not in known:
+            raise ValueError(f"true label {t!r} is not one of {list(labels)}")
+
+
 def confusion_matrix(
     truth: Sequence[str], predicted: Sequence[str | None], labels: Sequence[str] = EMOTIONS
 ) -> np.ndarray:
     """Counts with rows = true label, columns = predicted label, plus a last column for unparsed.
 
-    A prediction outside ``labels`` (and ``None``) lands in the unparsed column.
+    A prediction outside ``labels`` (and ``None``) lands in the unparsed column (scikit-learn's
+    ``confusion_matrix`` over the labels and "unparsed"; its "unparsed" row is always empty and dropped).
     """
-    if len(truth) != len(predicted):
-        raise ValueError(f"{len(truth)} true labels but {len(predicted)} predictions")
-    index = {label: i for i, label in enumerate(labels)}
-    matrix = np.zeros((len(labels), len(labels) + 1), dtype=np.int64)
-    for t, p in zip(truth, predicted):
-        if t not in index:
-            raise ValueError(f"true label {t!r} is not one of {list(labels)}")
-        matrix[index[t], index.get(p, len(labels)) if p is not None else len(labels)] += 1
-    return matrix
+    _check(truth, predicted, labels)
+    if not truth:
+        return np.zeros((len(labels), len(labels) + 1), dtype=np.int64)
+    from sklearn.metrics import confusion_matrix as sklearn_confusion_matrix
+
+    columns = [*labels, UNPARSED]
+    matrix = sklearn_confusion_matrix(list(truth), _with_unparsed(predicted, labels), labels=columns)
+    return matrix[: len(labels)].astype(np.int64)
 
 
 def classification_report(
@@ -77,35 +95,44 @@ def classification_report(
 ) -> ClassificationReport:
     """Accuracy, unweighted average recall (UAR), macro F1, per-class recall/precision/F1, confusion.
 
-    UAR and macro F1 average over the classes that occur in ``truth`` (a class absent from the test set
-    has no recall; its per-class values are ``None``). Precision of a class never predicted is 0.
+    UAR (scikit-learn's ``balanced_accuracy_score``) and macro F1 average over the classes that occur in
+    ``truth`` (a class absent from the test set has no recall; its per-class values are ``None``).
+    Precision of a class never predicted is 0, and so is the F1 of a class with no hit.
     """
     labels = list(labels)
     matrix = confusion_matrix(truth, predicted, labels)
     n = int(matrix.sum())
-    correct = int(np.trace(matrix[:, : len(labels)]))
     support = matrix.sum(axis=1)
-    predicted_count = matrix[:, : len(labels)].sum(axis=0)
-    recall: dict[str, float | None] = {}
-    precision: dict[str, float | None] = {}
-    f1: dict[str, float | None] = {}
-    for i, label in enumerate(labels):
-        tp = int(matrix[i, i])
-        if support[i] == 0:
-            recall[label] = precision[label] = f1[label] = None
-            continue
-        r = tp / int(support[i])
-        p = tp / int(predicted_count[i]) if predicted_count[i] else 0.0
-        recall[label], precision[label] = r, p
-        f1[label] = 2 * p * r / (p + r) if p + r else 0.0
-    present = [label for label in labels if recall[label] is not None]
     unparsed = int(matrix[:, -1].sum())
+    recall: dict[str, float | None] = dict.fromkeys(labels)
+    precision: dict[str, float | None] = dict.fromkeys(labels)
+    f1: dict[str, float | None] = dict.fromkeys(labels)
+    accuracy = uar = macro_f1 = 0.0
+    if n:
+        from sklearn.metrics import (
+            accuracy_score,
+            balanced_accuracy_score,
+            f1_score,
+            precision_recall_fscore_support,
+        )
+
+        y_true, y_pred = list(truth), _with_unparsed(predicted, labels)
+        present = [label for label, count in zip(labels, support) if count]
+        accuracy = float(accuracy_score(y_true, y_pred))
+        with warnings.catch_warnings():  # "y_pred contains classes not in y_true": those have no recall
+            warnings.simplefilter("ignore", UserWarning)
+            uar = float(balanced_accuracy_score(y_true, y_pred))
+        macro_f1 = float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0.0))
+        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0.0)
+        for i, label in enumerate(labels):
+            if support[i]:
+                precision[label], recall[label], f1[label] = float(p[i]), float(r[i]), float(f[i])
     return ClassificationReport(
         labels=labels,
         n=n,
-        accuracy=correct / n if n else 0.0,
-        unweighted_average_recall=float(np.mean([recall[c] for c in present])) if present else 0.0,
-        macro_f1=float(np.mean([f1[c] for c in present])) if present else 0.0,
+        accuracy=accuracy,
+        unweighted_average_recall=uar,
+        macro_f1=macro_f1,
         per_class_recall=recall,
         per_class_precision=precision,
         per_class_f1=f1,

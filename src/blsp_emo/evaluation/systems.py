@@ -13,29 +13,38 @@ A *system* answers :class:`Query` objects (a system prompt, a text instruction a
 
 Every system also answers plain text (:meth:`System.text_answers`) with its own LLM: that is the
 reference for the semantic task and the teacher for the empathy task. Generation goes through
-``blsp_emo.model.SpeechChat`` in every case, with the same decoding, so differences come from the input.
+``blsp_emo.model.SpeechChat`` in every case, with the same :class:`~blsp_emo.model.types.DecodingOptions`,
+so differences come from the input; answers are :class:`~blsp_emo.model.types.Reply` objects (a cascade's
+``user_text`` holds what it showed the LLM in place of the speech).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from blsp_emo.errors import UserError
 from blsp_emo.evaluation.dataset import Utterance
-from blsp_emo.model.types import DecodingOptions
+from blsp_emo.model.types import Conversation, DecodingOptions, Reply
 from blsp_emo.prompts import EMOTIONS
+
+if TYPE_CHECKING:
+    from blsp_emo.evaluation.ser_classifier import EmotionClassifier, ProsodyFeatures, WhisperFeatures
+    from blsp_emo.model.inference import SpeechChat
+    from blsp_emo.model.modeling import BlspEmoModel
+    from blsp_emo.model.processor import BlspEmoProcessor
 
 log = logging.getLogger(__name__)
 
 CASCADES: tuple[str, ...] = ("cascade-text", "cascade-asr", "cascade-asr-ser", "cascade-asr-prosody")
 # How the strong cascade tells the LLM the predicted emotion: a prefix of the user's words.
 EMOTION_HINT = "[The speaker's emotion tone: {emotion}] "
+EMOTION_BATCH = 8  # clips per emotion-head call
 
 
 @dataclass(frozen=True)
@@ -53,68 +62,14 @@ class Query:
     history: tuple[tuple[Utterance, str], ...] = ()
 
 
-@dataclass
-class Answer:
-    """A generated answer with its token counts."""
-
-    text: str
-    finish_reason: str = "stop"
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    user_text: str | None = None  # what a cascade showed the LLM in place of the speech
-
-
-@dataclass
-class GenerationSettings:
-    """Decoding settings shared by every system in a run (greedy by default, as in the paper)."""
-
-    max_new_tokens: int = 128
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int = 0
-    batch_size: int = 4
-
-
-def _messages(
-    system_prompt: str | None, user_content: Any, earlier: list[tuple[Any, str]] | None = None
-) -> list[dict]:
-    messages: list[dict] = []
-    if system_prompt:
-        messages.append({"role": "system", "content": system_prompt})
-    for content, reply in earlier or []:
-        messages += [{"role": "user", "content": content}, {"role": "assistant", "content": reply}]
-    messages.append({"role": "user", "content": user_content})
-    return messages
-
-
-def _reply_to_answer(reply: Any, user_text: str | None = None) -> Answer:
-    return Answer(
-        text=str(getattr(reply, "text", reply)).strip(),
-        finish_reason=str(getattr(reply, "finish_reason", "stop")),
-        prompt_tokens=int(getattr(reply, "prompt_tokens", 0) or 0),
-        completion_tokens=int(getattr(reply, "completion_tokens", 0) or 0),
-        user_text=user_text,
-    )
-
-
-def emotion_from_prediction(prediction: Any) -> str | None:
-    """Normalise one emotion-head prediction (a label, an id, a dict of scores or an object) to a label."""
+def emotion_from_prediction(prediction: str | dict[str, float] | None) -> str | None:
+    """One emotion prediction as a label: a label (kept when it is one of ``EMOTIONS``), emotion-head
+    scores (the best-scoring emotion), or None (no prediction)."""
     if prediction is None:
         return None
     if isinstance(prediction, str):
         return prediction if prediction in EMOTIONS else None
-    if isinstance(prediction, (int, np.integer)):
-        return EMOTIONS[int(prediction)]
-    if isinstance(prediction, dict):
-        if "emotion" in prediction:
-            return emotion_from_prediction(prediction["emotion"])
-        return max(prediction, key=prediction.get) if prediction else None
-    for attr in ("emotion", "label"):
-        if hasattr(prediction, attr):
-            return emotion_from_prediction(getattr(prediction, attr))
-    if isinstance(prediction, (tuple, list)) and prediction:
-        return emotion_from_prediction(prediction[0])
-    return None
+    return max(prediction, key=lambda label: prediction[label]) if prediction else None
 
 
 @dataclass
@@ -122,33 +77,39 @@ class System:
     """Base class: a named system that answers queries with a SpeechChat over its LLM."""
 
     name: str
-    chat: Any  # blsp_emo.model.SpeechChat
+    chat: SpeechChat
     llm_name: str  # the model name whose LLM answers (teacher caches are keyed by it)
-    info: dict = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
 
-    def answers(self, queries: list[Query], settings: GenerationSettings, desc: str = "") -> list[Answer]:
-        """Answer every query, in batches, with a progress bar."""
-        out: list[Answer] = []
+    def answers(
+        self, queries: list[Query], options: DecodingOptions, batch_size: int = 4, desc: str = ""
+    ) -> list[Reply]:
+        """Answer every query, ``batch_size`` conversations per generate call, with a progress bar."""
+        out: list[Reply] = []
         bar = tqdm(total=len(queries), desc=desc or self.name, unit="utt")
-        for start in range(0, len(queries), settings.batch_size):
-            batch = queries[start : start + settings.batch_size]
-            conversations, shown = self._conversations(batch)
-            replies = self._respond(conversations, settings)
-            out.extend(_reply_to_answer(r, s) for r, s in zip(replies, shown))
+        for start in range(0, len(queries), batch_size):
+            batch = queries[start : start + batch_size]
+            conversations, shown = self.conversations(batch)
+            replies = self.chat.respond(conversations, options)
+            out.extend(dataclasses.replace(r, user_text=s) for r, s in zip(replies, shown))
             bar.update(len(batch))
         bar.close()
         return out
 
     def text_answers(
-        self, system_prompt: str | None, user_texts: list[str], settings: GenerationSettings, desc: str = ""
-    ) -> list[Answer]:
+        self,
+        system_prompt: str | None,
+        user_texts: list[str],
+        options: DecodingOptions,
+        batch_size: int = 4,
+        desc: str = "",
+    ) -> list[Reply]:
         """The system's LLM answering plain text user turns (the text reference / teacher)."""
-        out: list[Answer] = []
+        out: list[Reply] = []
         bar = tqdm(total=len(user_texts), desc=desc or f"{self.llm_name} (text)", unit="utt")
-        for start in range(0, len(user_texts), settings.batch_size):
-            batch = user_texts[start : start + settings.batch_size]
-            replies = self._respond([_messages(system_prompt, t) for t in batch], settings)
-            out.extend(_reply_to_answer(r) for r in replies)
+        for start in range(0, len(user_texts), batch_size):
+            batch = user_texts[start : start + batch_size]
+            out.extend(self.chat.respond([text_conversation(system_prompt, t) for t in batch], options))
             bar.update(len(batch))
         bar.close()
         return out
@@ -157,48 +118,45 @@ class System:
         """Emotion predictions that do not go through text (emotion head or classifier); None if absent."""
         return None
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         """What this system is, for results.json."""
         return {"name": self.name, "llm": self.llm_name, **self.info}
 
-    def _respond(self, conversations: list[list[dict]], settings: GenerationSettings) -> list[Any]:
-        options = DecodingOptions(
-            max_new_tokens=settings.max_new_tokens,
-            temperature=settings.temperature,
-            top_p=settings.top_p,
-            seed=settings.seed,
-        )
-        return self.chat.respond(conversations, options)
-
-    def _conversations(self, batch: list[Query]) -> tuple[list[list[dict]], list[str | None]]:
+    def conversations(self, batch: list[Query]) -> tuple[list[Conversation], list[str | None]]:
+        """The conversations this system gives its LLM for ``batch``, and for each the text it showed in
+        place of the speech (None when the speech itself goes in)."""
         raise NotImplementedError
+
+
+def text_conversation(system_prompt: str | None, user_text: str) -> Conversation:
+    """A system prompt (if any) and one text user turn."""
+    return Conversation(system=system_prompt).user(user_text)
 
 
 @dataclass
 class BlspEmoSystem(System):
     """A BLSP-Emo model: speech embeddings in the user turn."""
 
-    def _conversations(self, batch: list[Query]) -> tuple[list[list[dict]], list[str | None]]:
-        conversations = []
+    def conversations(self, batch: list[Query]) -> tuple[list[Conversation], list[str | None]]:
+        """Each earlier user turn as speech followed by its assistant text, then the instruction and the
+        speech of the last turn."""
+        out = []
         for q in batch:
-            content: list[dict] = []
-            if q.instruction:
-                content.append({"type": "text", "text": q.instruction})
-            content.append({"type": "audio", "audio": q.utterance.load()})
-            earlier = [([{"type": "audio", "audio": u.load()}], reply) for u, reply in q.history]
-            conversations.append(_messages(q.system_prompt, content, earlier))
-        return conversations, [None] * len(batch)
+            conversation = Conversation(system=q.system_prompt)
+            for utterance, reply in q.history:
+                conversation.speech(utterance.load()).assistant(reply)
+            out.append(conversation.speech(q.utterance.load(), q.instruction))
+        return out, [None] * len(batch)
 
     def predict_emotions(self, utterances: list[Utterance]) -> list[str | None] | None:
         """The model's emotion head, when it has one (None otherwise)."""
-        if getattr(self.chat.model, "emotion_head", None) is None:
+        if self.chat.model.emotion_head is None:
             return None
         predictions: list[str | None] = []
-        for start in range(0, len(utterances), 8):
-            batch = utterances[start : start + 8]
-            predictions.extend(
-                emotion_from_prediction(p) for p in self.chat.recognize_emotion([u.load() for u in batch])
-            )
+        for start in range(0, len(utterances), EMOTION_BATCH):
+            batch = utterances[start : start + EMOTION_BATCH]
+            scores = self.chat.recognize_emotion([u.load() for u in batch])
+            predictions.extend(emotion_from_prediction(p) for p in scores)
         return predictions
 
 
@@ -208,9 +166,9 @@ class CascadeSystem(System):
 
     kind: str = "cascade-text"
     asr_name: str = "tiny"
-    classifier: Any = None  # ser_classifier.EmotionClassifier for cascade-asr-ser
-    features: Any = None  # ser_classifier.WhisperFeatures for cascade-asr-ser
-    whisper: tuple[Any, Any] | None = None  # (model, processor) shared by ASR and the features
+    classifier: EmotionClassifier | None = None  # cascade-asr-ser and cascade-asr-prosody
+    features: WhisperFeatures | ProsodyFeatures | None = None  # what the classifier reads
+    whisper: tuple[Any, Any] | None = None  # (Whisper model, processor) shared by ASR and the features
     _transcripts: dict[str, str] = field(default_factory=dict)
     _emotions: dict[str, str] = field(default_factory=dict)
 
@@ -240,8 +198,8 @@ class CascadeSystem(System):
         return [self._transcripts[u.id] for u in utterances]
 
     def predict_emotions(self, utterances: list[Utterance]) -> list[str | None] | None:
-        """The emotion classifier on Whisper-encoder features (cascade-asr-ser only)."""
-        if self.classifier is None:
+        """The emotion classifier's predictions (cascade-asr-ser and cascade-asr-prosody only)."""
+        if self.classifier is None or self.features is None:
             return None
         missing = [u for u in utterances if u.id not in self._emotions]
         if missing:
@@ -250,44 +208,49 @@ class CascadeSystem(System):
             self._emotions.update({u.id: e for u, e in zip(missing, predicted)})
         return [self._emotions[u.id] for u in utterances]
 
-    def _conversations(self, batch: list[Query]) -> tuple[list[list[dict]], list[str | None]]:
-        # Earlier user turns of a conversation are heard like the last one (transcript [+ emotion]).
+    def conversations(self, batch: list[Query]) -> tuple[list[Conversation], list[str | None]]:
+        """Every user turn as the text this cascade hears (transcript [+ emotion hint]); the last one
+        after the instruction."""
         utterances = [u for q in batch for u in (*(h[0] for h in q.history), q.utterance)]
         texts = self.transcripts(utterances)
         emotions = self.predict_emotions(utterances) or [None] * len(utterances)
         heard = [(EMOTION_HINT.format(emotion=e) if e else "") + t for t, e in zip(texts, emotions)]
-        conversations, shown, at = [], [], 0
+        out: list[Conversation] = []
+        shown: list[str | None] = []
+        at = 0
         for q in batch:
-            earlier = [(h, reply) for h, (_, reply) in zip(heard[at:], q.history)]
-            at += len(q.history)
-            conversations.append(_messages(q.system_prompt, q.instruction + heard[at], earlier))
+            conversation = Conversation(system=q.system_prompt)
+            for _, reply in q.history:
+                conversation.user(heard[at]).assistant(reply)
+                at += 1
+            out.append(conversation.user(q.instruction + heard[at]))
             shown.append(heard[at])
             at += 1
-        return conversations, shown
+        return out, shown
 
 
-_MODEL_CACHE: dict[str, tuple[Any, Any]] = {}
+_MODEL_CACHE: dict[str, tuple[BlspEmoModel, BlspEmoProcessor]] = {}
 
 
-def _load(name: str) -> tuple[Any, Any]:
+def _load(name: str) -> tuple[BlspEmoModel, BlspEmoProcessor]:
     """Load a BLSP-Emo model once per process (``eval all`` shares it between systems)."""
     if name not in _MODEL_CACHE:
-        from blsp_emo.model import load_model
+        from blsp_emo.model.loading import load_model
 
         _MODEL_CACHE[name] = load_model(name)
     return _MODEL_CACHE[name]
 
 
-def _speech_chat(name: str):
-    from blsp_emo.model import SpeechChat
+def _speech_chat(name: str) -> SpeechChat:
+    from blsp_emo.model.inference import SpeechChat
 
     model, processor = _load(name)
     return SpeechChat(model, processor)
 
 
-def _base_llm(chat: Any) -> str:
+def _base_llm(chat: SpeechChat) -> str:
     """The name of the chat LLM under a speech model (its config's ``llm_name``)."""
-    return str(getattr(chat.model.config, "llm_name", None) or "llm")
+    return str(chat.model.config.llm_name or "llm")
 
 
 def split_system_name(spec: str, default_llm: str) -> tuple[str, str | None]:
@@ -322,7 +285,9 @@ def load_system(
         # the text answers are the base LLM's: keyed by its name, they are shared with the cascades.
         return BlspEmoSystem(name=spec, chat=chat, llm_name=_base_llm(chat), info={"kind": "blsp-emo"})
     info: dict[str, Any] = {"kind": kind}
-    classifier = features = whisper = None
+    classifier: EmotionClassifier | None = None
+    features: WhisperFeatures | ProsodyFeatures | None = None
+    whisper: tuple[Any, Any] | None = None
     if kind != "cascade-text":
         info["asr"] = asr
     if kind in ("cascade-asr-ser", "cascade-asr-prosody"):

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from blsp_emo.evaluation.dataset import Utterance
 from blsp_emo.evaluation.judge import Judge
-from blsp_emo.evaluation.systems import Answer, GenerationSettings, System
-from blsp_emo.io import JsonlAppender, read_jsonl_dicts
+from blsp_emo.evaluation.systems import System
+from blsp_emo.io import JsonlAppender, atomic_write_json, atomic_write_jsonl, read_jsonl_dicts
+from blsp_emo.model.types import PLAIN, DecodingOptions, Reply
 
 
 @dataclass
@@ -22,7 +26,9 @@ class RunContext:
 
     out_dir: Path  # this task's output folder
     cache_dir: Path  # shared cache of text answers (teacher continuations, text references)
-    settings: GenerationSettings  # decoding for the system's answers
+    decoding: DecodingOptions  # decoding for the system's answers
+    batch_size: int = 4  # conversations per generate call
+    seed: int = 0  # the run's seed (teacher decoding, multi-turn conversations)
     data: dict[str, Any] = field(default_factory=dict)  # manifest path, sha256, split, limit, n
     embedder: str = "all-MiniLM-L6-v2"
     judge: Judge | None = None
@@ -31,11 +37,11 @@ class RunContext:
     teacher_targets: dict[tuple[str, str], str] | None = None  # (transcript, emotion) -> teacher text
     turns: int = 3  # user turns per conversation (task multiturn)
 
-    def with_max_new_tokens(self, default: int) -> GenerationSettings:
-        """The decoding settings with this task's default answer length unless the user set one."""
+    def with_max_new_tokens(self, default: int) -> DecodingOptions:
+        """The decoding options with this task's default answer length unless the user set one."""
         if self.max_new_tokens_set:
-            return self.settings
-        return replace(self.settings, max_new_tokens=default)
+            return self.decoding
+        return self.decoding.replace(max_new_tokens=default)
 
 
 @dataclass
@@ -43,15 +49,15 @@ class TaskResult:
     """One task's outcome for one system."""
 
     task: str
-    system: dict
-    data: dict
-    generation: dict
-    metrics: dict
+    system: dict[str, Any]
+    data: dict[str, Any]
+    generation: dict[str, Any]
+    metrics: dict[str, Any]
     headline: dict[str, float | None]  # the few numbers that go into the comparison table
     sections: list[str] = field(default_factory=list)  # markdown paragraphs for report.md
     plots: list[str] = field(default_factory=list)  # PNG file names inside the output folder
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (results.json)."""
         return {
             "task": self.task,
@@ -70,12 +76,12 @@ def slug(name: str) -> str:
 
 
 def _clean(value: Any) -> Any:
-    """NaN/inf -> None and numpy scalars -> Python, so results.json is strict JSON."""
+    """NaN/inf -> None, numpy scalars -> Python and dict keys sorted, so results are strict, stable JSON."""
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {k: _clean(v) for k, v in sorted((str(k), v) for k, v in value.items())}
     if isinstance(value, (list, tuple)):
         return [_clean(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+    if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -85,19 +91,13 @@ def _clean(value: Any) -> Any:
 
 
 def dump_json(path: Path, data: Any) -> None:
-    """Write deterministic, strict JSON (sorted keys, rounded floats, NaN as null)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        json.dumps(_clean(data), indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
+    """Write deterministic, strict JSON (sorted keys, rounded floats, NaN as null), atomically."""
+    atomic_write_json(path, _clean(data), indent=2, sort_keys=True)
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    """Write per-utterance records (overwriting)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(_clean(row), ensure_ascii=False, sort_keys=True) + "\n")
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write per-utterance records (sorted keys, rounded floats), atomically, replacing the file."""
+    atomic_write_jsonl(path, (_clean(row) for row in rows))
 
 
 def fmt(value: float | None, digits: int = 3) -> str:
@@ -111,29 +111,27 @@ def cached_text_answers(
     system: System,
     system_prompt: str | None,
     user_texts: list[str],
-    settings: GenerationSettings,
+    options: DecodingOptions,
+    batch_size: int,
     cache_dir: Path,
     desc: str,
-) -> list[Answer]:
+) -> list[Reply]:
     """The system's LLM on text turns, cached in ``cache_dir/text-<llm>.jsonl`` (resumable).
 
     The key covers the LLM name, prompts and decoding, so systems sharing an LLM share answers.
     """
     path = cache_dir / f"text-{slug(system.llm_name)}.jsonl"
+    # Options beyond length, temperature, top-p and seed join the key only when they differ from plain
+    # decoding (eval never sets them), so the keys of earlier runs stay valid.
+    rest = options.replace(
+        max_new_tokens=PLAIN.max_new_tokens, temperature=PLAIN.temperature, top_p=PLAIN.top_p, seed=PLAIN.seed
+    )
+    extra = [] if rest == PLAIN else [dataclasses.asdict(rest)]
 
     def key(text: str) -> str:
-        raw = json.dumps(
-            [
-                system.llm_name,
-                system_prompt,
-                text,
-                settings.max_new_tokens,
-                settings.temperature,
-                settings.top_p,
-                settings.seed,
-            ]
-        )
-        return hashlib.sha256(raw.encode()).hexdigest()
+        parts: list[Any] = [system.llm_name, system_prompt, text, options.max_new_tokens, options.temperature]
+        parts += [options.top_p, options.seed, *extra]
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
     cached = {row["key"]: row for _, row in read_jsonl_dicts(path) if "key" in row and "text" in row}
     keys = [key(t) for t in user_texts]
@@ -142,7 +140,7 @@ def cached_text_answers(
         if k not in cached:
             todo.setdefault(k, t)
     if todo:
-        answers = system.text_answers(system_prompt, list(todo.values()), settings, desc=desc)
+        answers = system.text_answers(system_prompt, list(todo.values()), options, batch_size, desc=desc)
         with JsonlAppender(path) as appender:
             for (k, t), a in zip(todo.items(), answers):
                 row = {
@@ -154,9 +152,7 @@ def cached_text_answers(
                 }
                 appender.write(row)
                 cached[k] = row
-    return [
-        Answer(text=cached[k]["text"], finish_reason=cached[k].get("finish_reason", "stop")) for k in keys
-    ]
+    return [Reply(text=cached[k]["text"], finish_reason=cached[k].get("finish_reason", "stop")) for k in keys]
 
 
 def judge_scores(
@@ -180,12 +176,12 @@ def judge_scores(
     return summary, scores
 
 
-def generation_dict(settings: GenerationSettings) -> dict:
-    """Decoding settings for results.json."""
+def generation_dict(options: DecodingOptions, batch_size: int) -> dict[str, Any]:
+    """Decoding options (and the batch size) for results.json."""
     return {
-        "max_new_tokens": settings.max_new_tokens,
-        "temperature": settings.temperature,
-        "top_p": settings.top_p,
-        "seed": settings.seed,
-        "batch_size": settings.batch_size,
+        "max_new_tokens": options.max_new_tokens,
+        "temperature": options.temperature,
+        "top_p": options.top_p,
+        "seed": options.seed,
+        "batch_size": batch_size,
     }

@@ -17,11 +17,11 @@ import numpy as np
 
 from blsp_emo.data.targets import refused_path
 from blsp_emo.errors import UserError
-from blsp_emo.evaluation.dataset import Utterance
+from blsp_emo.evaluation.dataset import Utterance, emotion_labels
 from blsp_emo.evaluation.embeddings import get_embedder
 from blsp_emo.evaluation.metrics import confusion_matrix, mean_and_ci, repeated_ngram_rate
 from blsp_emo.evaluation.plots import plot_bars, plot_confusion
-from blsp_emo.evaluation.systems import GenerationSettings, Query, System
+from blsp_emo.evaluation.systems import Query, System
 from blsp_emo.evaluation.tasks.common import (
     RunContext,
     TaskResult,
@@ -32,10 +32,11 @@ from blsp_emo.evaluation.tasks.common import (
     write_jsonl,
 )
 from blsp_emo.io import read_jsonl_dicts
+from blsp_emo.model.types import DecodingOptions
 from blsp_emo.prompts import EMOTION_TARGET_INSTRUCTION, EMOTIONS, SYSTEM_PROMPTS, is_refusal
 
 DEFAULT_MAX_NEW_TOKENS = 128  # the paper's default reply length
-TEACHER_MAX_NEW_TOKENS = 48  # the stage-2 target length (SPEC.md section 3)
+TEACHER_MAX_NEW_TOKENS = 48  # the stage-2 target length (docs/method.md §3)
 TIE_TOLERANCE = 1e-6
 
 
@@ -64,17 +65,14 @@ def teacher_texts(
                 raise UserError(f"--teacher-targets has no {', '.join(missing)} continuation for {text!r}")
             out.append([ctx.teacher_targets[(text.strip(), e)] for e in EMOTIONS])
         return out
-    settings = GenerationSettings(
-        max_new_tokens=ctx.teacher_max_new_tokens or max_new_tokens,
-        seed=ctx.settings.seed,
-        batch_size=ctx.settings.batch_size,
-    )
+    options = DecodingOptions(max_new_tokens=ctx.teacher_max_new_tokens or max_new_tokens, seed=ctx.seed)
     prompts = [template.format(emotion=e) + text for text in user_texts for e in EMOTIONS]
     answers = cached_text_answers(
         system,
         SYSTEM_PROMPTS["empathetic"],
         prompts,
-        settings,
+        options,
+        ctx.batch_size,
         ctx.cache_dir,
         desc=f"{system.llm_name} teacher",
     )
@@ -189,7 +187,7 @@ def score_replies(
     reply_emb = embedder.encode(replies)
     flat = embedder.encode([t for group in teachers for t in group])
     teacher_emb = flat.reshape(len(utterances), len(EMOTIONS), -1)
-    truth = [u.emotion for u in utterances]
+    truth = emotion_labels(utterances)
     summary, rows = emotion_agreement(reply_emb, teacher_emb, truth)
     summary["teacher_refusals"] = sum(is_refusal(t) for group in teachers for t in group)
     judge, judged = judge_scores(ctx, utterances, replies, system.name)
@@ -233,9 +231,9 @@ def score_replies(
 
 def run_empathy(system: System, utterances: list[Utterance], ctx: RunContext) -> TaskResult:
     """Empathetic replies to speech, scored by emotion agreement with emotion-conditioned teacher texts."""
-    settings = ctx.with_max_new_tokens(DEFAULT_MAX_NEW_TOKENS)
+    decoding = ctx.with_max_new_tokens(DEFAULT_MAX_NEW_TOKENS)
     queries = [Query(SYSTEM_PROMPTS["empathetic"], "", u) for u in utterances]
-    answers = system.answers(queries, settings, desc=f"{system.name} empathy")
+    answers = system.answers(queries, decoding, ctx.batch_size, desc=f"{system.name} empathy")
     teachers = teacher_texts(system, [u.text for u in utterances], ctx)
     replies = [a.text for a in answers]
     metrics, headline, rows, plots, section = score_replies(system, utterances, replies, teachers, ctx)
@@ -259,7 +257,7 @@ def run_empathy(system: System, utterances: list[Utterance], ctx: RunContext) ->
         task="empathy",
         system=system.describe(),
         data=ctx.data,
-        generation=generation_dict(settings),
+        generation=generation_dict(decoding, ctx.batch_size),
         metrics=metrics,
         headline=headline,
         sections=[section],

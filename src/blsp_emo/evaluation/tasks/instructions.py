@@ -12,8 +12,6 @@ Two measurements on the same utterances (build them with ``blsp-emo eval build-i
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from blsp_emo.evaluation.dataset import Utterance
 from blsp_emo.evaluation.spoken_instructions import INSTRUCTION_TEACHER_PROMPT
 from blsp_emo.evaluation.systems import Query, System
@@ -31,9 +29,9 @@ def run_instructions(system: System, utterances: list[Utterance], ctx: RunContex
     ser_metrics, ser_headline, ser_sections, ser_plots, ser_rows = recognize(
         system, utterances, ctx, ctx.out_dir, prefix="emotion_"
     )
-    settings = ctx.with_max_new_tokens(DEFAULT_MAX_NEW_TOKENS)
+    decoding = ctx.with_max_new_tokens(DEFAULT_MAX_NEW_TOKENS)
     queries = [Query(SYSTEM_PROMPTS["empathetic"], "", u) for u in utterances]
-    answers = system.answers(queries, settings, desc=f"{system.name} instructions")
+    answers = system.answers(queries, decoding, ctx.batch_size, desc=f"{system.name} instructions")
     teachers = teacher_texts(
         system, [u.text for u in utterances], ctx, INSTRUCTION_TEACHER_PROMPT, TEACHER_MAX_NEW_TOKENS
     )
@@ -64,7 +62,7 @@ def run_instructions(system: System, utterances: list[Utterance], ctx: RunContex
         "head_accuracy": ser_headline["head_accuracy"],
         **emp_headline,
     }
-    generation = generation_dict(replace(settings))
+    generation = generation_dict(decoding, ctx.batch_size)
     return TaskResult(
         task="instructions",
         system=system.describe(),

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from blsp_emo.errors import UserError
-from blsp_emo.evaluation.dataset import Utterance
+from blsp_emo.evaluation.dataset import Utterance, emotion_labels
 from blsp_emo.evaluation.metrics import mean_and_ci
 from blsp_emo.evaluation.systems import Query, System
 from blsp_emo.evaluation.tasks.common import RunContext, TaskResult, fmt, generation_dict, write_jsonl
@@ -111,12 +111,13 @@ def build_conversations(utterances: list[Utterance], turns: int, seed: int = 0) 
     missing = [u.id for u in utterances if u.emotion is None]
     if missing:
         raise UserError(f"multi-turn conversations need emotion labels; {missing[0]} has none")
-    present = sorted({u.emotion for u in utterances}, key=EMOTIONS.index)
+    labels = emotion_labels(utterances)
+    present = sorted(set(labels), key=EMOTIONS.index)
     rng = random.Random(seed)
     conversations = []
-    for i, last in enumerate(utterances):
+    for i, (last, emotion) in enumerate(zip(utterances, labels)):
         arc = ARCS[i % 2]
-        moods = [last.emotion] if arc == "steady" else [e for e in present if e != last.emotion]
+        moods = [emotion] if arc == "steady" else [e for e in present if e != emotion]
         rng.shuffle(moods)
         earlier = None
         for mood in moods:
@@ -175,8 +176,8 @@ def _section(turns: int, conversations: list[Conversation], summary: dict, agree
 
 def run_multiturn(system: System, utterances: list[Utterance], ctx: RunContext) -> TaskResult:
     """Replies at the last turn of scripted conversations: agreement, judge and consistency."""
-    settings = ctx.with_max_new_tokens(DEFAULT_MAX_NEW_TOKENS)
-    conversations = build_conversations(utterances, ctx.turns, ctx.settings.seed)
+    decoding = ctx.with_max_new_tokens(DEFAULT_MAX_NEW_TOKENS)
+    conversations = build_conversations(utterances, ctx.turns, ctx.seed)
     teachers = teacher_texts(system, [u.text for u in utterances], ctx)
     by_id = {u.id: group for u, group in zip(utterances, teachers)}
 
@@ -192,7 +193,7 @@ def run_multiturn(system: System, utterances: list[Utterance], ctx: RunContext) 
         )
         for c in conversations
     ]
-    answers = system.answers(queries, settings, desc=f"{system.name} multiturn")
+    answers = system.answers(queries, decoding, ctx.batch_size, desc=f"{system.name} multiturn")
     replies = [a.text for a in answers]
     last = [c.last for c in conversations]
     last_teachers = [by_id[u.id] for u in last]
@@ -245,7 +246,7 @@ def run_multiturn(system: System, utterances: list[Utterance], ctx: RunContext) 
         task="multiturn",
         system=system.describe(),
         data=ctx.data,
-        generation=generation_dict(settings),
+        generation=generation_dict(decoding, ctx.batch_size),
         metrics=metrics,
         headline=headline,
         sections=[_section(ctx.turns, conversations, summary, {"per_arc": agreement_per_arc}), section],

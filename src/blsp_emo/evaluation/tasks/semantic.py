@@ -23,7 +23,7 @@ from blsp_emo.evaluation.dataset import Utterance
 from blsp_emo.evaluation.embeddings import get_embedder
 from blsp_emo.evaluation.metrics import mean_and_ci, repeated_ngram_rate, rouge_l
 from blsp_emo.evaluation.plots import plot_histogram
-from blsp_emo.evaluation.systems import Answer, BlspEmoSystem, CascadeSystem, Query, System, _messages
+from blsp_emo.evaluation.systems import BlspEmoSystem, CascadeSystem, Query, System, text_conversation
 from blsp_emo.evaluation.tasks.common import (
     RunContext,
     TaskResult,
@@ -33,9 +33,10 @@ from blsp_emo.evaluation.tasks.common import (
     write_jsonl,
 )
 from blsp_emo.evaluation.teacher_forcing import Student, TeacherForcedScores, gap_closed, score_students
+from blsp_emo.model.types import Reply
 from blsp_emo.prompts import INSTRUCTIONS, SYSTEM_PROMPTS
 
-DEFAULT_MAX_NEW_TOKENS = 48  # the stage-1 target length (SPEC.md section 3)
+DEFAULT_MAX_NEW_TOKENS = 48  # the stage-1 target length (docs/method.md §3)
 # Bumped whenever this task's numbers change or gain columns: `eval all` does not resume a results.json
 # written by an older revision (it would lack the new columns). 2: teacher-forced KL/top-1, ctc_wer;
 # 3: repeat4 (share of replies with a repeated 4-word run).
@@ -44,7 +45,7 @@ STUDENTS = ("model", "no_speech", "transcript")
 
 
 def semantic_teacher_forcing(
-    system: System, utterances: list[Utterance], references: list[Answer], batch_size: int
+    system: System, utterances: list[Utterance], references: list[Reply], batch_size: int
 ) -> dict[str, TeacherForcedScores]:
     """Teacher-forced scores along the reference replies for the system and its two references.
 
@@ -66,8 +67,8 @@ def semantic_teacher_forcing(
         chunk = utterances[start : start + batch_size]
         replies = references[start : start + batch_size]
         queries = [Query(prompt, instruction, u) for u in chunk]
-        own, _ = system._conversations(queries)
-        speech = own if isinstance(system, BlspEmoSystem) else slotted._conversations(queries)[0]
+        own, _ = system.conversations(queries)
+        speech = own if isinstance(system, BlspEmoSystem) else slotted.conversations(queries)[0]
         with torch.no_grad():
             transcript = [
                 table(
@@ -88,7 +89,7 @@ def semantic_teacher_forcing(
             model,
             processor,
             students,
-            [_messages(prompt, instruction + u.text) for u in chunk],
+            [text_conversation(prompt, instruction + u.text) for u in chunk],
             [r.text for r in replies],
             [r.finish_reason == "length" for r in replies],
             batch_size,
@@ -112,10 +113,11 @@ def _summary(scores: TeacherForcedScores) -> dict:
 
 def ctc_readings(system: System, utterances: list[Utterance], batch_size: int) -> list[str] | None:
     """Greedy-CTC readings of a BLSP-Emo model's alignment head, or None when there is no head."""
-    model = getattr(system.chat, "model", None)
-    if not isinstance(system, BlspEmoSystem) or getattr(model, "alignment_head", None) is None:
+    if not isinstance(system, BlspEmoSystem) or system.chat.model.alignment_head is None:
         return None
     from blsp_emo.model.alignment import ctc_transcripts
+
+    model = system.chat.model
 
     readings: list[str] = []
     for start in range(0, len(utterances), batch_size):
@@ -129,16 +131,20 @@ def run_semantic(system: System, utterances: list[Utterance], ctx: RunContext) -
     KL and top-1 agreement along the transcript's continuation, and WERs of any transcripts."""
     from blsp_emo.textnorm import word_error_rate
 
-    settings = ctx.with_max_new_tokens(DEFAULT_MAX_NEW_TOKENS)
+    decoding = ctx.with_max_new_tokens(DEFAULT_MAX_NEW_TOKENS)
     prompt, instruction = SYSTEM_PROMPTS["default"], INSTRUCTIONS["continue"]
     answers = system.answers(
-        [Query(prompt, instruction, u) for u in utterances], settings, f"{system.name} semantic"
+        [Query(prompt, instruction, u) for u in utterances],
+        decoding,
+        ctx.batch_size,
+        f"{system.name} semantic",
     )
     references = cached_text_answers(
         system,
         prompt,
         [instruction + u.text for u in utterances],
-        settings,
+        decoding,
+        ctx.batch_size,
         ctx.cache_dir,
         desc=f"{system.llm_name} reference",
     )
@@ -146,7 +152,7 @@ def run_semantic(system: System, utterances: list[Utterance], ctx: RunContext) -
     ref = [r.text for r in references]
     cosine = get_embedder(ctx.embedder).similarity(hyp, ref).tolist()
     rouge = [rouge_l(r, h) for r, h in zip(ref, hyp)]
-    forced = semantic_teacher_forcing(system, utterances, references, settings.batch_size)
+    forced = semantic_teacher_forcing(system, utterances, references, ctx.batch_size)
     gap = gap_closed(forced["model"].kl, forced["no_speech"].kl, forced["transcript"].kl)
     metrics: dict = {
         "cosine": mean_and_ci(cosine),
@@ -174,7 +180,7 @@ def run_semantic(system: System, utterances: list[Utterance], ctx: RunContext) -
     if isinstance(system, CascadeSystem) and system.kind != "cascade-text":
         metrics["asr_wer"] = word_error_rate(texts, system.transcripts(utterances))
         headline["asr_wer"] = metrics["asr_wer"]
-    readings = ctc_readings(system, utterances, settings.batch_size)
+    readings = ctc_readings(system, utterances, ctx.batch_size)
     if readings is not None:
         metrics["ctc_wer"] = word_error_rate(texts, readings)
         headline["ctc_wer"] = metrics["ctc_wer"]
@@ -233,7 +239,7 @@ def run_semantic(system: System, utterances: list[Utterance], ctx: RunContext) -
         task="semantic",
         system=system.describe(),
         data=ctx.data,
-        generation=generation_dict(settings),
+        generation=generation_dict(decoding, ctx.batch_size),
         metrics=metrics,
         headline=headline,
         sections=[section, forced_section],

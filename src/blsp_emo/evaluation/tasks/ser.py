@@ -1,4 +1,4 @@
-"""Task ``ser``: speech emotion recognition through the model's own words (SPEC.md section 5 prompt).
+"""Task ``ser``: speech emotion recognition through the model's own words (docs/method.md §5 prompt).
 
 The answer to the recognition prompt is turned into a label by the published rule in
 :mod:`blsp_emo.evaluation.labels`. When the system can also predict the emotion without text (the
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from blsp_emo.evaluation.dataset import Utterance
+from blsp_emo.evaluation.dataset import Utterance, emotion_labels
 from blsp_emo.evaluation.labels import parse_emotion
 from blsp_emo.evaluation.metrics import ClassificationReport, classification_report
 from blsp_emo.evaluation.plots import plot_bars, plot_confusion
-from blsp_emo.evaluation.systems import Query, System
+from blsp_emo.evaluation.systems import CascadeSystem, Query, System
 from blsp_emo.evaluation.tasks.common import RunContext, TaskResult, fmt, generation_dict, write_jsonl
 from blsp_emo.prompts import EMOTIONS, INSTRUCTIONS, SYSTEM_PROMPTS
 
@@ -21,7 +21,7 @@ DEFAULT_MAX_NEW_TOKENS = 32  # the label comes first in any sensible answer; the
 
 
 def recognition_queries(utterances: list[Utterance]) -> list[Query]:
-    """The SPEC.md recognition prompt (default system prompt) for every utterance."""
+    """The docs/method.md §5 recognition prompt (default system prompt) for every utterance."""
     return [Query(SYSTEM_PROMPTS["default"], INSTRUCTIONS["recognize_emotion"], u) for u in utterances]
 
 
@@ -48,10 +48,12 @@ def recognize(
     system: System, utterances: list[Utterance], ctx: RunContext, out_dir: Path, prefix: str = ""
 ) -> tuple[dict, dict[str, float | None], list[str], list[str], list[dict]]:
     """Run recognition; returns (metrics, headline, markdown sections, plot names, per-utterance rows)."""
-    settings = ctx.with_max_new_tokens(DEFAULT_MAX_NEW_TOKENS)
-    answers = system.answers(recognition_queries(utterances), settings, desc=f"{system.name} ser")
+    decoding = ctx.with_max_new_tokens(DEFAULT_MAX_NEW_TOKENS)
+    answers = system.answers(
+        recognition_queries(utterances), decoding, ctx.batch_size, desc=f"{system.name} ser"
+    )
     parsed = [parse_emotion(a.text) for a in answers]
-    truth = [u.emotion for u in utterances]
+    truth = emotion_labels(utterances)
     report = classification_report(truth, [p.label for p in parsed], EMOTIONS)
     head = system.predict_emotions(utterances)
     head_report = classification_report(truth, head, EMOTIONS) if head is not None else None
@@ -120,7 +122,7 @@ def recognize(
     if groups:
         metrics["groups"] = groups
         sections.append(group_markdown(groups))
-    metrics["generation"] = generation_dict(settings)
+    metrics["generation"] = generation_dict(decoding, ctx.batch_size)
     return metrics, headline, sections, plots, rows
 
 
@@ -133,8 +135,8 @@ def group_accuracy(
     repeat the overall number): ``{"engine": {"espeak": {"n": 40, "answer": 0.7, "head": 0.8}}, ...}``.
     """
     out: dict[str, dict[str, dict]] = {}
-    for field in ("engine", "speaker"):
-        values = [getattr(u, field) for u in utterances]
+    fields = {"engine": [u.engine for u in utterances], "speaker": [u.speaker for u in utterances]}
+    for field, values in fields.items():
         if len({v for v in values if v}) < 2:
             continue
         table: dict[str, dict] = {}
@@ -160,10 +162,9 @@ def group_markdown(groups: dict[str, dict[str, dict]]) -> str:
 
 
 def _train_overlap(system: System, utterances: list[Utterance]) -> int | None:
-    classifier = getattr(system, "classifier", None)
-    if classifier is None:
+    if not isinstance(system, CascadeSystem) or system.classifier is None:
         return None
-    train = set(classifier.info.get("train_audio", []))
+    train = set(system.classifier.info.get("train_audio", []))
     return sum(str(u.audio_path.resolve()) in train for u in utterances)
 
 
