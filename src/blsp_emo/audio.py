@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from blsp_emo.errors import AudioError
+from blsp_emo.io import atomic_path
 
 SAMPLE_RATE = 16_000
 MAX_SAMPLE_RATE = 384_000  # the highest rate of any real recording format; higher is a crafted header
@@ -87,7 +88,7 @@ def _decode_av(data: bytes | str, max_seconds: float | None = None) -> tuple[np.
     limit = None if max_seconds is None else int(max_seconds * SAMPLE_RATE) + 1
     chunks: list[np.ndarray] = []
     total = 0
-    with av.open(handle) as container:
+    with av.open(handle, mode="r") as container:
         if not container.streams.audio:
             raise AudioError("no audio stream")
         stream = container.streams.audio[0]
@@ -102,8 +103,8 @@ def _decode_av(data: bytes | str, max_seconds: float | None = None) -> tuple[np.
             for out in frames:
                 samples = out.to_ndarray().reshape(-1)
                 total += samples.size
-                if limit is not None and total > limit:
-                    raise _over_limit(max_seconds)  # type: ignore[arg-type]
+                if max_seconds is not None and limit is not None and total > limit:
+                    raise _over_limit(max_seconds)
                 chunks.append(samples)
 
         for frame in container.decode(stream):
@@ -195,14 +196,27 @@ def load_audio(
 
 
 def save_wav(path: str | os.PathLike, audio: np.ndarray, sampling_rate: int = SAMPLE_RATE) -> None:
-    """Write 16-bit PCM wav atomically (temp file + rename), creating parent folders."""
+    """Write 16-bit PCM wav atomically (:func:`blsp_emo.io.atomic_path`), creating parent folders."""
     import soundfile as sf
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    sf.write(str(tmp), np.clip(audio, -1.0, 1.0), sampling_rate, subtype="PCM_16", format="WAV")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), np.clip(audio, -1.0, 1.0), sampling_rate, subtype="PCM_16", format="WAV")
+
+
+def audio_duration(path: str | os.PathLike) -> float | None:
+    """Duration in seconds from the file header (soundfile), decoding with PyAV only when needed; None
+    when the file cannot be read as audio."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+        return float(info.frames / info.samplerate)
+    except Exception:
+        pass
+    try:
+        return load_audio(path).size / SAMPLE_RATE
+    except Exception:
+        return None
 
 
 def wav_bytes(audio: np.ndarray, sampling_rate: int = SAMPLE_RATE) -> bytes:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
+from tiny_models import tiny_whisper_encoder
 
-from blsp_emo.model.testing import tiny_whisper_encoder
-from blsp_emo.training.data import encoder_cache_prefix
+from blsp_emo.training.encoder_cache import encoder_cache_prefix
 
 
 def test_a_one_value_change_anywhere_in_the_encoder_changes_the_key():

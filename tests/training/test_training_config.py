@@ -49,7 +49,7 @@ def test_overrides_are_typed():
     [
         (["optim.lrr=1"], "unknown config field optim.lrr"),
         (["optim.lr=fast"], "optim.lr"),
-        (["stage=third"], "stage must be one of"),
+        (["stage=third"], "config field stage: .*'align', 'semantic' or 'emotion'"),
         (["data.batching=random"], "data.batching"),
         (["nokey"], "expected key=value"),
     ],
@@ -71,7 +71,7 @@ def test_audio_field_clean_audio_trains_on_the_recording_before_augmentation(tmp
     from training_helpers import write_tone_rows
 
     from blsp_emo.errors import UserError
-    from blsp_emo.training.data import load_target_dataset
+    from blsp_emo.training.dataset import load_target_dataset
 
     corpus = tmp_path / "corpus"
     path = write_tone_rows(corpus / "audio-aug", count=3)  # the "augmented" copies

@@ -59,7 +59,8 @@ def test_torchrun_resume_with_duration_batching_matches_uninterrupted(tone_targe
     out = tmp_path / "ddp"
     _torchrun(str(tone_targets), str(out), "interrupted")
     state = json.loads((out / "part" / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())
-    assert (state["world_size"], state["epoch"], state["micro_batches_in_epoch"]) == (2, 1, 1)
+    assert (state["world_size"], state["epoch"], state["sampler"]["position"]) == (2, 1, 1)
+    assert state["sampler"]["num_replicas"] == 2
     assert not (out / "part" / "final").exists()
     _torchrun(str(tone_targets), str(out), "resumed")
     full, resumed = gathered_weights(out)

@@ -72,7 +72,7 @@ def test_resume_with_duration_batching_matches_uninterrupted(tone_targets, tmp_p
     )
     assert stopped.final_dir is None and stopped.checkpoint.name == "checkpoint-4"
     where = json.loads((stopped.checkpoint / "trainer_state.json").read_text())
-    assert (where["epoch"], where["micro_batches_in_epoch"]) == (1, 2)  # mid-epoch
+    assert (where["epoch"], where["sampler"]["epoch"], where["sampler"]["position"]) == (1, 1, 2)  # mid-epoch
     resumed = train(
         tiny_config(tone_targets, part, "emotion", **sections, run={"save_steps": 2}), resume=True
     )
@@ -279,7 +279,7 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tone_targets, 
 
 def test_recognition_share_adds_emotion_questions_to_stage2(tone_targets, tmp_path):
     from blsp_emo.prompts import INSTRUCTIONS, SYSTEM_PROMPTS
-    from blsp_emo.training.data import RecognitionMix
+    from blsp_emo.training.dataset import RecognitionMix
 
     config = tiny_config(
         tone_targets, tmp_path / "s2", "emotion", optim={"max_steps": 2}, data={"recognition_share": 0.5}

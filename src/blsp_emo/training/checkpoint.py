@@ -7,7 +7,8 @@ Layout of ``<output_dir>/checkpoints/checkpoint-<step>/``:
 - ``optimizer.safetensors``: AdamW moments per parameter; its param groups as JSON metadata.
 - ``scheduler.json``: the learning-rate scheduler's state.
 - ``rng_state_<rank>.safetensors``: torch (CPU and CUDA), numpy and Python RNG states of each rank.
-- ``trainer_state.json``: step, epoch, micro-batches done in the epoch, samples seen, elapsed time.
+- ``trainer_state.json``: step, epoch, the batch sampler's state (epoch, position in it, seed), samples
+  seen, elapsed time.
 
 A checkpoint is written into a hidden temporary folder and renamed into place once every rank has
 finished, so a crash mid-write never leaves a half checkpoint that ``--resume`` would pick up. Only the
@@ -20,11 +21,14 @@ import json
 import os
 import random
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+
+from blsp_emo.io import atomic_write_json
 
 CHECKPOINT_PREFIX = "checkpoint-"
 
@@ -35,7 +39,9 @@ class TrainerState:
 
     global_step: int = 0  # optimizer steps done
     epoch: int = 0  # current epoch (0-based)
-    micro_batches_in_epoch: int = 0  # micro-batches of the current epoch already trained (per rank)
+    # TrainBatchSampler.state_dict(): its epoch, the micro-batches of the epoch already trained (per rank,
+    # the same on every rank) and its seed; a resumed run's sampler continues from here
+    sampler: dict[str, Any] = field(default_factory=dict)
     samples_seen: int = 0  # training rows consumed, all ranks together
     elapsed_seconds: float = 0.0  # wall time spent training before this checkpoint
     total_steps: int = 0  # planned optimizer steps of the whole run
@@ -104,7 +110,8 @@ def save_rng_state(path: Path) -> None:
     """Write this process's torch / CUDA / numpy / Python RNG states."""
     from safetensors.torch import save_file
 
-    np_state = np.random.get_state()
+    np_state = np.random.get_state(legacy=True)
+    assert isinstance(np_state, tuple)  # legacy=True: ("MT19937", keys, pos, has_gauss, cached_gaussian)
     tensors = {"torch": torch.get_rng_state(), "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64))}
     if torch.cuda.is_available():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
@@ -134,11 +141,9 @@ def load_rng_state(path: Path) -> None:
     np.random.set_state((name, tensors["numpy_keys"].numpy().astype(np.uint32), pos, has_gauss, cached))
 
 
-def write_json(path: Path, data: dict) -> None:
-    """Write JSON atomically (temp file + rename)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON atomically (:func:`blsp_emo.io.atomic_write_json`)."""
+    atomic_write_json(path, data)
 
 
 def temporary_dir(root: Path, step: int) -> Path:
@@ -195,8 +200,12 @@ def finalize(tmp: Path, root: Path, step: int, keep_last: int) -> Path:
 
 
 def load_trainer_state(folder: Path) -> TrainerState:
-    """Read ``trainer_state.json`` of a checkpoint."""
-    return TrainerState(**json.loads((folder / "trainer_state.json").read_text()))
+    """Read ``trainer_state.json`` of a checkpoint (one written before the sampler kept its own state
+    counted ``micro_batches_in_epoch``: that is the sampler's position in ``epoch``)."""
+    data = json.loads((folder / "trainer_state.json").read_text())
+    if "micro_batches_in_epoch" in data:
+        data["sampler"] = {"epoch": data["epoch"], "position": data.pop("micro_batches_in_epoch")}
+    return TrainerState(**data)
 
 
 def load_trained_weights(model, folder: Path) -> None:
@@ -230,7 +239,11 @@ def _read_fsdp_shards(shards: Path, own: dict[str, torch.Tensor]) -> dict[str, t
     import torch.distributed.checkpoint as dcp
 
     reader = dcp.FileSystemReader(str(shards))
-    saved = {k.removeprefix("model."): v.size for k, v in reader.read_metadata().state_dict_metadata.items()}
+    saved = {
+        k.removeprefix("model."): v.size
+        for k, v in reader.read_metadata().state_dict_metadata.items()
+        if isinstance(v, dcp.metadata.TensorStorageMetadata)
+    }
     wrong = sorted(k for k in saved if k in own and tuple(own[k].shape) != tuple(saved[k]))
     if wrong:
         raise ValueError(f"{shards}: sharded weights of other shapes than the model's: {wrong[:3]}")

@@ -2,26 +2,33 @@
 
 A config file has one top-level ``stage`` and five sections (``model``, ``data``, ``align``, ``optim``, ``run``).
 Overrides on the command line use dotted keys (``optim.lr=3e-4``, ``run.output_dir=runs/x``); values are
-parsed as YAML scalars, so ``true``, ``1e-4`` and ``[a, b]`` work as expected.
+parsed as YAML scalars, so ``true``, ``1e-4`` and ``[a, b]`` work as expected. Values are checked and
+converted to the fields' types by pydantic; a bad value or an unknown key is a :class:`UserError` naming
+the field (``optim.lr``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any
 
 import yaml
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from blsp_emo.errors import UserError
+from blsp_emo.io import atomic_write_text
+from blsp_emo.prompts import Stage
 
-STAGES = ("align", "semantic", "emotion")
+# Every section refuses keys it does not know; numbers given for a text field (a split named 2024) are text.
+_STRICT_KEYS = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
 
 @dataclass
 class ModelSection:
     """Which model to start from and which parts are trained."""
+
+    __pydantic_config__ = _STRICT_KEYS
 
     init_from: str = (
         "tiny"  # preset (tiny, paper), "random-tiny", or a checkpoint folder (stage 2: stage 1's)
@@ -50,6 +57,8 @@ class ModelSection:
 @dataclass
 class DataSection:
     """Training rows, prompts and batching."""
+
+    __pydantic_config__ = _STRICT_KEYS
 
     train: str = (
         ""  # target JSONL written by `blsp-emo data targets` (audio, text, target, truncated, emotion)
@@ -92,6 +101,8 @@ class DataSection:
 class AlignSection:
     """Token-space pre-alignment (``stage: align``): CTC of the adapter output on the LLM's token embeddings."""
 
+    __pydantic_config__ = _STRICT_KEYS
+
     negatives: int = (
         4096  # sampled softmax: the batch's target tokens plus N random others; 0 = whole vocabulary
     )
@@ -105,6 +116,8 @@ class AlignSection:
 @dataclass
 class OptimSection:
     """AdamW with linear warm-up and linear decay to zero (SPEC.md §4)."""
+
+    __pydantic_config__ = _STRICT_KEYS
 
     lr: float = 1e-4  # peak learning rate
     weight_decay: float = 0.05  # AdamW weight decay (not applied to biases and norms)
@@ -120,6 +133,8 @@ class OptimSection:
 @dataclass
 class RunSection:
     """Where outputs go, precision, checkpoints and logging."""
+
+    __pydantic_config__ = _STRICT_KEYS
 
     output_dir: str = "runs/train"  # checkpoints, logs, curve and the final model (in <output_dir>/final)
     overwrite: bool = False  # allow a fresh run (no --resume) to delete checkpoints already in output_dir
@@ -145,9 +160,11 @@ class RunSection:
 class TrainConfig:
     """A complete training recipe (one stage)."""
 
+    __pydantic_config__ = _STRICT_KEYS
+
     # "align" (token-space pre-alignment, CTC; this project's addition), "semantic" (stage 1, KL to the
     # transcript teacher) or "emotion" (stage 2)
-    stage: str = "semantic"
+    stage: Stage = Stage.SEMANTIC
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     align: AlignSection = field(default_factory=AlignSection)
@@ -157,7 +174,6 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Check value ranges; raises :class:`UserError` naming the field."""
         checks = [
-            (self.stage in STAGES, f"stage must be one of {', '.join(STAGES)}, got {self.stage!r}"),
             (self.data.batching in ("duration", "count"), "data.batching must be 'duration' or 'count'"),
             (self.data.batch_size >= 1, "data.batch_size must be >= 1"),
             (self.data.batch_seconds > 0, "data.batch_seconds must be > 0"),
@@ -181,7 +197,7 @@ class TrainConfig:
                 "align time masks must be >= 0",
             ),
             (
-                self.data.recognition_share == 0 or self.stage == "emotion",
+                self.data.recognition_share == 0 or self.stage is Stage.EMOTION,
                 "data.recognition_share needs stage: emotion (the rows need emotion labels)",
             ),
             (self.run.eval_steps >= 0, "run.eval_steps must be >= 0"),
@@ -224,14 +240,15 @@ class TrainConfig:
         return Path(self.data.dev).expanduser().resolve() == Path(self.data.train).expanduser().resolve()
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict (for YAML/JSON)."""
-        return dataclasses.asdict(self)
+        """Plain nested dict of plain values (for YAML/JSON: the stage as its word, betas as a list)."""
+        data: dict[str, Any] = _ADAPTER.dump_python(self, mode="json")
+        return data
 
     @property
     def encoder_frozen(self) -> bool:
         """True when no encoder weight is trained (pre-alignment and stage 1 always; stage 2 unless
         train_encoder)."""
-        return self.stage in ("align", "semantic") or not self.model.train_encoder
+        return self.stage is not Stage.EMOTION or not self.model.train_encoder
 
     @property
     def uses_cache(self) -> bool:
@@ -239,43 +256,35 @@ class TrainConfig:
         return self.data.cache_encoder and self.encoder_frozen
 
 
-def _coerce(value: Any, hint: Any, key: str) -> Any:
-    """Convert a YAML value to a field's declared type (ints to floats, lists to tuples)."""
-    name = getattr(hint, "__name__", str(hint))
-    try:
-        if hint is float and isinstance(value, (int, float, str)) and not isinstance(value, bool):
-            return float(value)  # PyYAML reads 1e-4 (no dot) as a string
-        if hint is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if hint is bool and isinstance(value, bool):
-            return value
-        if hint is str and value is not None and not isinstance(value, (dict, list)):
-            return str(value)
-        if "tuple" in str(hint) and isinstance(value, (list, tuple)):
-            return tuple(float(v) for v in value)
-        if hint is Any:
-            return value
-    except (TypeError, ValueError):
-        pass
-    raise UserError(f"config field {key}: expected {name}, got {value!r}")
+_ADAPTER: TypeAdapter[TrainConfig] = TypeAdapter(TrainConfig)
+SECTIONS: dict[str, type[Any]] = {
+    "model": ModelSection,
+    "data": DataSection,
+    "align": AlignSection,
+    "optim": OptimSection,
+    "run": RunSection,
+}
 
 
-def _fill(cls: type, data: dict[str, Any], prefix: str) -> Any:
-    if not isinstance(data, dict):
-        raise UserError(f"config section {prefix.rstrip('.') or '<root>'}: expected a mapping, got {data!r}")
-    hints = get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise UserError(f"unknown config field {prefix}{unknown[0]} (known: {', '.join(sorted(names))})")
-    kwargs = {}
-    for name, value in data.items():
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            kwargs[name] = _fill(hint, value or {}, f"{prefix}{name}.")
-        else:
-            kwargs[name] = _coerce(value, hint, prefix + name)
-    return cls(**kwargs)
+def _field_names(cls: type[Any]) -> list[str]:
+    return sorted(f.name for f in fields(cls))
+
+
+def _config_error(exc: ValidationError) -> UserError:
+    """The first problem pydantic found, as one line naming the field (``optim.lr``)."""
+    errors = exc.errors()
+    first = errors[0]
+    loc = ".".join(str(part) for part in first["loc"])
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    if first["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
+        section = SECTIONS.get(str(first["loc"][0])) if len(first["loc"]) > 1 else TrainConfig
+        known = f" (known: {', '.join(_field_names(section))})" if section is not None else ""
+        return UserError(f"unknown config field {loc}{known}{more}")
+    if first["type"] == "dataclass_type":
+        return UserError(
+            f"config section {loc or '<root>'}: expected a mapping, got {first['input']!r}{more}"
+        )
+    return UserError(f"config field {loc or '<root>'}: {first['msg']} (got {first['input']!r}){more}")
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -316,21 +325,19 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
             raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-        for key in (
-            "model",
-            "data",
-            "align",
-            "optim",
-            "run",
-        ):  # relative data paths are relative to the caller
-            data.setdefault(key, {})
+        if not isinstance(data, dict):
+            raise UserError(f"{path}: expected a mapping of config sections, got {type(data).__name__}")
     data = apply_overrides(data, list(overrides or []))
-    config = _fill(TrainConfig, data, "")
+    for key in SECTIONS:  # an empty section ("model:" with nothing under it) reads as None
+        if data.get(key) is None:
+            data.pop(key, None)
+    try:
+        config = _ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        raise _config_error(exc) from None
     return config.validate()
 
 
 def dump_config(config: TrainConfig, path: str | Path) -> None:
     """Write the resolved config as YAML (the run's record of what it trained with)."""
-    data = config.to_dict()
-    data["optim"]["betas"] = list(data["optim"]["betas"])
-    Path(path).write_text(yaml.safe_dump(data, sort_keys=False))
+    atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))

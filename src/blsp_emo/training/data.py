@@ -1,7 +1,7 @@
-"""Training rows, the dataset over them, and the collator that builds each stage's model inputs.
+"""The collator that builds each stage's model inputs from training rows.
 
 Stage 1 (semantic): the student sees ``instruction + [speech]``; the teacher sees ``instruction +
-transcript``; both share the default system prompt and the same target continuation (SPEC.md §4).
+transcript``; both share the default system prompt and the same target continuation (docs/method.md §4).
 Stage 2 (emotion): the empathetic system prompt, ``continue_emotion`` instruction + [speech], the target
 continuation as labels, and the emotion label per utterance (-1 when unknown).
 Both stages take the prompts of each row's ``language`` (English and Chinese sets in
@@ -9,141 +9,26 @@ Both stages take the prompts of each row's ``language`` (English and Chinese set
 names its own prompt text.
 Pre-alignment (align): no prompt at all; the transcript's LLM token ids are the CTC targets of the speech
 (``blsp_emo.model.alignment``), and any manifest with transcripts serves (no teacher targets needed).
+The rows themselves are :mod:`blsp_emo.training.dataset`; cached encoder states
+:mod:`blsp_emo.training.encoder_cache`.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from blsp_emo.data.dataset import TargetDataset
-from blsp_emo.errors import UserError
-from blsp_emo.prompts import INSTRUCTIONS, SYSTEM_PROMPTS, instruction, prompt_set, system_prompt
+from blsp_emo.model.types import Conversation
+from blsp_emo.prompts import INSTRUCTIONS, SYSTEM_PROMPTS, Stage, instruction, prompt_set, system_prompt
 from blsp_emo.training.config import AlignSection
+from blsp_emo.training.encoder_cache import StateCache
 
-STAGE_PROMPTS = {  # (system prompt, instruction) per stage, SPEC.md §4
-    "align": ("default", "continue"),  # unused: pre-alignment builds no prompt
-    "semantic": ("default", "continue"),
-    "emotion": ("empathetic", "continue_emotion"),
-}
-
-
-def use_clean_audio(row, path: Path) -> None:
-    """Point ``row`` at its recording before augmentation (its ``clean_audio`` field) and drop the
-    augmented copy's duration. A relative ``clean_audio`` is relative to the corpus folder: the target
-    file's folder, or the first folder above the augmented copy that holds it."""
-    clean = row.extra.get("clean_audio")
-    if not clean:
-        return
-    candidates = [Path(clean)] if Path(clean).is_absolute() else [path.parent / clean]
-    candidates += [parent / clean for parent in row.audio_path.parents]
-    found = next((c for c in candidates if c.is_file()), None)
-    if found is None:
-        raise UserError(f"{path}: row {row.id}: clean_audio {clean} not found")
-    row.audio, row.base_dir, row.duration = str(found.resolve()), None, None
-
-
-def load_target_dataset(
-    path: str | Path,
-    min_seconds: float = 0.0,
-    max_seconds: float = float("inf"),
-    max_rows: int = 0,
-    split: str = "",
-    require_target: bool = True,
-    audio_field: str = "audio",
-) -> TargetDataset:
-    """The training rows of a target JSONL (``data targets`` output) as a ``blsp_emo.data`` dataset.
-
-    Keeps rows of ``split`` (rows without one are kept) whose audio lasts ``min_seconds``..``max_seconds``
-    (SPEC.md §3), at most ``max_rows`` of them; the dataset itself drops rows whose continuation was
-    written for another emotion than the utterance's. Bad rows raise :class:`UserError` naming file:line.
-    ``audio_field="clean_audio"`` trains on each row's recording before augmentation (see
-    :func:`use_clean_audio`).
-    """
-    from blsp_emo.data.importers.common import audio_duration
-    from blsp_emo.data.manifest import read_manifest
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such training file")
-    rows = []
-    for row in read_manifest(path):
-        if split and row.split != split:  # rows without a split field count as "train"
-            continue
-        if audio_field == "clean_audio":
-            use_clean_audio(row, path)
-        elif audio_field != "audio":
-            raise UserError(f"data.audio_field {audio_field!r}: expected audio or clean_audio")
-        if row.duration is None:
-            if not row.audio_path.is_file():
-                raise UserError(f"{path}: audio file {row.audio_path} not found")
-            row.duration = audio_duration(row.audio_path) or 0.0
-        if min_seconds <= row.duration <= max_seconds:
-            rows.append(row)
-        if max_rows and len(rows) >= max_rows:
-            break
-    dataset = TargetDataset(rows, require_target=require_target)
-    if len(dataset) == 0:
-        wanted = "a target" if require_target else "a transcript"
-        raise UserError(
-            f"{path}: no usable rows (need {min_seconds:g}-{max_seconds:g} s audio with {wanted})"
-        )
-    missing = next((r.audio_path for r in dataset.rows if not r.audio_path.is_file()), None)
-    if missing is not None:
-        raise UserError(f"{path}: audio file {missing} not found")
-    return dataset
-
-
-class RecognitionMix(torch.utils.data.Dataset):
-    """A stage-2 dataset plus recognition copies of a share of its labelled utterances.
-
-    Items ``0..len(base)-1`` are the base items; after them come copies of ``share`` of the labelled
-    utterances (a fixed draw from ``seed``) with ``task`` "recognition" and the emotion word as the
-    target: the collator asks them the emotion-recognition question (SPEC.md section 5) instead of the
-    continuation prompt, so the model learns to name the emotion it hears in words, not only in its head.
-    """
-
-    def __init__(self, base, share: float, seed: int = 0) -> None:
-        import random
-
-        self.base = base
-        labelled = [i for i, row in enumerate(base.rows) if row.emotion is not None]
-        count = int(round(share * len(labelled)))
-        self.copies = sorted(random.Random(seed).sample(labelled, count))
-        self.rows = base.rows + [base.rows[i] for i in self.copies]
-
-    def __len__(self) -> int:
-        return len(self.base) + len(self.copies)
-
-    @property
-    def durations(self) -> list[float]:
-        durations = self.base.durations
-        return durations + [durations[i] for i in self.copies]
-
-    def __getitem__(self, index: int) -> dict:
-        if index < len(self.base):
-            return self.base[index]
-        item = dict(self.base[self.copies[index - len(self.base)]])
-        item.update(task="recognition", target=item["emotion"], truncated=False)
-        return item
-
-
-def encoder_cache_prefix(encoder: torch.nn.Module, name: str, pad_to_30s: bool) -> str:
-    """The encoder-cache key prefix: encoder name, encoding mode and a fingerprint of every weight.
-
-    Every value of every tensor goes into the fingerprint (a changed encoder must never hit a stale
-    cache); "pad30v2" marks the paper path since its padded frames hold Whisper's silence (older pad30
-    entries were computed on zero padding and are not reused).
-    """
-    digest = hashlib.sha256()
-    for tensor_name, tensor in sorted(encoder.state_dict().items()):
-        digest.update(tensor_name.encode() + str(tuple(tensor.shape)).encode() + str(tensor.dtype).encode())
-        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return f"{name}|{'pad30v2' if pad_to_30s else 'variable'}|{digest.hexdigest()[:16]}"
+if TYPE_CHECKING:
+    from blsp_emo.model.processor import BlspEmoProcessor
 
 
 def _missing(_: np.ndarray) -> torch.Tensor:
@@ -160,33 +45,37 @@ def pad_states(states: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tens
 
 
 class TrainingCollator:
-    """Builds a stage's batch dict from dataset items (called by the DataLoader)."""
+    """Builds a stage's batch dict from dataset items (called by the DataLoader).
+
+    ``system`` / ``instruction_text``: a preset name or a text for every row ("" = the stage's own,
+    :attr:`Stage.system_name` / :attr:`Stage.instruction_name`); ``cache``: encoder states that stand in
+    for the audio features; ``stats_cache``: per-layer encoder statistics for a layer-mixed emotion head.
+    """
 
     def __init__(
         self,
-        processor,
-        stage: str,
+        processor: BlspEmoProcessor,
+        stage: Stage | str,
         system: str = "",
         instruction_text: str = "",
-        cache=None,
+        cache: StateCache | None = None,
         align: AlignSection | None = None,
         seed: int = 0,
-        stats_cache=None,
-    ):
-        default_system, default_instruction = STAGE_PROMPTS[stage]
+        stats_cache: StateCache | None = None,
+    ) -> None:
         self.processor = processor
-        self.stage = stage
+        self.stage = Stage.parse(stage)
         # A configured prompt applies to every row; the stage's default comes in each row's language.
-        self.system_name = system or default_system
-        self.instruction_name = instruction_text or default_instruction
+        self.system_name = system or self.stage.system_name
+        self.instruction_name = instruction_text or self.stage.instruction_name
         self.custom_system = bool(system) and system not in SYSTEM_PROMPTS
         self.custom_instruction = bool(instruction_text) and instruction_text not in INSTRUCTIONS
         self.system = system_prompt(self.system_name)
         self.instruction = instruction(self.instruction_name)
-        self.cache = cache  # encoder-state cache: when set, encoder_states replace the audio features
+        self.cache = cache
         self.align = align or AlignSection()
         self.seed = seed
-        self.stats_cache = stats_cache  # per-layer encoder statistics for the layer-mixed emotion head
+        self.stats_cache = stats_cache
 
     def prompts(self, language: str | None = "en") -> tuple[str | None, str]:
         """(system prompt, instruction) for a row in ``language``: a preset name comes from the
@@ -202,27 +91,24 @@ class TrainingCollator:
             text = prompts.instructions[self.instruction_name]
         return system, text
 
-    def _messages(self, user: list[dict] | str, system: str | None) -> list[dict]:
-        head = [{"role": "system", "content": system}] if system else []
-        return [*head, {"role": "user", "content": user}]
-
-    def student_messages(self, audio: np.ndarray, task: str = "", language: str | None = "en") -> list[dict]:
+    def student_messages(
+        self, audio: np.ndarray, task: str = "", language: str | None = "en"
+    ) -> Conversation:
         """The speech conversation the model is trained on, in the row's ``language`` (``task``
-        "recognition": the SER question, which stays the English SPEC prompt in every language since its
-        answer is an English label word)."""
+        "recognition": the SER question, which stays the English prompt of docs/method.md §5 in every
+        language since its answer is an English label word)."""
         if task == "recognition":
-            speech = [
-                {"type": "text", "text": instruction("recognize_emotion")},
-                {"type": "audio", "audio": audio},
-            ]
-            return self._messages(speech, system_prompt("default"))
+            return Conversation(system=system_prompt("default")).speech(
+                audio, instruction("recognize_emotion")
+            )
         system, text = self.prompts(language)
-        return self._messages([{"type": "text", "text": text}, {"type": "audio", "audio": audio}], system)
+        return Conversation(system=system).speech(audio, text)
 
-    def teacher_messages(self, transcript: str, language: str | None = "en") -> list[dict]:
-        """Stage 1's teacher conversation: the transcript in place of the speech."""
+    def teacher_messages(self, transcript: str, language: str | None = "en") -> Conversation:
+        """Stage 1's teacher conversation: the student's, with the transcript in place of the speech
+        (with the stage's own prompts, :meth:`Stage.teacher_conversation` of target generation)."""
         system, text = self.prompts(language)
-        return self._messages(text + transcript, system)
+        return Conversation(system=system).user(text + transcript)
 
     def _generator(self, items: Sequence[dict]) -> torch.Generator:
         """A generator seeded by the run seed and the batch's items: masks and negatives repeat exactly
@@ -242,7 +128,7 @@ class TrainingCollator:
         if self.cache is not None:
             states, lengths = pad_states([self.cache.get_or_compute(a, _missing) for a in audios])
             a = self.align
-            batch: dict = {
+            batch: dict[str, Any] = {
                 "encoder_states": time_mask(states, lengths, a.time_masks, a.time_mask_frames, generator),
                 "encoder_lengths": lengths,
             }
@@ -255,9 +141,10 @@ class TrainingCollator:
         batch["num_samples"] = torch.tensor(len(items))
         return batch
 
-    def __call__(self, items: Sequence[dict]) -> dict[str, torch.Tensor]:
-        """Items of ``blsp_emo.data.dataset.TargetDataset`` -> the model's keyword arguments (+ num_samples)."""
-        if self.stage == "align":
+    def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """Items of :class:`blsp_emo.training.dataset.TargetDataset` -> the model's keyword arguments (+
+        num_samples)."""
+        if self.stage is Stage.ALIGN:
             return self.alignment_batch(items)
         encoded = [
             self.processor.encode(
@@ -280,7 +167,7 @@ class TrainingCollator:
                 )
         else:
             batch = self.processor.collate(encoded, with_labels=True)
-        if self.stage == "semantic":
+        if self.stage is Stage.SEMANTIC:
             teacher = [
                 self.processor.encode(
                     self.teacher_messages(it["text"], it.get("language", "en")),

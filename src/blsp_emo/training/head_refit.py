@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from blsp_emo.errors import UserError
+from blsp_emo.io import atomic_write_json
 from blsp_emo.prompts import EMOTION_TO_ID, EMOTIONS
 
 REPORT_FILE = "head_refit.json"
@@ -158,6 +159,8 @@ def refit_emotion_head(
     report = RefitReport(str(source), str(manifest), len(train), len(dev), seed, lr, weight_decay)
 
     head = model.emotion_head
+    if head is None:
+        raise UserError(f"{source}: the model has no emotion head to refit")
     candidates: dict[str, dict[str, torch.Tensor]] = {
         "current": {k: v.detach().clone() for k, v in head.state_dict().items()}
     }
@@ -179,7 +182,7 @@ def refit_emotion_head(
     write_checkpoint(out, tensors, config)
     copy_processor(source, out)
     report.seconds = round(time.monotonic() - started, 1)
-    (out / REPORT_FILE).write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
+    atomic_write_json(out / REPORT_FILE, asdict(report))
     run = dict(checkpoint_run(source) or {})
     run.pop("evaluation", None)  # measured on the head it had: `blsp-emo export --results` adds new ones
     run["head_refit"] = asdict(report)

@@ -14,6 +14,8 @@ import json
 import logging
 from pathlib import Path
 
+from blsp_emo.io import atomic_write_text
+
 log = logging.getLogger(__name__)
 
 
@@ -42,7 +44,7 @@ class TrainingLog:
             return
         keep = [line for line in self.path.read_text().splitlines() if line.strip()]
         keep = [line for line in keep if json.loads(line).get("step", 0) <= step]
-        self.path.write_text("".join(line + "\n" for line in keep))
+        atomic_write_text(self.path, "".join(line + "\n" for line in keep))
 
     def write(self, record: dict) -> None:
         """Append one record (must hold ``step``); numeric fields also go to TensorBoard (``dev_*`` fields,

@@ -16,24 +16,28 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from blsp_emo.data.dataset import TargetDataset
 from blsp_emo.errors import UserError
 from blsp_emo.model.processor import batch_to
+from blsp_emo.prompts import Stage
 from blsp_emo.training import checkpoint as ckpt
 from blsp_emo.training.config import TrainConfig, dump_config
-from blsp_emo.training.data import (
-    RecognitionMix,
-    TrainingCollator,
-    encoder_cache_prefix,
-    load_target_dataset,
-)
+from blsp_emo.training.data import TrainingCollator
+from blsp_emo.training.dataset import RecognitionMix, TargetDataset, load_target_dataset
+from blsp_emo.training.encoder_cache import EncoderCache, encoder_cache_prefix
+from blsp_emo.training.sampler import TrainBatchSampler
 from blsp_emo.training.tracking import TrainingLog, plot_training_curve, read_log
+
+if TYPE_CHECKING:
+    from accelerate.utils import FullyShardedDataParallelPlugin
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +80,10 @@ def build_model(config: TrainConfig):
                 "model.speech_input=token_bridge needs a start with an alignment head (stage: align)"
             )
         model.config.speech_input = m.speech_input
-    if config.stage == "align":
+    if config.stage is Stage.ALIGN:
         model.enable_alignment_head()
         model.set_trainable(adapter=True, alignment_head=True)
-    elif config.stage == "semantic":
+    elif config.stage is Stage.SEMANTIC:
         model.set_trainable(adapter=True)
     else:
         if m.lora_r > 0 and model.lora_mask is None:
@@ -137,9 +141,10 @@ def check_alignment_room(dataset, processor, source: str, skip: bool = False) ->
     }
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """AdamW groups: decay on weight matrices, none on biases and norm parameters."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():
         if p.requires_grad:
             (no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
@@ -163,10 +168,10 @@ def _cpu_fsdp_plugin():
     return FullyShardedDataParallelPlugin()
 
 
-def _keep_present_layer_classes(plugin, model: torch.nn.Module) -> None:
+def _keep_present_layer_classes(plugin: FullyShardedDataParallelPlugin, model: torch.nn.Module) -> None:
     """Let one FSDP config name the layer classes of several LLMs (Llama, Qwen2, ...): accelerate refuses a
     listed class the model does not have, so only those present are wrapped (none present: an error)."""
-    names = getattr(plugin, "transformer_cls_names_to_wrap", None)
+    names = plugin.transformer_cls_names_to_wrap
     if not names:
         return
     present = {type(m).__name__ for m in model.modules()}
@@ -218,7 +223,7 @@ class Trainer:
         if config.run.num_threads > 0:
             torch.set_num_threads(config.run.num_threads)
         _fresh_accelerator_state()
-        ddp = DistributedDataParallelKwargs(find_unused_parameters=config.stage == "emotion")
+        ddp = DistributedDataParallelKwargs(find_unused_parameters=config.stage is Stage.EMOTION)
         on_cpu = not torch.cuda.is_available()
         launched = {
             k: os.environ.get(f"ACCELERATE_USE_{k}", "").lower() == "true" for k in ("FSDP", "DEEPSPEED")
@@ -249,16 +254,16 @@ class Trainer:
         self.main = self.accelerator.is_main_process
         self.model, self.processor = build_model(config)
         d = config.data
-        self.dataset = load_target_dataset(
+        self.dataset: TargetDataset | RecognitionMix = load_target_dataset(
             d.train,
             d.min_seconds,
             d.max_seconds,
             d.max_rows,
             d.split,
-            require_target=config.stage != "align",
+            require_target=config.stage is not Stage.ALIGN,
             audio_field=d.audio_field,
         )
-        if config.stage == "align":
+        if config.stage is Stage.ALIGN:
             self.alignment_report = check_alignment_room(
                 self.dataset, self.processor, d.train, config.align.skip_unalignable
             )
@@ -268,7 +273,10 @@ class Trainer:
                 log.info("%s", self.alignment_report["summary"])
         self.dev_overlap, self.dev_seconds = 0, 0.0
         self.dev = self._load_dev()
-        self.cache, self.stats_cache = self._fill_cache() if config.uses_cache else (None, None)
+        self.cache: EncoderCache | None = None
+        self.stats_cache: EncoderCache | None = None
+        if config.uses_cache:
+            self.cache, self.stats_cache = self._fill_cache()
         if d.recognition_share > 0:  # after the cache: the copies share their utterances' encoder states
             self.dataset = RecognitionMix(self.dataset, d.recognition_share, config.run.seed)
         self.sampler, self.loader = self._make_loader()
@@ -295,7 +303,7 @@ class Trainer:
             d.max_seconds,
             d.dev_max_rows,
             d.dev_split,
-            require_target=cfg.stage != "align",
+            require_target=cfg.stage is not Stage.ALIGN,
             audio_field=d.audio_field,
         )
         self.dev_overlap = len(
@@ -303,17 +311,15 @@ class Trainer:
         )
         if self.dev_overlap and self.main:
             log.warning("%d dev utterances are also training utterances (same audio file)", self.dev_overlap)
-        if cfg.stage == "align":  # rows too short for CTC would give an infinite loss: left out
+        if cfg.stage is Stage.ALIGN:  # rows too short for CTC would give an infinite loss: left out
             report = check_alignment_room(dev, self.processor, cfg.dev_source, skip=True)
             dev = TargetDataset(report["rows"], require_target=False)
         return dev
 
-    def _fill_cache(self):
+    def _fill_cache(self) -> tuple[EncoderCache, EncoderCache | None]:
         """Encode every utterance once (this rank's share) and store the states, and the per-layer
         statistics when the emotion head reads them; the encoder is frozen. Returns the two caches."""
         from tqdm.auto import tqdm
-
-        from blsp_emo.data.dataset import EncoderCache
 
         cfg, acc = self.config, self.accelerator
         folder = Path(cfg.data.cache_dir or self.out / "encoder-cache")
@@ -349,10 +355,9 @@ class Trainer:
                     **{k: v.to(acc.device) for k, v in feats.items()}, stats=stats_cache is not None
                 )
             for k, (audio, s, n) in enumerate(zip(audios, states, lengths)):
-                cache.get_or_compute(audio, lambda _, s=s, n=n: s[: int(n)].float().cpu())
+                cache.get_or_compute(audio, _computed(s[: int(n)].float().cpu()))
                 if stats_cache is not None:
-                    row = layer_stats[k].float().cpu()
-                    stats_cache.get_or_compute(audio, lambda _, row=row: row)
+                    stats_cache.get_or_compute(audio, _computed(layer_stats[k].float().cpu()))
             bar.update(len(audios))
         bar.close()
         self.model.encoder.to("cpu")
@@ -360,8 +365,6 @@ class Trainer:
         return cache, stats_cache
 
     def _make_loader(self):
-        from blsp_emo.training.sampler import TrainBatchSampler
-
         d, acc = self.config.data, self.accelerator
         sampler = TrainBatchSampler(
             self.dataset.durations,
@@ -403,12 +406,15 @@ class Trainer:
 
         o = self.config.optim
         optimizer = torch.optim.AdamW(
-            param_groups(self.model, o.weight_decay), lr=o.lr, betas=tuple(o.betas), eps=o.eps
+            param_groups(self.model, o.weight_decay), lr=o.lr, betas=(o.betas[0], o.betas[1]), eps=o.eps
         )
-        plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
+        from accelerate.utils import DistributedType
+
+        plugin = self.accelerator.deepspeed_plugin
         if plugin is not None:  # our loader is not prepared, so DeepSpeed cannot infer the micro-batch size
             plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = self.config.data.batch_size
-        _keep_present_layer_classes(getattr(self.accelerator.state, "fsdp_plugin", None), self.model)
+        if self.accelerator.distributed_type == DistributedType.FSDP:
+            _keep_present_layer_classes(self.accelerator.state.fsdp_plugin, self.model)
         self.model, self.optimizer = self.accelerator.prepare(self.model, optimizer)
         # Not prepared: accelerate would step it once per process; this schedule counts optimizer steps.
         self.scheduler = get_linear_schedule_with_warmup(
@@ -534,6 +540,7 @@ class Trainer:
             full_state = self._gathered_state()
         if self.main:
             optimizer = None if self._sharded else self.optimizer
+            state.sampler = self.sampler.state_dict()
             ckpt.save_main_parts(tmp, self.unwrapped, optimizer, self.scheduler, state, full_state)
         ckpt.save_rng_state(tmp / f"rng_state_{acc.process_index}.safetensors")
         acc.wait_for_everyone()
@@ -566,6 +573,11 @@ class Trainer:
         rng = folder / f"rng_state_{self.accelerator.process_index}.safetensors"
         if rng.is_file():
             ckpt.load_rng_state(rng)
+        try:  # the rest of the epoch the checkpoint was written in, batch for batch
+            self.sampler.load_state_dict(state.sampler)
+        except ValueError as exc:
+            raise UserError(f"{folder}: {exc}; resume with the same data and processes") from None
+        state.epoch = self.sampler.epoch
         return state
 
     # ---- the loop ----------------------------------------------------------------------------------
@@ -616,9 +628,9 @@ class Trainer:
     def _log_record(self, window: dict, state: ckpt.TrainerState, seconds: float) -> dict:
         micro = max(window.get("micro", 1), 1)
         record = {"step": state.global_step, "epoch": state.epoch, "loss": window["loss"] / micro}
-        if self.config.stage == "semantic":
+        if self.config.stage is Stage.SEMANTIC:
             record["kl_loss"] = window["stage_loss"] / micro
-        elif self.config.stage == "align":
+        elif self.config.stage is Stage.ALIGN:
             record["ctc_loss"] = window["stage_loss"] / micro
         else:
             record["lm_loss"] = window["lm_loss"] / micro
@@ -643,7 +655,9 @@ class Trainer:
         if latest is not None:
             state = self.load_checkpoint(latest)
             log.info("resumed from %s (step %d of %d)", latest, state.global_step, self.total_steps)
-        elif ckpt.checkpoint_dirs(self.checkpoint_root) and not self.config.run.overwrite:
+            return state, latest
+        self.sampler.set_epoch(0)
+        if ckpt.checkpoint_dirs(self.checkpoint_root) and not self.config.run.overwrite:
             raise UserError(
                 f"{self.checkpoint_root} holds checkpoints of an earlier run: pass --resume to continue it, "
                 "or run.overwrite=true to start over (deletes them), or choose another run.output_dir"
@@ -682,10 +696,8 @@ class Trainer:
         window_start = time.perf_counter()
         try:
             while not done:
-                self.sampler.set_epoch(state.epoch, skip=state.micro_batches_in_epoch)
-                for batch in self.loader:
+                for batch in self.loader:  # the sampler's epoch, from its position (resume: mid-epoch)
                     self._micro_step(batch, window, state)
-                    state.micro_batches_in_epoch += 1
                     if not acc.sync_gradients:
                         continue
                     state.global_step += 1
@@ -724,7 +736,8 @@ class Trainer:
                         done = True
                         break
                 if not done:
-                    state.epoch, state.micro_batches_in_epoch = state.epoch + 1, 0
+                    self.sampler.set_epoch(self.sampler.epoch + 1)
+                    state.epoch = self.sampler.epoch
         finally:
             bar.close()
             if tracker is not None:
@@ -742,7 +755,8 @@ class Trainer:
             else []
         )
         curve = [(r["step"], r["dev_loss"]) for r in logged if r.get("dev_loss") is not None]
-        summary: dict = {
+        assert self.dev is not None
+        summary: dict[str, Any] = {
             "source": self.config.dev_source,
             "split": self.config.data.dev_split or None,
             "rows": len(self.dev),
@@ -800,7 +814,7 @@ class Trainer:
                             for k, v in self.alignment_report.items()
                             if k not in ("summary", "rows")
                         }
-                        if self.config.stage == "align"
+                        if self.config.stage is Stage.ALIGN
                         else {}
                     ),
                     **({"dev": self._dev_summary()} if self.dev is not None else {}),
@@ -808,6 +822,11 @@ class Trainer:
             )
         self.accelerator.wait_for_everyone()
         return TrainResult(final_dir, last_saved, state.global_step, rate, losses, self.main)
+
+
+def _computed(tensor: torch.Tensor) -> Callable[[np.ndarray], torch.Tensor]:
+    """An encoder-cache ``compute`` that hands back a tensor computed already (in a batch)."""
+    return lambda _audio: tensor
 
 
 def _digits(value: float) -> float:

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from blsp_emo.audio import audio_duration
 from blsp_emo.data.manifest import ManifestRow, relative_audio, write_manifest
 from blsp_emo.errors import UserError
 from blsp_emo.prompts import EMOTIONS
@@ -47,23 +48,6 @@ def normalize_label(label: str | None, extra: dict[str, str | None] | None = Non
     if extra is not None and key in extra:
         return extra[key]
     return LABEL_SYNONYMS.get(key)
-
-
-def audio_duration(path: Path) -> float | None:
-    """Duration in seconds from the file header (soundfile), decoding with PyAV only when needed."""
-    import soundfile as sf
-
-    try:
-        info = sf.info(str(path))
-        return info.frames / info.samplerate
-    except Exception:
-        pass
-    try:
-        from blsp_emo.audio import SAMPLE_RATE, load_audio
-
-        return load_audio(path).size / SAMPLE_RATE
-    except Exception:
-        return None
 
 
 def durations(paths: list[Path], workers: int = 4) -> list[float | None]:

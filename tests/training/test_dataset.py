@@ -1,4 +1,4 @@
-"""Target dataset, duration-bucketing batch sampler (incl. ranks), encoder-output cache."""
+"""Target dataset, the duration-bucketing batch sampler (incl. ranks), the encoder-output cache."""
 
 from __future__ import annotations
 
@@ -6,13 +6,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
-from datafix import write_wav
 from torch.utils.data import DataLoader
 
-from blsp_emo.data.dataset import DurationBatchSampler, EncoderCache, TargetDataset, collate
 from blsp_emo.data.manifest import ManifestRow, write_manifest
 from blsp_emo.errors import UserError
+from blsp_emo.training.dataset import TargetDataset, collate
+from blsp_emo.training.encoder_cache import EncoderCache
+from blsp_emo.training.sampler import TrainBatchSampler
+
+
+def write_wav(path: Path, seconds: float) -> None:
+    t = np.arange(int(16_000 * seconds)) / 16_000
+    sf.write(str(path), (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16_000)
+
+
+def by_duration(durations, max_seconds: float, **options) -> TrainBatchSampler:
+    """Duration batching without a row limit, over 10 buckets."""
+    return TrainBatchSampler(durations, "duration", max_seconds, batch_size=None, buckets=10, **options)
 
 
 def _targets(tmp_path: Path) -> Path:
@@ -37,7 +49,7 @@ def test_dataset_items_and_loader(tmp_path: Path) -> None:
     assert item["audio"].dtype == np.float32 and item["audio"].size == int(0.5 * 16000)
     assert item["emotion_id"] == 2 and item["truncated"] and item["target"] == "continuation 3"
     assert dataset[1]["emotion_id"] == -1 and abs(dataset.durations[1] - 0.4) < 1e-3
-    sampler = DurationBatchSampler(dataset.durations, max_seconds=1.0, shuffle=False)
+    sampler = by_duration(dataset.durations, 1.0, shuffle=False)
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate)
     batches = list(loader)
     assert sum(len(b["id"]) for b in batches) == 3
@@ -55,34 +67,34 @@ def test_dataset_requires_targets(tmp_path: Path) -> None:
 def test_sampler_respects_budget_and_covers_everything() -> None:
     rng = np.random.default_rng(0)
     durations = rng.uniform(1, 20, size=300)
-    sampler = DurationBatchSampler(durations, max_seconds=60, seed=3)
+    sampler = by_duration(durations, 60, seed=3)
     batches = list(sampler)
     assert sorted(i for b in batches for i in b) == list(range(300))
     for batch in batches:
         assert len(batch) == 1 or len(batch) * durations[batch].max() <= 60
     spread = np.mean([np.ptp(durations[b]) for b in batches if len(b) > 1])
     assert spread < 3.0  # bucketed: lengths in a batch are close
-    assert batches == list(DurationBatchSampler(durations, max_seconds=60, seed=3))
+    assert batches == list(by_duration(durations, 60, seed=3))
     sampler.set_epoch(1)
     assert list(sampler) != batches  # a new shuffle each epoch
-    assert list(DurationBatchSampler([100.0, 1.0], max_seconds=10, shuffle=False)) == [[1], [0]]
+    assert list(by_duration([100.0, 1.0], 10, shuffle=False)) == [[1], [0]]
 
 
 @pytest.mark.parametrize("drop_last", [False, True])
 def test_sampler_gives_every_rank_the_same_number_of_batches(drop_last: bool) -> None:
     durations = np.random.default_rng(1).uniform(1, 10, size=101)
     ranks = [
-        list(DurationBatchSampler(durations, 25, seed=5, num_replicas=4, rank=r, drop_last=drop_last))
+        list(by_duration(durations, 25, seed=5, num_replicas=4, rank=r, drop_last=drop_last))
         for r in range(4)
     ]
     assert len({len(r) for r in ranks}) == 1 and len(ranks[0]) == len(
-        DurationBatchSampler(durations, 25, seed=5, num_replicas=4, rank=0, drop_last=drop_last)
+        by_duration(durations, 25, seed=5, num_replicas=4, rank=0, drop_last=drop_last)
     )
     seen = [i for r in ranks for b in r for i in b]
     if not drop_last:
         assert set(seen) == set(range(101))
     with pytest.raises(UserError, match="outside world size"):
-        DurationBatchSampler(durations, 25, num_replicas=2, rank=2)
+        by_duration(durations, 25, num_replicas=2, rank=2)
 
 
 def test_encoder_cache_keys_by_content_and_prefix(tmp_path: Path) -> None:
