@@ -319,8 +319,7 @@ def test_ctrl_c_loses_nothing_written(tmp_path: Path, teacher_url: str) -> None:
 
 def test_hf_backend_batched_equals_one_at_a_time() -> None:
     import torch
-
-    from blsp_emo.model.testing import tiny_llm, tiny_tokenizer
+    from tiny_models import tiny_llm, tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
     torch.manual_seed(0)
@@ -486,8 +485,7 @@ def test_diversity_report_and_cli(tmp_path: Path) -> None:
 
 def test_hf_backend_samples_n_per_prompt_deterministically() -> None:
     import torch
-
-    from blsp_emo.model.testing import tiny_llm, tiny_tokenizer
+    from tiny_models import tiny_llm, tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
     torch.manual_seed(0)

@@ -22,8 +22,7 @@ TEXTS = [
 
 def _tiny():
     import torch
-
-    from blsp_emo.model.testing import tiny_llm, tiny_tokenizer
+    from tiny_models import tiny_llm, tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
     torch.manual_seed(0)

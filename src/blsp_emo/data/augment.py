@@ -389,6 +389,8 @@ def codec(audio: np.ndarray, rate: int, name: str, kbps: float) -> np.ndarray:
     buffer = io.BytesIO()
     with av.open(buffer, "w", format=container) as out:
         stream = out.add_stream(encoder, rate=enc_rate, layout="mono")
+        if not isinstance(stream, av.AudioStream):
+            raise UserError(f"{encoder} is not an audio encoder (codec augmentation {name!r})")
         stream.bit_rate = int(kbps * 1000)
         frame = av.AudioFrame.from_ndarray(
             (pcm * 32767).astype(np.int16)[None, :], format="s16", layout="mono"
@@ -397,7 +399,7 @@ def codec(audio: np.ndarray, rate: int, name: str, kbps: float) -> np.ndarray:
         for packet in [*stream.encode(frame), *stream.encode(None)]:
             out.mux(packet)
     chunks: list[np.ndarray] = []
-    with av.open(io.BytesIO(buffer.getvalue())) as decoded:
+    with av.open(io.BytesIO(buffer.getvalue()), "r") as decoded:
         resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
         for frame in decoded.decode(decoded.streams.audio[0]):
             chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]

@@ -1,11 +1,27 @@
-"""``blsp-emo data ...``: check manifests, import corpora, synthesise emotional speech, write targets."""
+"""``blsp-emo data ...``: check manifests, import corpora, synthesise emotional speech, write targets.
+
+A command with many options fills its typed options dataclass (:class:`~blsp_emo.data.importers.ImportOptions`,
+:class:`~blsp_emo.data.synth_corpus.SynthOptions`, :class:`~blsp_emo.data.targets.TargetOptions`) from the
+parsed flags with one helper, :func:`options_from_args`: each field takes the flag of the same name, a few
+are renamed or computed from flags; the library functions take only the dataclass.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from blsp_emo.prompts import EMOTION_TARGET_PROMPTS
+
+if TYPE_CHECKING:
+    from blsp_emo.data.importers import ImportOptions
+    from blsp_emo.data.synth_corpus import SynthOptions
+    from blsp_emo.data.targets import TargetOptions
+
+T = TypeVar("T")
 
 # Layout, label rule and split rule of the importers whose rules are not obvious from the options.
 IMPORT_EPILOG = """\
@@ -246,6 +262,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     diversity.set_defaults(func=cmd_diversity)
 
 
+def options_from_args(
+    cls: type[T], args: argparse.Namespace, renames: Mapping[str, str] | None = None, **computed: Any
+) -> T:
+    """An options dataclass ``cls`` filled from parsed flags: a field takes ``computed[field]`` when given,
+    else the flag ``renames.get(field, field)`` when the parser has it; the other fields keep their
+    defaults. A computed or renamed name that is no field, or a renamed flag the parser lacks, is a
+    :class:`TypeError` (a mistake in the command's code, not in the user's input)."""
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls!r} is not a dataclass")
+    renames = renames or {}
+    flags = vars(args)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted((set(computed) | set(renames)) - names)
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no field {', '.join(unknown)}")
+    missing = sorted(flag for flag in renames.values() if flag not in flags)
+    if missing:
+        raise TypeError(f"the parser has no flag {', '.join(missing)}")
+    values = {}
+    for name in names:
+        if name in computed:
+            values[name] = computed[name]
+        elif renames.get(name, name) in flags:
+            values[name] = flags[renames.get(name, name)]
+    return cls(**values)
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate a manifest: print every bad row as ``file:line: problem``; exit 1 if any."""
     from blsp_emo.clitools import check_input_file
@@ -267,25 +310,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     """Import a corpus into a manifest and print what was kept per label and what was dropped."""
     from blsp_emo.data.importers import run_import
 
-    report = run_import(
-        args.name,
-        args.root,
-        args.output,
-        iemocap_excited=args.iemocap_excited,
-        ravdess_calm=args.ravdess_calm,
-        mosei_threshold=args.mosei_threshold,
-        mosei_labels=args.mosei_labels,
-        mead_sentences=args.mead_sentences,
-        resd_enthusiasm=args.resd_enthusiasm,
-        split=args.split,
-        language=args.language,
-        column_map=args.column_map,
-        label_map=args.label_map,
-        config=args.config,
-        audio_column=args.audio_column,
-        text_column=args.text_column,
-        label_column=args.label_column,
-    )
+    report = run_import(args.name, args.root, args.output, import_options(args))
     print(report.summary())
     print(f"wrote {args.output}")
     return 0
@@ -296,46 +321,49 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from blsp_emo.clitools import check_output_dir
 
     check_output_dir(args.output, "-o")
+    from blsp_emo.data.synth_corpus import build_corpus
+
+    build_corpus(args.output, synth_options(args))
+    return 0
+
+
+def import_options(args: argparse.Namespace) -> ImportOptions:
+    """The options of ``data import`` (every field is the flag of its name)."""
+    from blsp_emo.data.importers import ImportOptions
+
+    return options_from_args(ImportOptions, args)
+
+
+def _names(spec: str) -> tuple[str, ...]:
+    return tuple(e.strip() for e in spec.split(",") if e.strip())
+
+
+def synth_options(args: argparse.Namespace) -> SynthOptions:
+    """The options of ``data synth``: comma lists split, the engines defaulting by language."""
     from blsp_emo.data.augment import parse_kinds
     from blsp_emo.data.synth import ENGINES
-    from blsp_emo.data.synth_corpus import SynthOptions, build_corpus
-
-    def names(spec: str) -> tuple[str, ...]:
-        return tuple(e.strip() for e in spec.split(",") if e.strip())
+    from blsp_emo.data.synth_corpus import SynthOptions
 
     spec = args.engines or ("espeak" if args.language == "zh" else "espeak,piper")
-    engines = ENGINES if spec.strip() == "all" else names(spec)
-    options = SynthOptions(
-        utterances=args.utterances,
-        general=args.general,
-        seed=args.seed,
-        workers=args.workers,
-        engines=engines,
-        holdout_engines=tuple(e for spec in args.holdout_engine for e in names(spec)),
-        holdout_to_test=args.holdout_to_test,
+    return options_from_args(
+        SynthOptions,
+        args,
+        renames={"augment_probability": "augment_prob", "sentences_file": "sentences"},
+        engines=ENGINES if spec.strip() == "all" else _names(spec),
+        holdout_engines=tuple(e for spec in args.holdout_engine for e in _names(spec)),
         augment=parse_kinds(args.augment) if args.augment.strip() else (),
-        augment_probability=args.augment_prob,
-        augment_strength=args.augment_strength,
-        augment_splits=names(args.augment_splits),
-        sentences_file=args.sentences,
+        augment_splits=_names(args.augment_splits),
         plot=not args.no_plot,
-        asr_sample=args.asr_sample,
-        expressiveness=args.expressiveness,
-        language=args.language,
     )
-    build_corpus(args.output, options)
-    return 0
 
 
 def cmd_sentences(args: argparse.Namespace) -> int:
     """Write the sentences of a packaged text source, one a line (atomically)."""
     from blsp_emo.data.text_sources import wordnet_examples
+    from blsp_emo.io import atomic_write_text
 
     lines = wordnet_examples(min_words=args.min_words, max_words=args.max_words, seed=args.seed)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.output.with_name(f".{args.output.name}.tmp")
-    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    tmp.replace(args.output)
+    atomic_write_text(args.output, "".join(line + "\n" for line in lines))
     print(f"wrote {len(lines)} sentences from {args.source} to {args.output}")
     return 0
 
@@ -395,30 +423,22 @@ def cmd_targets(args: argparse.Namespace) -> int:
 
         raise UserError(f"{args.output} (-o): is a directory; name the target JSONL file")
     check_output_dir(args.output.parent, "-o")
-    from blsp_emo.data.targets import TargetOptions, generate_targets
+    from blsp_emo.data.targets import generate_targets
 
-    options = TargetOptions(
-        stage=args.stage,
-        backend=args.backend,
-        teacher=args.teacher,
-        base_url=args.base_url,
-        api_key=args.api_key,
-        model_name=args.model_name,
-        batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens,
-        all_emotions=args.all_emotions,
-        emotion_prompt=args.emotion_prompt,
-        splits=tuple(args.split) if args.split else None,
-        limit=args.limit,
-        shard=_shard(args.shard),
-        seed=args.seed,
-        samples=args.samples,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        scorer_embedder=None if args.scorer_embedder == "none" else args.scorer_embedder,
-        min_seconds=args.min_seconds,
-        max_seconds=args.max_seconds,
-    )
-    summary = generate_targets(args.manifest, args.output, options)
+    summary = generate_targets(args.manifest, args.output, target_options(args))
     print(summary.describe())
     return 0
+
+
+def target_options(args: argparse.Namespace) -> TargetOptions:
+    """The options of ``data targets``: ``--split`` (repeatable) becomes the splits, ``--shard K/M`` a pair,
+    ``--scorer-embedder none`` no embedder."""
+    from blsp_emo.data.targets import TargetOptions
+
+    return options_from_args(
+        TargetOptions,
+        args,
+        splits=tuple(args.split) if args.split else None,
+        shard=_shard(args.shard),
+        scorer_embedder=None if args.scorer_embedder == "none" else args.scorer_embedder,
+    )

@@ -55,13 +55,13 @@ class ManifestRow:
     def to_dict(self) -> dict[str, Any]:
         """The JSON object written for this row (``extra`` fields are flattened in)."""
         out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            if f.name in ("extra", "base_dir"):
+        fields = dataclasses.asdict(self)
+        for name in ("extra", "base_dir"):
+            del fields[name]
+        for name, value in fields.items():
+            if value is None or (value == "" and name in ("id", "source_label")):
                 continue
-            value = getattr(self, f.name)
-            if value is None or (value == "" and f.name in ("id", "source_label")):
-                continue
-            out[f.name] = value
+            out[name] = value
         out.update(self.extra)
         return out
 

@@ -30,8 +30,8 @@ class Prosody:
     rms: float  # root mean square amplitude over the active frames
     voiced: float  # fraction of active frames that are voiced
 
-    def to_dict(self) -> dict[str, float]:
-        """Rounded values for JSON."""
+    def to_dict(self) -> dict[str, float | None]:
+        """Rounded values for JSON (None where not finite)."""
         return {k: (round(v, 4) if np.isfinite(v) else None) for k, v in asdict(self).items()}
 
 

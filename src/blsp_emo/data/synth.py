@@ -293,7 +293,8 @@ def _piper(text: str, name: str, prosody: Prosody, rng: np.random.Generator) -> 
     # Piper has no range control: wider range = alternating up/down bends over the utterance.
     depth = 250.0 * (prosody.range - 1.0)
     if depth > 20:
-        segment, bends, position = 0.3, [], 0.15
+        segment, position = 0.3, 0.15
+        bends: list[str] = []
         duration = audio.size / rate
         sign = 1.0
         while position + segment < duration - 0.3:

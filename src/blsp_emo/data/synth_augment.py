@@ -21,7 +21,7 @@ import numpy as np
 from blsp_emo.data.augment import AugmentConfig, apply_augmentations, plan_augmentation
 from blsp_emo.data.synth import utterance_seed
 from blsp_emo.errors import UserError
-from blsp_emo.io import read_jsonl_dicts
+from blsp_emo.io import atomic_write_text, read_jsonl_dicts
 from blsp_emo.prompts import EMOTIONS
 
 if TYPE_CHECKING:
@@ -178,7 +178,7 @@ def summarize_augmentation(out: Path, rows: list[dict[str, Any]], plot: bool = T
         ]
     )
     print(text)
-    (out / "prosody-augmented.txt").write_text(text + "\n")
+    atomic_write_text(out / "prosody-augmented.txt", text + "\n")
     if plot and done:
         png = plot_prosody_comparison(before, after, order, out / "prosody-augmented.png")
         if png:

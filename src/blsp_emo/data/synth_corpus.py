@@ -47,7 +47,7 @@ from blsp_emo.data.synth_language import (
     general_sentences_zh,
 )
 from blsp_emo.errors import UserError
-from blsp_emo.io import JsonlAppender, read_jsonl_dicts
+from blsp_emo.io import JsonlAppender, atomic_write_json, atomic_write_text, read_jsonl_dicts
 from blsp_emo.prompts import EMOTIONS
 from blsp_emo.textnorm import edit_distance
 
@@ -297,8 +297,7 @@ def plan_changes(path: Path, plan: dict[str, Any]) -> list[str]:
     """The keys in which ``plan`` differs from the one recorded in ``path`` (a resumed run must match it);
     with no record yet, ``plan`` is written there and nothing differs."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(plan, indent=2) + "\n")
+        atomic_write_json(path, plan)
         return []
     previous = json.loads(path.read_text())
     return sorted(k for k in {*plan, *previous} if previous.get(k) != plan.get(k))
@@ -443,7 +442,7 @@ def summarize(out: Path, rows: list[dict[str, Any]], options: SynthOptions) -> d
     lines += ["", "prosody per class, measured from the produced audio (mean ± std):", table]
     text = "\n".join(lines)
     print(text)
-    (out / "prosody.txt").write_text(text + "\n")
+    atomic_write_text(out / "prosody.txt", text + "\n")
     summary: dict[str, Any] = {"emotion": len(emo), "general": len(gen), "table": table}
     if options.plot and emo:
         png = plot_prosody(groups, [*EMOTIONS, "(general)"], out / "prosody.png")

@@ -255,18 +255,18 @@ class HFBackend:
         if len(groups) > 1 and not _mergeable(prefix_cache):
             groups = [sorted(range(len(prompts)), key=lambda i: len(prompts[i]))]
         order = [i for group in groups for i in group]
-        parts, logits = [], []
+        parts, first = [], []
         for group in groups:  # each length bucket's suffixes encoded with its own (small) padding
             ids, mask, positions = (t.to(device) for t in self._layout([prompts[i] for i in group], skip))
             cache = copy.deepcopy(prefix_cache)
             cache.batch_repeat_interleave(len(group))
-            logits.append(self._forward(ids, mask, positions, cache))
+            first.append(self._forward(ids, mask, positions, cache))
             parts.append((cache, ids.shape[1]))
             self.stats.prompt_tokens += ids.numel()
         _, mask, _ = self._layout([prompts[i] for i in order], skip)
         mask = mask.to(device)
         cache = parts[0][0] if len(parts) == 1 else self._merge(parts, skip, mask.shape[1] - skip)
-        logits = torch.cat(logits)
+        logits = torch.cat(first)
         eos = torch.tensor(self.eos_ids, device=device)
         position = torch.tensor([[len(prompts[i])] for i in order], device=device)
         rows = torch.tensor(order, device=device)  # the prompt index of each row still decoding
@@ -308,7 +308,8 @@ class HFBackend:
 
         merged = DynamicCache(config=self.model.config)
         for index in range(len(parts[0][0].layers)):
-            keys, values = [], []
+            keys: list[Any] = []
+            values: list[Any] = []
             for cache, own_width in parts:
                 layer, gap = cache.layers[index], width - own_width
                 for source, target in ((layer.keys, keys), (layer.values, values)):

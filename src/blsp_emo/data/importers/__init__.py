@@ -1,12 +1,16 @@
 """Corpus importers: read a corpus in its standard on-disk layout, write a manifest.
 
-``IMPORTERS`` maps the ``data import NAME`` names to functions ``(root, **options) -> ImportReport``.
+``IMPORTERS`` maps the ``data import NAME`` names to functions ``(root, **options) -> ImportReport``; each
+takes the :class:`ImportOptions` fields it uses as keywords and ignores the others.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from blsp_emo.data.importers.audiovisual import import_mead, import_mosei
 from blsp_emo.data.importers.common import ImportReport, normalize_label
@@ -62,6 +66,28 @@ ALIASES = {
 }
 
 
+@dataclass
+class ImportOptions:
+    """How ``data import`` reads a corpus (``data import --help`` describes each option; an importer uses
+    the ones that concern it)."""
+
+    iemocap_excited: str = "happy"  # IEMOCAP 'exc': happy | drop
+    ravdess_calm: str = "neutral"  # RAVDESS calm: neutral | drop
+    mosei_threshold: float = 1.0  # MOSEI: least intensity (0-3) of the strongest emotion for a label
+    mosei_labels: Path | None = None  # MOSEI: the label table (default: the one at the root)
+    mead_sentences: Path | None = None  # MEAD: transcripts, EMOTION<TAB>NUMBER<TAB>sentence
+    resd_enthusiasm: str = "happy"  # RESD enthusiasm: happy | drop
+    split: str | None = None  # one split for every row (hf: the dataset split to import)
+    language: str | None = None  # ISO 639-1 code for every row
+    column_map: list[str] | None = None  # generic: FIELD=COLUMN
+    label_map: list[str] | None = None  # generic, hf, lhotse: LABEL=EMOTION (empty: drop)
+    config: str | None = None  # hf: the dataset configuration
+    audio_column: str | None = None  # hf
+    text_column: str | None = None  # hf
+    label_column: str | None = None  # hf: the emotion column; lhotse: the custom field
+    progress: bool = True  # hf, lhotse: progress bar
+
+
 def drop_unknown_languages(report: ImportReport) -> None:
     """Drop (and count, per code) rows whose language is not a known ISO 639-1 code, e.g. a Common Voice
     locale such as ``yue`` or ``ckb`` that Whisper has no ISO 639-1 token for, or a generic table's
@@ -75,26 +101,34 @@ def drop_unknown_languages(report: ImportReport) -> None:
     report.rows = kept
 
 
-def run_import(name: str, root: str | Path, out: str | Path, **options: object) -> ImportReport:
-    """Import corpus ``name`` from ``root`` into the manifest ``out``; returns the report (already written)."""
+def run_import(
+    name: str, root: str | Path, out: str | Path, options: ImportOptions | None = None, **changes: Any
+) -> ImportReport:
+    """Import corpus ``name`` from ``root`` into the manifest ``out`` with ``options`` (default
+    :class:`ImportOptions`; ``changes``: fields replaced by keyword); returns the report (already written)."""
+    try:
+        chosen = dataclasses.replace(options or ImportOptions(), **changes)
+    except TypeError:
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(ImportOptions)})
+        raise TypeError(f"run_import: unknown import options {', '.join(unknown)}") from None
     key = ALIASES.get(name.lower(), name.lower())
     if key not in IMPORTERS:
         raise UserError(f"unknown corpus {name!r} (known: {', '.join(IMPORTERS)})")
     root, out = Path(root), Path(out)
     if not root.exists() and key not in REMOTE_ROOTS:
         raise UserError(f"{root}: no such file or folder")
-    split = options.get("split")
+    split = chosen.split
     if split is not None and key not in REMOTE_ROOTS and split not in SPLITS:  # hf: the dataset's split
         raise UserError(f"--split {split}: expected one of {', '.join(SPLITS)}")
     if root.is_file() and key not in FILE_ROOTS:
         raise UserError(f"{root}: a file; {key} takes the corpus folder")
     if out.is_dir():
         raise UserError(f"{out}: a folder; -o/--output names the manifest file to write")
-    if options.get("language") is not None:
-        check_language(options["language"])  # --language: an ISO 639-1 code (prompts.LANGUAGES)
+    if chosen.language is not None:
+        check_language(chosen.language)  # --language: an ISO 639-1 code (prompts.LANGUAGES)
     # Nothing is written to ``out`` before the whole import has succeeded (then atomically), so a failed
     # import leaves an earlier manifest there as it was.
-    report = IMPORTERS[key](root, out=out, **options)
+    report = IMPORTERS[key](root, out=out, **dataclasses.asdict(chosen))
     drop_unknown_languages(report)
     report.fill_durations()
     if not report.rows:
@@ -103,4 +137,4 @@ def run_import(name: str, root: str | Path, out: str | Path, **options: object) 
     return report
 
 
-__all__ = ["IMPORTERS", "ImportReport", "normalize_label", "run_import"]
+__all__ = ["IMPORTERS", "ImportOptions", "ImportReport", "normalize_label", "run_import"]

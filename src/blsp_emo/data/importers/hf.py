@@ -15,7 +15,6 @@ such as ``train.clean.100`` or a slice ``train[:10%]`` keeps its base name's map
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 from blsp_emo.data.importers.common import ImportReport, normalize_label
 from blsp_emo.data.manifest import ManifestRow
 from blsp_emo.errors import AudioError, UserError
+from blsp_emo.io import atomic_write_json
 from blsp_emo.prompts import EMOTIONS, LANGUAGES
 
 INSTALL = "pip install 'blsp-emo[ecosystem]' (scripts/setup.sh installs it)"
@@ -199,8 +199,10 @@ def _pick(columns: list[str], given: str | None, candidates: tuple[str, ...], wh
 
 
 def _label_names(feature: Any) -> list[str] | None:
-    names = getattr(feature, "names", None)
-    return list(names) if names else None
+    """The class names of a label column (a ``ClassLabel``), else None."""
+    from datasets import ClassLabel
+
+    return list(feature.names) if isinstance(feature, ClassLabel) and feature.names else None
 
 
 def _source_label(value: Any, names: list[str] | None) -> str | None:
@@ -246,9 +248,7 @@ def _check_source(folder: Path, source: str, config: str | None, fingerprints: d
         "config": config,
         "splits": {**known.get("splits", {}), **fingerprints},
     }
-    tmp = marker.with_name(f".source.json.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, marker)
+    atomic_write_json(marker, data)
 
 
 def import_hf(
@@ -294,7 +294,7 @@ def import_hf(
             if unknown:
                 raise unknown_labels_error(where, label_col, unknown)
         feature = dataset.features[audio_col]
-        fingerprint = getattr(dataset, "_fingerprint", None) or ""
+        fingerprint = dataset._fingerprint or ""
         if type(feature).__name__ == "Audio":  # encoded bytes/paths: this project decodes them
             dataset = dataset.cast_column(audio_col, type(feature)(decode=False))
         cols = {"audio": audio_col, "text": text_col, "label": label_col, "speaker": speaker_col,
@@ -348,7 +348,7 @@ def import_hf(
                     audio=str(wav),
                     text=str(record.get(text_col) or "").strip() if text_col else "",
                     emotion=emotion,
-                    **({"language": lang} if lang else {}),
+                    language=lang or "en",
                     speaker=str(record.get(speaker_col) or "") if speaker_col else "",
                     duration=duration,
                     split=target_split,

@@ -25,13 +25,16 @@ from blsp_emo.errors import UserError
 INSTALL = "pip install 'blsp-emo[ecosystem]' (scripts/setup.sh installs it)"
 
 
-def _custom(cut, supervisions, field: str) -> Any:
-    """A custom field of the first supervision that has it, else of the cut."""
+def _custom(cut: Any, supervisions: Any, field: str) -> Any:
+    """A custom field of the first supervision that has it, else of the cut (a mixed cut has none)."""
+    from lhotse.cut import PaddingCut
+    from lhotse.cut.data import DataCut
+
     for sup in supervisions:
         if sup.custom and sup.custom.get(field) not in (None, ""):
             return sup.custom[field]
-    custom = getattr(cut, "custom", None) or {}
-    return custom.get(field)
+    custom = cut.custom if isinstance(cut, (DataCut, PaddingCut)) else None
+    return (custom or {}).get(field)
 
 
 def _whole_file(cut) -> Path | None:
@@ -133,7 +136,7 @@ def import_lhotse(
                 audio=str(audio),
                 text=" ".join(s.text.strip() for s in sups if s.text and s.text.strip()),
                 emotion=emotion,
-                **({"language": lang} if lang else {}),
+                language=lang or "en",
                 speaker=next((str(s.speaker) for s in sups if s.speaker), ""),
                 duration=duration,
                 split=row_split,

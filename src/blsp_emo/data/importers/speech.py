@@ -22,7 +22,7 @@ from blsp_emo.errors import UserError
 from blsp_emo.prompts import EMOTIONS
 
 
-def import_librispeech(root: Path, **_: object) -> ImportReport:
+def import_librispeech(root: Path, **_options: object) -> ImportReport:
     """LibriSpeech: ``{subset}/{speaker}/{chapter}/{speaker}-{chapter}.trans.txt`` + ``*.flac``.
 
     The split comes from the subset folder name (``train-*``, ``dev-*``, ``test-*``).
