@@ -58,6 +58,43 @@ def test_unreachable_endpoint_is_a_user_error() -> None:
         Judge(f"http://127.0.0.1:{port}/v1", "m", timeout=5).complete("hi")
 
 
+def test_http_errors_name_the_judge_endpoint_and_5xx_is_retried() -> None:
+    # A real server on 127.0.0.1: first a 503 (retried by the client), then a 400 whose message is shown.
+    import http.server
+    import threading
+
+    statuses: list[int] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            status = 503 if not statuses else 400
+            statuses.append(status)
+            data = json.dumps({"error": {"message": f"model 'm' not served ({status})"}}).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args) -> None:  # quiet
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    try:
+        with pytest.raises(UserError) as error:
+            Judge(url, "m", timeout=5, max_retries=1).complete("hi")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+    assert statuses == [503, 400]
+    assert str(error.value) == f"judge {url}/chat/completions: HTTP 400: model 'm' not served (400)"
+
+
 class StubJudge:
     """An OpenAI-compatible /v1/chat/completions on 127.0.0.1 that gives fixed answers in turn (a JSON
     score line, a "Quality: q / Empathy: e" text, then an unusable answer) and logs every request."""

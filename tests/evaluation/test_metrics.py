@@ -119,3 +119,90 @@ def test_comparison_lists_ser_accuracy_per_engine(tmp_path) -> None:
     assert "| system | flite (n=150) | real-reintoned (n=50) |" in markdown
     assert "| model | 0.700 / 0.750 | 0.400 / 0.600 |" in markdown
     assert "one-engine |" not in markdown.split("per engine")[1]  # a single group is no breakdown
+
+
+def _by_definition(truth: list[str], pred: list[str | None], labels: list[str]) -> dict:
+    """The report's numbers counted from their definitions (no library): UAR and macro F1 over the
+    classes present in ``truth``; anything outside ``labels`` is unparsed and never right."""
+    present = [c for c in labels if c in truth]
+    recall, precision, f1 = {}, {}, {}
+    for c in present:
+        hits = sum(t == p == c for t, p in zip(truth, pred))
+        recall[c] = hits / truth.count(c)
+        precision[c] = hits / pred.count(c) if pred.count(c) else 0.0
+        f1[c] = 2 * precision[c] * recall[c] / (precision[c] + recall[c]) if hits else 0.0
+    return {
+        "accuracy": sum(t == p for t, p in zip(truth, pred)) / len(truth),
+        "uar": sum(recall.values()) / len(present),
+        "macro_f1": sum(f1.values()) / len(present),
+        "recall": recall,
+        "precision": precision,
+        "f1": f1,
+        "unparsed": sum(p not in labels for p in pred),
+    }
+
+
+def test_report_matches_the_definitions_on_random_predictions() -> None:
+    # scikit-learn computes the report: unparsed (None) and unknown predictions, classes absent from the
+    # truth, classes never predicted and classes predicted but absent all behave as defined.
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(1, 25))
+        labels = list(EMOTIONS)
+        present = list(rng.choice(labels, size=int(rng.integers(1, 6)), replace=False))
+        truth = [str(x) for x in rng.choice(present, size=n)]
+        pred = [None if x == "none" else str(x) for x in rng.choice([*labels, "none", "joy"], size=n)]
+        r = classification_report(truth, pred, labels)
+        want = _by_definition(truth, pred, labels)
+        assert r.accuracy == pytest.approx(want["accuracy"], abs=1e-12)
+        assert r.unweighted_average_recall == pytest.approx(want["uar"], abs=1e-12)
+        assert r.macro_f1 == pytest.approx(want["macro_f1"], abs=1e-12)
+        assert r.unparsed == want["unparsed"] and r.n == n
+        for c in labels:
+            if c in truth:
+                assert r.per_class_recall[c] == pytest.approx(want["recall"][c], abs=1e-12)
+                assert r.per_class_precision[c] == pytest.approx(want["precision"][c], abs=1e-12)
+                assert r.per_class_f1[c] == pytest.approx(want["f1"][c], abs=1e-12)
+            else:
+                assert r.per_class_recall[c] is r.per_class_precision[c] is r.per_class_f1[c] is None
+        counts = confusion_matrix(truth, pred, labels)
+        for i, t in enumerate(labels):
+            row = [sum(x == t and p == c for x, p in zip(truth, pred)) for c in labels]
+            assert counts[i].tolist() == [*row, sum(x == t and p not in labels for x, p in zip(truth, pred))]
+
+
+def test_report_of_nothing_and_a_reserved_label() -> None:
+    r = classification_report([], [], LABELS)
+    assert r.n == 0 and r.accuracy == 0.0 and r.unweighted_average_recall == 0.0 and r.macro_f1 == 0.0
+    assert r.confusion == [[0, 0, 0, 0]] * 3
+    with pytest.raises(ValueError, match="reserved"):
+        confusion_matrix(["unparsed"], ["unparsed"], ["unparsed", "happy"])
+
+
+def _levenshtein(ref: list[str], hyp: list[str]) -> int:
+    prev = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        cur = [i] + [0] * len(hyp)
+        for j, h in enumerate(hyp, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
+        prev = cur
+    return prev[-1]
+
+
+def test_wer_and_edit_distance_through_jiwer_match_the_definition() -> None:
+    from blsp_emo.textnorm import edit_distance, normalize_text, word_error_rate
+
+    rng = np.random.default_rng(1)
+    vocab = ["a", "b", "the cat", " ", "é", "x"]  # tokens with spaces are single tokens
+    for _ in range(500):
+        ref = [str(t) for t in rng.choice(vocab, size=int(rng.integers(0, 7)))]
+        hyp = [str(t) for t in rng.choice(vocab, size=int(rng.integers(0, 7)))]
+        assert edit_distance(ref, hyp) == _levenshtein(ref, hyp)
+    refs = ["Four of clubs.", "", "go forward now", "It's 12 o'clock"]
+    hyps = ["4 of clubs", "extra words", "", "its twelve o clock"]
+    edits = sum(
+        _levenshtein(normalize_text(r).split(), normalize_text(h).split()) for r, h in zip(refs, hyps)
+    )
+    words = sum(len(normalize_text(r).split()) for r in refs)
+    assert word_error_rate(refs, hyps) == pytest.approx(edits / words)
+    assert word_error_rate([], []) == 0.0 and word_error_rate([""], ["a b"]) == 2.0

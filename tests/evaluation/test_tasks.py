@@ -409,9 +409,7 @@ def test_cascade_shows_the_llm_the_transcript(emotion_manifest: Path) -> None:
 
     system = load_system("cascade-text@random-tiny")
     utterances = load_utterances(emotion_manifest, limit=2)
-    answers = system.answers(
-        [Query(None, "Say: ", u) for u in utterances], DecodingOptions(max_new_tokens=2)
-    )
+    answers = system.answers([Query(None, "Say: ", u) for u in utterances], DecodingOptions(max_new_tokens=2))
     assert [a.user_text for a in answers] == [u.text for u in utterances]
     assert system.describe()["kind"] == "cascade-text" and system.predict_emotions(utterances) is None
 

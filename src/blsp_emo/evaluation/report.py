@@ -6,10 +6,12 @@ import json
 import math
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from blsp_emo.evaluation.dataset import Utterance
 from blsp_emo.evaluation.plots import plot_comparison
 from blsp_emo.evaluation.tasks.common import TaskResult, dump_json, fmt
+from blsp_emo.io import atomic_write_text
 
 # Metrics on a 0..1 scale where higher is better (drawn in the comparison plot).
 _PLOTTED = (
@@ -67,7 +69,7 @@ def write_result(result: TaskResult, out_dir: Path, utterances: list[Utterance] 
     if utterances is not None:
         add_language_breakdown(result, utterances, out_dir / "predictions.jsonl")
     dump_json(out_dir / "results.json", result.to_dict())
-    (out_dir / "report.md").write_text(render_report(result), encoding="utf-8")
+    atomic_write_text(out_dir / "report.md", render_report(result))
 
 
 def comparison_table(
@@ -120,7 +122,7 @@ def write_comparison(results: dict[str, dict[str, TaskResult]], out_dir: Path, d
     for key, value in data.items():
         lines.append(f"- {key}: {value}")
     markdown = "\n".join(lines) + "\n"
-    (out_dir / "comparison.md").write_text(markdown, encoding="utf-8")
+    atomic_write_text(out_dir / "comparison.md", markdown)
     return markdown
 
 
@@ -258,10 +260,10 @@ def language_lines(results: dict[str, dict[str, TaskResult]]) -> list[str]:
     lines: list[str] = []
     tasks = list(dict.fromkeys(task for by_task in results.values() for task in by_task))
     for task in tasks:
-        tables = {
-            system: by_task[task].metrics.get("languages")
+        tables: dict[str, dict[str, dict[str, Any]]] = {
+            system: languages
             for system, by_task in results.items()
-            if task in by_task and by_task[task].metrics.get("languages")
+            if task in by_task and (languages := by_task[task].metrics.get("languages"))
         }
         if not tables:
             continue

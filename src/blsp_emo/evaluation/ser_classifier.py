@@ -15,15 +15,21 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from blsp_emo.audio import SAMPLE_RATE
 from blsp_emo.errors import UserError
+from blsp_emo.io import atomic_path, atomic_write_json
 from blsp_emo.prompts import EMOTIONS
+
+if TYPE_CHECKING:
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +38,37 @@ WINDOW = 30 * SAMPLE_RATE
 LOAD_BATCHES = 8  # batches of audio loaded at once, then encoded in length buckets
 
 
-def _whisper_encoder(model):
-    """The WhisperEncoder inside a Whisper model, a BLSP-Emo model, or the encoder itself."""
-    if hasattr(model, "conv1") and hasattr(model, "layers"):
+class Clip(Protocol):
+    """Audio that loads as 16 kHz mono (an :class:`~blsp_emo.evaluation.dataset.Utterance`)."""
+
+    def load(self) -> np.ndarray: ...
+
+
+class TranscribedClip(Clip, Protocol):
+    """A clip with its transcript (prosody measures the speaking rate in its words)."""
+
+    @property
+    def text(self) -> str: ...
+
+
+def _whisper_encoder(model: Any) -> WhisperEncoder:
+    """The WhisperEncoder inside a Whisper model (with or without its LM head) or a BLSP-Emo model, or the
+    encoder itself."""
+    from transformers.models.whisper.modeling_whisper import (
+        WhisperEncoder,
+        WhisperForConditionalGeneration,
+        WhisperModel,
+    )
+
+    from blsp_emo.model.modeling import BlspEmoModel
+
+    if isinstance(model, WhisperEncoder):
         return model
-    if hasattr(model, "get_encoder"):
-        return model.get_encoder()
-    return model.encoder
+    if isinstance(model, WhisperForConditionalGeneration):
+        return model.model.encoder
+    if isinstance(model, (WhisperModel, BlspEmoModel)):
+        return model.encoder
+    raise TypeError(f"no Whisper encoder in a {type(model).__name__}")
 
 
 class WhisperFeatures:
@@ -54,7 +84,9 @@ class WhisperFeatures:
         self.encoder = _whisper_encoder(model)
         self.feature_extractor = processor.feature_extractor
 
-    def __call__(self, utterances: list, batch_size: int = 8, progress: bool = True) -> np.ndarray:
+    def __call__(
+        self, utterances: Sequence[Clip | np.ndarray], batch_size: int = 8, progress: bool = True
+    ) -> np.ndarray:
         """Features (n, 2 * d_model) of utterances (objects with ``.load()``) or 16 kHz mono arrays.
 
         Audio is loaded ``LOAD_BATCHES`` batches at a time; those clips are encoded in length buckets
@@ -93,7 +125,7 @@ class WhisperFeatures:
                         out[first + i] = torch.cat([x.mean(0), x.std(0, unbiased=False)]).cpu().numpy()
                     bar.update(len(bucket))
         bar.close()
-        return np.stack(out).astype(np.float32)
+        return np.stack([row for row in out if row is not None]).astype(np.float32)
 
 
 class ProsodyFeatures:
@@ -106,14 +138,16 @@ class ProsodyFeatures:
 
     name = "prosody"
 
-    def __call__(self, utterances: list, batch_size: int = 8, progress: bool = True) -> np.ndarray:
+    def __call__(
+        self, utterances: Sequence[TranscribedClip | np.ndarray], batch_size: int = 8, progress: bool = True
+    ) -> np.ndarray:
         """Features (n, 7) of utterances (objects with ``.load()`` and ``.text``) or 16 kHz mono arrays."""
         from blsp_emo.data.prosody import measure
 
         out: list[list[float]] = []
         for item in tqdm(utterances, desc="prosody features", unit="utt", disable=not progress):
             audio = item if isinstance(item, np.ndarray) else item.load()
-            text = "" if isinstance(item, np.ndarray) else (getattr(item, "text", "") or "")
+            text = "" if isinstance(item, np.ndarray) else item.text
             p = measure(audio, SAMPLE_RATE, words=len(text.split()) or None)
             missing = not np.isfinite(p.f0_mean)
             values = [
@@ -155,12 +189,10 @@ class EmotionClassifier:
         """Write ``path`` (.safetensors) and ``path`` with .json (labels and training information)."""
         from safetensors.numpy import save_file
 
-        path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {"mean": self.mean, "scale": self.scale, "weight": self.weight, "bias": self.bias}
-        save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}, str(path))
-        path.with_suffix(".json").write_text(
-            json.dumps({"labels": self.labels, **self.info}, indent=2) + "\n"
-        )
+        with atomic_path(path) as tmp:
+            save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}, str(tmp))
+        atomic_write_json(path.with_suffix(".json"), {"labels": self.labels, **self.info})
 
     @classmethod
     def load(cls, path: Path) -> EmotionClassifier:
@@ -219,7 +251,7 @@ def train_or_load(
     """
     from blsp_emo.assets import cache_dir
     from blsp_emo.data.manifest import read_manifest
-    from blsp_emo.evaluation.dataset import load_utterances
+    from blsp_emo.evaluation.dataset import emotion_labels, load_utterances
 
     manifest = Path(manifest)
     rows = list(read_manifest(manifest))
@@ -233,7 +265,7 @@ def train_or_load(
     if not utterances:
         raise UserError(f"{manifest}: no emotion-labelled rows to train the cascade's emotion classifier")
     feats = features(utterances)
-    classifier = fit_classifier(feats, [u.emotion for u in utterances], seed=seed)
+    classifier = fit_classifier(feats, emotion_labels(utterances), seed=seed)
     classifier.info.update({"manifest": str(manifest), "split": split, "whisper": features.name})
     classifier.info["train_audio"] = sorted(str(u.audio_path.resolve()) for u in utterances)
     classifier.save(path)

@@ -12,6 +12,7 @@ utterance earns 1/k if the true one is among the k tied. Optional LLM-judge scor
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -124,7 +125,9 @@ def emotion_agreement(
     over the mean of the other four, confusion true vs closest) and one record per utterance.
     """
     cos = np.einsum("nd,nkd->nk", reply_embeddings, teacher_embeddings)
-    credit, closest, rows = [], [], []
+    credit: list[float] = []
+    closest: list[str] = []
+    rows: list[dict[str, Any]] = []
     for i, emotion in enumerate(truth):
         t = EMOTIONS.index(emotion)
         best = np.flatnonzero(cos[i] >= cos[i].max() - TIE_TOLERANCE)

@@ -17,6 +17,8 @@ KL) / (KL_no_speech - KL_transcript) is the share of that gap the system closes.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from blsp_emo.evaluation.dataset import Utterance
@@ -60,6 +62,7 @@ def semantic_teacher_forcing(
     model, processor = system.chat.model, system.chat.processor
     prompt, instruction = SYSTEM_PROMPTS["default"], INSTRUCTIONS["continue"]
     table = model.llm.get_input_embeddings()
+    device = next(table.parameters()).device
     # The references need the BLSP-Emo prompt with speech slots even when the system is a cascade.
     slotted = BlspEmoSystem(name="speech slots", chat=system.chat, llm_name=system.llm_name)
     out = {name: TeacherForcedScores() for name in STUDENTS}
@@ -75,7 +78,7 @@ def semantic_teacher_forcing(
                     torch.tensor(
                         ctc_target_ids(processor.tokenizer, u.text),
                         dtype=torch.long,
-                        device=table.weight.device,
+                        device=device,
                     )
                 )
                 for u in chunk
@@ -187,7 +190,7 @@ def run_semantic(system: System, utterances: list[Utterance], ctx: RunContext) -
     plot_histogram(
         cosine, ctx.out_dir / "cosine.png", f"{system.name}: speech vs transcript continuation", "cosine"
     )
-    per_utterance = {
+    per_utterance: dict[str, list[Any]] = {
         "kl": forced["model"].per_utterance_kl(),
         "top1": forced["model"].per_utterance_top1(),
         "kl_no_speech": forced["no_speech"].per_utterance_kl(),
