@@ -73,20 +73,20 @@ class TargetOptions:
     api_key: str | None = None  # openai backend (default $OPENAI_API_KEY)
     model_name: str | None = None  # openai backend: model name (default: the server's first model)
     batch_size: int = 16  # hf/vllm batch size; openai concurrent requests
-    max_new_tokens: int = 48  # SPEC: 48
+    max_new_tokens: int = 48  # docs/method.md §3: 48
     all_emotions: bool = False  # emotion stage: write a continuation for each of the five emotions
     emotion_prompt: str = "continue"  # emotion stage: teacher prompt preset (prompts.EMOTION_TARGET_PROMPTS)
     splits: tuple[str, ...] | None = None  # only rows of these splits
     limit: int | None = None  # only the first N input rows
     shard: tuple[int, int] = (0, 1)  # (k, m): only input rows whose index is k modulo m (parallel runs)
     seed: int = 0  # greedy: recorded only; best-of-N: seeds the sampling
-    samples: int = 1  # 1 = greedy (SPEC); N > 1 = best-of-N sampled candidates, one kept by the scorer
+    samples: int = 1  # 1 = greedy (docs/method.md §3); N > 1 = best-of-N candidates, the scorer keeps one
     temperature: float = 0.7  # best-of-N sampling temperature
     top_p: float = 0.95  # best-of-N nucleus
     scorer_embedder: str | None = "all-MiniLM-L6-v2"  # best-of-N: sentence similarity term (None: off)
-    min_seconds: float = 1.0  # SPEC: keep 1 s <= duration <= 30 s
+    min_seconds: float = 1.0  # docs/method.md §3: keep 1 s <= duration <= 30 s
     max_seconds: float = 30.0
-    max_text_tokens: int = 256  # SPEC: <= 256 text tokens (when the backend knows the tokenizer)
+    max_text_tokens: int = 256  # docs/method.md §3: <= 256 text tokens (when the tokenizer is known)
     progress: bool = True  # tqdm progress bar
 
     def __post_init__(self) -> None:
@@ -215,8 +215,8 @@ def provenance(
 ) -> dict[str, Any]:
     """What produced the targets: teacher, prompts, decoding, seed, code version, input.
 
-    ``prompts`` are the English ones (SPEC.md); ``language_prompts`` those of every other language of
-    the manifest's rows (``languages``), where a language without a prompt set of its own shows the
+    ``prompts`` are the English ones (docs/method.md §3); ``language_prompts`` those of every other language
+    of the manifest's rows (``languages``), where a language without a prompt set of its own shows the
     English prompts it falls back to.
     """
     if options.stage is Stage.SEMANTIC:
