@@ -74,8 +74,8 @@ class ImportOptions:
     iemocap_excited: str = "happy"  # IEMOCAP 'exc': happy | drop
     ravdess_calm: str = "neutral"  # RAVDESS calm: neutral | drop
     mosei_threshold: float = 1.0  # MOSEI: least intensity (0-3) of the strongest emotion for a label
-    mosei_labels: Path | None = None  # MOSEI: the label table (default: the one at the root)
-    mead_sentences: Path | None = None  # MEAD: transcripts, EMOTION<TAB>NUMBER<TAB>sentence
+    mosei_labels: Path | str | None = None  # MOSEI: the label table (default: the one at the root)
+    mead_sentences: Path | str | None = None  # MEAD: transcripts, EMOTION<TAB>NUMBER<TAB>sentence
     resd_enthusiasm: str = "happy"  # RESD enthusiasm: happy | drop
     split: str | None = None  # one split for every row (hf: the dataset split to import)
     language: str | None = None  # ISO 639-1 code for every row
