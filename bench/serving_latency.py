@@ -229,7 +229,9 @@ def throughput(args: argparse.Namespace, chat) -> dict:
 
     files = sorted((SPEECH / "librivox").glob("*.wav")) + sorted((SPEECH / "cards").glob("*.wav"))
     clips = [base64.b64encode(wav_bytes(load_audio(f))).decode() for f in files]
-    engine = ServingEngine(chat, model_name=f"blsp-emo-{args.model}", max_batch_size=16, batch_wait_s=0.01)
+    engine = ServingEngine(
+        chat, model_name=f"blsp-emo-{args.model}"
+    )  # ServingLimits: batches of 16, 10 ms wait
     results = {}
     with (
         BackgroundServer(create_app(engine)) as server,

@@ -267,16 +267,17 @@ def test_one_log_format_and_quiet_library_warnings() -> None:
 def test_chat_reports_missing_audio_paths_plainly(tmp_path: Path, monkeypatch) -> None:
     """A mistyped audio path is reported, not sent to the model as text; a missing absolute path is "no
     such file", not "unknown command". The engine is a real one on random-tiny: no turn may reach it."""
+    from blsp_emo.model.types import DecodingOptions
     from blsp_emo.serving.chat_cli import ChatSession, missing_audio
     from blsp_emo.serving.commands import build_engine
-    from blsp_emo.serving.protocol import GenerationParams
+    from blsp_emo.serving.limits import CHAT_LIMITS
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "clips").mkdir()
-    engine = build_engine("random-tiny", max_batch_size=1, batch_wait_s=0.0)
+    engine = build_engine("random-tiny", limits=CHAT_LIMITS)
     try:
         out = io.StringIO()
-        session = ChatSession(engine, params=GenerationParams(max_new_tokens=3), out=out)
+        session = ChatSession(engine, options=DecodingOptions(max_new_tokens=3), out=out)
         before = list(session.messages)
         for line, expected in (
             ("exmples/neutral.wav how do I sound?", "exmples/neutral.wav: no such file (relative to"),

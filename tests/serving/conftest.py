@@ -45,7 +45,10 @@ def random_engine() -> Iterator:
     from blsp_emo.serving.engine import ServingEngine
 
     model, processor = load_model("random-tiny")
-    engine = ServingEngine(SpeechChat(model, processor), model_name="blsp-emo-random-tiny", timeout_s=120)
+    from blsp_emo.serving.limits import ServingLimits
+
+    chat = SpeechChat(model, processor)
+    engine = ServingEngine(chat, model_name="blsp-emo-random-tiny", limits=ServingLimits(timeout_s=120))
     yield engine
     engine.close()
 
@@ -62,7 +65,7 @@ def speaker():
 def server(random_engine, speaker) -> Iterator:
     """The real API (uvicorn) on a free localhost port, serving the random tiny model, with tight limits."""
     from blsp_emo.serving.api import create_app
-    from blsp_emo.serving.protocol import ServingLimits
+    from blsp_emo.serving.limits import ServingLimits
     from blsp_emo.serving.server import BackgroundServer
 
     limits = ServingLimits(

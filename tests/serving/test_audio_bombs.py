@@ -17,7 +17,8 @@ from servingfix import audio_message
 
 from blsp_emo.audio import _decode_av, load_audio
 from blsp_emo.errors import AudioError
-from blsp_emo.serving.protocol import APIError, ServingLimits, parse_chat_request
+from blsp_emo.serving.limits import ServingLimits
+from blsp_emo.serving.protocol import APIError, parse_chat_request
 
 PEAK_LIMIT = 24 * 1024 * 1024  # 60 s at 16 kHz is 3.8 MB of float32; the whole file would be 460 MB
 

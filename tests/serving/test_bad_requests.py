@@ -11,6 +11,7 @@ from servingfix import audio_message, b64
 
 from blsp_emo.audio import wav_bytes
 from blsp_emo.serving.api import create_app
+from blsp_emo.serving.limits import ServingLimits
 from blsp_emo.serving.server import BackgroundServer
 
 URL = "/v1/chat/completions"
@@ -144,7 +145,7 @@ def test_unknown_routes_and_methods(http: httpx.Client) -> None:
 
 
 def test_api_key_and_timeout(random_engine, speaker) -> None:
-    app = create_app(random_engine, api_key="s3cret", speaker=speaker, timeout_s=1e-4)
+    app = create_app(random_engine, api_key="s3cret", speaker=speaker, limits=ServingLimits(timeout_s=1e-4))
     body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
     with BackgroundServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as http:
         check_error(http.post(URL, json=body), 401, "invalid_api_key")

@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from blsp_emo.serving.api import create_app
-from blsp_emo.serving.server import BackgroundServer, ServerLimits
+from blsp_emo.serving.limits import ServingLimits
+from blsp_emo.serving.server import BackgroundServer
 
 URL = "/v1/chat/completions"
 BODY = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
@@ -110,8 +111,9 @@ def _closed_within(sock: socket.socket, seconds: float) -> tuple[bool, bytes]:
 
 
 def test_slow_headers_and_bodies_are_cut_off(random_engine, speaker) -> None:
-    app = create_app(random_engine, speaker=speaker, body_timeout_s=1.0)
-    with BackgroundServer(app, limits=ServerLimits(header_timeout_s=1.0, keep_alive_s=1)) as server:
+    limits = ServingLimits(body_timeout_s=1.0, header_timeout_s=1.0, keep_alive_s=1)
+    app = create_app(random_engine, speaker=speaker, limits=limits)
+    with BackgroundServer(app, limits=limits) as server:
         idle = _raw(server, b"")  # connects and says nothing
         partial = _raw(server, b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         for sock in (idle, partial):

@@ -11,18 +11,20 @@ import json
 import socket
 import threading
 import time
+from dataclasses import replace
 
 import httpx
 import pytest
 
+from blsp_emo.model.types import DecodingOptions
 from blsp_emo.serving.api import create_app
 from blsp_emo.serving.engine import EngineCancelled, ServingEngine
-from blsp_emo.serving.protocol import GenerationParams, ServingLimits
+from blsp_emo.serving.limits import ServingLimits
 from blsp_emo.serving.server import BackgroundServer
 
 URL = "/v1/chat/completions"
 LONG = 600  # tokens asked for; the random model never ends a turn by itself when decoding is plain greedy
-LIMITS = ServingLimits(max_new_tokens=LONG)
+LIMITS = ServingLimits(max_new_tokens=LONG, batch_wait_s=0.2, timeout_s=60)
 # Plain greedy decoding (the defaults sample and block repeated 4-grams: the random model may then end a turn
 # after a few dozen tokens, too soon for a hang-up to catch it generating).
 PLAIN = {"temperature": 0, "repetition_penalty": 1, "no_repeat_ngram_size": 0}
@@ -67,7 +69,7 @@ def counted():
 @pytest.fixture()
 def engine(counted):
     chat, _ = counted
-    engine = ServingEngine(chat, model_name="cancel-test", batch_wait_s=0.2, timeout_s=60)
+    engine = ServingEngine(chat, model_name="cancel-test", limits=LIMITS)
     yield engine
     engine.close()
 
@@ -120,7 +122,7 @@ def test_a_dropped_stream_stops_generating(counted, engine) -> None:
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_timed_out_request_stops_generating(counted, engine, stream: bool) -> None:
     chat, counter = counted
-    app = create_app(engine, limits=LIMITS, default_system=None, timeout_s=1.0)
+    app = create_app(engine, limits=replace(LIMITS, timeout_s=1.0), default_system=None)
     with BackgroundServer(app) as server:
         counter.settle()
         start = counter.steps
@@ -140,7 +142,7 @@ def test_a_timed_out_request_stops_generating(counted, engine, stream: bool) -> 
 
 def test_cancelling_one_request_leaves_its_batch_mates_alone(counted, engine) -> None:
     chat, counter = counted
-    params = GenerationParams(max_new_tokens=80, **PLAIN)
+    params = DecodingOptions(max_new_tokens=80)  # PLAIN: greedy, no penalty, no n-gram block
     other = [{"role": "user", "content": "What a lovely morning."}]
     solo = engine.generate(other, params)
     doomed = engine.submit([{"role": "user", "content": "Tell me a long story."}], params)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from blsp_emo.model.types import CONVERSATION, DecodingOptions
 from blsp_emo.serving.chat_cli import ChatSession, parse_turn
-from blsp_emo.serving.protocol import GenerationParams
 
 
 def test_parse_turn(tmp_path: Path, speech_files: list[Path]) -> None:
@@ -29,7 +29,7 @@ def test_parse_turn(tmp_path: Path, speech_files: list[Path]) -> None:
 
 def test_session_turns_reset_and_save(random_engine, speech_files: list[Path], tmp_path: Path) -> None:
     out = io.StringIO()
-    session = ChatSession(random_engine, params=GenerationParams(max_new_tokens=6), out=out)
+    session = ChatSession(random_engine, options=CONVERSATION.replace(max_new_tokens=6), out=out)
     assert session.handle(f"{speech_files[0]} how do I sound?")
     assert session.handle("tell me more")
     assert [m["role"] for m in session.messages] == ["system", "user", "assistant", "user", "assistant"]
@@ -70,17 +70,16 @@ def test_chat_command(speech_files: list[Path], tmp_path: Path) -> None:
 def test_chat_decoding_flags() -> None:
     from blsp_emo.cli import build_parser
     from blsp_emo.errors import UserError
-    from blsp_emo.model.types import CONVERSATION
-    from blsp_emo.serving.commands import chat_params
+    from blsp_emo.serving.commands import ChatOptions
 
-    def params(*flags: str) -> GenerationParams:
-        return chat_params(build_parser().parse_args(["chat", *flags]))
+    def params(*flags: str) -> DecodingOptions:
+        return ChatOptions.from_args(build_parser().parse_args(["chat", *flags])).decoding
 
-    assert params() == GenerationParams() and params().options == CONVERSATION  # the conversation defaults
+    assert params() == CONVERSATION  # the conversation defaults
     custom = params("--temperature", "0", "--top-p", "0.8", "--repetition-penalty", "1.2",
                     "--no-repeat-ngram-size", "3", "--frequency-penalty", "0.5", "--presence-penalty", "-0.5",
                     "--seed", "4", "--max-new-tokens", "64")  # fmt: skip
-    assert custom == GenerationParams(max_new_tokens=64, temperature=0.0, top_p=0.8, seed=4, repetition_penalty=1.2,
+    assert custom == DecodingOptions(max_new_tokens=64, temperature=0.0, top_p=0.8, seed=4, repetition_penalty=1.2,
                                       no_repeat_ngram_size=3, frequency_penalty=0.5, presence_penalty=-0.5)  # fmt: skip
     assert custom.greedy
     for flags, named in [(["--temperature", "3"], "--temperature"), (["--top-p", "0"], "--top-p"),
@@ -88,5 +87,5 @@ def test_chat_decoding_flags() -> None:
                          (["--no-repeat-ngram-size", "-1"], "--no-repeat-ngram-size"),
                          (["--presence-penalty", "5"], "--presence-penalty"),
                          (["--max-new-tokens", "0"], "--max-new-tokens")]:  # fmt: skip
-        with pytest.raises(UserError, match=named):
+        with pytest.raises(UserError, match=f"^{named} must be"):
             params(*flags)

@@ -10,13 +10,15 @@ from servingfix import audio_message
 
 from blsp_emo.serving.api import create_app
 from blsp_emo.serving.engine import ServingEngine
+from blsp_emo.serving.limits import ServingLimits
 from blsp_emo.serving.server import BackgroundServer
 
 
 @pytest.fixture(scope="module")
 def batching_server(random_engine, speaker):
     """A second engine on the same model session, waiting 50 ms for batch-mates."""
-    engine = ServingEngine(random_engine.chat, model_name="batching", max_batch_size=16, batch_wait_s=0.05)
+    limits = ServingLimits(max_batch_size=16, batch_wait_s=0.05)
+    engine = ServingEngine(random_engine.chat, model_name="batching", limits=limits)
     with BackgroundServer(create_app(engine, speaker=speaker)) as server:
         yield server, engine
     engine.close()

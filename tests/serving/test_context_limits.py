@@ -9,7 +9,8 @@ import httpx
 import pytest
 
 from blsp_emo.serving.api import create_app
-from blsp_emo.serving.protocol import APIError, ServingLimits, parse_chat_request
+from blsp_emo.serving.limits import ServingLimits
+from blsp_emo.serving.protocol import APIError, parse_chat_request
 from blsp_emo.serving.server import BackgroundServer
 
 URL = "/v1/chat/completions"

@@ -10,17 +10,18 @@ import pytest
 
 from blsp_emo.audio import load_audio
 from blsp_emo.errors import UserError
-from blsp_emo.model.types import CONVERSATION
+from blsp_emo.model import SpeechChat
+from blsp_emo.model.types import CONVERSATION, Reply
 from blsp_emo.serving.engine import EngineClosed, EngineTimeout, ServingEngine, _Request
-from blsp_emo.serving.protocol import GenerationParams
+from blsp_emo.serving.limits import ServingLimits
 
-GREEDY = GenerationParams(max_new_tokens=6, temperature=0.0)  # with the default penalty and n-gram block
+GREEDY = CONVERSATION.replace(max_new_tokens=6, temperature=0.0)  # with the default penalty and n-gram block
 
 
 @pytest.fixture()
 def engine(random_engine):
     """A fresh engine on the shared model session, waiting 100 ms for batch-mates."""
-    engine = ServingEngine(random_engine.chat, max_batch_size=8, batch_wait_s=0.1)
+    engine = ServingEngine(random_engine.chat, limits=ServingLimits(max_batch_size=8, batch_wait_s=0.1))
     yield engine
     engine.close()
 
@@ -62,10 +63,35 @@ def test_batch_keys_hold_every_decoding_setting() -> None:
     ]:
         assert key(**{**sample, **change}) != key(**sample), change
     assert key(**sample, seed=1) != key(**sample, seed=1)  # a seeded sample is generated alone
+    assert key(**sample, stop=("x",)) == key(**sample)  # stop strings are per row
 
 
-def test_default_params_are_the_conversation_defaults() -> None:
-    assert GenerationParams().options == CONVERSATION
+class _RecordingChat(SpeechChat):
+    """The shared model and processor, recording the options of every generation."""
+
+    def __init__(self, chat: SpeechChat) -> None:
+        super().__init__(chat.model, chat.processor)
+        self.options: list = []
+
+    def respond(self, conversations, options=CONVERSATION, *, stops=None, should_stop=None):
+        self.options.append(options)
+        return super().respond(conversations, options, stops=stops, should_stop=should_stop)
+
+    def stream(self, messages, options=CONVERSATION):
+        self.options.append(options)
+        return super().stream(messages, options)
+
+
+def test_requests_default_to_the_conversation_options(random_engine, conversations) -> None:
+    recording = _RecordingChat(random_engine.chat)
+    engine = ServingEngine(recording, limits=ServingLimits(batch_wait_s=0.0))
+    try:
+        engine.generate(conversations[0])
+        list(engine.open_stream(conversations[0]))
+        engine.generate(conversations[0], GREEDY)
+    finally:
+        engine.close()
+    assert recording.options == [CONVERSATION, CONVERSATION, GREEDY]
 
 
 def test_a_broken_conversation_does_not_fail_its_batch(engine, conversations) -> None:
@@ -126,34 +152,50 @@ def test_a_finished_stream_leaves_no_thread_behind(engine, conversations, monkey
 
 def test_text_only_turn_has_no_emotion(engine, conversations) -> None:
     follow = [*conversations[0], {"role": "assistant", "content": "ok"}, {"role": "user", "content": "and?"}]
-    assert engine.generate(follow, GREEDY).emotion is None
-    assert "emotion" not in [e.kind for e in engine.open_stream(follow, GREEDY)]
+    reply = engine.generate(follow, GREEDY)
+    assert isinstance(reply, Reply) and reply.emotion is None and reply.emotion_scores is None
+    events = list(engine.open_stream(follow, GREEDY))
+    assert "emotion" not in [e.kind for e in events] and events[-1].value.emotion is None
+    heard = engine.generate(conversations[0], GREEDY)  # the same model hears the audio turn
+    assert heard.emotion is not None and heard.emotion_scores
 
 
-class _GatedChat:
-    """The shared model session behind a gate: a generation starts, then waits until the test opens it.
-    Only ``respond`` and ``stream`` are offered, so the engine answers through them."""
+def test_a_stop_string_ends_a_streamed_and_a_batched_reply(engine, conversations) -> None:
+    plain = engine.generate(conversations[1], GREEDY.replace(max_new_tokens=24)).text
+    stop = plain[4:7]
+    assert len(plain) > 10 and stop and stop not in plain[:4]
+    options = GREEDY.replace(max_new_tokens=24, stop=(stop,))
+    batched = engine.generate(conversations[1], options)
+    assert (batched.text, batched.finish_reason) == (plain[: plain.index(stop)].strip(), "stop")
+    done = list(engine.open_stream(conversations[1], options))[-1].value
+    assert isinstance(done, Reply) and done.finish_reason == "stop" and stop not in done.text
+    assert done.text.strip() == batched.text
 
-    def __init__(self, chat) -> None:
-        self.chat = chat
+
+class _GatedChat(SpeechChat):
+    """The shared model and processor behind a gate: a batched generation starts, then waits until the test
+    opens it; every generation (batched or streamed) is counted."""
+
+    def __init__(self, chat: SpeechChat) -> None:
+        super().__init__(chat.model, chat.processor)
         self.started = threading.Event()
         self.gate = threading.Event()
         self.calls = 0
 
-    def respond(self, conversations, *args, **kwargs):
+    def respond(self, conversations, options=CONVERSATION, *, stops=None, should_stop=None):
         self.calls += 1
         self.started.set()
         assert self.gate.wait(timeout=60), "the test never opened the gate"
-        return self.chat.respond(conversations, *args, **kwargs)
+        return super().respond(conversations, options, stops=stops, should_stop=should_stop)
 
-    def stream(self, *args, **kwargs):
+    def stream(self, messages, options=CONVERSATION):
         self.calls += 1
-        return self.chat.stream(*args, **kwargs)
+        return super().stream(messages, options)
 
 
 def test_close_fails_queued_requests(random_engine, conversations) -> None:
     gated = _GatedChat(random_engine.chat)
-    engine = ServingEngine(gated, batch_wait_s=0.0)
+    engine = ServingEngine(gated, limits=ServingLimits(batch_wait_s=0.0))
     busy = engine.submit(conversations[0], GREEDY)
     assert gated.started.wait(timeout=30)  # the worker is generating (and holds) the first request
     queued = [engine.submit(c, GREEDY) for c in conversations[1:3]]

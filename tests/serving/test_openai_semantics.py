@@ -70,7 +70,7 @@ def test_stop_cuts_the_reply(server, http: httpx.Client) -> None:
     [
         ({"stop": 5}, "stop"),
         ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
-        ({"stop": [""]}, "stop"),
+        ({"stop": [""]}, "stop[0]"),  # the empty string itself is named
         ({"logprobs": True}, "logprobs"),
         ({"top_logprobs": 3}, "top_logprobs"),
         ({"response_format": {"type": "json_object"}}, "response_format"),

@@ -11,7 +11,8 @@ import pytest
 from blsp_emo.audio import wav_bytes
 from blsp_emo.model.types import CONVERSATION, DecodingOptions
 from blsp_emo.prompts import SYSTEM_PROMPTS
-from blsp_emo.serving.protocol import APIError, GenerationParams, ServingLimits, parse_chat_request
+from blsp_emo.serving.limits import ServingLimits
+from blsp_emo.serving.protocol import APIError, parse_chat_request
 
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 
@@ -61,20 +62,20 @@ def test_text_and_audio_parts_become_the_internal_format(speech_wav: bytes) -> N
     assert parts[0] == {"type": "text", "text": "How do I sound?"}
     assert parts[1]["type"] == "audio" and parts[1]["audio"].dtype == np.float32
     assert 1.0 < request.audio_seconds[0] < 30.0
-    assert (request.params.max_new_tokens, request.params.temperature, request.params.top_p, request.params.seed) == (
+    assert (request.options.max_new_tokens, request.options.temperature, request.options.top_p, request.options.seed) == (
         20, 0.7, 0.9, 3,
     )  # fmt: skip
     assert not request.stream and not request.want_audio
 
 
 def test_decoding_defaults_are_the_conversation_defaults() -> None:
-    params = parse_chat_request({"messages": [{"role": "user", "content": "hi"}]}).params
-    assert params == GenerationParams()
+    params = parse_chat_request({"messages": [{"role": "user", "content": "hi"}]}).options
+    assert params == CONVERSATION
     assert (params.temperature, params.top_p, params.repetition_penalty, params.no_repeat_ngram_size,
             params.frequency_penalty, params.presence_penalty, params.seed, params.max_new_tokens) == (
         0.5, 0.9, 1.1, 4, 0, 0, None, 128,
     )  # fmt: skip
-    assert not params.greedy and params.options == CONVERSATION
+    assert not params.greedy and params.stop == ()
 
 
 def test_decoding_fields_are_taken() -> None:
@@ -86,17 +87,16 @@ def test_decoding_fields_are_taken() -> None:
         "frequency_penalty": 0.5,
         "presence_penalty": -0.25,
     }
-    params = parse_chat_request(body).params
+    params = parse_chat_request(body).options
     assert params.greedy and params.top_p == 0.9  # top_p keeps its default (unused when greedy)
-    assert params.options == DecodingOptions(128, 0.0, 0.9, 1.0, 0, 0.5, -0.25)
+    assert params == DecodingOptions(128, 0.0, 0.9, 1.0, 0, 0.5, -0.25)
     edges = {"temperature": 2, "top_p": 1, "repetition_penalty": 2, "no_repeat_ngram_size": 32,
              "frequency_penalty": -2, "presence_penalty": 2}  # fmt: skip
-    params = parse_chat_request({"messages": [{"role": "user", "content": "hi"}], **edges}).params
-    assert params.options == DecodingOptions(128, 2.0, 1.0, 2.0, 32, -2.0, 2.0)
+    params = parse_chat_request({"messages": [{"role": "user", "content": "hi"}], **edges}).options
+    assert params == DecodingOptions(128, 2.0, 1.0, 2.0, 32, -2.0, 2.0)
     nulls = dict.fromkeys(edges)  # null is "not set": the defaults
     assert (
-        parse_chat_request({"messages": [{"role": "user", "content": "hi"}], **nulls}).params
-        == GenerationParams()
+        parse_chat_request({"messages": [{"role": "user", "content": "hi"}], **nulls}).options == CONVERSATION
     )
 
 
@@ -198,7 +198,7 @@ def test_bad_audio_is_refused_with_the_part_named(speech_wav: bytes) -> None:
         (audio_part(b"RIFF0000WAVEjunk" * 40), "invalid_audio"),
         (audio_part(speech_wav, fmt="midi"), "unsupported_audio_format"),
         ({"type": "input_audio", "input_audio": {"data": "", "format": "wav"}}, "invalid_value"),
-        ({"type": "input_audio", "input_audio": "abc"}, "invalid_value"),
+        ({"type": "input_audio", "input_audio": "abc"}, "invalid_type"),  # a string where an object belongs
     ]
     for part, code in cases:
         error = error_of({"messages": [user(part)]})

@@ -1,5 +1,6 @@
 """Serving: one batching model session (engine) behind a terminal chat, an OpenAI-compatible API and a web page.
 
-Modules: ``protocol`` (request parsing and limits), ``engine`` (queue + batching worker), ``speech`` (spoken
-replies), ``api`` (FastAPI app), ``server`` (uvicorn), ``chat_cli`` and ``commands`` (the CLI).
+Modules: ``limits`` (every serving limit), ``protocol`` (request parsing), ``engine`` (queue + batching
+worker), ``speech`` (spoken replies), ``api`` (FastAPI app), ``server`` (uvicorn), ``chat_cli`` and
+``commands`` (the CLI).
 """

@@ -26,7 +26,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +38,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from blsp_emo.model.types import Reply
 from blsp_emo.serving import guards
 from blsp_emo.serving.engine import (
-    Completion,
     EngineCancelled,
     EngineClosed,
     EngineTimeout,
@@ -48,13 +48,8 @@ from blsp_emo.serving.engine import (
     TokenStream,
 )
 from blsp_emo.serving.fetch import AudioFetcher
-from blsp_emo.serving.protocol import (
-    APIError,
-    ChatRequest,
-    ServingLimits,
-    check_token_budget,
-    parse_chat_request,
-)
+from blsp_emo.serving.limits import ServingLimits
+from blsp_emo.serving.protocol import APIError, ChatRequest, check_token_budget, parse_chat_request
 from blsp_emo.serving.speech import (
     OUTPUT_RATE,
     ReplyStore,
@@ -75,17 +70,17 @@ def _error(exc: APIError) -> JSONResponse:
     return JSONResponse(exc.to_dict(), status_code=exc.status)
 
 
-def _emotion_field(completion: Completion) -> dict[str, Any] | None:
-    if completion.emotion is None:
+def _emotion_field(reply: Reply) -> dict[str, Any] | None:
+    if reply.emotion is None:
         return None
-    return {"label": completion.emotion, "scores": completion.emotion_scores}
+    return {"label": reply.emotion, "scores": reply.emotion_scores}
 
 
-def _usage(completion: Completion) -> dict[str, int]:
+def _usage(reply: Reply) -> dict[str, int]:
     return {
-        "prompt_tokens": completion.prompt_tokens,
-        "completion_tokens": completion.completion_tokens,
-        "total_tokens": completion.prompt_tokens + completion.completion_tokens,
+        "prompt_tokens": reply.prompt_tokens,
+        "completion_tokens": reply.completion_tokens,
+        "total_tokens": reply.prompt_tokens + reply.completion_tokens,
     }
 
 
@@ -95,17 +90,13 @@ PCM_CHUNK_SECONDS = 1.0  # a streamed sentence's pcm16 goes out in pieces of at 
 class ChatService:
     """Turns validated requests into OpenAI-shaped responses (plain or streamed)."""
 
-    def __init__(
-        self,
-        engine: ServingEngine,
-        speaker: Speaker | None,
-        timeout_s: float,
-        replies: ReplyStore | None = None,
-    ) -> None:
+    def __init__(self, engine: ServingEngine, speaker: Speaker | None, limits: ServingLimits) -> None:
+        """``limits`` give the per-request time limit and how long (and how many) spoken replies' transcripts
+        are kept."""
         self.engine = engine
         self._speaker = speaker
-        self.timeout_s = timeout_s
-        self.replies = replies or ReplyStore()
+        self.timeout_s = limits.timeout_s
+        self.replies = ReplyStore(limits.reply_ttl_s, limits.max_kept_replies)
 
     @property
     def speaker(self) -> Speaker:
@@ -131,24 +122,24 @@ class ChatService:
         self, request: ChatRequest, disconnected: Callable[[], Awaitable[bool]] | None = None
     ) -> dict[str, Any]:
         """Answer a non-streaming request; generation stops when ``disconnected()`` turns true."""
-        completion = await self.engine.agenerate(
-            request.messages, request.params, self.timeout_s, disconnected=disconnected
+        reply = await self.engine.agenerate(
+            request.messages, request.options, self.timeout_s, disconnected=disconnected
         )
-        message: dict[str, Any] = {"role": "assistant", "content": completion.text, "refusal": None}
+        message: dict[str, Any] = {"role": "assistant", "content": reply.text, "refusal": None}
         body: dict[str, Any] = {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": self.engine.model_name,
             "choices": [
-                {"index": 0, "message": message, "finish_reason": completion.finish_reason, "logprobs": None}
+                {"index": 0, "message": message, "finish_reason": reply.finish_reason, "logprobs": None}
             ],
-            "usage": _usage(completion),
-            "emotion": _emotion_field(completion),
+            "usage": _usage(reply),
+            "emotion": _emotion_field(reply),
         }
         if request.want_audio:  # as OpenAI: the text is the audio's transcript, content is null
             message["audio"], body["speech_style"] = await self._audio(
-                completion.text, completion.emotion, request.audio_format
+                reply.text, reply.emotion, request.audio_format
             )
             message["content"] = None
         return body
@@ -156,7 +147,7 @@ class ChatService:
     async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
         """Answer a streaming request as server-sent events in OpenAI's chunk format, ending with [DONE]."""
         loop = asyncio.get_running_loop()
-        stream = self.engine.open_stream(request.messages, request.params, self.timeout_s, loop=loop)
+        stream = self.engine.open_stream(request.messages, request.options, self.timeout_s, loop=loop)
         base = {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "object": "chat.completion.chunk",
@@ -172,17 +163,17 @@ class ChatService:
         try:
             if spoken is not None:
                 yield chunk({"role": "assistant", "content": None})
-                async for delta, finish, extra, done in spoken:
+                async for delta, finish, extra, final in spoken:
                     yield chunk(delta, finish, **extra)
-                    if finish and request.include_usage:
-                        yield f"data: {json.dumps({**base, 'choices': [], 'usage': _usage(done)})}\n\n"
+                    if final is not None and request.include_usage:
+                        yield f"data: {json.dumps({**base, 'choices': [], 'usage': _usage(final)})}\n\n"
             else:
                 yield chunk({"role": "assistant", "content": ""})
                 async for event in stream:
                     if event.kind == "text":
                         yield chunk({"content": event.value})
-                    elif event.kind == "done":
-                        done: Completion = event.value
+                    elif isinstance(event.value, Reply):  # "done"
+                        done = event.value
                         yield chunk({}, done.finish_reason, emotion=_emotion_field(done))
                         if request.include_usage:
                             yield f"data: {json.dumps({**base, 'choices': [], 'usage': _usage(done)})}\n\n"
@@ -202,8 +193,9 @@ class ChatService:
 
     async def _spoken(
         self, stream: TokenStream, request: ChatRequest
-    ) -> AsyncIterator[tuple[dict[str, Any], str | None, dict[str, Any], Completion | None]]:
-        """The deltas of a streamed spoken reply: ``(delta, finish_reason, extra fields, completion)``.
+    ) -> AsyncGenerator[tuple[dict[str, Any], str | None, dict[str, Any], Reply | None]]:
+        """The deltas of a streamed spoken reply: ``(delta, finish_reason, extra fields, reply)``; the reply
+        comes with the last delta only.
 
         Two tasks feed one queue: one reads the generated text, the other speaks each sentence as soon as
         the splitter sees it complete (in a worker thread, in order), so speech is synthesised while the
@@ -243,7 +235,7 @@ class ChatService:
         id_sent = False
         splitter = SentenceSplitter()
         collected: list[np.ndarray] = []
-        done: Completion | None = None
+        done: Reply | None = None
         tasks = [asyncio.create_task(read_text()), asyncio.create_task(speak())]
 
         def audio_delta(**fields: Any) -> dict[str, Any]:
@@ -260,13 +252,13 @@ class ChatService:
                     raise value
                 if kind == "ended" and done is None:
                     raise RuntimeError("the reply ended without its final event")
-                if kind == "event" and value.kind == "emotion":
+                if kind == "event" and isinstance(value.value, tuple):  # the emotion heard
                     heard["emotion"] = value.value[0]
-                elif kind == "event" and value.kind == "text":
+                elif kind == "event" and isinstance(value.value, str):  # a piece of the reply
                     yield audio_delta(transcript=value.value), None, {}, None
                     for sentence in splitter.feed(value.value):
                         await sentences.put(sentence)
-                elif kind == "event" and value.kind == "done":
+                elif kind == "event" and isinstance(value.value, Reply):  # the reply is done
                     done = value.value
                     rest = splitter.flush()
                     if rest:
@@ -275,8 +267,8 @@ class ChatService:
                 elif kind == "audio" and fmt == "pcm16":
                     step = int(PCM_CHUNK_SECONDS * OUTPUT_RATE)
                     for start in range(0, value.size, step):
-                        data = base64.b64encode(pcm16_bytes(value[start : start + step])).decode("ascii")
-                        yield audio_delta(data=data), None, {}, None
+                        chunk = base64.b64encode(pcm16_bytes(value[start : start + step])).decode("ascii")
+                        yield audio_delta(data=chunk), None, {}, None
                 elif kind == "audio":
                     collected.append(value)
                 elif kind == "spoken":
@@ -310,29 +302,26 @@ def create_app(
     speaker: Speaker | None = None,
     allow_audio_urls: bool = False,
     default_system: str | None = "empathetic",
-    timeout_s: float = 300.0,
     allowed_hosts: Sequence[str] | None = None,
     cors_origins: Sequence[str] = (),
-    body_timeout_s: float = 30.0,
     fetcher: AudioFetcher | None = None,
-    reply_ttl_s: float = 3600.0,
-    reply_store_size: int = 1024,
 ) -> FastAPI:
     """Build the FastAPI app serving ``engine``.
 
-    ``api_key``: when set, ``/v1/*``, the API docs and ``/health``'s statistics require
+    ``limits``: what a request may take (sizes, audio, tokens, JSON shape), the per-request time limit
+    (``timeout_s``), the time a request body may take to arrive (``body_timeout_s``), and how long spoken
+    replies' transcripts are kept by audio id (``reply_ttl_s``, the replies' ``expires_at``; the latest
+    ``max_kept_replies``). ``api_key``: when set, ``/v1/*``, the API docs and ``/health``'s statistics require
     ``Authorization: Bearer KEY``. ``allow_audio_urls`` lets requests name http(s) audio URLs, downloaded by
-    ``fetcher`` (default: an :class:`AudioFetcher` that refuses internal addresses; ``file:`` is never
-    allowed). ``default_system`` is the system prompt put first when a conversation has none. ``timeout_s``
-    is the per-request time limit, ``body_timeout_s`` the time a request body may take to arrive.
+    ``fetcher`` (default: an :class:`AudioFetcher` of ``limits`` that refuses internal addresses; ``file:``
+    is never allowed). ``default_system`` is the system prompt put first when a conversation has none.
     ``allowed_hosts``: Host names served (default: the localhost names); ``cors_origins``: origins a
-    browser may call the API from (default none: CORS off). The transcripts of spoken replies are kept by
-    audio id for ``reply_ttl_s`` seconds (the replies' ``expires_at``), the latest ``reply_store_size``.
+    browser may call the API from (default none: CORS off).
     """
     limits = limits or ServingLimits()
-    service = ChatService(engine, speaker, timeout_s, ReplyStore(reply_ttl_s, reply_store_size))
+    service = ChatService(engine, speaker, limits)
     if allow_audio_urls and fetcher is None:
-        fetcher = AudioFetcher(limits.max_request_bytes)
+        fetcher = AudioFetcher.for_limits(limits)
     if not allow_audio_urls:
         fetcher = None
     hosts = guards.HostAllowList(guards.default_allowed_hosts() if allowed_hosts is None else allowed_hosts)
@@ -408,7 +397,7 @@ def create_app(
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(request: Request) -> Response | dict[str, Any]:
         guards.require_json(request)
-        raw = await guards.read_body(request, limits.max_request_bytes, body_timeout_s)
+        raw = await guards.read_body(request, limits.max_request_bytes, limits.body_timeout_s)
         body = await run_in_threadpool(guards.parse_json, raw, limits.max_json_depth, limits.max_json_items)
         del raw
         fetch = await _prefetch(body)

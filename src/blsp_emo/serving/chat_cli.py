@@ -8,18 +8,19 @@ generated, then the emotion heard in the audio is shown. Commands: ``/reset`` (n
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from blsp_emo.audio import SAMPLE_RATE, load_audio
 from blsp_emo.errors import UserError
+from blsp_emo.io import atomic_write_json
+from blsp_emo.model.types import CONVERSATION, Conversation, DecodingOptions, Reply, speech_turn, text_turn
 from blsp_emo.prompts import system_prompt
-from blsp_emo.serving.engine import Completion, ServingEngine
-from blsp_emo.serving.protocol import GenerationParams
+from blsp_emo.serving.engine import ServingEngine
+from blsp_emo.serving.limits import CHAT_LIMITS, ServingLimits
 
 HELP = (
     "Type text, an audio file path, or both ('clip.wav what do you hear?'). Commands: /reset /save FILE /quit"
@@ -99,57 +100,53 @@ class ChatSession:
         engine: ServingEngine,
         *,
         system: str | None = "empathetic",
-        params: GenerationParams | None = None,
-        max_audio_seconds: float = 120.0,
+        options: DecodingOptions = CONVERSATION,
+        limits: ServingLimits = CHAT_LIMITS,
         out: TextIO = sys.stdout,
     ) -> None:
+        """``options``: how replies are generated; ``limits``: the longest audio file a turn may name
+        (``max_audio_seconds``)."""
         self.engine = engine
         self.system = system_prompt(system)
-        self.params = params or GenerationParams()
-        self.max_audio_seconds = max_audio_seconds
+        self.options = options
+        self.limits = limits
         self.out = out
-        self.messages: list[dict[str, Any]] = []
-        self._saved: list[dict[str, Any]] = []  # the same turns, with audio as paths (for /save)
+        self.messages = Conversation()
+        self._saved = Conversation()  # the same turns, with audio as paths (for /save)
         self.reset()
 
     def reset(self) -> None:
         """Forget the conversation (the system prompt stays)."""
-        self.messages = [{"role": "system", "content": self.system}] if self.system else []
-        self._saved = [dict(m) for m in self.messages]
+        self.messages = Conversation(system=self.system)
+        self._saved = Conversation(system=self.system)
 
     def save(self, path: str | Path) -> Path:
         """Write the conversation as JSON (audio parts as paths) and return the path."""
         path = Path(path).expanduser()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"messages": self._saved}, indent=2, ensure_ascii=False) + "\n")
+        atomic_write_json(path, {"messages": self._saved})
         return path
 
-    def turn(self, audio_path: Path | None, text: str) -> Completion | None:
+    def turn(self, audio_path: Path | None, text: str) -> Reply | None:
         """Send one user turn, print the streamed reply, and return it (None when interrupted)."""
-        content: list[dict[str, Any]] = []
-        saved: list[dict[str, Any]] = []
-        if text:
-            content.append({"type": "text", "text": text})
-            saved.append({"type": "text", "text": text})
-        if audio_path is not None:
-            audio = load_audio(audio_path, max_seconds=self.max_audio_seconds)
-            content.append({"type": "audio", "audio": audio})
-            saved.append(
-                {"type": "audio", "path": str(audio_path.resolve()), "seconds": audio.size / SAMPLE_RATE}
-            )
-        conversation = [*self.messages, {"role": "user", "content": content}]
-        done: Completion | None = None
+        if audio_path is None:
+            asked = saved = text_turn("user", text)
+        else:
+            audio = load_audio(audio_path, max_seconds=self.limits.max_audio_seconds)
+            asked, saved = speech_turn(audio, text), speech_turn(str(audio_path.resolve()), text)
+            saved["content"][-1]["seconds"] = audio.size / SAMPLE_RATE
+        conversation = Conversation(self.messages).turn(asked["role"], asked["content"])
+        done: Reply | None = None
         started = False
-        stream = self.engine.open_stream(conversation, self.params)
+        stream = self.engine.open_stream(conversation, self.options)
         try:
             for event in stream:
-                if event.kind == "text" and not started:
+                if isinstance(event.value, str) and not started:  # the first piece of the reply
                     self.out.write("assistant> ")
                     started = True
-                if event.kind == "text":
+                if isinstance(event.value, str):
                     self.out.write(event.value)
                     self.out.flush()
-                elif event.kind == "done":
+                elif isinstance(event.value, Reply):
                     done = event.value
         except KeyboardInterrupt:  # Ctrl-C stops this reply, not the conversation
             stream.cancel()
@@ -163,11 +160,9 @@ class ChatSession:
             scores = done.emotion_scores or {}
             score = f" ({scores[done.emotion]:.2f})" if done.emotion in scores else ""
             self.out.write(f"[emotion heard: {done.emotion}{score}]\n")
-        self.messages = [*conversation, {"role": "assistant", "content": done.text}]
-        self._saved += [
-            {"role": "user", "content": saved, "emotion": done.emotion},
-            {"role": "assistant", "content": done.text},
-        ]
+        self.messages = conversation.assistant(done.text)
+        self._saved.turn("user", saved["content"]).assistant(done.text)
+        self._saved[-2]["emotion"] = done.emotion  # what the model heard in that turn
         return done
 
     def handle(self, line: str) -> bool:

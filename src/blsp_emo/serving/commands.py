@@ -5,8 +5,15 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+from blsp_emo.model.types import CONVERSATION, DecodingOptions
+from blsp_emo.serving.limits import CHAT_LIMITS, ServingLimits, add_limit_flags, limits_from_args
+
+if TYPE_CHECKING:
+    from blsp_emo.serving.engine import ServingEngine
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +36,11 @@ def model_id(name: str) -> str:
     return "blsp-emo-tiny-untrained" if name == "tiny" else f"blsp-emo-{name}"
 
 
-def build_engine(name: str | None, trust_remote_code: bool = False, **engine_options: Any):
+def build_engine(
+    name: str | None, trust_remote_code: bool = False, limits: ServingLimits | None = None
+) -> ServingEngine:
     """Load model ``name`` (None: the default model; a preset or a checkpoint folder) and start a
-    :class:`ServingEngine` on it; ``trust_remote_code`` comes from the command line only."""
+    :class:`ServingEngine` on it with ``limits``; ``trust_remote_code`` comes from the command line only."""
     from blsp_emo.model import SpeechChat, load_model
     from blsp_emo.model.loading import default_model_name
     from blsp_emo.serving.engine import ServingEngine
@@ -39,7 +48,83 @@ def build_engine(name: str | None, trust_remote_code: bool = False, **engine_opt
     name = name or default_model_name()
     log.info("loading model %s", name)
     model, processor = load_model(name, trust_remote_code=trust_remote_code)
-    return ServingEngine(SpeechChat(model, processor), model_name=model_id(name), **engine_options)
+    return ServingEngine(SpeechChat(model, processor), model_name=model_id(name), limits=limits)
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """The model flags both commands share."""
+
+    model: str | None  # None: the default model
+    system: str  # a preset of blsp_emo.prompts, 'none' or a text
+    trust_remote_code: bool
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ModelOptions:
+        return cls(model=args.model, system=args.system, trust_remote_code=args.trust_remote_code)
+
+
+@dataclass(frozen=True)
+class ChatOptions:
+    """``blsp-emo chat``'s flags."""
+
+    model: ModelOptions
+    decoding: DecodingOptions
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ChatOptions:
+        """The flags, the decoding ones checked as the API checks its fields (a bad one is a UserError
+        naming the flag)."""
+        from pydantic import ValidationError
+
+        from blsp_emo.errors import UserError
+        from blsp_emo.serving.protocol import DecodingFields, describe_error
+
+        given = vars(args)
+        fields = {name: given[name] for name in DecodingFields.model_fields if name in given}
+        try:
+            decoding = DecodingFields.model_validate(fields).options(CHAT_LIMITS.default_new_tokens)
+        except ValidationError as exc:
+            param, _, phrase = describe_error(exc.errors(include_url=False)[0])
+            flag = "--max-new-tokens" if param == "max_tokens" else "--" + (param or "").replace("_", "-")
+            raise UserError(f"{flag} {phrase}") from None
+        return cls(ModelOptions.from_args(args), decoding)
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """``blsp-emo serve``'s flags: the model, where and how to listen, and the limits."""
+
+    model: ModelOptions
+    host: str
+    port: int
+    api_key: str | None  # --api-key, else $BLSP_EMO_API_KEY
+    allow_audio_urls: bool
+    speech: str  # the voice engine: auto, piper or espeak
+    allowed_hosts: tuple[str, ...]  # besides localhost and the bound address
+    cors_origins: tuple[str, ...]
+    limits: ServingLimits
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ServeOptions:
+        """The flags (a limit out of range is a UserError naming its flag)."""
+        from blsp_emo.errors import UserError
+
+        try:
+            limits = limits_from_args(args)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        return cls(
+            model=ModelOptions.from_args(args),
+            host=args.host,
+            port=args.port,
+            api_key=args.api_key or os.environ.get("BLSP_EMO_API_KEY") or None,
+            allow_audio_urls=args.allow_audio_urls,
+            speech=args.speech,
+            allowed_hosts=tuple(args.allowed_hosts or ()),
+            cors_origins=tuple(args.cors_origins or ()),
+            limits=limits,
+        )
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -62,45 +147,21 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def chat_params(args: argparse.Namespace):
-    """The :class:`GenerationParams` of ``blsp-emo chat``'s flags, checked as the API checks its fields."""
-    from blsp_emo.errors import UserError
-    from blsp_emo.serving.protocol import APIError, ServingLimits, generation_params
-
-    flags = {
-        "max_tokens": args.max_new_tokens,
-        "temperature": args.temperature,
-        "top_p": args.top_p,
-        "seed": args.seed,
-        "repetition_penalty": args.repetition_penalty,
-        "no_repeat_ngram_size": args.no_repeat_ngram_size,
-        "frequency_penalty": args.frequency_penalty,
-        "presence_penalty": args.presence_penalty,
-    }
-    try:
-        return generation_params(flags, ServingLimits(max_new_tokens=max(1, args.max_new_tokens)))
-    except APIError as exc:
-        flag = "--max-new-tokens" if exc.param == "max_tokens" else "--" + (exc.param or "").replace("_", "-")
-        raise UserError(f"{flag}: {exc.message}") from None
-
-
 def run_chat(args: argparse.Namespace) -> int:
     """Chat with the model in the terminal: audio paths and/or text per turn, the reply streamed."""
     from blsp_emo.model.loading import check_model_name
 
-    check_model_name(args.model)  # a typo fails before anything loads
-    params = chat_params(args)
+    options = ChatOptions.from_args(args)
+    check_model_name(options.model.model)  # a typo fails before anything loads
     from blsp_emo.serving.chat_cli import ChatSession, chat_loop
 
-    engine = build_engine(
-        args.model, trust_remote_code=args.trust_remote_code, max_batch_size=1, batch_wait_s=0.0
-    )
+    engine = build_engine(options.model.model, options.model.trust_remote_code, CHAT_LIMITS)
     try:
         import readline  # noqa: F401  # line editing and history for input()
     except ImportError:
         pass
     try:
-        chat_loop(ChatSession(engine, system=args.system, params=params))
+        chat_loop(ChatSession(engine, system=options.model.system, options=options.decoding))
     finally:
         engine.close()  # the worker finishes (a Ctrl-C reply is cancelled) before the interpreter exits
     return 0
@@ -111,66 +172,45 @@ def run_serve(args: argparse.Namespace) -> int:
     from blsp_emo.clitools import check_port_free
     from blsp_emo.model.loading import check_model_name
 
+    options = ServeOptions.from_args(args)
     # Port and model name first: a taken port or a typo is reported at once, not after the model loads.
-    check_port_free(args.host, args.port)
-    check_model_name(args.model)
+    check_port_free(options.host, options.port)
+    check_model_name(options.model.model)
     from blsp_emo.errors import UserError
     from blsp_emo.serving.api import create_app
     from blsp_emo.serving.fetch import AudioFetcher
     from blsp_emo.serving.guards import default_allowed_hosts
-    from blsp_emo.serving.protocol import ServingLimits
-    from blsp_emo.serving.server import ServerLimits, run_server
+    from blsp_emo.serving.server import run_server
     from blsp_emo.serving.speech import Speaker
 
-    api_key = args.api_key or os.environ.get("BLSP_EMO_API_KEY") or None
-    if args.host not in {"127.0.0.1", "localhost", "::1"}:
-        log.warning("binding to %s: the server is reachable from other machines%s", args.host,
-                    "" if api_key else " and has NO API key (pass --api-key)")  # fmt: skip
-    limits = ServingLimits(
-        max_request_bytes=int(args.max_request_mb * 1024 * 1024),
-        max_audio_seconds=args.max_audio_seconds,
-        max_audio_parts=args.max_audio_parts,
-        max_new_tokens=args.max_tokens_limit,
-        max_text_chars=args.max_text_chars,
-        max_request_tokens=args.max_request_tokens,
-    )
-    allowed_hosts = default_allowed_hosts(args.host) + list(args.allowed_hosts or [])
-    if args.host in {"0.0.0.0", "::"} and not args.allowed_hosts:
+    host, limits = options.host, options.limits
+    if host not in {"127.0.0.1", "localhost", "::1"}:
+        log.warning("binding to %s: the server is reachable from other machines%s", host,
+                    "" if options.api_key else " and has NO API key (pass --api-key)")  # fmt: skip
+    allowed_hosts = default_allowed_hosts(host) + list(options.allowed_hosts)
+    if host in {"0.0.0.0", "::"} and not options.allowed_hosts:
         log.warning("bound to all interfaces: only requests for %s are answered; name the host names "
                     "clients use with --allowed-hosts", ", ".join(allowed_hosts))  # fmt: skip
-    fetcher = None
-    if args.allow_audio_urls:
-        fetcher = AudioFetcher(
-            limits.max_request_bytes, deadline_s=args.fetch_timeout, concurrency=args.fetch_concurrency
-        )
+    fetcher = AudioFetcher.for_limits(limits) if options.allow_audio_urls else None
     try:
-        speaker = Speaker(args.speech)
+        speaker = Speaker(options.speech)
     except RuntimeError as exc:
         raise UserError(str(exc)) from None
-    engine = build_engine(
-        args.model,
-        trust_remote_code=args.trust_remote_code,
-        max_batch_size=args.max_batch_size,
-        batch_wait_s=args.batch_wait_ms / 1000,
-        timeout_s=args.timeout,
-    )
+    engine = build_engine(options.model.model, options.model.trust_remote_code, limits)
     app = create_app(
         engine,
         limits=limits,
-        api_key=api_key,
+        api_key=options.api_key,
         speaker=speaker,
-        allow_audio_urls=args.allow_audio_urls,
-        default_system=None if args.system == "none" else args.system,
-        timeout_s=args.timeout,
+        allow_audio_urls=options.allow_audio_urls,
+        default_system=None if options.model.system == "none" else options.model.system,
         allowed_hosts=allowed_hosts,
-        cors_origins=args.cors_origins or (),
-        body_timeout_s=args.body_timeout,
+        cors_origins=options.cors_origins,
         fetcher=fetcher,
     )
-    server_limits = ServerLimits(header_timeout_s=args.header_timeout, limit_concurrency=args.max_connections)
-    log.info("serving %s on http://%s:%d (voice: %s)", engine.model_name, args.host, args.port, speaker.name)
+    log.info("serving %s on http://%s:%d (voice: %s)", engine.model_name, host, options.port, speaker.name)
     try:
-        run_server(app, host=args.host, port=args.port, limits=server_limits)
+        run_server(app, host=host, port=options.port, limits=limits)
     finally:
         engine.close()
     return 0
@@ -182,7 +222,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "chat", help="talk to the model in the terminal", description=run_chat.__doc__
     )
     _add_model_options(chat)
-    chat.add_argument("--max-new-tokens", type=int, default=128, help="reply length limit (default 128)")
+    chat.add_argument(
+        "--max-new-tokens",
+        dest="max_tokens",  # the API's name: both are checked by protocol.DecodingFields
+        type=int,
+        default=CHAT_LIMITS.default_new_tokens,
+        help=f"reply length limit (default {CHAT_LIMITS.default_new_tokens})",
+    )
     _add_decoding_options(chat)
     chat.set_defaults(func=run_chat)
 
@@ -196,31 +242,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--api-key", default=None, help="require 'Authorization: Bearer KEY' (or env BLSP_EMO_API_KEY)"
     )
     serve.add_argument("--allow-audio-urls", action="store_true", help="let requests name http(s) audio URLs")
-    serve.add_argument("--max-request-mb", type=float, default=25.0, help="largest request body (default 25)")
-    serve.add_argument(
-        "--max-audio-seconds", type=float, default=60.0, help="longest audio part (default 60)"
-    )
-    serve.add_argument("--max-audio-parts", type=int, default=8, help="audio parts per request (default 8)")
-    serve.add_argument(
-        "--max-tokens-limit", type=int, default=1024, help="largest max_tokens a client may ask"
-    )
-    serve.add_argument(
-        "--max-batch-size", type=int, default=16, help="requests answered together (default 16)"
-    )
-    serve.add_argument(
-        "--batch-wait-ms", type=float, default=10.0, help="wait for batch-mates (default 10 ms)"
-    )
-    serve.add_argument(
-        "--timeout", type=float, default=300.0, help="per-request time limit in s (default 300)"
-    )
     serve.add_argument("--speech", choices=["auto", "piper", "espeak"], default="auto", help="voice engine")
-    _add_hardening_options(serve)
+    serve.add_argument(
+        "--allowed-hosts",
+        nargs="+",
+        metavar="HOST",
+        help="Host names to answer besides localhost and the bound address ('.example.org' for subdomains, "
+        "'*' for any)",
+    )
+    serve.add_argument(
+        "--cors-origins",
+        nargs="+",
+        metavar="ORIGIN",
+        help="origins whose pages may call the API from a browser (default: none, CORS off)",
+    )
+    # The limits that keep hostile clients from holding the server (README: Reliability and security).
+    add_limit_flags(serve)
     serve.set_defaults(func=run_serve)
 
 
 def _add_decoding_options(parser: argparse.ArgumentParser) -> None:
-    """Flags for the decoding settings; defaults: blsp_emo.model.types.CONVERSATION."""
-    from blsp_emo.model.types import CONVERSATION as C
+    """Flags for the decoding settings (dests: the API's field names); defaults: CONVERSATION."""
+    C = CONVERSATION
 
     parser.add_argument(
         "--temperature",
@@ -257,47 +300,3 @@ def _add_decoding_options(parser: argparse.ArgumentParser) -> None:
         help="OpenAI's presence penalty, -2 to 2 (default 0)",
     )
     parser.add_argument("--seed", type=int, default=None, help="seed for sampling (default: none)")
-
-
-def _add_hardening_options(serve: argparse.ArgumentParser) -> None:
-    """The limits that keep hostile clients from holding the server (README: Reliability and security)."""
-    serve.add_argument(
-        "--max-text-chars",
-        type=int,
-        default=100_000,
-        help="characters of text per request, checked before tokenising (default 100000)",
-    )
-    serve.add_argument(
-        "--max-request-tokens",
-        type=int,
-        default=None,
-        help="per-request budget of prompt + max_tokens (default: the model's context length)",
-    )
-    serve.add_argument(
-        "--allowed-hosts",
-        nargs="+",
-        metavar="HOST",
-        help="Host names to answer besides localhost and the bound address ('.example.org' for subdomains, "
-        "'*' for any)",
-    )
-    serve.add_argument(
-        "--cors-origins",
-        nargs="+",
-        metavar="ORIGIN",
-        help="origins whose pages may call the API from a browser (default: none, CORS off)",
-    )
-    serve.add_argument(
-        "--header-timeout", type=float, default=10.0, help="seconds for request headers (default 10)"
-    )
-    serve.add_argument(
-        "--body-timeout", type=float, default=30.0, help="seconds for a request body (default 30)"
-    )
-    serve.add_argument(
-        "--max-connections", type=int, default=256, help="open connections before 503s (default 256)"
-    )
-    serve.add_argument(
-        "--fetch-timeout", type=float, default=10.0, help="total seconds per audio URL download (default 10)"
-    )
-    serve.add_argument(
-        "--fetch-concurrency", type=int, default=4, help="audio URL downloads at once (default 4)"
-    )

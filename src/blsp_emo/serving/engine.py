@@ -10,7 +10,10 @@ each other, and each result goes back to the future or stream of the request tha
 Timeouts and cancellation are cooperative and per request: a request still queued when its time is up is
 dropped without running; a running one (batched or streamed) stops within a token once its deadline
 passes or its client goes away (``future.cancel()``, ``stream.cancel()``), and its batch-mates go on.
-Stop strings (``GenerationParams.stop``) end a reply the same way.
+Stop strings (``DecodingOptions.stop``) end a reply the same way. Every answer is a
+:class:`~blsp_emo.model.types.Reply`; its emotion is the one heard in the latest user turn's audio (none
+when that turn has no audio). The engine's defaults (batch size and wait, time limit) come from
+:class:`~blsp_emo.serving.limits.ServingLimits`.
 """
 
 from __future__ import annotations
@@ -22,14 +25,18 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from blsp_emo.model.stopping import StopMatcher
-from blsp_emo.serving.protocol import GenerationParams
+from blsp_emo.model.types import CONVERSATION, DecodingOptions, Message, Reply
+from blsp_emo.serving.limits import ServingLimits
+
+if TYPE_CHECKING:
+    from blsp_emo.model.inference import SpeechChat
 
 log = logging.getLogger(__name__)
 
@@ -62,39 +69,18 @@ class RequestFuture(concurrent.futures.Future):
         return not self.done()
 
 
-@dataclass
-class Completion:
-    """One answer: the text, the emotion heard in the user's latest audio, and token counts."""
-
-    text: str
-    emotion: str | None = None
-    emotion_scores: dict[str, float] | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    finish_reason: str = "stop"
-
-    @classmethod
-    def from_reply(cls, reply: Any) -> Completion:
-        """Copy a :class:`blsp_emo.model.Reply` (or anything with the same attributes)."""
-        scores = getattr(reply, "emotion_scores", None)
-        return cls(
-            text=str(reply.text),
-            emotion=getattr(reply, "emotion", None),
-            emotion_scores={str(k): float(v) for k, v in scores.items()} if scores else None,
-            prompt_tokens=int(getattr(reply, "prompt_tokens", 0) or 0),
-            completion_tokens=int(getattr(reply, "completion_tokens", 0) or 0),
-            finish_reason=str(getattr(reply, "finish_reason", "stop") or "stop"),
-        )
+Heard = tuple[str | None, dict[str, float] | None]  # (label, scores) of the emotion heard
 
 
 @dataclass(frozen=True)
 class StreamEvent:
-    """One item of a stream: ``kind`` is "text" (value: a piece of the reply), "emotion" (value: ``(label,
-    scores)`` heard in the latest user audio, sent once before the first piece where the model tells it
-    early) or "done" (value: the final :class:`Completion`, with the emotion and usage)."""
+    """One item of a stream: ``kind`` is "text" (value: a piece of the reply), "emotion" (value: the
+    ``(label, scores)`` heard in the latest user audio, sent once before the first piece where the model
+    tells it early) or "done" (value: the final :class:`~blsp_emo.model.types.Reply`, with the emotion and
+    usage)."""
 
     kind: str
-    value: Any
+    value: str | Heard | Reply
 
 
 _ids = itertools.count()
@@ -102,8 +88,8 @@ _ids = itertools.count()
 
 @dataclass(eq=False)
 class _Request:
-    messages: list[dict[str, Any]]
-    params: GenerationParams
+    messages: Sequence[Message]
+    options: DecodingOptions
     deadline: float
     future: RequestFuture | None = None
     stream: TokenStream | None = None
@@ -114,21 +100,12 @@ class _Request:
         return self.cancelled or time.monotonic() > self.deadline
 
     def batch_key(self) -> tuple:
-        """Requests with equal keys are generated as one batch: equal length limit and decoding settings
-        (penalties and n-gram block included; stop strings are per row)."""
-        p = self.params
-        shared = (
-            p.max_new_tokens,
-            p.repetition_penalty,
-            p.no_repeat_ngram_size,
-            p.frequency_penalty,
-            p.presence_penalty,
-        )
-        if p.greedy:  # deterministic: top_p and seed do not matter
-            return ("greedy", *shared)
-        if p.seed is not None:  # a seeded sample must not depend on its batch-mates
+        """Requests with equal keys are generated as one batch (:meth:`DecodingOptions.batch_key`: equal
+        length limit and decoding settings; stop strings are per row), except that a seeded sample is
+        generated alone: its reply must not depend on its batch-mates."""
+        if not self.options.greedy and self.options.seed is not None:
             return ("alone", self.id)
-        return ("sample", *shared, p.temperature, p.top_p)
+        return self.options.batch_key()
 
     @property
     def cancelled(self) -> bool:
@@ -137,22 +114,26 @@ class _Request:
         return self.future is not None and (self.future.cancelled() or self.future.stop_requested.is_set())
 
 
+_Item = StreamEvent | BaseException | None  # what a stream's queue holds; None ends it
+
+
 class TokenStream:
     """The receiving end of a streaming request; iterate it (sync or async) for :class:`StreamEvent` s."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._loop = loop
-        self._queue: asyncio.Queue | queue.Queue = asyncio.Queue() if loop else queue.Queue()
+        self._async: asyncio.Queue[_Item] | None = asyncio.Queue() if loop else None
+        self._sync: queue.Queue[_Item] = queue.Queue()
         self.cancelled = threading.Event()
-        self._hooks: list[Any] = []
+        self._hooks: list[Callable[[], object]] = []
         self._hooks_lock = threading.Lock()
 
-    def _push(self, item: StreamEvent | BaseException | None) -> None:
-        if self._loop is None:
-            self._queue.put(item)
+    def _push(self, item: _Item) -> None:
+        if self._loop is None or self._async is None:
+            self._sync.put(item)
             return
         try:
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+            self._loop.call_soon_threadsafe(self._async.put_nowait, item)
         except RuntimeError:  # the client's event loop is gone: nobody is listening
             self.cancel()
 
@@ -164,7 +145,7 @@ class TokenStream:
         for hook in hooks:
             hook()
 
-    def _on_cancel(self, hook: Any) -> None:
+    def _on_cancel(self, hook: Callable[[], object]) -> None:
         """Call ``hook`` when the stream is cancelled (at once if it already is)."""
         with self._hooks_lock:
             if not self.cancelled.is_set():
@@ -175,7 +156,7 @@ class TokenStream:
     def __iter__(self) -> Iterator[StreamEvent]:
         assert self._loop is None, "this stream was opened for asyncio: use 'async for'"
         while True:
-            item = self._queue.get()
+            item = self._sync.get()
             if item is None:
                 return
             if isinstance(item, BaseException):
@@ -183,9 +164,9 @@ class TokenStream:
             yield item
 
     async def __aiter__(self) -> AsyncIterator[StreamEvent]:
-        assert self._loop is not None, "this stream was opened without an event loop: use 'for'"
+        assert self._async is not None, "this stream was opened without an event loop: use 'for'"
         while True:
-            item = await self._queue.get()
+            item = await self._async.get()
             if item is None:
                 return
             if isinstance(item, BaseException):
@@ -193,7 +174,7 @@ class TokenStream:
             yield item
 
 
-def last_user_audio(messages: list[dict[str, Any]]) -> np.ndarray | None:
+def last_user_audio(messages: Sequence[Message]) -> np.ndarray | None:
     """The last audio part of the latest user turn, or None when that turn has no audio."""
     for message in reversed(messages):
         if message.get("role") != "user":
@@ -207,25 +188,25 @@ def last_user_audio(messages: list[dict[str, Any]]) -> np.ndarray | None:
     return None
 
 
+def _heard_in_latest_turn(reply: Reply, messages: Sequence[Message]) -> Reply:
+    """``reply`` without an emotion when the latest user turn has no audio (the emotion belongs to it)."""
+    if last_user_audio(messages) is None and (reply.emotion is not None or reply.emotion_scores is not None):
+        return replace(reply, emotion=None, emotion_scores=None)
+    return reply
+
+
 class ServingEngine:
     """One model session that queues requests and answers concurrent ones in batches."""
 
     def __init__(
-        self,
-        chat: Any,
-        *,
-        model_name: str = "blsp-emo",
-        max_batch_size: int = 16,
-        batch_wait_s: float = 0.01,
-        timeout_s: float = 300.0,
+        self, chat: SpeechChat, *, model_name: str = "blsp-emo", limits: ServingLimits | None = None
     ) -> None:
-        """``chat`` is a :class:`blsp_emo.model.SpeechChat`; ``batch_wait_s`` is how long the worker waits
-        after a first request for others to join its batch; ``timeout_s`` is the default time limit."""
+        """``chat`` answers the requests; ``limits`` give the batch size (``max_batch_size``), how long the
+        worker waits after a first request for others to join its batch (``batch_wait_s``) and the default
+        time limit of a request (``timeout_s``)."""
         self.chat = chat
         self.model_name = model_name
-        self.max_batch_size = max(1, int(max_batch_size))
-        self.batch_wait_s = float(batch_wait_s)
-        self.timeout_s = float(timeout_s)
+        self.limits = limits or ServingLimits()
         self.stats = {"requests": 0, "batches": 0, "largest_batch": 0, "timeouts": 0, "cancelled": 0}
         self._queue: queue.Queue[_Request | None] = queue.Queue()
         self._closed = threading.Event()
@@ -234,7 +215,7 @@ class ServingEngine:
 
     # ----- client side -------------------------------------------------------------------------------
     def _deadline(self, timeout: float | None) -> float:
-        return time.monotonic() + (self.timeout_s if timeout is None else float(timeout))
+        return time.monotonic() + (self.limits.timeout_s if timeout is None else float(timeout))
 
     def _enqueue(self, request: _Request) -> None:
         if self._closed.is_set():
@@ -246,32 +227,30 @@ class ServingEngine:
         """The model's context in tokens (None when the model does not say)."""
         return self.chat.context_length()
 
-    def count_prompt_tokens(self, messages: list[dict[str, Any]]) -> int | None:
-        """Tokens the prompt of ``messages`` takes (speech included); None when the model cannot tell."""
+    def count_prompt_tokens(self, messages: Sequence[Message]) -> int:
+        """Tokens the prompt of ``messages`` takes (speech included)."""
         return self.chat.prompt_tokens(messages)
 
     def submit(
         self,
-        messages: list[dict[str, Any]],
-        params: GenerationParams | None = None,
+        messages: Sequence[Message],
+        options: DecodingOptions = CONVERSATION,
         timeout: float | None = None,
     ) -> RequestFuture:
-        """Queue one conversation; the future resolves to a :class:`Completion`; ``cancel()`` stops it."""
+        """Queue one conversation; the future resolves to a :class:`Reply`; ``cancel()`` stops it."""
         future = RequestFuture()
-        self._enqueue(
-            _Request(messages, params or GenerationParams(), self._deadline(timeout), future=future)
-        )
+        self._enqueue(_Request(messages, options, self._deadline(timeout), future=future))
         return future
 
     def generate(
         self,
-        messages: list[dict[str, Any]],
-        params: GenerationParams | None = None,
+        messages: Sequence[Message],
+        options: DecodingOptions = CONVERSATION,
         timeout: float | None = None,
-    ) -> Completion:
+    ) -> Reply:
         """Answer one conversation, blocking until done; raises :class:`EngineTimeout` after ``timeout``."""
-        limit = self.timeout_s if timeout is None else timeout
-        future = self.submit(messages, params, limit)
+        limit = self.limits.timeout_s if timeout is None else timeout
+        future = self.submit(messages, options, limit)
         try:
             return future.result(timeout=limit + 1.0)
         except concurrent.futures.TimeoutError:
@@ -280,18 +259,18 @@ class ServingEngine:
 
     async def agenerate(
         self,
-        messages: list[dict[str, Any]],
-        params: GenerationParams | None = None,
+        messages: Sequence[Message],
+        options: DecodingOptions = CONVERSATION,
         timeout: float | None = None,
         disconnected: Callable[[], Awaitable[bool]] | None = None,
         poll_s: float = 0.2,
-    ) -> Completion:
+    ) -> Reply:
         """The asyncio form of :meth:`generate`. ``disconnected`` (e.g. Starlette's
         ``request.is_disconnected``) is polled every ``poll_s``: when the client has gone the request is
         cancelled (generation stops within a token) and :class:`EngineCancelled` is raised."""
-        limit = self.timeout_s if timeout is None else timeout
-        future = self.submit(messages, params, limit)
-        waiter = asyncio.wrap_future(future)
+        limit = self.limits.timeout_s if timeout is None else timeout
+        future = self.submit(messages, options, limit)
+        waiter: asyncio.Future[Reply] = asyncio.wrap_future(future)
         until = time.monotonic() + limit + 1.0
         try:
             while True:
@@ -311,16 +290,14 @@ class ServingEngine:
 
     def open_stream(
         self,
-        messages: list[dict[str, Any]],
-        params: GenerationParams | None = None,
+        messages: Sequence[Message],
+        options: DecodingOptions = CONVERSATION,
         timeout: float | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> TokenStream:
         """Queue one conversation for streaming; pass the running ``loop`` to consume it with ``async for``."""
         stream = TokenStream(loop)
-        self._enqueue(
-            _Request(messages, params or GenerationParams(), self._deadline(timeout), stream=stream)
-        )
+        self._enqueue(_Request(messages, options, self._deadline(timeout), stream=stream))
         return stream
 
     @property
@@ -338,8 +315,8 @@ class ServingEngine:
     # ----- worker side -------------------------------------------------------------------------------
     def _collect(self, first: _Request) -> list[_Request]:
         batch = [first]
-        until = time.monotonic() + self.batch_wait_s
-        while len(batch) < self.max_batch_size:
+        until = time.monotonic() + self.limits.batch_wait_s
+        while len(batch) < self.limits.max_batch_size:
             left = until - time.monotonic()
             try:
                 item = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
@@ -406,54 +383,53 @@ class ServingEngine:
         return True
 
     def _answer(self, group: list[_Request], count: bool = True) -> None:
-        group = [r for r in group if r.future is not None and r.future.set_running_or_notify_cancel()]
-        if not group:
+        jobs = [
+            (r, r.future) for r in group if r.future is not None and r.future.set_running_or_notify_cancel()
+        ]
+        if not jobs:
             return
-        params = group[0].params
+        options = jobs[0][0].options
         if count:
             self.stats["batches"] += 1
-            self.stats["requests"] += len(group)
-            self.stats["largest_batch"] = max(self.stats["largest_batch"], len(group))
+            self.stats["requests"] += len(jobs)
+            self.stats["largest_batch"] = max(self.stats["largest_batch"], len(jobs))
         try:
             replies = self.chat.respond(
-                [r.messages for r in group],
-                params.options,
-                stops=[r.params.stop for r in group],
-                should_stop=[r.should_stop for r in group],
+                [r.messages for r, _ in jobs],
+                options,
+                stops=[r.options.stop for r, _ in jobs],
+                should_stop=[r.should_stop for r, _ in jobs],
             )
         except Exception as exc:  # one bad conversation must not fail its batch-mates: retry one by one
-            if len(group) == 1:
+            if len(jobs) == 1:
                 log.exception("generation failed")
-                group[0].future.set_exception(exc)
+                jobs[0][1].set_exception(exc)
                 return
-            log.warning("batch of %d failed (%s); answering one by one", len(group), exc)
-            for request in group:
+            log.warning("batch of %d failed (%s); answering one by one", len(jobs), exc)
+            for request, future in jobs:
                 retry = RequestFuture()
-                single = _Request(request.messages, request.params, request.deadline, future=retry)
-                single.future.stop_requested = request.future.stop_requested  # a cancel still reaches it
-                self._answer([single], count=False)
-                self._copy(retry, request.future)
+                retry.stop_requested = future.stop_requested  # a cancel still reaches it
+                self._answer(
+                    [_Request(request.messages, request.options, request.deadline, future=retry)], False
+                )
+                self._copy(retry, future)
             return
-        for request, reply in zip(group, replies):
-            if getattr(reply, "finish_reason", None) == "cancelled":  # stopped early by should_stop
+        for (request, future), reply in zip(jobs, replies):
+            if reply.finish_reason == "cancelled":  # stopped early by should_stop
                 if request.cancelled:
                     self.stats["cancelled"] += 1
-                    request.future.set_exception(EngineCancelled("the client went away"))
+                    future.set_exception(EngineCancelled("the client went away"))
                 else:
                     self.stats["timeouts"] += 1
-                    request.future.set_exception(
-                        EngineTimeout("the reply did not finish within the time limit")
-                    )
+                    future.set_exception(EngineTimeout("the reply did not finish within the time limit"))
                 continue
-            completion = Completion.from_reply(reply)
-            if last_user_audio(request.messages) is None:  # the emotion belongs to the latest user turn
-                completion.emotion, completion.emotion_scores = None, None
-            request.future.set_result(completion)
+            future.set_result(_heard_in_latest_turn(reply, request.messages))
 
     @staticmethod
     def _copy(source: concurrent.futures.Future, target: concurrent.futures.Future) -> None:
-        if source.exception() is not None:
-            target.set_exception(source.exception())
+        error = source.exception()
+        if error is not None:
+            target.set_exception(error)
         else:
             target.set_result(source.result())
 
@@ -461,26 +437,21 @@ class ServingEngine:
         stream = request.stream
         assert stream is not None
         self.stats["requests"] += 1
-        params = request.params
         pieces: list[str] = []
-        matcher = StopMatcher(params.stop)
-        timer: threading.Timer | None = None
+        matcher = StopMatcher(request.options.stop)
         try:
-            generator = self.chat.stream(request.messages, params.options)
-            stop = getattr(generator, "cancel", None) or getattr(generator, "close", None)
-            if stop is not None:
-                # A client that goes away, or a deadline that passes between two pieces, stops the model
-                # at its next token (pieces only come at word boundaries).
-                stream._on_cancel(stop)
-                timer = threading.Timer(max(0.0, request.deadline - time.monotonic()), stop)
-                timer.daemon = True
-                timer.start()
+            generator = self.chat.stream(request.messages, request.options)
+            # A client that goes away, or a deadline that passes between two pieces, stops the model at its
+            # next token (pieces only come at word boundaries).
+            stream._on_cancel(generator.cancel)
+            timer = threading.Timer(max(0.0, request.deadline - time.monotonic()), generator.cancel)
+            timer.daemon = True
+            timer.start()
             heard_sent = last_user_audio(request.messages) is None  # the emotion belongs to that turn
             try:
                 for piece in generator:
-                    heard = getattr(generator, "heard", None)
-                    if not heard_sent and heard is not None:
-                        stream._push(StreamEvent("emotion", heard))
+                    if not heard_sent and generator.heard is not None:
+                        stream._push(StreamEvent("emotion", generator.heard))
                         heard_sent = True
                     if stream.cancelled.is_set():
                         self.stats["cancelled"] += 1
@@ -494,8 +465,7 @@ class ServingEngine:
                         pieces.append(text)
                         stream._push(StreamEvent("text", text))
                     if matcher.stopped:  # a stop string: end the model's turn, let it wind down
-                        if stop is not None:
-                            stop()
+                        generator.cancel()
                         for _ in generator:
                             pass
                         break
@@ -510,36 +480,19 @@ class ServingEngine:
                     self.stats["timeouts"] += 1
                     stream._push(EngineTimeout("the reply did not finish within the time limit"))
                     return
-                final = getattr(generator, "reply", None)
-            finally:  # stop generating early where the stream supports it (a cancelled or timed-out client)
-                if timer is not None:
-                    # Joined, not just cancelled: a timer thread still holding the reply's tensors when the
-                    # interpreter exits aborts the process ("terminate called without an active exception").
-                    timer.cancel()
-                    timer.join()
-                close = getattr(generator, "close", None)
-                if close is not None:  # stopped, and the generating thread done before the next request
-                    close()
-                elif stop is not None:
-                    stop()
-            done = (
-                Completion.from_reply(final) if final is not None else self._count(request, "".join(pieces))
-            )
+            finally:
+                # Joined, not just cancelled: a timer thread still holding the reply's tensors when the
+                # interpreter exits aborts the process ("terminate called without an active exception").
+                timer.cancel()
+                timer.join()
+                generator.close()  # stopped, and the generating thread done before the next request
+            done = generator.reply
+            if done is None:
+                raise RuntimeError("the reply stream ended without its reply")
             if matcher.stopped:  # the reply is what came before the stop string
-                done.text, done.finish_reason = "".join(pieces), "stop"
-            if last_user_audio(request.messages) is None:  # the emotion belongs to the latest user turn
-                done.emotion, done.emotion_scores = None, None
-            stream._push(StreamEvent("done", done))
+                done = replace(done, text="".join(pieces), finish_reason="stop")
+            stream._push(StreamEvent("done", _heard_in_latest_turn(done, request.messages)))
             stream._push(None)
         except Exception as exc:
             log.exception("streaming failed")
             stream._push(exc)
-
-    def _count(self, request: _Request, text: str) -> Completion:
-        """Usage for a stream whose generator reports none (or was cut by a stop string): count tokens with
-        the processor's tokenizer."""
-        tokenizer = getattr(getattr(self.chat, "processor", None), "tokenizer", None)
-        completion = len(tokenizer(text, add_special_tokens=False)["input_ids"]) if tokenizer else 0
-        finish = "length" if completion >= request.params.max_new_tokens else "stop"
-        prompt = self.count_prompt_tokens(request.messages) or 0
-        return Completion(text=text, prompt_tokens=prompt, completion_tokens=completion, finish_reason=finish)

@@ -27,8 +27,10 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
+from blsp_emo.serving.limits import ServingLimits
 from blsp_emo.serving.protocol import APIError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -122,10 +124,10 @@ class _PinnedHTTP(http.client.HTTPConnection):
 
     def __init__(self, host: str, port: int, address: str, connect: Connector, timeout: float) -> None:
         super().__init__(host, port, timeout=timeout)
-        self._address, self._open = address, connect
+        self._address, self._open, self._timeout = address, connect, timeout
 
     def connect(self) -> None:
-        self.sock = self._open((self._address, self.port), self.timeout)
+        self.sock = self._open((self._address, self.port), self._timeout)
 
 
 class _PinnedHTTPS(http.client.HTTPSConnection):
@@ -135,10 +137,10 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
         self, host: str, port: int, address: str, connect: Connector, timeout: float, context: ssl.SSLContext
     ) -> None:
         super().__init__(host, port, timeout=timeout, context=context)
-        self._address, self._open, self._tls = address, connect, context
+        self._address, self._open, self._tls, self._timeout = address, connect, context, timeout
 
     def connect(self) -> None:
-        sock = self._open((self._address, self.port), self.timeout)
+        sock = self._open((self._address, self.port), self._timeout)
         self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
 
 
@@ -162,9 +164,9 @@ class AudioFetcher:
         self,
         max_bytes: int,
         *,
-        deadline_s: float = 10.0,
+        deadline_s: float = ServingLimits.fetch_timeout_s,
         max_redirects: int = 3,
-        concurrency: int = 4,
+        concurrency: int = ServingLimits.fetch_concurrency,
         queue_wait_s: float = 5.0,
         resolver: Resolver | None = None,
         connect: Connector | None = None,
@@ -183,6 +185,16 @@ class AudioFetcher:
         self._pool = concurrent.futures.ThreadPoolExecutor(self.concurrency, thread_name_prefix="audio-fetch")
         self._slots: asyncio.Semaphore | None = None
         self._slots_loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def for_limits(cls, limits: ServingLimits, **options: Any) -> AudioFetcher:
+        """A fetcher with the download cap (``max_request_bytes``), deadline and concurrency of ``limits``."""
+        return cls(
+            limits.max_request_bytes,
+            deadline_s=limits.fetch_timeout_s,
+            concurrency=limits.fetch_concurrency,
+            **options,
+        )
 
     # ----- checks -------------------------------------------------------------------------------------
     def precheck(self, url: str) -> None:

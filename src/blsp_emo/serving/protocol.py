@@ -1,16 +1,18 @@
 """The OpenAI chat-completions wire format: parse and validate a request into the internal conversation format.
 
-Everything a client can get wrong is checked here, before any model sees it, and reported as an
+The request's shape is declared as pydantic models (:class:`ChatCompletionRequest`, its messages and
+content parts; :class:`DecodingFields` for the decoding settings, shared with ``blsp-emo chat``'s flags).
+Everything a client can get wrong is checked before any model sees it and reported as an
 :class:`APIError` that the HTTP layer turns into OpenAI-style error JSON
 (``{"error": {"message", "type", "param", "code"}}``). ``param`` names the offending field in the request,
-e.g. ``messages[1].content[0].input_audio.data``. Unknown fields are ignored, as OpenAI's own server does,
-but OpenAI fields this server does not implement (``logprobs``, ``response_format``, ``tools``,
-``logit_bias``, ...) are refused when set, naming the field, rather than silently dropped; ``stop`` is
-implemented. A ``model`` other than the served one (or one of its aliases) is a 404 ``model_not_found``,
-as with OpenAI.
+e.g. ``messages[1].content[0].input_audio.data``, and the message starts with it. Unknown fields are
+ignored, as OpenAI's own server does, but OpenAI fields this server does not implement (``logprobs``,
+``response_format``, ``tools``, ``logit_bias``, ...) are refused when set, naming the field, rather than
+silently dropped; ``stop`` is implemented. A ``model`` other than the served one (or one of its aliases)
+is a 404 ``model_not_found``, as with OpenAI.
 
-Decoding fields and their defaults (:data:`blsp_emo.model.types.CONVERSATION`; each is checked, a bad value is
-a 400 naming the field):
+Decoding fields and their defaults (:data:`blsp_emo.model.types.CONVERSATION`; each is checked, a bad value
+is a 400 naming the field):
 
 * ``temperature`` 0.5 (0 to 2; 0 is greedy) and ``top_p`` 0.9 (above 0, at most 1);
 * ``max_tokens`` / ``max_completion_tokens`` 128 (1 to the server's ``--max-tokens-limit``), ``seed``, ``stop``;
@@ -41,24 +43,38 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Callable, Collection
-from dataclasses import dataclass, field, replace
-from typing import Any
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from blsp_emo.audio import SAMPLE_RATE, load_audio
 from blsp_emo.errors import AudioError
-from blsp_emo.model.types import CONVERSATION, DecodingOptions
+from blsp_emo.model.types import CONVERSATION, Conversation, DecodingOptions, Message
 from blsp_emo.prompts import system_prompt
+from blsp_emo.serving.limits import ServingLimits
 from blsp_emo.serving.speech import REPLY_FORMATS
 
 # Formats a client may name in input_audio.format; the decoder sniffs the container anyway.
 AUDIO_FORMATS: frozenset[str] = frozenset(
     {"wav", "mp3", "flac", "ogg", "oga", "opus", "webm", "m4a", "mp4", "aac", "weba"}
 )
-ROLES: frozenset[str] = frozenset({"system", "developer", "user", "assistant"})
 MAX_NO_REPEAT_NGRAM = 32  # the largest no_repeat_ngram_size a request may ask for
+MAX_STOPS, MAX_STOP_CHARS = 4, 256  # OpenAI's: up to 4 stop strings
 _DATA_URL = re.compile(
     r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^;,]*)*?);base64,(?P<data>.*)$", re.S
 )
@@ -88,71 +104,364 @@ class APIError(Exception):
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
 
-@dataclass(frozen=True)
-class ServingLimits:
-    """What one request may ask for; every limit is checked before the model runs."""
-
-    max_request_bytes: int = 25 * 1024 * 1024  # whole HTTP body (base64 audio is 4/3 of the raw size)
-    max_audio_seconds: float = 60.0  # per audio part
-    max_total_audio_seconds: float = 300.0  # all audio parts of one request together
-    max_audio_parts: int = 8  # audio parts over the whole conversation
-    max_messages: int = 64
-    max_new_tokens: int = 1024  # the largest max_tokens a client may ask for
-    default_new_tokens: int = 128  # SPEC section 5: 128 new tokens by default
-    # All text of one request (every message), checked before anything is tokenised: a 2 MB prompt must
-    # be refused in microseconds, not tokenised for seconds and then refused.
-    max_text_chars: int = 100_000
-    # Per-request token budget: prompt tokens + max_tokens; None = the model's context length.
-    max_request_tokens: int | None = None
-    max_json_depth: int = 32  # nesting of the request JSON (a real request needs 6)
-    max_json_items: int = 20_000  # objects, arrays and values in the request JSON together
+def _bad(message: str, param: str | None, code: str = "invalid_value", status: int = 400) -> APIError:
+    return APIError(message, status=status, param=param, code=code)
 
 
-@dataclass(frozen=True)
-class GenerationParams:
-    """Decoding settings of one request; requests with equal settings can share a batch.
+# --- field checks (each message follows the field's name: "'top_p' must be ...") ----------------------
 
-    The defaults are :data:`blsp_emo.model.types.CONVERSATION` (sampling at 0.5 within top-p 0.9, repetition
-    penalty 1.1, no repeated 4-grams); ``temperature=0`` is greedy.
+
+def _between(low: float, high: float, *, above: bool = False) -> AfterValidator:
+    """``low`` <= value <= ``high`` (``above``: ``low`` < value)."""
+
+    def check(value: float) -> float:
+        if (value <= low if above else value < low) or value > high:
+            bounds = (
+                f"greater than {low:g} and at most {high:g}" if above else f"between {low:g} and {high:g}"
+            )
+            raise PydanticCustomError(
+                "invalid_value", "must be {bounds}, got {value}", {"bounds": bounds, "value": value}
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+def _refused_unless(neutral: Callable[[Any], bool]) -> AfterValidator:
+    """An OpenAI field this server does not implement: refused unless null or its neutral value."""
+
+    def check(value: Any) -> Any:
+        if value is not None and not neutral(value):
+            raise PydanticCustomError(
+                "unsupported_parameter",
+                "is not supported by this server (it is not silently ignored: remove it)",
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+def _one_of(allowed: Collection[str], code: str, what: str) -> AfterValidator:
+    """A string from ``allowed`` (compared in lower case)."""
+
+    def check(value: str) -> str:
+        if value.lower() not in allowed:
+            raise PydanticCustomError(
+                code,
+                "names an unsupported {what} {value}; supported: {supported}",
+                {"what": what, "value": repr(value[:40]), "supported": ", ".join(sorted(allowed))},
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+def _by_kind(kinds: dict[type, str], error: str, message: str) -> Discriminator:
+    """A union discriminated by the Python type of the value (a tag of ``kinds``), else ``error``."""
+
+    def tag(value: Any) -> str | None:
+        return next((t for kind, t in kinds.items() if isinstance(value, kind)), None)
+
+    return Discriminator(tag, custom_error_type=error, custom_error_message=message)
+
+
+# Unknown fields are ignored; no type coercion (a JSON integer is a number, a boolean or a string is not).
+Model = ConfigDict(extra="ignore", strict=True)
+
+
+class DecodingFields(BaseModel):
+    """The decoding fields of a request (null is "not set": the default); also ``blsp-emo chat``'s flags.
+
+    A ``max_tokens`` above the server's limit is refused when the validation context names the limits
+    (``context={"limits": ServingLimits}``).
     """
 
-    max_new_tokens: int = 128
-    temperature: float = CONVERSATION.temperature
-    top_p: float = CONVERSATION.top_p
+    model_config = Model
+
+    temperature: Annotated[float, _between(0.0, 2.0)] | None = None
+    top_p: Annotated[float, _between(0.0, 1.0, above=True)] | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None  # OpenAI's newer name; wins over max_tokens
     seed: int | None = None
-    stop: tuple[str, ...] = ()  # the reply ends before the first of these strings
-    repetition_penalty: float = CONVERSATION.repetition_penalty
-    no_repeat_ngram_size: int = CONVERSATION.no_repeat_ngram_size
-    frequency_penalty: float = CONVERSATION.frequency_penalty
-    presence_penalty: float = CONVERSATION.presence_penalty
+    stop: (
+        Annotated[
+            Annotated[str, Tag("#one"), Field(min_length=1, max_length=MAX_STOP_CHARS)]
+            | Annotated[
+                list[Annotated[str, Field(min_length=1, max_length=MAX_STOP_CHARS)]],
+                Tag("#list"),
+                Field(max_length=MAX_STOPS),
+            ],
+            _by_kind({str: "#one", list: "#list"}, "invalid_type", "must be a string or a list of strings"),
+        ]
+        | None
+    ) = None
+    repetition_penalty: Annotated[float, _between(0.0, 2.0, above=True)] | None = None
+    no_repeat_ngram_size: Annotated[int, _between(0, MAX_NO_REPEAT_NGRAM)] | None = None
+    frequency_penalty: Annotated[float, _between(-2.0, 2.0)] | None = None
+    presence_penalty: Annotated[float, _between(-2.0, 2.0)] | None = None
 
-    @property
-    def greedy(self) -> bool:
-        """True when decoding is deterministic (temperature 0)."""
-        return self.temperature <= 0.0
+    @field_validator("max_tokens", "max_completion_tokens")
+    @classmethod
+    def _token_cap(cls, value: int | None, info: ValidationInfo) -> int | None:
+        limits = info.context.get("limits") if isinstance(info.context, dict) else None
+        high = limits.max_new_tokens if isinstance(limits, ServingLimits) else None
+        if value is not None and (value < 1 or (high is not None and value > high)):
+            bounds = f"between 1 and {high}" if high is not None else "at least 1"
+            raise PydanticCustomError(
+                "invalid_value", "must be {bounds}, got {value}", {"bounds": bounds, "value": value}
+            )
+        return value
 
-    @property
-    def options(self) -> DecodingOptions:
-        """The request's decoding options."""
-        return DecodingOptions(
-            max_new_tokens=self.max_new_tokens,
-            seed=self.seed,
-            stop=self.stop,
-            temperature=self.temperature,
-            top_p=self.top_p,
-            repetition_penalty=self.repetition_penalty,
-            no_repeat_ngram_size=self.no_repeat_ngram_size,
-            frequency_penalty=self.frequency_penalty,
-            presence_penalty=self.presence_penalty,
+    def options(self, default_new_tokens: int) -> DecodingOptions:
+        """The :class:`DecodingOptions` asked for: :data:`CONVERSATION` where a field is not set."""
+        wanted = self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+        stops = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+        shared = {"temperature", "top_p", "repetition_penalty", "no_repeat_ngram_size", "seed"}
+        shared |= {"frequency_penalty", "presence_penalty"}
+        set_fields = {
+            name: value for name, value in self.model_dump(include=shared).items() if value is not None
+        }
+        return CONVERSATION.replace(
+            max_new_tokens=default_new_tokens if wanted is None else wanted, stop=stops, **set_fields
         )
+
+
+# --- messages and content parts -------------------------------------------------------------------
+
+
+class TextPart(BaseModel):
+    model_config = Model
+    type: Literal["text"]
+    text: str
+
+
+class InputAudio(BaseModel):
+    model_config = Model
+    data: Annotated[str, Field(min_length=1)]  # base64, decoded with the audio
+    format: Annotated[str, _one_of(AUDIO_FORMATS, "unsupported_audio_format", "audio format")] | None = None
+
+
+class InputAudioPart(BaseModel):
+    model_config = Model
+    type: Literal["input_audio"]
+    input_audio: InputAudio
+
+
+class AudioUrl(BaseModel):
+    model_config = Model
+    url: Annotated[str, Field(min_length=1)]
+
+
+def _url_object(value: Any) -> Any:
+    """``audio_url`` may be the URL string itself."""
+    return {"url": value} if isinstance(value, str) else value
+
+
+class AudioUrlPart(BaseModel):
+    model_config = Model
+    type: Literal["audio_url"]
+    audio_url: Annotated[AudioUrl, BeforeValidator(_url_object)]
+
+
+_PART_TAGS = {"text": "#text", "input_audio": "#input_audio", "audio_url": "#audio_url"}
+
+
+def _part_tag(value: Any) -> str | None:
+    kind = value.get("type") if isinstance(value, dict) else None
+    return _PART_TAGS.get(kind) if isinstance(kind, str) else None
+
+
+ContentPart = Annotated[
+    Annotated[TextPart, Tag("#text")]
+    | Annotated[InputAudioPart, Tag("#input_audio")]
+    | Annotated[AudioUrlPart, Tag("#audio_url")],
+    Discriminator(
+        _part_tag, custom_error_type="unsupported_content_type", custom_error_message="unsupported"
+    ),
+]
+
+
+class SpokenAudio(BaseModel):
+    """An earlier spoken reply as OpenAI clients send it back: its audio id and maybe its transcript."""
+
+    model_config = Model
+    id: str | None = None
+    transcript: str | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = Model
+    role: Literal["system", "developer", "user", "assistant"]
+    content: (
+        Annotated[
+            Annotated[str, Tag("#string")] | Annotated[list[ContentPart], Tag("#parts"), Field(min_length=1)],
+            _by_kind(
+                {str: "#string", list: "#parts"},
+                "invalid_type",
+                "must be a string or a list of content parts",
+            ),
+        ]
+        | None
+    ) = None
+    audio: SpokenAudio | None = None  # a spoken assistant turn without content
+
+
+class AudioOutput(BaseModel):
+    model_config = Model
+    voice: str | None = None
+    format: Annotated[str, _one_of(REPLY_FORMATS, "unsupported_value", "audio output format")] | None = None
+
+
+class StreamOptions(BaseModel):
+    model_config = Model
+    include_usage: bool = False
+
+
+def _messages_list(value: Any, info: ValidationInfo) -> Any:
+    """A non-empty list within the message limit, checked before any message is validated."""
+    if value is None or value == []:
+        raise PydanticCustomError("missing_required_parameter", "must be a non-empty list of messages")
+    if not isinstance(value, list):
+        raise PydanticCustomError("invalid_type", "must be a non-empty list of messages")
+    limits = info.context.get("limits") if isinstance(info.context, dict) else None
+    if isinstance(limits, ServingLimits) and len(value) > limits.max_messages:
+        raise PydanticCustomError(
+            "too_many_messages",
+            "holds too many messages: the limit is {limit}",
+            {"limit": limits.max_messages},
+        )
+    return value
+
+
+def _modalities(value: list[str] | None) -> list[str] | None:
+    if value is not None and not set(value) <= {"text", "audio"}:
+        raise PydanticCustomError("unsupported_value", "must be a list drawn from 'text' and 'audio'")
+    return value
+
+
+def _n(value: int | None) -> int | None:
+    if value not in (None, 1):
+        raise PydanticCustomError("unsupported_value", "must be 1: only one choice per request is supported")
+    return value
+
+
+class ChatCompletionRequest(DecodingFields):
+    """An OpenAI chat-completions request body as this server reads it."""
+
+    model: str | None = None
+    messages: Annotated[list[ChatMessage], BeforeValidator(_messages_list)]
+    n: Annotated[int | None, AfterValidator(_n)] = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    modalities: Annotated[list[str] | None, AfterValidator(_modalities)] = None
+    audio: AudioOutput | None = None
+    logprobs: Annotated[Any, _refused_unless(lambda v: v is False)] = None
+    top_logprobs: Annotated[Any, _refused_unless(lambda v: v == 0)] = None
+    response_format: Annotated[
+        Any, _refused_unless(lambda v: isinstance(v, dict) and v.get("type") == "text")
+    ] = None
+    tools: Annotated[Any, _refused_unless(lambda v: v == [])] = None
+    functions: Annotated[Any, _refused_unless(lambda v: v == [])] = None
+    tool_choice: Annotated[Any, _refused_unless(lambda v: v == "none")] = None
+    function_call: Annotated[Any, _refused_unless(lambda v: v == "none")] = None
+    logit_bias: Annotated[Any, _refused_unless(lambda v: v == {})] = None
+    prediction: Annotated[Any, _refused_unless(lambda v: False)] = None
+    web_search_options: Annotated[Any, _refused_unless(lambda v: False)] = None
+
+
+# --- pydantic's errors as OpenAI's --------------------------------------------------------------------
+
+_TYPE_NAMES = {
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "string_type": "a string",
+    "bool_type": "a boolean",
+    "list_type": "a list",
+    "dict_type": "an object",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+}
+_JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}
+
+
+def _param(loc: Sequence[int | str]) -> str | None:
+    """``messages[1].content[0].type`` from pydantic's location (union tags, which start with #, dropped)."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif not part.startswith("#"):
+            text += f".{part}" if text else part
+    return text or None
+
+
+def describe_error(error: ErrorDetails) -> tuple[str | None, str, str]:
+    """``(param, code, phrase)`` of one pydantic error: the field's name as the request spells it, the
+    OpenAI error code, and what follows the field's name in the message (``must be a number, got string``)."""
+    return _param(error["loc"]), *_phrase(error)
+
+
+def _phrase(error: ErrorDetails) -> tuple[str, str]:
+    kind, value, ctx = error["type"], error.get("input"), error.get("ctx") or {}
+    got = _JSON_TYPES.get(type(value), "null" if value is None else type(value).__name__)
+    if kind == "missing":
+        return "missing_required_parameter", "is required"
+    if kind in _TYPE_NAMES:
+        return "invalid_type", f"must be {_TYPE_NAMES[kind]}, got {got}"
+    if kind == "literal_error":
+        return "invalid_value", f"must be {ctx.get('expected')}, got {str(value)[:40]!r}"
+    if kind in {"too_short", "string_too_short"}:
+        least = ctx.get("min_length", 1)
+        return "invalid_value", "must not be empty" if least == 1 else f"must hold at least {least} items"
+    if kind in {"too_long", "string_too_long"}:
+        items = "characters" if isinstance(value, str) else "items"
+        return "invalid_value", f"must hold at most {ctx.get('max_length')} {items}"
+    if kind in _OUR_CODES:  # a check of this module: its error type is the OpenAI code
+        return kind, error["msg"]
+    return "invalid_value", error["msg"]
+
+
+_OUR_CODES = frozenset(
+    {
+        "invalid_type",
+        "invalid_value",
+        "missing_required_parameter",
+        "unsupported_parameter",
+        "unsupported_value",
+    }
+    | {"unsupported_audio_format", "too_many_messages"}
+)
+
+
+def api_error(exc: ValidationError) -> APIError:
+    """The first of pydantic's errors as the :class:`APIError` the client sees (field named in ``param``)."""
+    error = exc.errors(include_url=False)[0]
+    param = _param(error["loc"])
+    if error["type"] == "unsupported_content_type":  # the part has a type this server does not read
+        value = error.get("input")
+        if not isinstance(value, dict):
+            return _bad(f"'{param}' must be a content part object", param, "invalid_type")
+        param = f"{param}.type"
+        return _bad(
+            f"'{param}' is unsupported: {str(value.get('type'))[:40]!r}; "
+            "use 'text', 'input_audio' or 'audio_url'",
+            param,
+            "unsupported_content_type",
+        )
+    param, code, phrase = describe_error(error)
+    return _bad(f"'{param}' {phrase}" if param else phrase, param, code)
+
+
+# --- the internal conversation ------------------------------------------------------------------------
 
 
 @dataclass
 class ChatRequest:
     """A validated chat-completions request in the internal conversation format."""
 
-    messages: list[dict[str, Any]]
-    params: GenerationParams
+    messages: Conversation
+    options: DecodingOptions
     model: str | None = None
     stream: bool = False
     include_usage: bool = False
@@ -161,104 +470,6 @@ class ChatRequest:
     audio_format: str = "wav"  # the spoken reply's format (one of speech.REPLY_FORMATS)
     audio_seconds: list[float] = field(default_factory=list)
     max_tokens_given: bool = False  # the client set max_tokens (else the default may shrink to fit)
-
-
-def _bad(message: str, param: str | None, code: str = "invalid_value", status: int = 400) -> APIError:
-    return APIError(message, status=status, param=param, code=code)
-
-
-def _number(body: dict, name: str, low: float, high: float, default: float) -> float:
-    value = body.get(name)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _bad(f"'{name}' must be a number, got {type(value).__name__}", name, "invalid_type")
-    if not low <= value <= high:
-        raise _bad(f"'{name}' must be between {low:g} and {high:g}, got {value}", name)
-    return float(value)
-
-
-def _integer(body: dict, name: str, low: int, high: int, default: int) -> int:
-    value = body.get(name)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _bad(f"'{name}' must be an integer, got {type(value).__name__}", name, "invalid_type")
-    if not low <= value <= high:
-        raise _bad(f"'{name}' must be between {low} and {high}, got {value}", name)
-    return value
-
-
-def generation_params(body: dict, limits: ServingLimits) -> GenerationParams:
-    """The decoding fields of a request body (or of ``blsp-emo chat``'s flags), checked; defaults filled in."""
-    name = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
-    max_tokens = body.get(name)
-    if max_tokens is None:
-        max_tokens = limits.default_new_tokens
-    elif isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
-        raise _bad(f"'{name}' must be an integer", name, "invalid_type")
-    elif not 1 <= max_tokens <= limits.max_new_tokens:
-        raise _bad(f"'{name}' must be between 1 and {limits.max_new_tokens}, got {max_tokens}", name)
-    seed = body.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise _bad("'seed' must be an integer", "seed", "invalid_type")
-    defaults = GenerationParams()
-    top_p = _number(body, "top_p", 0.0, 1.0, defaults.top_p)
-    if top_p <= 0.0:
-        raise _bad("'top_p' must be greater than 0", "top_p")
-    repetition_penalty = _number(body, "repetition_penalty", 0.0, 2.0, defaults.repetition_penalty)
-    if repetition_penalty <= 0.0:
-        raise _bad("'repetition_penalty' must be greater than 0 (1 turns it off)", "repetition_penalty")
-    return GenerationParams(
-        max_new_tokens=int(max_tokens),
-        temperature=_number(body, "temperature", 0.0, 2.0, defaults.temperature),
-        top_p=top_p,
-        seed=seed,
-        stop=_stop_strings(body.get("stop")),
-        repetition_penalty=repetition_penalty,
-        no_repeat_ngram_size=_integer(
-            body, "no_repeat_ngram_size", 0, MAX_NO_REPEAT_NGRAM, defaults.no_repeat_ngram_size
-        ),
-        frequency_penalty=_number(body, "frequency_penalty", -2.0, 2.0, defaults.frequency_penalty),
-        presence_penalty=_number(body, "presence_penalty", -2.0, 2.0, defaults.presence_penalty),
-    )
-
-
-def _stop_strings(value: Any) -> tuple[str, ...]:
-    """OpenAI's ``stop``: null, a string, or a list of up to 4 non-empty strings."""
-    if value is None:
-        return ()
-    stops = [value] if isinstance(value, str) else value
-    if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
-        raise _bad("'stop' must be a string or a list of strings", "stop", "invalid_type")
-    if len(stops) > 4 or any(not s or len(s) > 256 for s in stops):
-        raise _bad("'stop' takes up to 4 non-empty strings of at most 256 characters", "stop")
-    return tuple(stops)
-
-
-def _unsupported(body: dict) -> None:
-    """Refuse OpenAI fields this server does not implement when they ask for something (their neutral
-    values -- false, null, 0, empty, ``{"type": "text"}``, ``tool_choice: "none"`` -- are accepted)."""
-    checks: dict[str, Callable[[Any], bool]] = {
-        "logprobs": lambda v: v is not False,
-        "top_logprobs": lambda v: v != 0,
-        "response_format": lambda v: not (isinstance(v, dict) and v.get("type") == "text"),
-        "tools": lambda v: v != [],
-        "functions": lambda v: v != [],
-        "tool_choice": lambda v: v != "none",
-        "function_call": lambda v: v != "none",
-        "logit_bias": lambda v: v != {},
-        "prediction": lambda v: True,
-        "web_search_options": lambda v: True,
-    }
-    for name, asks in checks.items():
-        value = body.get(name)
-        if value is not None and asks(value):
-            raise _bad(
-                f"'{name}' is not supported by this server (it is not silently ignored: remove it)",
-                name,
-                "unsupported_parameter",
-            )
 
 
 class _AudioDecoder:
@@ -293,27 +504,15 @@ class _AudioDecoder:
         self.seconds.append(seconds)
         return audio
 
-    def input_audio(self, part: dict, param: str) -> np.ndarray:
+    def part(self, part: InputAudioPart | AudioUrlPart, param: str) -> np.ndarray:
+        """The samples of one audio part."""
         self._budget(param)
-        spec = part.get("input_audio")
-        if not isinstance(spec, dict):
-            raise _bad("'input_audio' must be an object with 'data' and 'format'", f"{param}.input_audio")
-        fmt = spec.get("format")
-        if fmt is not None and (not isinstance(fmt, str) or fmt.lower() not in AUDIO_FORMATS):
-            raise _bad(
-                f"unsupported audio format {fmt!r}; supported: {', '.join(sorted(AUDIO_FORMATS))}",
-                f"{param}.input_audio.format",
-                "unsupported_audio_format",
-            )
-        return self.decode(_b64(spec.get("data"), f"{param}.input_audio.data"), f"{param}.input_audio.data")
+        if isinstance(part, InputAudioPart):
+            where = f"{param}.input_audio.data"
+            return self.decode(_b64(part.input_audio.data, where), where)
+        return self.url(part.audio_url.url, f"{param}.audio_url.url")
 
-    def audio_url(self, part: dict, param: str) -> np.ndarray:
-        self._budget(param)
-        spec = part.get("audio_url")
-        url = spec.get("url") if isinstance(spec, dict) else spec
-        where = f"{param}.audio_url.url" if isinstance(spec, dict) else f"{param}.audio_url"
-        if not isinstance(url, str) or not url:
-            raise _bad("'audio_url' must hold a 'url' string", where)
+    def url(self, url: str, where: str) -> np.ndarray:
         scheme = url.split(":", 1)[0].lower() if ":" in url else ""
         if scheme == "data":
             match = _DATA_URL.match(url)
@@ -341,8 +540,8 @@ class _AudioDecoder:
         raise _bad(f"audio URL scheme {scheme or '(none)'!r} is not allowed", where, "url_not_allowed")
 
 
-def _b64(data: Any, param: str) -> bytes:
-    if not isinstance(data, str) or not data:
+def _b64(data: str, param: str) -> bytes:
+    if not data:
         raise _bad("audio data must be a non-empty base64 string", param)
     try:
         return base64.b64decode(data, validate=True)
@@ -350,35 +549,23 @@ def _b64(data: Any, param: str) -> bytes:
         raise _bad("audio data is not valid base64", param, "invalid_base64") from None
 
 
-def _spoken_turn(
-    message: dict, index: int, reply_transcript: Callable[[str], str | None] | None
-) -> str | None:
+def _spoken_turn(audio: SpokenAudio, index: int, reply_transcript: Callable[[str], str | None] | None) -> str:
     """The text of an assistant turn sent as ``audio: {"id", "transcript"?}`` with no ``content``: the
-    transcript kept under the id, else the one the turn carries; None when the turn has no ``audio``."""
-    audio = message.get("audio")
-    if audio is None:
-        return None
+    transcript kept under the id, else the one the turn carries."""
     param = f"messages[{index}].audio"
-    if not isinstance(audio, dict):
-        raise _bad("an assistant turn's 'audio' must be an object with an 'id'", param, "invalid_type")
-    audio_id, transcript = audio.get("id"), audio.get("transcript")
-    if audio_id is not None and not isinstance(audio_id, str):
-        raise _bad("'audio.id' must be a string", f"{param}.id", "invalid_type")
-    if transcript is not None and not isinstance(transcript, str):
-        raise _bad("'audio.transcript' must be a string", f"{param}.transcript", "invalid_type")
-    kept = reply_transcript(audio_id) if audio_id and reply_transcript is not None else None
+    kept = reply_transcript(audio.id) if audio.id and reply_transcript is not None else None
     if kept is not None:
         return kept
-    if transcript is not None:
-        return transcript
-    if audio_id is None:
+    if audio.transcript is not None:
+        return audio.transcript
+    if audio.id is None:
         raise _bad(
             "an assistant turn without 'content' needs 'audio.id'",
             f"{param}.id",
             "missing_required_parameter",
         )
     raise _bad(
-        f"no reply audio with id {audio_id[:100]!r} on this server: it is unknown or has expired (replies are "
+        f"no reply audio with id {audio.id[:100]!r} on this server: it is unknown or has expired (replies are "
         "kept for a limited time); send that assistant turn's text as 'content' or 'audio.transcript'",
         f"{param}.id",
         "audio_not_found",
@@ -386,50 +573,44 @@ def _spoken_turn(
 
 
 def _content(
-    message: dict,
+    message: ChatMessage,
     index: int,
     decoder: _AudioDecoder,
-    reply_transcript: Callable[[str], str | None] | None = None,
+    reply_transcript: Callable[[str], str | None] | None,
 ) -> str | list[dict[str, Any]]:
+    """A message's content in the internal format: text, or (user turns) text and audio parts."""
     param = f"messages[{index}].content"
-    role = message["role"]
-    content = message.get("content")
-    if content is None and role == "assistant":
-        # A spoken assistant turn: its audio id (or transcript) stands for its text.
-        content = _spoken_turn(message, index, reply_transcript)
+    content = message.content
+    if content is None and message.role == "assistant" and message.audio is not None:
+        return _spoken_turn(message.audio, index, reply_transcript)  # its audio id stands for its text
+    if content is None:
+        raise _bad(f"'{param}' must be a string or a list of content parts", param, "invalid_type")
     if isinstance(content, str):
         return content
-    if not isinstance(content, list):
-        raise _bad("'content' must be a string or a list of content parts", param, "invalid_type")
-    if not content:
-        raise _bad("'content' must not be an empty list", param)
     parts: list[dict[str, Any]] = []
     for j, part in enumerate(content):
-        where = f"{param}[{j}]"
-        if not isinstance(part, dict):
-            raise _bad("a content part must be an object", where, "invalid_type")
-        kind = part.get("type")
-        if kind == "text":
-            text = part.get("text")
-            if not isinstance(text, str):
-                raise _bad("a text part needs a 'text' string", f"{where}.text", "invalid_type")
-            parts.append({"type": "text", "text": text})
-        elif kind in {"input_audio", "audio_url"}:
-            if role != "user":
-                raise _bad(f"audio is only accepted in user messages, not {role!r}", where)
-            audio = (
-                decoder.input_audio(part, where) if kind == "input_audio" else decoder.audio_url(part, where)
-            )
-            parts.append({"type": "audio", "audio": audio})
+        if isinstance(part, TextPart):
+            parts.append({"type": "text", "text": part.text})
+        elif message.role != "user":
+            raise _bad(f"audio is only accepted in user messages, not {message.role!r}", f"{param}[{j}]")
         else:
-            raise _bad(
-                f"unsupported content part type {kind!r}; use 'text', 'input_audio' or 'audio_url'",
-                f"{where}.type",
-                "unsupported_content_type",
-            )
-    if role != "user":  # only user turns may mix modalities: join text parts into a string
+            parts.append({"type": "audio", "audio": decoder.part(part, f"{param}[{j}]")})
+    if message.role != "user":  # only user turns may mix modalities: join text parts into a string
         return "".join(p["text"] for p in parts)
     return parts
+
+
+def _text_chars(messages: Sequence[ChatMessage]) -> int:
+    """Characters of text in all messages (a spoken assistant turn's transcript included)."""
+    total = 0
+    for message in messages:
+        if isinstance(message.content, str):
+            total += len(message.content)
+        elif message.content is not None:
+            total += sum(len(p.text) for p in message.content if isinstance(p, TextPart))
+        elif message.audio is not None and message.audio.transcript is not None:
+            total += len(message.audio.transcript)
+    return total
 
 
 def parse_chat_request(
@@ -452,106 +633,49 @@ def parse_chat_request(
     limits = limits or ServingLimits()
     if not isinstance(body, dict):
         raise _bad("the request body must be a JSON object", None, "invalid_type")
-    model = body.get("model")
-    if model is not None and not isinstance(model, str):
-        raise _bad("'model' must be a string", "model", "invalid_type")
-    if model is not None and served_models is not None and model not in served_models:
+    try:
+        request = ChatCompletionRequest.model_validate(body, context={"limits": limits})
+    except ValidationError as exc:
+        raise api_error(exc) from None
+    if request.model is not None and served_models is not None and request.model not in served_models:
         raise APIError(
-            f"the model {model[:100]!r} does not exist; this server serves {', '.join(sorted(served_models))}",
+            f"the model {request.model[:100]!r} does not exist; "
+            f"this server serves {', '.join(sorted(served_models))}",
             status=404,
             param="model",
             code="model_not_found",
         )
-    raw = body.get("messages")
-    if not isinstance(raw, list) or not raw:
+    if _text_chars(request.messages) > limits.max_text_chars:  # before any audio is decoded or text tokenised
         raise _bad(
-            "'messages' must be a non-empty list",
+            f"the request holds more than {limits.max_text_chars} characters of text",
             "messages",
-            "invalid_type" if raw else "missing_required_parameter",
+            "text_too_long",
         )
-    if len(raw) > limits.max_messages:
-        raise _bad(f"too many messages: the limit is {limits.max_messages}", "messages", "too_many_messages")
-    n = body.get("n")
-    if n not in (None, 1):
-        raise _bad("only n=1 is supported", "n", "unsupported_value")
-    _unsupported(body)
-    params = generation_params(body, limits)
-    _check_text_size(raw, limits)
-
-    modalities = body.get("modalities") or ["text"]
-    if not isinstance(modalities, list) or not set(modalities) <= {"text", "audio"}:
-        raise _bad(
-            "'modalities' must be a list drawn from 'text' and 'audio'", "modalities", "unsupported_value"
-        )
-    audio_spec = body.get("audio")
-    if audio_spec is not None and not isinstance(audio_spec, dict):
-        raise _bad("'audio' must be an object with 'voice' and 'format'", "audio", "invalid_type")
-    audio_spec = audio_spec or {}
-    out_format = audio_spec.get("format")
-    out_format = "wav" if out_format is None else out_format
-    if not isinstance(out_format, str) or out_format not in REPLY_FORMATS:
-        raise _bad(
-            f"unsupported audio output format {str(out_format)[:40]!r}; supported: {', '.join(REPLY_FORMATS)}",
-            "audio.format",
-            "unsupported_value",
-        )
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise _bad("'stream' must be a boolean", "stream", "invalid_type")
-    stream_options = body.get("stream_options") if isinstance(body.get("stream_options"), dict) else {}
+    last = len(request.messages) - 1
+    if request.messages[last].role != "user":
+        raise _bad("the last message must come from the user", f"messages[{last}].role")
 
     decoder = _AudioDecoder(limits, fetch_url)
-    messages: list[dict[str, Any]] = []
-    for i, message in enumerate(raw):
-        if not isinstance(message, dict):
-            raise _bad("each message must be an object", f"messages[{i}]", "invalid_type")
-        role = message.get("role")
-        if role not in ROLES:
-            raise _bad(
-                f"unsupported role {role!r}; use 'system', 'user' or 'assistant'", f"messages[{i}].role"
-            )
-        role = "system" if role == "developer" else role
-        messages.append({"role": role, "content": _content(message, i, decoder, reply_transcript)})
-    if messages[-1]["role"] != "user":
-        raise _bad("the last message must come from the user", f"messages[{len(messages) - 1}].role")
-    if default_system is not None and messages[0]["role"] != "system":
-        text = system_prompt(default_system)
-        if text:
-            messages.insert(0, {"role": "system", "content": text})
-    return ChatRequest(
-        messages=messages,
-        params=params,
-        model=model if isinstance(model, str) else None,
-        stream=stream,
-        include_usage=bool(stream_options.get("include_usage", False)),
-        want_audio="audio" in modalities,
-        voice=audio_spec.get("voice") if isinstance(audio_spec.get("voice"), str) else None,
-        audio_format=out_format,
-        audio_seconds=decoder.seconds,
-        max_tokens_given=body.get("max_completion_tokens") is not None or body.get("max_tokens") is not None,
+    turns: list[Message] = []
+    for i, message in enumerate(request.messages):
+        role = "system" if message.role == "developer" else message.role
+        turns.append({"role": role, "content": _content(message, i, decoder, reply_transcript)})
+    text = (
+        system_prompt(default_system) if default_system is not None and turns[0]["role"] != "system" else None
     )
-
-
-def _check_text_size(messages: list, limits: ServingLimits) -> None:
-    """Refuse a request whose text (all messages) is over ``max_text_chars``, before anything else reads it."""
-    total = 0
-    for message in messages:
-        content = message.get("content") if isinstance(message, dict) else None
-        audio = message.get("audio") if isinstance(message, dict) else None
-        if content is None and isinstance(audio, dict):  # a spoken assistant turn carries its transcript
-            content = audio.get("transcript")
-        if isinstance(content, str):
-            total += len(content)
-        elif isinstance(content, list):
-            total += sum(
-                len(p["text"]) for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
-            )
-        if total > limits.max_text_chars:
-            raise _bad(
-                f"the request holds more than {limits.max_text_chars} characters of text",
-                "messages",
-                "text_too_long",
-            )
+    audio = request.audio or AudioOutput()
+    return ChatRequest(
+        messages=Conversation(turns, system=text),
+        options=request.options(limits.default_new_tokens),
+        model=request.model,
+        stream=request.stream,
+        include_usage=request.stream_options is not None and request.stream_options.include_usage,
+        want_audio="audio" in (request.modalities or ()),
+        voice=audio.voice,
+        audio_format=audio.format or "wav",
+        audio_seconds=decoder.seconds,
+        max_tokens_given=request.max_tokens is not None or request.max_completion_tokens is not None,
+    )
 
 
 def check_token_budget(
@@ -567,7 +691,7 @@ def check_token_budget(
         return
     budget = min(budgets)
     what = "context length" if budget == context else "per-request token budget"
-    wanted = request.params.max_new_tokens
+    wanted = request.options.max_new_tokens
     if prompt_tokens >= budget or (request.max_tokens_given and prompt_tokens + wanted > budget):
         raise APIError(
             f"this model's maximum {what} is {budget} tokens; the request asks for {prompt_tokens + wanted} "
@@ -577,4 +701,4 @@ def check_token_budget(
             code="context_length_exceeded",
         )
     if prompt_tokens + wanted > budget:
-        request.params = replace(request.params, max_new_tokens=budget - prompt_tokens)
+        request.options = request.options.replace(max_new_tokens=budget - prompt_tokens)

@@ -1,10 +1,11 @@
 """Running the API with uvicorn: in the foreground (``blsp-emo serve``) or in a background thread (tests, bench).
 
-The server bounds what a client can hold without sending a request: request headers must arrive within
-``header_timeout_s`` (uvicorn itself has no such timeout: a client sending a header byte now and then would
-keep its connection forever), an idle keep-alive connection closes after ``keep_alive_s``, headers are
-capped in size, and connections beyond ``limit_concurrency`` get a 503. The body's own deadline is the
-app's (:func:`blsp_emo.serving.guards.read_body`).
+The server bounds what a client can hold without sending a request (the connection fields of
+:class:`~blsp_emo.serving.limits.ServingLimits`): request headers must arrive within ``header_timeout_s``
+(uvicorn itself has no such timeout: a client sending a header byte now and then would keep its connection
+forever), an idle keep-alive connection closes after ``keep_alive_s``, headers are capped in size
+(``max_header_bytes``), and connections beyond ``max_connections`` get a 503. The body's own deadline is
+the app's (:func:`blsp_emo.serving.guards.read_body`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import logging
 import socket
 import threading
 import time
-from dataclasses import dataclass
 from types import TracebackType
 
 import h11
@@ -22,28 +22,20 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from blsp_emo.serving.limits import ServingLimits
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ServerLimits:
-    """Connection-level limits of the HTTP server."""
-
-    header_timeout_s: float = 10.0  # the request line and headers must arrive within this
-    keep_alive_s: int = 5  # an idle keep-alive connection is closed after this
-    max_header_bytes: int = 16 * 1024  # request line plus headers
-    limit_concurrency: int = 256  # open connections and running requests; more get a 503
 
 
 class GuardedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol with a deadline for the request headers of every request on a connection."""
 
-    header_timeout_s: float = ServerLimits.header_timeout_s
+    header_timeout_s: float = ServingLimits.header_timeout_s
+    _header_timer: asyncio.TimerHandle | None = None  # running while the headers of a request are awaited
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Start the header clock for the first request."""
         super().connection_made(transport)
-        self._header_timer: asyncio.TimerHandle | None = None
         self._arm_header_timer()
 
     def data_received(self, data: bytes) -> None:
@@ -60,13 +52,12 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def _arm_header_timer(self) -> None:
-        if getattr(self, "_header_timer", None) is None:
+        if self._header_timer is None:
             self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_too_slow)
 
     def _disarm_header_timer(self) -> None:
-        timer = getattr(self, "_header_timer", None)
-        if timer is not None:
-            timer.cancel()
+        if self._header_timer is not None:
+            self._header_timer.cancel()
             self._header_timer = None
 
     def _headers_too_slow(self) -> None:
@@ -88,11 +79,11 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def server_config(
-    app: FastAPI, host: str, port: int, log_level: str, limits: ServerLimits | None = None
+    app: FastAPI, host: str, port: int, log_level: str, limits: ServingLimits | None = None
 ) -> uvicorn.Config:
     """The uvicorn configuration: one worker process (the model lives in it and the engine batches across
-    requests), the guarded h11 protocol and the limits of :class:`ServerLimits`."""
-    limits = limits or ServerLimits()
+    requests), the guarded h11 protocol and the connection limits of ``limits``."""
+    limits = limits or ServingLimits()
     return uvicorn.Config(
         app,
         host=host,
@@ -104,7 +95,7 @@ def server_config(
         http=_protocol(limits.header_timeout_s),
         timeout_keep_alive=limits.keep_alive_s,
         h11_max_incomplete_event_size=limits.max_header_bytes,
-        limit_concurrency=limits.limit_concurrency,
+        limit_concurrency=limits.max_connections,
     )
 
 
@@ -113,7 +104,7 @@ def run_server(
     host: str = "127.0.0.1",
     port: int = 8000,
     log_level: str = "info",
-    limits: ServerLimits | None = None,
+    limits: ServingLimits | None = None,
 ) -> None:
     """Serve ``app`` until interrupted."""
     uvicorn.Server(server_config(app, host, port, log_level, limits)).run()
@@ -128,7 +119,7 @@ class BackgroundServer:
         host: str = "127.0.0.1",
         port: int | None = None,
         log_level: str = "warning",
-        limits: ServerLimits | None = None,
+        limits: ServingLimits | None = None,
     ):
         self.host = host
         self.port = port or free_port(host)

@@ -27,10 +27,15 @@ import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from blsp_emo.audio import wav_bytes
+from blsp_emo.serving.limits import ServingLimits
+
+if TYPE_CHECKING:
+    from piper import PiperVoice
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +162,7 @@ class Speaker:
     def __init__(self, engine: str = "auto") -> None:
         """``engine`` is "piper", "espeak" or "auto" (Piper when installed, else espeak-ng)."""
         self._lock = threading.Lock()
-        self._voice = None
+        self._voice: PiperVoice | None = None
         self.engine = engine
         if engine == "auto":
             try:
@@ -176,7 +181,7 @@ class Speaker:
         """The voice in use, for logs and /health."""
         return "piper:en_US-joe-medium" if self.engine == "piper" else "espeak-ng:en-us"
 
-    def _piper(self):
+    def _piper(self) -> PiperVoice:
         with self._lock:
             if self._voice is None:
                 from piper import PiperVoice
@@ -345,11 +350,11 @@ class SentenceSplitter:
         done: list[str] = []
         while True:
             match = self._END.search(self._buffer)
-            first = self._cuts == 0 and self.first_chars is not None
+            first = self.first_chars if self._cuts == 0 else None  # the first piece may be cut early
             if match is not None:
                 cut = match.end()
-            elif first and len(self._buffer) > self.first_chars:
-                cut = self._run_on_cut(self.first_chars)
+            elif first is not None and len(self._buffer) > first:
+                cut = self._run_on_cut(first)
                 if cut <= 0:
                     break
             elif len(self._buffer) > self.soft_chars:
@@ -390,7 +395,9 @@ class ReplyStore:
     and only the latest ``max_entries`` are kept. Safe to use from many threads.
     """
 
-    def __init__(self, ttl_s: float = 3600.0, max_entries: int = 1024) -> None:
+    def __init__(
+        self, ttl_s: float = ServingLimits.reply_ttl_s, max_entries: int = ServingLimits.max_kept_replies
+    ) -> None:
         from collections import OrderedDict
 
         if ttl_s <= 0 or max_entries < 1:
