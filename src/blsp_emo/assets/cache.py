@@ -13,6 +13,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from blsp_emo.io import atomic_write_text
+
 
 def cache_dir() -> Path:
     """Root folder of the project's cache (created on demand)."""
@@ -37,7 +39,7 @@ def materialize(target: Path, build: Callable[[Path], None]) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         build(tmp)
-        (tmp / ".complete").write_text("ok\n")
+        atomic_write_text(tmp / ".complete", "ok\n")
         if target.exists() and not (target / ".complete").exists():
             shutil.rmtree(target, ignore_errors=True)  # leftover of an older, broken layout
         try:

