@@ -99,7 +99,7 @@ def test_kl_and_top1_match_a_hand_computation_through_forward() -> None:
         t_batch = processor([teachers[i]], responses=[RESPONSES[i]], truncated=[truncated[i]])
         with torch.no_grad():
             s_logits = model(**s_batch).logits
-            model.lora_mask.mask = None
+            assert model.lora_mask.mask is None  # forward sets the speech positions for its pass only
             t_logits = model(**t_batch).logits
         kl, agree = _kl_by_hand(s_logits, t_logits)
         assert scores.tokens[i] == s_logits.shape[0] > 0
@@ -135,9 +135,8 @@ def test_zero_speech_reference_matches_an_independent_computation() -> None:
             ids = torch.tensor([enc.input_ids])
             slots = ids == SPEECH_TOKEN_ID
             assert slots.any() == (conv is students[i])
-            with torch.no_grad():
+            with torch.no_grad(), model.speech_positions(None):
                 embeds = table(ids.clamp(min=0)).masked_fill(slots[..., None], 0.0)
-                model.lora_mask.mask = None
                 out = model.llm(inputs_embeds=embeds).logits[0, :-1]
             keep = torch.tensor(enc.labels[1:]) != -100
             logits.append(out[keep])

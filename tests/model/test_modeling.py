@@ -224,3 +224,79 @@ def test_fresh_adapter_starts_at_the_scale_of_the_llm_token_embeddings(tmp_path,
     restarted, _ = load_start(str(tmp_path), adapter_output_scale="embeddings")
     assert restarted.config.adapter_output_scale == 1.0
     assert torch.equal(restarted.adapter.norm.weight, plain.adapter.norm.weight)
+
+
+def test_speech_positions_sets_the_lora_mask_for_the_block_and_restores_it_after_an_exception():
+    model, _ = load_model("random-tiny", device="cpu", lora_r=4)
+    outer = torch.tensor([[True, False, True]])
+    inner = torch.tensor([[False, True, True]])
+    assert model.lora_mask is not None and model.lora_mask.mask is None
+    with model.speech_positions(outer):
+        assert model.lora_mask.mask is outer
+        with pytest.raises(RuntimeError, match="inside the block"):
+            with model.speech_positions(inner):
+                assert model.lora_mask.mask is inner
+                raise RuntimeError("inside the block")
+        assert model.lora_mask.mask is outer  # the exception left the outer setting in place
+        with model.speech_positions(torch.zeros(1, 3, dtype=torch.bool)):
+            assert model.lora_mask.mask is None  # no speech position: no LoRA anywhere
+    assert model.lora_mask.mask is None
+    plain, _ = load_model("random-tiny", device="cpu")  # no LoRA: the block is a no-op
+    with plain.speech_positions(outer):
+        assert plain.lora_mask is None
+
+
+def test_forward_leaves_no_lora_mask_behind_even_when_it_fails(audio):
+    model, processor = load_model("random-tiny", device="cpu", lora_r=4)
+    batch = processor([_speech_conv(audio)], responses=["fine"], truncated=[False])
+    model(**batch)
+    assert model.lora_mask.mask is None
+    with pytest.raises(ValueError, match="teacher_attention_mask"):
+        model(**batch, teacher_input_ids=batch["input_ids"])
+    assert model.lora_mask.mask is None
+
+
+def test_model_is_built_from_its_config_alone():
+    from transformers import LlamaForCausalLM
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    from blsp_emo.model import BlspEmoConfig
+    from blsp_emo.model.loading import random_tiny_config
+
+    config = random_tiny_config(lora_r=2)
+    model = BlspEmoModel(config)
+    assert isinstance(model.encoder, WhisperEncoder) and isinstance(model.llm, LlamaForCausalLM)
+    assert model.encoder_dim == config.encoder_config["d_model"] == 32
+    assert model.llm_dim == config.llm_config["hidden_size"] == 48
+    assert model.llm.config.vocab_size == config.llm_config["vocab_size"]
+    assert model.lora_mask is not None  # LoRA from the config too
+    named_only = BlspEmoConfig(whisper_name="whisper-base", llm_name="smollm2-135m-instruct")
+    with pytest.raises(ValueError, match="load_model"):  # nothing to build from, and no asset lookup
+        BlspEmoModel(named_only)
+    # A checkpoint's config carries the base configs: it reloads without the preset's help.
+    reloaded = BlspEmoConfig.from_dict(config.to_dict())
+    assert reloaded.encoder_config == config.encoder_config and reloaded.llm_config == config.llm_config
+
+
+def test_gradient_checkpointing_recomputes_lora_layers_with_their_speech_positions(audio):
+    # The backward pass recomputes checkpointed layers after forward has left its speech_positions block:
+    # the recomputation must still apply LoRA at the speech positions, or the LoRA gradients change.
+    grads = {}
+    for checkpointing in (False, True):
+        model, processor = load_model("random-tiny", device="cpu", lora_r=4)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "lora_B" in name:
+                    p.copy_(0.1 * torch.randn(p.shape, generator=torch.Generator().manual_seed(len(name))))
+        model.set_trainable(adapter=True, lora=True)
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+        model.train()
+        batch = processor([_speech_conv(audio)], responses=["it was fine"], truncated=[False])
+        torch.manual_seed(0)  # the same LoRA dropout in both runs
+        model(**batch).loss.backward()
+        grads[checkpointing] = {n: p.grad.clone() for n, p in model.named_parameters() if "lora_A" in n}
+    assert grads[False].keys() == grads[True].keys() and grads[False]
+    assert any(g.abs().sum() > 0 for g in grads[True].values())
+    for name, grad in grads[False].items():
+        torch.testing.assert_close(grads[True][name], grad, msg=name)

@@ -80,8 +80,9 @@ def test_reload_by_load_model_and_by_auto_classes(saved) -> None:
 
 
 def test_saved_processor_loads_from_the_folder(saved, tmp_path: Path) -> None:
+    from tiny_models import tiny_processor
+
     from blsp_emo.model.portable import load_saved_processor
-    from blsp_emo.model.testing import tiny_processor
 
     folder, _ = saved
     processor = load_saved_processor(folder)
@@ -215,9 +216,9 @@ def test_peft_export_loads_in_peft_and_computes_the_same_update(saved, tmp_path:
     and PEFT's model on a fresh copy of the base LLM give the same logits."""
     peft = pytest.importorskip("peft", reason="peft is the optional [peft] extra")
     from safetensors.torch import load_file
+    from tiny_models import random_tiny_bases
 
     from blsp_emo.model.portable import export_peft_lora
-    from blsp_emo.model.testing import random_tiny_bases
 
     folder, _ = saved
     config = json.loads((folder / "config.json").read_text())
@@ -232,11 +233,8 @@ def test_peft_export_loads_in_peft_and_computes_the_same_update(saved, tmp_path:
     peft_model = peft.PeftModel.from_pretrained(base_llm, adapter).eval()
     model, _ = load_model(str(folder), device="cpu")
     ids = torch.tensor([[5, 17, 42, 99, 7, 3]])
-    model.lora_mask.mask = torch.ones_like(ids, dtype=torch.bool)
-    try:
+    with model.speech_positions(torch.ones_like(ids, dtype=torch.bool)):
         ours = model.llm(input_ids=ids).logits
-    finally:
-        model.lora_mask.mask = None
     theirs = peft_model(input_ids=ids).logits
     plain = model.llm(input_ids=ids).logits  # no mask: the base LLM
     assert torch.allclose(ours, theirs, atol=1e-5)

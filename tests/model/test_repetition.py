@@ -114,7 +114,9 @@ def test_the_processors_see_the_reply_only(random_model) -> None:
         lengths.append(input_ids.shape[1])
         return scores
 
-    model.generate(processor([_conv("hello there")]), None, DecodingOptions(max_new_tokens=4), logits_processor=[spy])
+    model.generate(
+        processor([_conv("hello there")]), None, DecodingOptions(max_new_tokens=4), logits_processor=[spy]
+    )
     assert lengths == [0, 1, 2, 3]
 
 

@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+from tiny_models import build_random_tiny
 
 from blsp_emo.cli import build_parser
 from blsp_emo.errors import ModelNotAvailableError
 from blsp_emo.model import loading
 from blsp_emo.model.loading import load_model
 from blsp_emo.model.modeling import BlspEmoModel
-from blsp_emo.model.testing import build_random_tiny
 
 
 @pytest.fixture()

@@ -168,11 +168,8 @@ def _student_logits(
             flat = torch.cat(parts).to(device) if parts else torch.zeros(0, dim, device=device)
         lengths = torch.tensor([flat.shape[0]], device=device)
         embeds, speech_mask = model.embed_inputs(ids, flat[None], lengths)
-    try:
-        hidden = model._llm_hidden(embeds, batch["attention_mask"], speech_mask if student.lora else None)
-    finally:
-        if model.lora_mask is not None:  # later passes (generation, the teacher) must see no LoRA
-            model.lora_mask.mask = None
+    with model.speech_positions(speech_mask if student.lora else None):  # LoRA for this pass only
+        hidden = model._llm_hidden(embeds, batch["attention_mask"])
     return model._response_logits(hidden, batch["labels"])
 
 
@@ -212,7 +209,8 @@ def score_students(
             raise ValueError("the teacher conversations must be text only")
         teacher = {k: v.to(device) for k, v in teacher.items()}
         t_embeds, _ = model.embed_inputs(teacher["input_ids"], None, None)
-        t_hidden = model._llm_hidden(t_embeds, teacher["attention_mask"], None)
+        with model.speech_positions(None):  # the teacher is the LLM without LoRA
+            t_hidden = model._llm_hidden(t_embeds, teacher["attention_mask"])
         t_logits, t_tokens = model._response_logits(t_hidden, teacher["labels"])
         t_rows = _response_rows(teacher["labels"])
         for name, student in students.items():

@@ -1,12 +1,21 @@
-"""Modality adapter (Whisper frames -> LLM embeddings, 8x shorter) and the emotion head (SPEC.md §2)."""
+"""Modality adapter (Whisper frames -> LLM embeddings, 8x shorter) and the emotion head
+(docs/method.md §2)."""
 
 from __future__ import annotations
+
+from typing import TypeVar, overload
 
 import torch
 from torch import nn
 
+_Length = TypeVar("_Length", int, torch.Tensor)
 
-def conv_output_length(length: torch.Tensor | int, layers: int = 1) -> torch.Tensor | int:
+
+@overload
+def conv_output_length(length: int, layers: int = 1) -> int: ...
+@overload
+def conv_output_length(length: torch.Tensor, layers: int = 1) -> torch.Tensor: ...
+def conv_output_length(length: _Length, layers: int = 1) -> _Length:
     """Length after ``layers`` convolutions of kernel 5 (or 3), stride 2, matching padding: (L-1)//2+1."""
     for _ in range(layers):
         length = (length - 1) // 2 + 1

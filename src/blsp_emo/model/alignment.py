@@ -186,20 +186,22 @@ def resize_speech_slots(
         real = attention_mask[r].bool()
         ids = input_ids[r][real]
         lab = labels[r][real] if labels is not None else None
-        pieces_ids, pieces_lab, i = [], [], 0
+        pieces_ids: list[torch.Tensor] = []
+        pieces_lab: list[torch.Tensor] = []
+        i = 0
         slots = (ids == SPEECH_TOKEN_ID).nonzero().flatten().tolist()
         while slots:
             start = slots[0]
-            pieces_ids.append(ids[i:start])
-            pieces_lab.append(lab[i:start] if lab is not None else None)
             n_old, n_new = old[segment], new[segment]
-            pieces_ids.append(ids.new_full((n_new,), SPEECH_TOKEN_ID))
-            pieces_lab.append(ids.new_full((n_new,), IGNORE_INDEX))
+            pieces_ids += [ids[i:start], ids.new_full((n_new,), SPEECH_TOKEN_ID)]
+            if lab is not None:
+                pieces_lab += [lab[i:start], ids.new_full((n_new,), IGNORE_INDEX)]
             segment += 1
             i = start + n_old
             slots = [s for s in slots if s >= i]
         pieces_ids.append(ids[i:])
-        pieces_lab.append(lab[i:] if lab is not None else None)
+        if lab is not None:
+            pieces_lab.append(lab[i:])
         rows.append((torch.cat(pieces_ids), torch.cat(pieces_lab) if lab is not None else None))
     if segment != len(old):
         raise ValueError(f"the batch has {segment} speech segments, expected {len(old)}")

@@ -147,10 +147,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.run is not None and not (args.run / "config.yaml").is_file():
         raise UserError(f"{args.run} (--run): not a training run folder (no config.yaml)")
 
-    import torch
     from safetensors.torch import load_file
 
-    from blsp_emo.model.modeling import write_checkpoint
+    from blsp_emo.model.modeling import torch_dtype, write_checkpoint
     from blsp_emo.model.portable import (
         checkpoint_run,
         copy_processor,
@@ -170,7 +169,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                 f"{source}: --speech-input token_bridge needs a checkpoint with an alignment head"
             )
         config["speech_input"] = args.speech_input
-    dtype = getattr(torch, args.dtype)
+    dtype = torch_dtype(args.dtype)
     # The largest change a weight sees, relative to the largest weight: what the cast costs.
     worst = max(
         (

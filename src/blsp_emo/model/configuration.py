@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from transformers import PretrainedConfig
+from typing import Any
+
+from transformers import AutoConfig, PretrainedConfig, WhisperConfig
 
 from blsp_emo.prompts import EMOTIONS
 
@@ -23,6 +25,12 @@ class BlspEmoConfig(PretrainedConfig):
     record the hub ids of the same base models (filled on save for the embedded ones), so that a machine
     without the local name (another cache, no embedded package) loads the base models from the hub.
     ``id2label`` / ``label2id`` name the emotion head's classes.
+
+    ``encoder_config`` / ``llm_config`` (dicts of a ``WhisperConfig`` and a causal-LM config) describe base
+    models that have no weights to load: ``BlspEmoModel(config)`` builds them from these with random
+    weights (the ``random-tiny`` preset; loading builds them from a fixed seed, so a checkpoint on such a
+    base reloads the same base). A base named without one is read from its name
+    (:mod:`blsp_emo.model.sources`).
     """
 
     model_type = "blsp_emo"
@@ -55,8 +63,10 @@ class BlspEmoConfig(PretrainedConfig):
         trust_remote_code: bool = False,  # allow remote code when loading the LLM (e.g. Qwen-1)
         whisper_hub_id: str | None = None,  # hub id of the Whisper named by whisper_name (portable name)
         llm_hub_id: str | None = None,  # hub id of the LLM named by llm_name (portable name)
-        **kwargs,
-    ):
+        encoder_config: dict[str, Any] | None = None,  # WhisperConfig of a weightless (random) encoder
+        llm_config: dict[str, Any] | None = None,  # causal-LM config of a weightless (random) LLM
+        **kwargs: Any,
+    ) -> None:
         self.whisper_name = whisper_name
         self.llm_name = llm_name
         self.adapter_bottleneck = adapter_bottleneck
@@ -78,6 +88,8 @@ class BlspEmoConfig(PretrainedConfig):
         self.trust_remote_code = trust_remote_code
         self.whisper_hub_id = whisper_hub_id
         self.llm_hub_id = llm_hub_id
+        self.encoder_config = dict(encoder_config) if encoder_config is not None else None
+        self.llm_config = dict(llm_config) if llm_config is not None else None
         kwargs.pop("id2label", None)  # the head's classes are fixed by num_emotions (older files: LABEL_n)
         kwargs.pop("label2id", None)
         kwargs.pop("num_labels", None)
@@ -86,3 +98,16 @@ class BlspEmoConfig(PretrainedConfig):
         super().__init__(**kwargs)
         self.id2label = emotion_labels(num_emotions)
         self.label2id = {label: i for i, label in self.id2label.items()}
+
+    def whisper_encoder_config(self) -> WhisperConfig | None:
+        """The ``WhisperConfig`` to build the encoder from, or None when the encoder is loaded by name."""
+        return None if self.encoder_config is None else WhisperConfig.from_dict(self.encoder_config)
+
+    def causal_lm_config(self) -> PretrainedConfig | None:
+        """The config to build the LLM from (its ``model_type`` picks the class), or None when the LLM is
+        loaded by name."""
+        if self.llm_config is None:
+            return None
+        if "model_type" not in self.llm_config:
+            raise ValueError("llm_config has no model_type: it cannot say which LLM to build")
+        return AutoConfig.for_model(**self.llm_config)

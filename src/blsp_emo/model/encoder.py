@@ -8,9 +8,11 @@ runs them on variable-length, masked input, so a 4 s clip costs 200 frames of wo
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar, overload
 
 import torch
 from torch import nn
+from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from blsp_emo.model.adapter import conv_output_length, lengths_to_mask
 
@@ -31,7 +33,14 @@ def mel_frames(num_samples: int) -> int:
     return min(max(num_samples, MIN_SAMPLES) // HOP_LENGTH, WINDOW_FRAMES)
 
 
-def encoder_frames(n_mel: int | torch.Tensor) -> int | torch.Tensor:
+_Frames = TypeVar("_Frames", int, torch.Tensor)
+
+
+@overload
+def encoder_frames(n_mel: int) -> int: ...
+@overload
+def encoder_frames(n_mel: torch.Tensor) -> torch.Tensor: ...
+def encoder_frames(n_mel: _Frames) -> _Frames:
     """Encoder output frames for ``n_mel`` mel frames (conv2 has stride 2): (n - 1) // 2 + 1."""
     return conv_output_length(n_mel, 1)
 
@@ -69,7 +78,7 @@ def padded_share(lengths: Sequence[int], batches: Sequence[Sequence[int]], width
 
 
 def encode_windows(
-    encoder: nn.Module, features: torch.Tensor, mel_lengths: torch.Tensor, pad_to_30s: bool = False
+    encoder: WhisperEncoder, features: torch.Tensor, mel_lengths: torch.Tensor, pad_to_30s: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run a transformers ``WhisperEncoder`` on mel windows (W, n_mels, F) with true lengths.
 
@@ -79,14 +88,14 @@ def encode_windows(
     return states, lengths
 
 
-def num_layer_states(encoder: nn.Module) -> int:
+def num_layer_states(encoder: WhisperEncoder) -> int:
     """How many states :func:`encode_windows_with_stats` summarises: the input to the first layer, each
     layer's output, and the final LayerNorm's output."""
     return len(encoder.layers) + 2
 
 
 def encode_windows_with_stats(
-    encoder: nn.Module,
+    encoder: WhisperEncoder,
     features: torch.Tensor,
     mel_lengths: torch.Tensor,
     pad_to_30s: bool = False,
@@ -128,7 +137,7 @@ def encode_windows_with_stats(
         attn_mask = torch.zeros(keep.shape, dtype=x.dtype, device=x.device)
         # (W, 1, 1, T): broadcast over heads and queries; padded keys get the dtype's minimum.
         attn_mask = attn_mask.masked_fill(~keep, torch.finfo(x.dtype).min)[:, None, None, :]
-    frame_mask = lengths_to_mask(lengths, steps)[..., None].float() if stats else None
+    frame_mask = lengths_to_mask(lengths, steps)[..., None].float()
     sums: list[torch.Tensor] = []
 
     def summarise(h: torch.Tensor) -> None:

@@ -160,9 +160,7 @@ class ReplyStream:
         self._streamer = TextIteratorStreamer(
             chat.processor.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600
         )
-        self._thread = threading.Thread(
-            target=self._run, args=(batch, options), daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, args=(batch, options), daemon=True)
         self._thread.start()
 
     def _run(self, batch: dict, options: DecodingOptions) -> None:

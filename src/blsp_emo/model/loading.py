@@ -1,23 +1,43 @@
-"""``load_model``: one entry point for presets, checkpoints and the tiny random test model."""
+"""``load_model``: one entry point for the shipped model, presets, checkpoints (folders and hub ids) and
+the ``random-tiny`` preset (tiny random base models described by configs, for tests and quick tries).
+
+This module imports :mod:`blsp_emo.model.modeling`; ``modeling`` never imports it back. What both need
+(checkpoint folders, base models, the processor) is in :mod:`blsp_emo.model.sources`.
+"""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from blsp_emo.errors import ModelNotAvailableError
+from blsp_emo.model.sources import RANDOM_BASE_SEED, RANDOM_TINY, build_processor, checkpoint_folder
 
 if TYPE_CHECKING:
     import torch
 
-# Keyword arguments that transformers' AutoModel forwards to from_pretrained for hub downloads; a blsp-emo
-# checkpoint is resolved by checkpoint_folder() instead.
-HUB_LOAD_KWARGS = (
-    "cache_dir", "force_download", "local_files_only", "token", "proxies", "subfolder", "_from_auto",
-    "_commit_hash", "code_revision", "adapter_kwargs", "attn_implementation",
-)  # fmt: skip
+    from blsp_emo.model.configuration import BlspEmoConfig
+    from blsp_emo.model.modeling import BlspEmoModel
+    from blsp_emo.model.processor import BlspEmoProcessor
+
+__all__ = [
+    "RANDOM_TINY",
+    "SHIPPED_NAME",
+    "build_processor",
+    "check_model_name",
+    "checkpoint_folder",
+    "checkpoint_path",
+    "default_device",
+    "default_model_name",
+    "load_model",
+    "model_names",
+    "random_tiny_config",
+    "set_trust_remote_code",
+    "shipped_model_path",
+    "trust_remote_code_allowed",
+    "unknown_model_message",
+]
 
 # Whether loading may run code shipped with a base model (transformers' trust_remote_code). Only the command
 # line sets it (--trust-remote-code); a checkpoint's or recipe's config never can: a downloaded folder must
@@ -43,34 +63,22 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def build_processor(config, pad_to_30s: bool | None = None, folder: str | os.PathLike | None = None):
-    """The processor for a config: the one saved in the checkpoint ``folder`` when it has one, else the
-    Whisper feature extractor and the LLM tokenizer of its base models."""
-    from transformers import AutoTokenizer, WhisperFeatureExtractor
+def random_tiny_config(**overrides: Any) -> BlspEmoConfig:
+    """The config of the ``random-tiny`` preset: the random-tiny base configs (a 2-layer Whisper encoder, a
+    2-layer Llama, :func:`blsp_emo.model.sources.random_tiny_base_configs`), a 16-wide adapter bottleneck,
+    LoRA alpha equal to its rank; ``overrides`` sets further ``BlspEmoConfig`` fields."""
+    from blsp_emo.model.configuration import BlspEmoConfig
+    from blsp_emo.model.sources import random_tiny_base_configs
 
-    from blsp_emo.assets.loading import base_model_name, resolve
-    from blsp_emo.model.portable import has_saved_processor, load_saved_processor
-    from blsp_emo.model.processor import BlspEmoProcessor
-    from blsp_emo.model.testing import RANDOM_TINY, tiny_processor
-
-    if config.llm_name == RANDOM_TINY:
-        processor = tiny_processor()
-        processor.pad_to_30s = config.pad_to_30s if pad_to_30s is None else pad_to_30s
-        return processor
-    if folder is not None and has_saved_processor(folder):
-        return load_saved_processor(
-            folder, config.pad_to_30s if pad_to_30s is None else pad_to_30s, config.trust_remote_code
-        )
-
-    whisper = base_model_name(config.whisper_name, getattr(config, "whisper_hub_id", None), "whisper")
-    llm = base_model_name(config.llm_name, getattr(config, "llm_hub_id", None), "llm")
-    feature_extractor = WhisperFeatureExtractor.from_pretrained(resolve(whisper, "whisper"))
-    tokenizer = AutoTokenizer.from_pretrained(resolve(llm, "llm"), trust_remote_code=config.trust_remote_code)
-    return BlspEmoProcessor(
-        feature_extractor,
-        tokenizer,
-        pad_to_30s=config.pad_to_30s if pad_to_30s is None else pad_to_30s,
-        adapter_layers=config.adapter_layers,
+    encoder_config, llm_config = random_tiny_base_configs()
+    fields: dict[str, Any] = {"adapter_bottleneck": 16, "lora_r": 0, **overrides}
+    fields.setdefault("lora_alpha", fields["lora_r"] or 16)
+    return BlspEmoConfig(
+        whisper_name=RANDOM_TINY,
+        llm_name=RANDOM_TINY,
+        encoder_config=encoder_config,
+        llm_config=llm_config,
+        **fields,
     )
 
 
@@ -89,23 +97,24 @@ def load_model(
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     trust_remote_code: bool | None = None,
-    **config,
-):
+    **config: Any,
+) -> tuple[BlspEmoModel, BlspEmoProcessor]:
     """Load ``(BlspEmoModel, BlspEmoProcessor)``.
 
-    ``name`` is a checkpoint folder, ``blsp-emo-tiny`` (the trained checkpoint shipped in the repository), a
-    preset (``tiny``, ``paper``: base models with an untrained adapter,
-    initialised from a fixed seed so runs are repeatable), or ``random-tiny`` (tiny random weights, for
-    tests). ``config`` overrides ``BlspEmoConfig`` fields. ``trust_remote_code`` lets the base LLM run code
-    shipped with it; None takes the process setting (:func:`set_trust_remote_code`, from the command line).
+    ``name`` is a checkpoint folder or a hub id of one, ``blsp-emo-tiny`` (the trained checkpoint shipped in
+    the repository), a preset (``tiny``, ``paper``: base models with an untrained adapter, initialised from
+    a fixed seed so runs are repeatable), or ``random-tiny`` (tiny random base models and adapter from a
+    fixed seed, for tests and quick tries; :func:`random_tiny_config`). ``config`` overrides
+    ``BlspEmoConfig`` fields. ``trust_remote_code`` lets the base LLM run code shipped with it; None takes
+    the process setting (:func:`set_trust_remote_code`, from the command line).
     A checkpoint whose config asks for remote code without that permission is refused.
     """
     import torch
 
-    from blsp_emo.assets import PRESETS
+    from blsp_emo.assets.loading import PRESETS
     from blsp_emo.model.configuration import BlspEmoConfig
     from blsp_emo.model.modeling import BlspEmoModel
-    from blsp_emo.model.testing import build_random_tiny
+    from blsp_emo.model.sources import pretrained_bases
 
     allowed = trust_remote_code_allowed() if trust_remote_code is None else bool(trust_remote_code)
     config.pop("trust_remote_code", None)  # only the explicit argument decides
@@ -120,38 +129,41 @@ def load_model(
                 "(checkpoints/blsp-emo-tiny; `make reproduce-tiny` trains it)"
             )
         name = str(shipped)
-    folder = None if name == "random-tiny" or name in PRESETS else checkpoint_path(str(name))
-    if folder is None and name not in PRESETS and name != "random-tiny" and _looks_like_hub_id(str(name)):
+    folder = None if name == RANDOM_TINY or name in PRESETS else checkpoint_path(str(name))
+    if folder is None and name not in PRESETS and name != RANDOM_TINY and _looks_like_hub_id(str(name)):
         folder = checkpoint_folder(str(name))
         if not _is_checkpoint(folder):
             raise ModelNotAvailableError(
                 f"{name!r} is a hub repository but not a blsp-emo checkpoint (its config.json has no "
                 "model_type 'blsp_emo'); base models go into a checkpoint's config, not --model"
             )
-    if name == "random-tiny":
-        model, processor = build_random_tiny(**config)
-    elif folder is not None:
+    if folder is not None:
         model = BlspEmoModel.from_pretrained(folder, trust_remote_code=allowed, **config)
         processor = build_processor(model.config, folder=folder)
-    elif name in PRESETS:
-        preset = PRESETS[name]
-        cfg = BlspEmoConfig(
-            whisper_name=preset.whisper, llm_name=preset.llm, trust_remote_code=allowed, **config
-        )
-        with torch.random.fork_rng():
-            torch.manual_seed(0)
-            model = BlspEmoModel(cfg)
+    elif name == RANDOM_TINY or name in PRESETS:
+        if name == RANDOM_TINY:
+            cfg = random_tiny_config(**config)
+        else:
+            preset = PRESETS[name]
+            cfg = BlspEmoConfig(
+                whisper_name=preset.whisper, llm_name=preset.llm, trust_remote_code=allowed, **config
+            )
+        with torch.random.fork_rng():  # the same seed as from_pretrained: random bases come out the same
+            torch.manual_seed(RANDOM_BASE_SEED)
+            encoder, llm = pretrained_bases(cfg)
+            model = BlspEmoModel(cfg, encoder=encoder, llm=llm)
         processor = build_processor(cfg)
     else:
         raise ModelNotAvailableError(unknown_model_message(str(name)))
-    return model.to(device=device, dtype=dtype).eval(), processor
+    # transformers wraps PreTrainedModel.to in functools.wraps(nn.Module.to), which hides its signature
+    return model.to(device=device, dtype=dtype).eval(), processor  # type: ignore[call-arg]
 
 
 def model_names() -> list[str]:
     """The model names ``--model`` knows without a path: the shipped model, presets and random-tiny."""
     from blsp_emo.assets.loading import PRESETS
 
-    return [SHIPPED_NAME, *PRESETS, "random-tiny"]
+    return [SHIPPED_NAME, *PRESETS, RANDOM_TINY]
 
 
 def unknown_model_message(name: str) -> str:
@@ -169,7 +181,7 @@ def unknown_model_message(name: str) -> str:
         hint = "; no such folder"
     return (
         f"{name!r} is neither a blsp-emo checkpoint folder, {SHIPPED_NAME}, a preset "
-        f"({', '.join(PRESETS)}, random-tiny) nor a hub id (owner/name){hint}"
+        f"({', '.join(PRESETS)}, {RANDOM_TINY}) nor a hub id (owner/name){hint}"
     )
 
 
@@ -178,7 +190,7 @@ def check_model_name(name: str | None) -> None:
     are checked when they are fetched."""
     from blsp_emo.assets.loading import PRESETS
 
-    if name is None or name in PRESETS or name == "random-tiny":
+    if name is None or name in PRESETS or name == RANDOM_TINY:
         return
     if name == SHIPPED_NAME:
         if shipped_model_path() is None:
@@ -196,35 +208,6 @@ def _looks_like_hub_id(name: str) -> bool:
     from blsp_emo.assets.loading import is_hub_id
 
     return is_hub_id(name)
-
-
-def checkpoint_folder(name: str | os.PathLike, revision: str | None = None) -> Path:
-    """The local folder of a checkpoint named by a path or a hub id (``owner/name``, fetched into the hub
-    cache; offline, only a cached copy is used, and a missing one fails with the command to fetch it)."""
-    path = Path(str(name)).expanduser()
-    if path.exists() or not _looks_like_hub_id(str(name)):
-        return path
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
-
-    from blsp_emo.assets.loading import hub_download_hint, offline
-
-    repo_id = str(name)
-    try:
-        return Path(snapshot_download(repo_id, revision=revision, local_files_only=offline()))
-    except LocalEntryNotFoundError:
-        why = (
-            "HF_HUB_OFFLINE is set and it is not in the local hub cache"
-            if offline()
-            else ("the hub cannot be reached and it is not in the local hub cache")
-        )
-        raise ModelNotAvailableError(f"{repo_id}: {why}: {hub_download_hint(repo_id)}") from None
-    except RepositoryNotFoundError:
-        raise ModelNotAvailableError(f"{repo_id}: no such hub repository (or it is private)") from None
-    except (HfHubHTTPError, OSError) as exc:
-        raise ModelNotAvailableError(
-            f"{repo_id}: cannot download ({str(exc).splitlines()[0]}): {hub_download_hint(repo_id)}"
-        ) from None
 
 
 SHIPPED_NAME = "blsp-emo-tiny"

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from transformers import LogitsProcessorList, PreTrainedModel
+from transformers import AutoModelForCausalLM, GenerationMixin, LogitsProcessorList, PreTrainedModel
+from transformers.models.whisper.modeling_whisper import WhisperEncoder
 from transformers.utils import ModelOutput
 
 from blsp_emo.model.adapter import EmotionHead, LayerMixEmotionHead, SpeechAdapter
@@ -34,15 +36,34 @@ from blsp_emo.model.encoder import (
     num_layer_states,
 )
 from blsp_emo.model.plora import LoraMask, apply_partial_lora, lora_parameters
-from blsp_emo.model.processor import IGNORE_INDEX, SPEECH_TOKEN_ID, batch_to
+from blsp_emo.model.processor import IGNORE_INDEX, SPEECH_TOKEN_ID, BlspEmoProcessor, batch_to
 from blsp_emo.model.repetition import logits_processors
-from blsp_emo.model.testing import RANDOM_TINY
 from blsp_emo.model.types import PLAIN, DecodingOptions
 
 WEIGHTS_NAME = "model.safetensors"
 # What the LLM gets for speech: the adapter's output, or (after pre-alignment) the token-space bridge.
 SPEECH_INPUTS = ("adapter", "token_bridge")
 EMOTION_FEATURES = ("adapter", "layer_mix")  # what the emotion head reads (BlspEmoConfig.emotion_features)
+# Keyword arguments that transformers' AutoModel forwards to from_pretrained for hub downloads; a blsp-emo
+# checkpoint is resolved by sources.checkpoint_folder() instead.
+HUB_LOAD_KWARGS = (
+    "cache_dir", "force_download", "local_files_only", "token", "proxies", "subfolder", "_from_auto",
+    "_commit_hash", "code_revision", "adapter_kwargs", "attn_implementation",
+)  # fmt: skip
+# The precisions a checkpoint can be loaded in or exported to, by name.
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """The ``torch.dtype`` called ``name`` (one of :data:`DTYPES`); another name raises ``ValueError``."""
+    try:
+        return DTYPES[name]
+    except KeyError:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {name!r}") from None
 
 
 def write_checkpoint(
@@ -55,25 +76,46 @@ def write_checkpoint(
     ones cast to ``dtype`` when given) and ``config``; each file is written aside and renamed into place."""
     from safetensors.torch import save_file
 
+    from blsp_emo.io import atomic_path, atomic_write_json
+    from blsp_emo.model.portable import portable_config
+
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     out = {}
     for name, tensor in tensors.items():
         tensor = tensor.detach()
         if dtype is not None and tensor.is_floating_point():
             tensor = tensor.to(dtype)
         out[name] = tensor.contiguous().cpu()
-    tmp = folder / f".{WEIGHTS_NAME}.tmp{os.getpid()}"
-    save_file(out, str(tmp), metadata={"format": "pt", "blsp_emo": "trained-parts"})
-    os.replace(tmp, folder / WEIGHTS_NAME)
-    from blsp_emo.model.portable import portable_config
-
-    tmp = folder / f".config.json.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(portable_config(config), indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, folder / "config.json")
+    with atomic_path(folder / WEIGHTS_NAME) as tmp:
+        save_file(out, str(tmp), metadata={"format": "pt", "blsp_emo": "trained-parts"})
+    atomic_write_json(folder / "config.json", portable_config(config), sort_keys=True)
 
 
-def adapter_output_gain(scale: str | float, llm: nn.Module) -> float:
+def encoder_from_config(config: BlspEmoConfig) -> WhisperEncoder:
+    """A Whisper encoder with random weights, built from ``config.encoder_config``."""
+    whisper = config.whisper_encoder_config()
+    if whisper is None:
+        raise ValueError(
+            f"the config names its Whisper ({config.whisper_name!r}) but describes no encoder "
+            "(encoder_config): pass the encoder module, or load the model with blsp_emo.model.load_model "
+            "or BlspEmoModel.from_pretrained, which read the base weights"
+        )
+    return WhisperEncoder(whisper)
+
+
+def llm_from_config(config: BlspEmoConfig) -> PreTrainedModel:
+    """A causal LM with random weights, built from ``config.llm_config``."""
+    llm = config.causal_lm_config()
+    if llm is None:
+        raise ValueError(
+            f"the config names its LLM ({config.llm_name!r}) but describes no LLM (llm_config): pass the "
+            "LLM module, or load the model with blsp_emo.model.load_model or BlspEmoModel.from_pretrained, "
+            "which read the base weights"
+        )
+    return AutoModelForCausalLM.from_config(llm, trust_remote_code=config.trust_remote_code)
+
+
+def adapter_output_gain(scale: str | float, llm: PreTrainedModel) -> float:
     """The initial LayerNorm gain of the adapter: ``"embeddings"`` = the RMS of the LLM's token embeddings.
 
     A unit-gain LayerNorm makes every speech embedding about sqrt(llm_dim) long: 7.5x the length of
@@ -81,7 +123,10 @@ def adapter_output_gain(scale: str | float, llm: nn.Module) -> float:
     embeddings' own scale lets stage 1 spend its steps on content instead of on shrinking the gain.
     """
     if scale == "embeddings":
-        return float(llm.get_input_embeddings().weight.detach().float().pow(2).mean().sqrt())
+        table = llm.get_input_embeddings()
+        if not isinstance(table, nn.Embedding):
+            raise TypeError(f"the LLM's input embeddings are a {type(table).__name__}, not an nn.Embedding")
+        return float(table.weight.detach().float().pow(2).mean().sqrt())
     try:
         return float(scale)
     except (TypeError, ValueError):
@@ -121,33 +166,25 @@ class BlspEmoModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _supports_sdpa = True
 
-    def __init__(self, config: BlspEmoConfig, encoder: nn.Module | None = None, llm: nn.Module | None = None):
+    config: BlspEmoConfig
+
+    def __init__(
+        self, config: BlspEmoConfig, encoder: WhisperEncoder | None = None, llm: PreTrainedModel | None = None
+    ) -> None:
+        """Build the model from ``config``: the given base modules (a transformers ``WhisperEncoder`` and a
+        causal LM), else ones built from ``config.encoder_config`` / ``config.llm_config`` with random
+        weights; the adapter, heads and partial LoRA are new. Pretrained bases are read by
+        :meth:`from_pretrained` and :func:`blsp_emo.model.load_model`."""
         super().__init__(config)
-        if (encoder is None or llm is None) and RANDOM_TINY in (config.whisper_name, config.llm_name):
-            from blsp_emo.model.testing import random_tiny_bases
-
-            tiny_encoder, tiny_llm = random_tiny_bases()
-            encoder = encoder if encoder is not None or config.whisper_name != RANDOM_TINY else tiny_encoder
-            llm = llm if llm is not None or config.llm_name != RANDOM_TINY else tiny_llm
-        if encoder is None:
-            from blsp_emo.assets.loading import base_model_name, load_whisper
-
-            name = base_model_name(config.whisper_name, getattr(config, "whisper_hub_id", None), "whisper")
-            encoder = load_whisper(name)[0].model.encoder
-        if llm is None:
-            from blsp_emo.assets.loading import base_model_name, load_llm
-
-            name = base_model_name(config.llm_name, getattr(config, "llm_hub_id", None), "llm")
-            llm = load_llm(name, trust_remote_code=config.trust_remote_code)[0]
-        self.encoder = encoder
-        self.llm = llm
-        llm_dim = llm.get_input_embeddings().embedding_dim
+        self.encoder: WhisperEncoder = encoder if encoder is not None else encoder_from_config(config)
+        self.llm: PreTrainedModel = llm if llm is not None else llm_from_config(config)
+        llm_dim = self.llm_dim
         self.adapter = SpeechAdapter(
-            encoder.config.d_model, llm_dim, config.adapter_bottleneck, config.adapter_layers
+            self.encoder_dim, llm_dim, config.adapter_bottleneck, config.adapter_layers
         )
         with torch.no_grad():
-            self.adapter.norm.weight.fill_(adapter_output_gain(config.adapter_output_scale, llm))
-        self.emotion_head = self._new_emotion_head() if config.use_emotion_head else None
+            self.adapter.norm.weight.fill_(adapter_output_gain(config.adapter_output_scale, self.llm))
+        self.emotion_head: nn.Module | None = self._new_emotion_head() if config.use_emotion_head else None
         self.alignment_head = TokenAlignmentHead(llm_dim) if config.alignment_head else None
         if config.speech_input not in SPEECH_INPUTS:
             raise ValueError(
@@ -164,6 +201,48 @@ class BlspEmoModel(PreTrainedModel):
 
     # ---- structure ---------------------------------------------------------------------------------
 
+    @property
+    def encoder_dim(self) -> int:
+        """Width of the encoder's states (Whisper's ``d_model``)."""
+        return int(self.encoder.config.d_model)
+
+    @property
+    def llm_dim(self) -> int:
+        """Width of the LLM's token embeddings."""
+        return int(self.token_embeddings().embedding_dim)
+
+    def token_embeddings(self) -> nn.Embedding:
+        """The LLM's input token-embedding table."""
+        table = self.llm.get_input_embeddings()
+        if not isinstance(table, nn.Embedding):
+            raise TypeError(f"the LLM's input embeddings are a {type(table).__name__}, not an nn.Embedding")
+        return table
+
+    def output_head(self) -> nn.Module:
+        """The LLM's output projection (hidden states -> token logits)."""
+        head = self.llm.get_output_embeddings()
+        if head is None:
+            raise TypeError(f"the LLM ({type(self.llm).__name__}) has no output projection")
+        return head
+
+    @contextmanager
+    def speech_positions(self, mask: torch.Tensor | None) -> Iterator[None]:
+        """Within the block, partial LoRA acts at the True positions of ``mask`` (B, T) and nowhere else
+        (None, or a mask with no True: nowhere); the previous setting is restored on leaving the block,
+        exceptions included. A model without LoRA ignores it."""
+        if self.lora_mask is None:
+            yield
+            return
+        with self.lora_mask.positions(mask if mask is not None and bool(mask.any()) else None):
+            yield
+
+    def _checkpoint_contexts(self) -> tuple[AbstractContextManager[None], AbstractContextManager[None]]:
+        """``torch.utils.checkpoint``'s ``context_fn``: a recomputed layer (backward pass) sees the LoRA
+        speech positions its forward pass saw, though the block that set them has ended."""
+        if self.lora_mask is None:
+            return nullcontext(), nullcontext()
+        return nullcontext(), self.lora_mask.positions(self.lora_mask.mask)
+
     def _wrap_lora(self) -> None:
         c = self.config
         self.lora_mask = apply_partial_lora(self.llm, c.lora_r, c.lora_alpha, c.lora_dropout, c.lora_targets)
@@ -179,9 +258,17 @@ class BlspEmoModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:  # base models come pretrained; ours init themselves
         pass
 
-    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
-        """Enable activation checkpointing in the LLM (the encoder, small next to it, is not checkpointed)."""
-        kwargs = gradient_checkpointing_kwargs or {"use_reentrant": False}
+    def gradient_checkpointing_enable(
+        self, gradient_checkpointing_kwargs: dict[str, Any] | None = None, **_: Any
+    ) -> None:
+        """Enable activation checkpointing in the LLM (the encoder, small next to it, is not checkpointed).
+
+        ``gradient_checkpointing_kwargs`` go to ``torch.utils.checkpoint`` (default: non-reentrant); a
+        non-reentrant checkpoint gets a ``context_fn`` that gives each recomputed layer the partial-LoRA
+        speech positions of its forward pass."""
+        kwargs = dict(gradient_checkpointing_kwargs or {"use_reentrant": False})
+        if not kwargs.get("use_reentrant", True) and "context_fn" not in kwargs:
+            kwargs["context_fn"] = self._checkpoint_contexts
         if hasattr(self.llm, "activation_checkpointing_enable"):  # transformers >= 5.x name
             self.llm.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
         else:
@@ -205,14 +292,13 @@ class BlspEmoModel(PreTrainedModel):
 
     def _new_emotion_head(self) -> nn.Module:
         c = self.config
+        head: nn.Module
         if c.emotion_features not in EMOTION_FEATURES:
             raise ValueError(
                 f"emotion_features must be one of {', '.join(EMOTION_FEATURES)}, got {c.emotion_features!r}"
             )
         if c.emotion_features == "layer_mix":
-            head = LayerMixEmotionHead(
-                num_layer_states(self.encoder), self.encoder.config.d_model, c.num_emotions
-            )
+            head = LayerMixEmotionHead(num_layer_states(self.encoder), self.encoder_dim, c.num_emotions)
         else:
             head = EmotionHead(self.adapter.norm.weight.shape[0], c.num_emotions)
         return head.to(self.adapter.norm.weight.device)
@@ -267,7 +353,7 @@ class BlspEmoModel(PreTrainedModel):
         **_: object,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mel windows -> encoder states per segment (S, T, D) and their lengths (S,)."""
-        states, lengths, _ = self.encode_speech_with_stats(
+        states, lengths, _stats = self.encode_speech_with_stats(
             input_features, feature_lengths, window_segment, stats=False
         )
         return states, lengths
@@ -307,7 +393,7 @@ class BlspEmoModel(PreTrainedModel):
         Returns ``inputs_embeds`` (B, T, D) and the boolean speech-position mask (B, T).
         """
         slots = input_ids == SPEECH_TOKEN_ID
-        embeds = self.llm.get_input_embeddings()(input_ids.masked_fill(slots, 0))
+        embeds = self.token_embeddings()(input_ids.masked_fill(slots, 0))
         n_slots = int(slots.sum())
         if n_slots == 0:
             return embeds, slots
@@ -330,12 +416,13 @@ class BlspEmoModel(PreTrainedModel):
         slot counts change, so ``batch["input_ids"]``, ``["attention_mask"]`` and ``["labels"]`` are
         replaced in the dict by their re-laid versions.
         """
-        speech = lengths = None
+        speech: torch.Tensor | None = None
+        lengths: torch.Tensor | None = None
         if batch.get("encoder_states") is not None or batch.get("input_features") is not None:
             speech, lengths = self.speech_from_batch(batch)
         llm_speech, llm_lengths = speech, lengths
-        if speech is not None and self.config.speech_input == "token_bridge":
-            table = self.llm.get_input_embeddings().weight
+        if speech is not None and lengths is not None and self.config.speech_input == "token_bridge":
+            table = self.token_embeddings().weight
             llm_speech, llm_lengths = bridge_to_tokens(self.alignment_logits(speech), lengths, table)
             ids, mask, labels = resize_speech_slots(
                 batch["input_ids"], batch["attention_mask"], batch.get("labels"), lengths, llm_lengths
@@ -346,10 +433,9 @@ class BlspEmoModel(PreTrainedModel):
         embeds, mask = self.embed_inputs(batch["input_ids"], llm_speech, llm_lengths)
         return embeds, mask, speech, lengths
 
-    def _llm_hidden(self, embeds, attention_mask, speech_mask=None) -> torch.Tensor:
+    def _llm_hidden(self, embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The LLM's last hidden states (partial LoRA where :meth:`speech_positions` says)."""
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-        if self.lora_mask is not None:
-            self.lora_mask.mask = speech_mask if speech_mask is not None and speech_mask.any() else None
         out = self.llm.base_model(
             inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids
         )
@@ -361,7 +447,7 @@ class BlspEmoModel(PreTrainedModel):
         """Logits at the positions that predict response tokens, and those tokens (flattened)."""
         select = labels[:, 1:] != IGNORE_INDEX
         h = hidden[:, :-1][select]
-        return self.llm.get_output_embeddings()(h), labels[:, 1:][select]
+        return self.output_head()(h), labels[:, 1:][select]
 
     # ---- forward -----------------------------------------------------------------------------------
 
@@ -393,31 +479,42 @@ class BlspEmoModel(PreTrainedModel):
             return self.alignment_loss(ctc_targets, ctc_candidates, **speech)
         if input_ids is None or attention_mask is None:
             raise ValueError("input_ids and attention_mask are required (unless ctc_targets are given)")
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, **speech}
+        inputs: dict[str, Any] = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "labels": labels,
+            **speech,
+        }
         embeds, speech_mask, speech_emb, speech_lengths = self.prepare_embeddings(inputs)
         attention_mask, labels = inputs["attention_mask"], inputs["labels"]  # re-laid in token-bridge mode
-        hidden = self._llm_hidden(embeds, attention_mask, speech_mask)
+        with self.speech_positions(speech_mask):
+            hidden = self._llm_hidden(embeds, attention_mask)
         if labels is None:
-            return BlspEmoOutput(logits=self.llm.get_output_embeddings()(hidden))
+            return BlspEmoOutput(logits=self.output_head()(hidden))
         logits, targets = self._response_logits(hidden, labels)
         out = BlspEmoOutput(logits=logits)
         if teacher_input_ids is not None:
-            with torch.no_grad():
+            if teacher_attention_mask is None or teacher_labels is None:
+                raise ValueError("teacher_input_ids need teacher_attention_mask and teacher_labels")
+            with torch.no_grad(), self.speech_positions(None):  # the teacher is the plain LLM
                 t_embeds, _ = self.embed_inputs(teacher_input_ids, None, None)
-                t_hidden = self._llm_hidden(t_embeds, teacher_attention_mask, None)
-                t_logits, t_targets = self._response_logits(t_hidden, teacher_labels)
+                t_hidden = self._llm_hidden(t_embeds, teacher_attention_mask)
+                t_logits, _ = self._response_logits(t_hidden, teacher_labels)
             if t_logits.shape[0] != logits.shape[0]:
                 raise ValueError(
                     f"teacher has {t_logits.shape[0]} response tokens, student {logits.shape[0]}"
                 )
             out.kl_loss = kl_distillation_loss(logits, t_logits, self.config.kl_temperature)
             out.loss = out.kl_loss
-            if self.lora_mask is not None:  # the student pass must be the last to set the mask
-                self.lora_mask.mask = speech_mask if speech_mask.any() else None
         else:
             out.lm_loss = nn.functional.cross_entropy(logits.float(), targets)
             out.loss = out.lm_loss
-        if emotion_labels is not None and self.emotion_head is not None and speech_emb is not None:
+        if (
+            emotion_labels is not None
+            and self.emotion_head is not None
+            and speech_emb is not None
+            and speech_lengths is not None
+        ):
             out.emotion_logits = self.emotion_logits(inputs, speech_emb, speech_lengths)
             if (emotion_labels >= 0).any():
                 out.emotion_loss = nn.functional.cross_entropy(
@@ -464,7 +561,7 @@ class BlspEmoModel(PreTrainedModel):
         """The pre-alignment head's logits (S, T, 1 + V) over [blank, the LLM's tokens] (or candidates)."""
         if self.alignment_head is None:
             raise ValueError("this model has no alignment head (train a pre-alignment stage first)")
-        return self.alignment_head(speech, self.llm.get_input_embeddings().weight, candidates)
+        return self.alignment_head(speech, self.token_embeddings().weight, candidates)
 
     def alignment_loss(
         self, ctc_targets: list[list[int]], ctc_candidates: torch.Tensor | None = None, **speech: torch.Tensor
@@ -505,10 +602,10 @@ class BlspEmoModel(PreTrainedModel):
         is called with the latter before the first token is generated (a streamed reply can be spoken in the
         heard tone). Other keyword arguments go to the LLM's ``generate``.
         """
-        batch = batch_to(batch, self.llm.get_input_embeddings().weight.device)
+        batch = batch_to(batch, self.token_embeddings().weight.device)
         embeds, speech_mask, speech, lengths = self.prepare_embeddings(batch)
         emotion = None
-        if self.emotion_head is not None and speech is not None:
+        if self.emotion_head is not None and speech is not None and lengths is not None:
             emotion = self.emotion_logits(batch, speech, lengths).float().softmax(-1)
             if on_emotion is not None:
                 on_emotion(emotion)
@@ -518,9 +615,9 @@ class BlspEmoModel(PreTrainedModel):
             kwargs["logits_processor"] = LogitsProcessorList(
                 [*processors, *kwargs.get("logits_processor", [])]
             )
-        if self.lora_mask is not None:
-            self.lora_mask.mask = speech_mask if speech_mask.any() else None
-        try:
+        if not isinstance(self.llm, GenerationMixin):
+            raise TypeError(f"the LLM ({type(self.llm).__name__}) cannot generate (no GenerationMixin)")
+        with self.speech_positions(speech_mask):  # the prefill only: later steps' lengths differ
             out = self.llm.generate(
                 inputs_embeds=embeds,
                 attention_mask=batch["attention_mask"],
@@ -534,18 +631,15 @@ class BlspEmoModel(PreTrainedModel):
                 streamer=streamer,
                 **kwargs,
             )
-        finally:
-            if self.lora_mask is not None:
-                self.lora_mask.mask = None
         return out, emotion
 
     # ---- checkpoints -------------------------------------------------------------------------------
 
-    def save_pretrained(
+    def save_pretrained(  # type: ignore[override]  # trained parts only: not transformers' full-model save
         self,
         save_directory: str | os.PathLike,
         dtype: torch.dtype | None = None,
-        processor=None,
+        processor: BlspEmoProcessor | None = None,
         model_card: bool = True,
         **_: object,
     ) -> None:
@@ -554,18 +648,13 @@ class BlspEmoModel(PreTrainedModel):
         file), the processor (LLM tokenizer with its chat template, feature extractor; ``processor`` or the
         one of the base models) and a model card (README.md). ``dtype`` stores floating-point weights in
         that precision (loading casts them back)."""
+        from blsp_emo.model.portable import find_run_dir, run_facts, save_processor, write_model_card
+        from blsp_emo.model.sources import build_processor
+
         tensors = self.trainable_state_dict()
         write_checkpoint(save_directory, tensors, self.config.to_dict(), dtype)
-        from blsp_emo.model.portable import save_processor, write_model_card
-
-        if processor is None:
-            from blsp_emo.model.loading import build_processor
-
-            processor = build_processor(self.config)
-        save_processor(processor, save_directory)
+        save_processor(processor if processor is not None else build_processor(self.config), save_directory)
         if model_card:
-            from blsp_emo.model.portable import find_run_dir, run_facts
-
             config = json.loads((Path(save_directory) / "config.json").read_text(encoding="utf-8"))
             run_dir = find_run_dir(save_directory, finished=False)  # saved by the trainer: its run so far
             run = run_facts(run_dir) if run_dir is not None else None
@@ -578,30 +667,35 @@ class BlspEmoModel(PreTrainedModel):
             )
 
     @classmethod
-    def from_pretrained(
+    def from_pretrained(  # type: ignore[override]  # a folder of trained parts over named base models
         cls,
         path: str | os.PathLike,
-        *model_args,
-        encoder=None,
-        llm=None,
+        *model_args: object,
+        encoder: WhisperEncoder | None = None,
+        llm: PreTrainedModel | None = None,
         trust_remote_code: bool = False,
         config: BlspEmoConfig | None = None,
         revision: str | None = None,
-        **overrides,
+        **overrides: Any,
     ) -> BlspEmoModel:
-        """Rebuild the base models named in the config, then load the trained parts from safetensors.
+        """Read the base models named in the config, build the model, then load the trained parts from
+        safetensors.
 
         ``path`` is a checkpoint folder or a hub id (``owner/name``) of one, downloaded into the hub cache
         (at ``revision``); offline, a hub id that is not cached fails with the download command to run.
+        ``encoder`` / ``llm`` replace the base models the config names (:mod:`blsp_emo.model.sources` reads
+        the others; a base the config describes instead is built from the seed
+        ``sources.RANDOM_BASE_SEED``, as the ``random-tiny`` preset built it).
         ``config`` (as ``AutoModel`` passes it) replaces the folder's ``config.json``; other keyword
-        arguments override config fields. ``trust_remote_code`` is the caller's explicit permission (the
-        command line's ``--trust-remote-code``); the checkpoint's own ``config.json`` cannot grant it, and
-        a checkpoint that asks for it without the permission is refused.
+        arguments override config fields; ``dtype`` (a ``torch.dtype`` or one of :data:`DTYPES`) and
+        ``device_map`` (a device) place the loaded model. ``trust_remote_code`` is the caller's explicit
+        permission (the command line's ``--trust-remote-code``); the checkpoint's own ``config.json``
+        cannot grant it, and a checkpoint that asks for it without the permission is refused.
         """
         from safetensors.torch import load_file
 
         from blsp_emo.errors import ModelNotAvailableError
-        from blsp_emo.model.loading import HUB_LOAD_KWARGS, checkpoint_folder
+        from blsp_emo.model.sources import RANDOM_BASE_SEED, checkpoint_folder, pretrained_bases
 
         if model_args:
             raise TypeError(f"BlspEmoModel.from_pretrained takes no extra positional arguments: {model_args}")
@@ -625,21 +719,25 @@ class BlspEmoModel(PreTrainedModel):
                 "--trust-remote-code"
             )
         config.trust_remote_code = bool(trust_remote_code)
-        model = cls(config, encoder=encoder, llm=llm)
+        encoder, llm = pretrained_bases(config, encoder, llm)
+        with torch.random.fork_rng():
+            torch.manual_seed(RANDOM_BASE_SEED)
+            model = cls(config, encoder=encoder, llm=llm)
         state = load_file(str(folder / WEIGHTS_NAME))
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        expected = set(model.trainable_state_dict())
-        absent = sorted(expected - set(state))
+        _, unexpected = model.load_state_dict(state, strict=False)
+        absent = sorted(set(model.trainable_state_dict()) - set(state))
         if unexpected or absent:
             raise ModelNotAvailableError(
-                f"{folder}: checkpoint does not match its config (unexpected {unexpected[:5]}, missing {absent[:5]})"
+                f"{folder}: checkpoint does not match its config (unexpected {unexpected[:5]}, "
+                f"missing {absent[:5]})"
             )
         if isinstance(dtype, str) and dtype != "auto":
-            dtype = getattr(torch, dtype)
+            dtype = torch_dtype(dtype)
+        # transformers wraps PreTrainedModel.to in functools.wraps(nn.Module.to), which hides its signature
         if isinstance(dtype, torch.dtype):
-            model = model.to(dtype=dtype)
+            model = model.to(dtype=dtype)  # type: ignore[call-arg]
         if isinstance(device_map, (str, torch.device)) and device_map != "auto":
-            model = model.to(device=device_map)
+            model = model.to(device=device_map)  # type: ignore[call-arg]
         return model.eval()
 
 

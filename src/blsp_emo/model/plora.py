@@ -1,17 +1,22 @@
-"""Partial LoRA (PLoRA): a low-rank update applied only at speech-embedding positions (SPEC.md §2).
+"""Partial LoRA (PLoRA): a low-rank update applied only at speech-embedding positions
+(docs/method.md §2).
 
 Text positions, and every token generated after the prompt, see the untouched LLM, so the LLM's text
 behaviour is preserved exactly. The per-position mask lives in a :class:`LoraMask` shared by all wrapped
-layers; the model sets it around each forward pass. A decoding step whose length differs from the mask
-(generation after the prefill) gets no update. PLoRA cannot be merged into the base weights.
+layers; the model sets it for a block of code (``with model.speech_positions(mask): ...``, which uses
+:meth:`LoraMask.positions`). A decoding step whose length differs from the mask (generation after the
+prefill) gets no update. PLoRA cannot be merged into the base weights.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import nn
+from transformers import PreTrainedModel
 
 # Target module names per architecture (attention projections and MLP).
 TARGETS_BY_MODEL_TYPE: dict[str, tuple[str, ...]] = {
@@ -33,6 +38,15 @@ class LoraMask:
 
     def __init__(self) -> None:
         self.mask: torch.Tensor | None = None
+
+    @contextmanager
+    def positions(self, mask: torch.Tensor | None) -> Iterator[None]:
+        """Set ``mask`` for the block; the previous mask is back when it ends, exceptions included."""
+        previous, self.mask = self.mask, mask
+        try:
+            yield
+        finally:
+            self.mask = previous
 
 
 class PartialLoRALinear(nn.Module):
@@ -65,16 +79,22 @@ class PartialLoRALinear(nn.Module):
         return out + delta.to(out.dtype) * mask[..., None].to(out.dtype)
 
 
-def resolve_targets(llm: nn.Module, targets: str | list[str] | tuple[str, ...] = "auto") -> tuple[str, ...]:
+def resolve_targets(llm: nn.Module, targets: str | Sequence[str] = "auto") -> tuple[str, ...]:
     """Module-name suffixes to wrap: the architecture's list for ``"auto"``, else the given names."""
-    if targets != "auto":
-        return tuple(targets)
-    model_type = getattr(getattr(llm, "config", None), "model_type", "")
-    return TARGETS_BY_MODEL_TYPE.get(model_type, GENERIC_TARGETS)
+    if isinstance(targets, str):
+        if targets != "auto":
+            return (targets,)
+        model_type = llm.config.model_type if isinstance(llm, PreTrainedModel) else ""
+        return TARGETS_BY_MODEL_TYPE.get(model_type, GENERIC_TARGETS)
+    return tuple(targets)
 
 
 def apply_partial_lora(
-    llm: nn.Module, r: int = 16, alpha: float = 16, dropout: float = 0.05, targets="auto"
+    llm: nn.Module,
+    r: int = 16,
+    alpha: float = 16,
+    dropout: float = 0.05,
+    targets: str | Sequence[str] = "auto",
 ) -> LoraMask:
     """Wrap the target ``nn.Linear`` layers of ``llm`` in place; returns the shared mask holder."""
     names = resolve_targets(llm, targets)

@@ -15,7 +15,14 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
+
+from blsp_emo.io import atomic_path, atomic_write_json, atomic_write_text
+
+if TYPE_CHECKING:
+    import torch
+
+    from blsp_emo.model.processor import BlspEmoProcessor
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +49,17 @@ def portable_config(config: dict[str, Any]) -> dict[str, Any]:
     labels = emotion_labels(int(out.get("num_emotions", 5)))
     out["id2label"] = {str(i): label for i, label in labels.items()}
     out["label2id"] = {label: i for i, label in labels.items()}
-    for kind, key in (("whisper", "whisper_name"), ("llm", "llm_name")):
+    kinds: tuple[tuple[Literal["whisper", "llm"], str], ...] = (
+        ("whisper", "whisper_name"),
+        ("llm", "llm_name"),
+    )
+    for kind, key in kinds:
         if not out.get(f"{kind}_hub_id"):
             out[f"{kind}_hub_id"] = hub_id(out.get(key), kind)
     return out
 
 
-def save_processor(processor, folder: str | os.PathLike) -> list[str]:
+def save_processor(processor: BlspEmoProcessor, folder: str | os.PathLike) -> list[str]:
     """Write the processor's files into ``folder``: tokenizer (with its chat template), feature extractor
     and ``processor_config.json``. Returns the names written."""
     folder = Path(folder)
@@ -60,7 +71,7 @@ def save_processor(processor, folder: str | os.PathLike) -> list[str]:
         "pad_to_30s": bool(processor.pad_to_30s),
         "adapter_layers": int(processor.adapter_layers),
     }
-    (folder / PROCESSOR_CONFIG).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+    atomic_write_json(folder / PROCESSOR_CONFIG, settings)
     after = {p.name for p in folder.iterdir()}
     return sorted((after - before) | {PROCESSOR_CONFIG})
 
@@ -73,7 +84,7 @@ def has_saved_processor(folder: str | os.PathLike) -> bool:
 
 def load_saved_processor(
     folder: str | os.PathLike, pad_to_30s: bool | None = None, trust_remote_code: bool = False
-):
+) -> BlspEmoProcessor:
     """The :class:`BlspEmoProcessor` saved in ``folder`` (no base model needed)."""
     from transformers import AutoTokenizer, WhisperFeatureExtractor
 
@@ -498,7 +509,7 @@ def write_model_card(
         except (OSError, json.JSONDecodeError):
             run = None
     if run is not None:
-        run_file.write_text(json.dumps(run, indent=2, default=str) + "\n", encoding="utf-8")
+        atomic_write_text(run_file, json.dumps(run, indent=2, default=str) + "\n")
     weights = folder / "model.safetensors"
     text = model_card(
         config,
@@ -508,7 +519,7 @@ def write_model_card(
         weights_bytes=weights.stat().st_size if weights.is_file() else None,
         dtype=dtype,
     )
-    (folder / CARD_FILE).write_text(text, encoding="utf-8")
+    atomic_write_text(folder / CARD_FILE, text)
     return folder / CARD_FILE
 
 
@@ -516,7 +527,10 @@ def write_model_card(
 
 
 def export_peft_lora(
-    tensors: dict[str, Any], config: dict[str, Any], folder: str | os.PathLike, dtype=None
+    tensors: dict[str, torch.Tensor],
+    config: dict[str, Any],
+    folder: str | os.PathLike,
+    dtype: torch.dtype | None = None,
 ) -> Path:
     """Write the checkpoint's LoRA as a PEFT adapter in ``folder``: ``adapter_config.json`` and
     ``adapter_model.safetensors`` with PEFT's key names, for ``PeftModel.from_pretrained(base_llm, folder)``.
@@ -532,7 +546,7 @@ def export_peft_lora(
     lora = {n: t for n, t in tensors.items() if ".lora_A." in n or ".lora_B." in n}
     if not lora or not config.get("lora_r"):
         raise UserError("this checkpoint has no LoRA (a stage-1 checkpoint?): nothing to export for PEFT")
-    out: dict[str, Any] = {}
+    out: dict[str, torch.Tensor] = {}
     targets: set[str] = set()
     for name, tensor in lora.items():
         if not name.startswith("llm."):
@@ -545,15 +559,15 @@ def export_peft_lora(
             tensor = tensor.to(dtype)
         out[f"base_model.model.{inner}"] = tensor.contiguous().cpu()
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    adapter_config = {
+    target_modules = sorted(targets)
+    adapter_config: dict[str, Any] = {
         "peft_type": "LORA",
         "task_type": "CAUSAL_LM",
         "base_model_name_or_path": config.get("llm_hub_id") or config.get("llm_name"),
         "r": int(config["lora_r"]),
         "lora_alpha": float(config.get("lora_alpha", 16.0)),
         "lora_dropout": float(config.get("lora_dropout", 0.0)),
-        "target_modules": sorted(targets),
+        "target_modules": target_modules,
         "bias": "none",
         "fan_in_fan_out": False,
         "inference_mode": True,
@@ -562,14 +576,15 @@ def export_peft_lora(
         "use_dora": False,
         "modules_to_save": None,
     }
-    save_file(out, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
-    (folder / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2) + "\n", encoding="utf-8")
-    (folder / "README.md").write_text(
+    with atomic_path(folder / "adapter_model.safetensors") as tmp:
+        save_file(out, str(tmp), metadata={"format": "pt"})
+    atomic_write_json(folder / "adapter_config.json", adapter_config)
+    atomic_write_text(
+        folder / "README.md",
         "# PEFT export of a blsp-emo LoRA\n\n"
         f"Base LLM: {adapter_config['base_model_name_or_path']}; r {adapter_config['r']}, alpha "
-        f"{adapter_config['lora_alpha']}, targets {', '.join(adapter_config['target_modules'])}.\n\n"
+        f"{adapter_config['lora_alpha']}, targets {', '.join(target_modules)}.\n\n"
         "BLSP-Emo applies this LoRA at speech positions only (partial LoRA); PEFT applies it at every "
         "position. Use `blsp_emo` to run the speech model; this copy is for PEFT-based tools.\n",
-        encoding="utf-8",
     )
     return folder

@@ -3,7 +3,7 @@
 Prompts come from the LLM's own chat template: each audio part is rendered as a placeholder string,
 the rendered text is split there, and the pieces are tokenised separately. The placeholder positions in
 ``input_ids`` hold ``SPEECH_TOKEN_ID`` (one per speech embedding); the model fills them with the adapter's
-output. No marker tokens surround the speech (SPEC.md §2).
+output. No marker tokens surround the speech (docs/method.md §2).
 
 Splice rule: the text piece directly before a speech placeholder loses its trailing ``' '`` characters
 (never newlines), so the speech stands for " word word ..." -- the transcript's words with their leading

@@ -10,6 +10,8 @@ prompt given as embeddings it skips the first k generated tokens of a row padded
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from transformers import LogitsProcessor
 
@@ -30,7 +32,7 @@ class RepetitionPenalty(LogitsProcessor):
             return scores
         seen = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, input_ids, True)
         penalized = torch.where(scores < 0, scores * self.penalty, scores / self.penalty)
-        return torch.where(seen, penalized, scores)
+        return cast(torch.FloatTensor, torch.where(seen, penalized, scores))
 
 
 class CountPenalties(LogitsProcessor):
@@ -47,7 +49,10 @@ class CountPenalties(LogitsProcessor):
         counts = torch.zeros_like(scores).scatter_add_(
             1, input_ids, torch.ones(input_ids.shape, dtype=scores.dtype, device=scores.device)
         )
-        return scores - counts * self.frequency - (counts > 0).to(scores.dtype) * self.presence
+        return cast(
+            torch.FloatTensor,
+            scores - counts * self.frequency - (counts > 0).to(scores.dtype) * self.presence,
+        )
 
 
 class NoRepeatNGram(LogitsProcessor):
@@ -79,7 +84,9 @@ class NoRepeatNGram(LogitsProcessor):
         return mask & ~mask.all(-1, keepdim=True)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        return scores.masked_fill(self.banned(input_ids, scores.shape[-1]), float("-inf"))
+        return cast(
+            torch.FloatTensor, scores.masked_fill(self.banned(input_ids, scores.shape[-1]), float("-inf"))
+        )
 
 
 def logits_processors(options: DecodingOptions) -> list[LogitsProcessor]:

@@ -36,7 +36,7 @@ Message = dict[str, Any]  # {"role": "system" | "user" | "assistant", "content":
 class DecodingOptions:
     """How one reply is generated; ``temperature`` 0 is greedy (``top_p`` and ``seed`` then do not matter)."""
 
-    max_new_tokens: int = 128  # SPEC section 5: 128 new tokens
+    max_new_tokens: int = 128  # docs/method.md §5: 128 new tokens
     temperature: float = 0.0
     top_p: float = 1.0
     repetition_penalty: float = 1.0  # > 1: tokens already in the reply are made less likely (1 = off)
