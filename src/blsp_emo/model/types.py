@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # the command line imports this module before numpy or torch
+    import numpy as np
 
 Message = dict[str, Any]  # {"role": "system" | "user" | "assistant", "content": str | list of parts}
 
