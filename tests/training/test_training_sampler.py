@@ -105,3 +105,20 @@ def test_bad_settings_are_named():
         TrainBatchSampler([1.0], num_replicas=2, rank=2)
     with pytest.raises(UserError, match="batch_size"):
         TrainBatchSampler([1.0], "count", batch_size=None)
+
+
+def test_a_checkpoint_written_before_the_sampler_state_resumes_at_its_position(tmp_path):
+    import json
+
+    from blsp_emo.training.checkpoint import load_trainer_state
+
+    old = {"global_step": 4, "epoch": 1, "micro_batches_in_epoch": 2, "samples_seen": 16, "total_steps": 7}
+    (tmp_path / "trainer_state.json").write_text(json.dumps(old))
+    state = load_trainer_state(tmp_path)
+    assert state.sampler == {"epoch": 1, "position": 2} and state.global_step == 4
+    durations = [1.0 + i % 4 for i in range(24)]
+    sampler = TrainBatchSampler(durations, "count", batch_size=4, num_replicas=1, rank=0)
+    sampler.load_state_dict(state.sampler)
+    sampler_epoch1 = TrainBatchSampler(durations, "count", batch_size=4, num_replicas=1, rank=0)
+    sampler_epoch1.set_epoch(1)
+    assert list(sampler) == sampler_epoch1.epoch_batches()[2:]

@@ -171,6 +171,9 @@ class TrainConfig:
     optim: OptimSection = field(default_factory=OptimSection)
     run: RunSection = field(default_factory=RunSection)
 
+    def __post_init__(self) -> None:
+        self.stage = Stage.parse(self.stage)  # built in code with the stage's word: still a Stage
+
     def validate(self) -> TrainConfig:
         """Check value ranges; raises :class:`UserError` naming the field."""
         checks = [
