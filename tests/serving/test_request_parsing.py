@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from blsp_emo.audio import wav_bytes
-from blsp_emo.model.types import CONVERSATION, DecodingOptions
+from blsp_emo.model.types import CONVERSATION, Conversation, DecodingOptions
 from blsp_emo.prompts import SYSTEM_PROMPTS
 from blsp_emo.serving.limits import ServingLimits
 from blsp_emo.serving.protocol import APIError, parse_chat_request
@@ -270,3 +270,46 @@ def test_compressed_formats(speech_wav: bytes, container: str, subtype: str | No
     sf.write(buffer, audio, rate, format=container, subtype=subtype)
     request = parse_chat_request({"messages": [user(audio_part(buffer.getvalue(), fmt))]})
     assert abs(request.audio_seconds[0] - len(audio) / rate) < 0.1
+
+
+def test_the_result_is_a_conversation(speech_wav: bytes) -> None:
+    body = {"messages": [{"role": "developer", "content": "Be brief."}, user(audio_part(speech_wav))]}
+    request = parse_chat_request(body)
+    assert isinstance(request.messages, Conversation)
+    assert [m["role"] for m in request.messages] == ["system", "user"]
+    with_default = parse_chat_request({"messages": [{"role": "user", "content": "hi"}]}).messages
+    assert isinstance(with_default, Conversation)
+    assert with_default == Conversation(system=SYSTEM_PROMPTS["empathetic"]).user("hi")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"temperature": True}, "'temperature' must be a number, got boolean"),  # no coercion
+        ({"temperature": "0.5"}, "'temperature' must be a number, got string"),
+        ({"seed": 2.0}, "'seed' must be an integer, got number"),
+        ({"top_p": 0}, "'top_p' must be greater than 0 and at most 1, got 0"),
+        ({"max_tokens": 0}, "'max_tokens' must be between 1 and 1024, got 0"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "'stop' must hold at most 4 items"),
+        ({"stream_options": {"include_usage": "yes"}}, "'stream_options.include_usage' must be a boolean, got string"),
+        ({"tools": [{"type": "function"}]}, "'tools' is not supported by this server"),
+        ({"n": 2}, "'n' must be 1"),
+    ],
+)  # fmt: skip
+def test_messages_name_the_field_first(extra: dict, message: str) -> None:
+    error = error_of({"messages": [{"role": "user", "content": "x"}], **extra})
+    assert error.message.startswith(message), error.message
+
+
+def test_unknown_fields_are_ignored_at_every_level() -> None:
+    body = {
+        "messages": [
+            {"role": "user", "name": "ann", "content": [{"type": "text", "text": "hi", "cache": 1}]}
+        ],
+        "audio": {"voice": "joe", "speed": 2},
+        "metadata": {"a": "b"},
+    }
+    request = parse_chat_request(body, default_system=None)
+    assert request.messages == [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+    error = error_of({"messages": [{"role": "user", "content": [{"type": 5}]}]})
+    assert (error.param, error.code) == ("messages[0].content[0].type", "unsupported_content_type")

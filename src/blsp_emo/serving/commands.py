@@ -78,7 +78,7 @@ class ChatOptions:
         from pydantic import ValidationError
 
         from blsp_emo.errors import UserError
-        from blsp_emo.serving.protocol import DecodingFields, describe_error
+        from blsp_emo.serving.schema import DecodingFields, describe_error
 
         given = vars(args)
         fields = {name: given[name] for name in DecodingFields.model_fields if name in given}
