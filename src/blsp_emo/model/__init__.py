@@ -17,7 +17,7 @@ _EXPORTS = {
     "Reply": "blsp_emo.model.inference",
     "ReplyStream": "blsp_emo.model.inference",
     "SpeechChat": "blsp_emo.model.inference",
-    "build_processor": "blsp_emo.model.loading",
+    "build_processor": "blsp_emo.model.sources",
     "kl_distillation_loss": "blsp_emo.model.modeling",
     "load_model": "blsp_emo.model.loading",
     "stop_token_ids": "blsp_emo.model.processor",

@@ -269,12 +269,11 @@ class BlspEmoModel(PreTrainedModel):
         kwargs = dict(gradient_checkpointing_kwargs or {"use_reentrant": False})
         if not kwargs.get("use_reentrant", True) and "context_fn" not in kwargs:
             kwargs["context_fn"] = self._checkpoint_contexts
-        if hasattr(self.llm, "activation_checkpointing_enable"):  # transformers >= 5.x name
+        if hasattr(self.llm, "activation_checkpointing_enable"):  # the name of later transformers 5 releases
             self.llm.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
         else:
             self.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
-        if hasattr(self.llm, "enable_input_require_grads"):
-            self.llm.enable_input_require_grads()
+        self.llm.enable_input_require_grads()
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """The parts a checkpoint stores: adapter, emotion head, LoRA, and the encoder if it was trained."""
