@@ -30,7 +30,7 @@ def test_eval_all_flags_reach_the_options(tmp_path: Path) -> None:
         "--judge-url", "http://j/v1", "--judge-model", "judge", "--recompute", "--cache-dir", str(tmp_path),
         "-o", "out", "--llm", "random-tiny", "--asr", "base",
     )  # fmt: skip
-    assert options.models == ("random-tiny", "cascade-asr@random-tiny") and options.comparison
+    assert options.models == ("random-tiny", "cascade-asr@random-tiny")
     assert options.tasks == ("semantic", "multiturn") and options.turns == 4
     assert options.manifest("semantic") == Path("s.jsonl") and options.manifest("multiturn") == Path(
         "m.jsonl"
@@ -46,7 +46,7 @@ def test_eval_all_flags_reach_the_options(tmp_path: Path) -> None:
 def test_eval_task_options_and_defaults() -> None:
     options = _options("instructions", "--model", "random-tiny", "--data", "spoken.jsonl")
     assert options.tasks == ("instructions",) and options.models == ("random-tiny",)
-    assert not options.comparison and options.manifest("instructions") == Path("spoken.jsonl")
+    assert options.manifest("instructions") == Path("spoken.jsonl")
     assert options.max_new_tokens is None and options.decoding.max_new_tokens == 128  # tasks pick their own
     assert options.decoding.greedy and options.turns == 3 and options.teacher_targets == ()
     every = _options("all", "--model", "random-tiny", "--data", "m.jsonl")

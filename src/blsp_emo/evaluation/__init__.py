@@ -1,7 +1,9 @@
 """Evaluation: tasks (ser, semantic, empathy, spoken instructions), label parsing, metrics, baselines, reports.
 
-Entry points: ``blsp-emo eval ...`` (:mod:`blsp_emo.evaluation.commands`), :func:`parse_emotion` (the
-published label rule), :func:`load_system` (BLSP-Emo models and cascade baselines behind one interface).
+Entry points: ``blsp-emo eval ...`` (:mod:`blsp_emo.evaluation.commands` builds an
+:class:`~blsp_emo.evaluation.options.EvalOptions`; :mod:`blsp_emo.evaluation.runner` runs it),
+:func:`parse_emotion` (the published label rule), :func:`~blsp_emo.evaluation.systems.load_system`
+(BLSP-Emo models and cascade baselines behind one interface).
 Names load on first use, so that the command line's ``--help`` does not import numpy.
 """
 

@@ -243,7 +243,6 @@ def eval_options(args: argparse.Namespace) -> EvalOptions:
         models=models,
         tasks=tasks,
         data=args.data,
-        comparison=every,
         # eval TASK reads --data for every task; eval all has a manifest option per task that needs one
         semantic_data=args.semantic_data if every else None,
         instructions_data=args.instructions_data

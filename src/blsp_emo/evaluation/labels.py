@@ -1,6 +1,6 @@
 """The published rule that turns a generated answer into one of the five emotion labels.
 
-The BLSP-Emo authors publish no such rule (SPEC.md section 5); this is ours, and every SER number the
+The BLSP-Emo authors publish no such rule (docs/method.md §5); this is ours, and every SER number the
 project reports goes through :func:`parse_emotion`. The rule, in full:
 
 1. The answer is lower-cased and every apostrophe variant is normalised to ``'``.

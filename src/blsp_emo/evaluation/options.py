@@ -37,7 +37,6 @@ class EvalOptions:
     models: tuple[str, ...]  # the systems: BLSP-Emo models and cascades (NAME[@LLM])
     tasks: tuple[str, ...]  # the tasks to run, in this order
     data: Path  # the manifest of every task but semantic/instructions when those have their own
-    comparison: bool = False  # eval all: one folder per system x task and a comparison table
     semantic_data: Path | None = None
     instructions_data: Path | None = None
     output: Path | None = None  # None: runs/eval/...
