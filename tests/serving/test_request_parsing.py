@@ -313,3 +313,11 @@ def test_unknown_fields_are_ignored_at_every_level() -> None:
     assert request.messages == [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
     error = error_of({"messages": [{"role": "user", "content": [{"type": 5}]}]})
     assert (error.param, error.code) == ("messages[0].content[0].type", "unsupported_content_type")
+
+
+def test_formats_are_read_in_any_case_and_nan_is_out_of_range() -> None:
+    body = {"messages": [{"role": "user", "content": "x"}], "modalities": ["text", "audio"]}
+    assert parse_chat_request({**body, "audio": {"format": "MP3"}}).audio_format == "mp3"
+    for name in ["temperature", "top_p", "repetition_penalty", "frequency_penalty"]:
+        error = error_of({**body, name: float("nan")})  # json.loads reads NaN
+        assert (error.param, error.code) == (name, "invalid_value"), name

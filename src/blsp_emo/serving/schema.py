@@ -47,7 +47,7 @@ def _between(low: float, high: float, *, above: bool = False) -> AfterValidator:
     """``low`` <= value <= ``high`` (``above``: ``low`` < value)."""
 
     def check(value: float) -> float:
-        if (value <= low if above else value < low) or value > high:
+        if not ((low < value if above else low <= value) and value <= high):  # NaN is outside too
             bounds = (
                 f"greater than {low:g} and at most {high:g}" if above else f"between {low:g} and {high:g}"
             )
@@ -74,10 +74,11 @@ def _refused_unless(neutral: Callable[[Any], bool]) -> AfterValidator:
 
 
 def _one_of(allowed: Collection[str], code: str, what: str) -> AfterValidator:
-    """A string from ``allowed`` (compared in lower case)."""
+    """A string from ``allowed``, in any case (the lower-case form is kept)."""
 
     def check(value: str) -> str:
-        if value.lower() not in allowed:
+        value = value.lower()
+        if value not in allowed:
             raise PydanticCustomError(
                 code,
                 "names an unsupported {what} {value}; supported: {supported}",
