@@ -13,11 +13,8 @@ import torch
 from blsp_emo.audio import save_wav
 from blsp_emo.evaluation.dataset import Utterance
 from blsp_emo.evaluation.systems import (
-    Answer,
     BlspEmoSystem,
     CascadeSystem,
-    GenerationSettings,
-    _messages,
 )
 from blsp_emo.evaluation.tasks.common import RunContext
 from blsp_emo.evaluation.tasks.semantic import run_semantic, semantic_teacher_forcing
@@ -32,6 +29,7 @@ from blsp_emo.model import SPEECH_TOKEN_ID, SpeechChat, load_model
 from blsp_emo.model.alignment import ctc_target_ids, ctc_transcripts
 from blsp_emo.model.encoder import speech_embedding_count
 from blsp_emo.model.plora import lora_parameters
+from blsp_emo.model.types import Conversation, DecodingOptions, Reply
 from blsp_emo.prompts import INSTRUCTIONS, SYSTEM_PROMPTS
 
 PROMPT, INSTRUCTION = SYSTEM_PROMPTS["default"], INSTRUCTIONS["continue"]
@@ -43,12 +41,12 @@ def _noise(seconds: float, seed: int) -> np.ndarray:
     return (np.random.default_rng(seed).standard_normal(int(16000 * seconds)) * 0.1).astype(np.float32)
 
 
-def _speech_conversation(audio: np.ndarray) -> list[dict]:
-    return _messages(PROMPT, [{"type": "text", "text": INSTRUCTION}, {"type": "audio", "audio": audio}])
+def _speech_conversation(audio: np.ndarray) -> Conversation:
+    return Conversation(system=PROMPT).speech(audio, INSTRUCTION)
 
 
-def _teacher_conversation(text: str) -> list[dict]:
-    return _messages(PROMPT, INSTRUCTION + text)
+def _teacher_conversation(text: str) -> Conversation:
+    return Conversation(system=PROMPT).user(INSTRUCTION + text)
 
 
 def _lora_model():
@@ -79,8 +77,8 @@ def _utterances(folder: Path, texts: tuple[str, ...], samples: list[int] | None 
 
 
 def _context(folder: Path) -> RunContext:
-    settings = GenerationSettings(max_new_tokens=6, batch_size=2)
-    return RunContext(folder / "out", folder / "cache", settings, max_new_tokens_set=True)
+    options = DecodingOptions(max_new_tokens=6)
+    return RunContext(folder / "out", folder / "cache", options, batch_size=2, max_new_tokens_set=True)
 
 
 def test_kl_and_top1_match_a_hand_computation_through_forward() -> None:
@@ -159,7 +157,11 @@ def test_transcript_in_the_slots_is_the_teacher_input(tmp_path: Path) -> None:
         resized[start : start + len(tokens)] = tokens
         assert resized == processor.encode(_teacher_conversation(u.text), response="x").input_ids
     system = BlspEmoSystem(name="random-tiny", chat=SpeechChat(model, processor), llm_name="random-tiny")
-    references = [Answer("the lazy dog", "stop"), Answer("neutral", "length"), Answer("fox", "length")]
+    references = [
+        Reply("the lazy dog", finish_reason="stop"),
+        Reply("neutral", finish_reason="length"),
+        Reply("fox", finish_reason="length"),
+    ]
     forced = semantic_teacher_forcing(system, utterances, references, batch_size=2)
     assert forced["transcript"].kl == pytest.approx(0.0, abs=1e-6)
     assert max(forced["transcript"].kl_sums) == pytest.approx(0.0, abs=1e-5)
@@ -240,7 +242,7 @@ def test_cascade_student_is_its_own_text(random_model, tmp_path: Path) -> None:
     cascade = CascadeSystem(
         name="cascade-asr", chat=chat, llm_name="random-tiny", kind="cascade-asr", _transcripts=heard
     )
-    references = [Answer("the lazy dog", "stop"), Answer("neutral, sad", "length")]
+    references = [Reply("the lazy dog", finish_reason="stop"), Reply("neutral, sad", finish_reason="length")]
     forced = semantic_teacher_forcing(cascade, utterances, references, batch_size=2)
     own = teacher_forced_scores(
         model,
