@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from blsp_emo.data.sox import sox
 from blsp_emo.errors import UserError
 
 KINDS: tuple[str, ...] = ("vtlp", "tempo", "reverb", "noise", "babble", "telephone", "codec", "gain")
@@ -258,8 +259,6 @@ def _fit_length(audio: np.ndarray, size: int) -> np.ndarray:
 
 def tempo(audio: np.ndarray, rate: int, factor: float) -> np.ndarray:
     """Play ``factor`` times faster without changing pitch (sox WSOLA ``tempo -s``); |factor-1| <= 10 %."""
-    from blsp_emo.data.synth import sox
-
     if abs(factor - 1) > TEMPO_MAX + 1e-9:
         raise UserError(
             f"tempo factor {factor} outside 1 +/- {TEMPO_MAX} (it would blur the emotion classes)"
@@ -294,8 +293,6 @@ def formant_warp(audio: np.ndarray, rate: int, warp: float) -> np.ndarray:
 
 def vtlp(audio: np.ndarray, rate: int, semitones: float, warp: float) -> np.ndarray:
     """A new speaker: F0 level moved by ``semitones`` (contour shape kept), formants warped by ``warp``."""
-    from blsp_emo.data.synth import sox
-
     out = audio
     if abs(semitones) >= 0.01:
         # sox pitch moves the formants along with F0; the warp is applied on top of that.
@@ -313,8 +310,6 @@ def reverb(
     wet_gain_db: float = 0,
 ) -> np.ndarray:
     """A room (sox reverb, dry + wet), at the input's active level."""
-    from blsp_emo.data.synth import sox
-
     args = [f"{reverberance:g}", f"{hf_damping:g}", f"{room_scale:g}", "100", f"{pre_delay_ms:g}"]
     out = sox(audio, rate, ["reverb", *args, f"{wet_gain_db:g}"])
     return _match_level(_fit_length(out, audio.size), audio, rate)
@@ -367,7 +362,6 @@ def telephone(
 ) -> np.ndarray:
     """A telephone channel: band-pass ``low_hz``-``high_hz`` (sox sinc), through ``channel_rate`` and back."""
     from blsp_emo.audio import resample
-    from blsp_emo.data.synth import sox
 
     band = sox(audio, rate, ["sinc", f"{low_hz:g}-{high_hz:g}"])
     narrow = resample(band, rate, channel_rate)

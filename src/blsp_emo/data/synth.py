@@ -19,7 +19,6 @@ Public API (used by data synth and by evaluation)::
 from __future__ import annotations
 
 import math
-import shutil
 import subprocess
 import tempfile
 import zlib
@@ -31,20 +30,13 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from blsp_emo.audio import SAMPLE_RATE, resample
+from blsp_emo.data.sox import require_tool, sox
 from blsp_emo.errors import UserError
 from blsp_emo.prompts import EMOTIONS
 
 # Accents and variants kept where Whisper-base still understands them: in a check of 5 neutral sentences
 # per voice, en-029 and en-gb-x-gbcwmd, and the variants f1, Andy, benjamin, norbert, travis, linda, steph,
 # shelby had word error rates of 27-67%, the kept ones 10-30%.
-ESPEAK_ACCENTS: tuple[str, ...] = (
-    "en-us",
-    "en-gb",
-    "en-gb-x-rp",
-    "en-gb-scotland",
-    "en-us-nyc",
-    "en-gb-x-gbclan",
-)
 # espeak-ng variants by split: a voice is an accent + a variant, so splits never share a voice.
 ESPEAK_VARIANTS: dict[str, tuple[str, ...]] = {
     "train": ("m1", "m2", "m4", "m5", "m7", "f2", "f3", "max", "victor", "grandma", "alicia", "adam"),
@@ -222,17 +214,10 @@ def render(text: str, voice: str, prosody: Prosody, rng: np.random.Generator | N
     return _level(audio, prosody.gain_db, rng)
 
 
-def _require(tool: str, package: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        raise UserError(f"{tool} is not installed (apt-get install {package})")
-    return path
-
-
 def _espeak(text: str, name: str, prosody: Prosody) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
-    exe = _require("espeak-ng", "espeak-ng")
+    exe = require_tool("espeak-ng", "espeak-ng")
     pitch = int(np.clip(round(50 + 6 * prosody.pitch), 0, 99))
     speed = int(np.clip(round(ESPEAK_BASE_SPEED * prosody.rate), 80, 400))
     if prosody.end_cents > 200:  # a question's clause tune: no final fall before the rising bend
@@ -305,21 +290,6 @@ def _piper(text: str, name: str, prosody: Prosody, rng: np.random.Generator) -> 
         if bends:
             effects += ["bend", *bends]
     return sox(audio, rate, effects), rate
-
-
-def sox(audio: np.ndarray, rate: int, effects: list[str]) -> np.ndarray:
-    """Run sox effects on a float32 mono signal (raw float pipe in and out; length is preserved)."""
-    exe = _require("sox", "sox")
-    fmt = ["-t", "f32", "-r", str(rate), "-c", "1"]
-    result = subprocess.run(
-        [exe, "-q", *fmt, "-", *fmt, "-", *effects],
-        input=audio.astype(np.float32).tobytes(),
-        capture_output=True,
-    )
-    if result.returncode != 0:
-        raise UserError(f"sox {' '.join(effects)} failed: {result.stderr.decode(errors='replace').strip()}")
-    out = np.frombuffer(result.stdout, dtype=np.float32).copy()
-    return out if out.size else audio
 
 
 def _speech_span(audio: np.ndarray, rate: int) -> tuple[float, float]:

@@ -20,12 +20,13 @@ import numpy as np
 
 from blsp_emo.data.augment import AugmentConfig, apply_augmentations, plan_augmentation
 from blsp_emo.data.synth import utterance_seed
+from blsp_emo.data.synth_options import plan_changes, run_parallel
 from blsp_emo.errors import UserError
 from blsp_emo.io import atomic_write_text, read_jsonl_dicts
 from blsp_emo.prompts import EMOTIONS
 
 if TYPE_CHECKING:
-    from blsp_emo.data.synth_corpus import SynthOptions
+    from blsp_emo.data.synth_options import SynthOptions
 
 
 class _Others(Sequence[str]):
@@ -64,7 +65,6 @@ def _check_augment_plan(out: Path, options: SynthOptions) -> None:
         "splits": list(options.augment_splits),
         "seed": options.seed,
     }
-    from blsp_emo.data.synth_corpus import plan_changes
 
     changed = plan_changes(out / "augment.json", plan)
     if changed:
@@ -130,7 +130,6 @@ def augment_corpus(
     out: Path, rows: list[dict[str, Any]], options: SynthOptions
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Augment the rows of ``options.augment_splits``; returns the final rows and the failures."""
-    from blsp_emo.data.synth_corpus import run_parallel
 
     _check_augment_plan(out, options)
     plans = plan_corpus_augmentation(rows, options)

@@ -20,7 +20,6 @@ voices over test-split sentences, and no other split uses the engine: the leave-
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,37 +45,13 @@ from blsp_emo.data.synth_language import (
     error_units,
     general_sentences_zh,
 )
+from blsp_emo.data.synth_options import AUGMENT_OPTIONS, SynthOptions, plan_changes, run_parallel
 from blsp_emo.errors import UserError
-from blsp_emo.io import JsonlAppender, atomic_write_json, atomic_write_text, read_jsonl_dicts
+from blsp_emo.io import atomic_write_text, read_jsonl_dicts
 from blsp_emo.prompts import EMOTIONS
 from blsp_emo.textnorm import edit_distance
 
 SPLIT_SHARES = {"train": 0.8, "dev": 0.1, "test": 0.1}
-
-
-@dataclass
-class SynthOptions:
-    """What to synthesise."""
-
-    utterances: int = 1500  # labelled emotional utterances over all splits (balanced over the 5 classes)
-    general: int = 500  # unlabelled general sentences for stage 1
-    seed: int = 0  # everything random derives from this
-    workers: int = 2  # synthesis processes
-    engines: tuple[str, ...] = ("espeak", "piper")  # TTS engines to draw voices from (synth.ENGINES)
-    piper_share: float = 0.35  # fraction spoken by Piper when the engines are espeak and piper only
-    holdout_engines: tuple[str, ...] = ()  # engines kept out of train/dev/test (leave-one-engine-out)
-    holdout_to_test: bool = False  # held-out engines' utterances go to "test" (else "heldout-<engine>")
-    ambiguous_share: float = 0.7  # fraction of emotional utterances whose words fit any emotion
-    expressiveness: float = 1.0  # scales each emotion's distance from neutral prosody (2.0: acted speech)
-    sentences_file: Path | None = None  # user sentences for the general part (else the grammar)
-    plot: bool = True  # write prosody.png
-    asr_sample: int = 0  # transcribe this many test utterances with Whisper and print the WER
-    progress: bool = True  # tqdm progress bar
-    augment: tuple[str, ...] = ()  # augmentation kinds (augment.KINDS); empty: none
-    augment_probability: float = 0.3  # chance that each kind is applied to an utterance
-    augment_strength: float = 1.0  # 0-1: scales the augmentation parameter ranges
-    augment_splits: tuple[str, ...] = ("train",)  # splits whose utterances are augmented
-    language: str = "en"  # "en", or "zh": Mandarin sentences spoken by espeak-ng (synth_language)
 
 
 @dataclass
@@ -290,19 +265,6 @@ def _run_job(args: tuple[Job, str]) -> dict[str, Any] | str:
         return f"{job.id} ({job.voice}): {exc}"
 
 
-AUGMENT_OPTIONS = ("augment", "augment_probability", "augment_strength", "augment_splits")
-
-
-def plan_changes(path: Path, plan: dict[str, Any]) -> list[str]:
-    """The keys in which ``plan`` differs from the one recorded in ``path`` (a resumed run must match it);
-    with no record yet, ``plan`` is written there and nothing differs."""
-    if not path.exists():
-        atomic_write_json(path, plan)
-        return []
-    previous = json.loads(path.read_text())
-    return sorted(k for k in {*plan, *previous} if previous.get(k) != plan.get(k))
-
-
 def _check_plan(out: Path, options: SynthOptions) -> None:
     plan = {
         k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
@@ -374,40 +336,6 @@ def _run_jobs(todo: list[Job], out: Path, options: SynthOptions, done: dict[str,
     return run_parallel(
         _run_job, [(job, str(out)) for job in todo], out / "progress.jsonl", options, done, "synth"
     )
-
-
-def run_parallel(
-    worker: Any, args: list[Any], log_path: Path, options: SynthOptions, done: dict[str, dict], desc: str
-) -> list[str]:
-    """Run ``worker`` over ``args`` in ``options.workers`` processes; each returned row is appended to
-    ``log_path`` (durably, as it arrives) and stored in ``done``; returns the failure messages."""
-    from tqdm import tqdm
-
-    failures: list[str] = []
-    if not args:
-        return failures
-    bar = tqdm(total=len(args), desc=desc, unit="utt", disable=not options.progress)
-    with JsonlAppender(log_path) as log:
-
-        def record(result: dict | str) -> None:
-            if isinstance(result, str):
-                failures.append(result)
-            else:
-                log.write(result)
-                done[result["id"]] = result
-            bar.update(1)
-
-        if options.workers <= 1:
-            for item in args:
-                record(worker(item))
-        else:
-            import multiprocessing as mp
-
-            with mp.get_context("spawn").Pool(options.workers) as pool:
-                for result in pool.imap_unordered(worker, args, chunksize=4):
-                    record(result)
-    bar.close()
-    return failures
 
 
 def _split_order(rows: list[dict[str, Any]]) -> list[str]:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from blsp_emo.data.sox import require_tool, sox
 from blsp_emo.errors import UserError
 
 
@@ -101,15 +102,6 @@ def parse_voice(engine: str, name: str) -> EngineVoice:
     return table[base]
 
 
-def _require(tool: str, package: str) -> str:
-    import shutil
-
-    path = shutil.which(tool)
-    if path is None:
-        raise UserError(f"{tool} is not installed (apt-get install {package}; {SETUP_HINT})")
-    return path
-
-
 def _read_wav(path: Path, what: str) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
@@ -134,7 +126,7 @@ def render_flite(text: str, name: str, rate: float, pitch: float, range_: float)
     """Speak ``text`` with a flite voice: rate (multiplier), F0 level (semitones), F0 range (multiplier)."""
 
     voice = parse_voice("flite", name)
-    exe = _require("flite", "flite")
+    exe = require_tool("flite", "flite")
     options = ["--setf", f"duration_stretch={1.0 / rate:.4f}"]
     if voice.f0_mean is not None:
         mean, std = _targets(voice, pitch, range_)
@@ -162,7 +154,7 @@ def render_festival(text: str, name: str, rate: float, pitch: float, range_: flo
     """Speak ``text`` with a festival voice (through ``text2wave``), with the same controls as flite."""
 
     voice = parse_voice("festival", name)
-    exe = _require("text2wave", "festival")
+    exe = require_tool("text2wave", "festival")
     if not _festival_voice_installed(voice):
         raise UserError(
             f"festival voice {voice.name} is not installed (apt-get install {voice.package}; {SETUP_HINT})"
@@ -204,7 +196,6 @@ def render_festival(text: str, name: str, rate: float, pitch: float, range_: flo
 def move_with_sox(audio: np.ndarray, sr: int, pitch: float, range_: float, rate: float = 1.0) -> np.ndarray:
     """Apply prosody after rendering, for voices without their own controls: the F0 range along the
     voice's contour, then the level shift (semitones) and the tempo (pitch kept) with sox."""
-    from blsp_emo.data.synth import sox
 
     audio = contour_range(audio, sr, range_)
     effects = ["pitch", f"{100 * pitch:.0f}"] if abs(pitch) >= 0.05 else []
@@ -220,7 +211,6 @@ def contour_range(audio: np.ndarray, rate: int, factor: float, knot: float = 0.0
     level (median) is unchanged, so this composes with a separate pitch shift.
     """
     from blsp_emo.data.prosody import HOP_SECONDS, track_f0
-    from blsp_emo.data.synth import sox
 
     if abs(factor - 1.0) < 0.03 or audio.size < rate // 4:
         return audio
@@ -257,15 +247,15 @@ def contour_range(audio: np.ndarray, rate: int, factor: float, knot: float = 0.0
 def check_engine(engine: str) -> None:
     """Raise :class:`UserError` naming the Debian package when ``engine``'s program or voices are missing."""
     if engine == "espeak":
-        _require("espeak-ng", "espeak-ng")
+        require_tool("espeak-ng", "espeak-ng")
     elif engine == "flite":
-        _require("flite", "flite")
+        require_tool("flite", "flite")
     elif engine == "festival":
-        _require("text2wave", "festival")
+        require_tool("text2wave", "festival")
         missing = sorted({v.package for v in FESTIVAL_VOICES.values() if not _festival_voice_installed(v)})
         if missing:
             raise UserError(
                 f"festival voices are not installed (apt-get install {' '.join(missing)}; {SETUP_HINT})"
             )
     if engine != "piper":  # Piper is pip-installed and optional: its voices are listed only when present
-        _require("sox", "sox")
+        require_tool("sox", "sox")

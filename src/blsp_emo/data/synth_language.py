@@ -22,6 +22,17 @@ from blsp_emo.data.sentences import distinct_sentences, load_grammar
 from blsp_emo.errors import UserError
 from blsp_emo.prompts import EMOTIONS
 
+# English espeak-ng accents (synth.ESPEAK_VARIANTS gives each split its own variants, so a voice is an
+# accent + a variant; see synth.py for how they were chosen).
+ESPEAK_ACCENTS: tuple[str, ...] = (
+    "en-us",
+    "en-gb",
+    "en-gb-x-rp",
+    "en-gb-scotland",
+    "en-us-nyc",
+    "en-gb-x-gbclan",
+)
+
 SYNTH_LANGUAGES: tuple[str, ...] = ("en", "zh")
 ESPEAK_MANDARIN = "cmn-latn-pinyin"
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
@@ -40,8 +51,6 @@ def check_synth_language(language: str, engines: tuple[str, ...]) -> None:
 
 def espeak_accents(language: str) -> tuple[str, ...]:
     """The espeak-ng base voices of a language (each combined with the split's variants)."""
-    from blsp_emo.data.synth import ESPEAK_ACCENTS
-
     return (ESPEAK_MANDARIN,) if language == "zh" else ESPEAK_ACCENTS
 
 
