@@ -33,6 +33,7 @@ def build_parser() -> Parser:
     parser = Parser(prog="blsp-emo", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and library warnings")
+    parser.set_defaults(func=None)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name in COMMAND_MODULES:
         try:
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     from blsp_emo.logs import setup_logging
 
     setup_logging(verbose=args.verbose)
-    if not getattr(args, "func", None):
+    if args.func is None:  # no sub-command given
         parser.print_help()
         return 1
     try:

@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import warnings
+from typing import TextIO
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 DATE_FORMAT = "%H:%M:%S"
@@ -46,7 +47,11 @@ def quiet_third_party() -> None:
         hf_logging.disable_progress_bar()
 
 
-def setup_logging(verbose: bool = False, stream=None) -> logging.Handler:
+class _ProjectHandler(logging.StreamHandler):
+    """The one stderr handler :func:`setup_logging` installs (found again by its type on a second call)."""
+
+
+def setup_logging(verbose: bool = False, stream: TextIO | None = None) -> logging.Handler:
     """Route every log record and Python warning through one stderr handler in :data:`LOG_FORMAT`.
 
     Replaces handlers set up before (a second call does not double the output). ``verbose`` shows DEBUG
@@ -54,11 +59,10 @@ def setup_logging(verbose: bool = False, stream=None) -> logging.Handler:
     """
     root = logging.getLogger()
     for handler in list(root.handlers):
-        if getattr(handler, "_blsp_emo", False):
+        if isinstance(handler, _ProjectHandler):
             root.removeHandler(handler)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = _ProjectHandler(stream or sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt=DATE_FORMAT))
-    handler._blsp_emo = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     logging.captureWarnings(True)  # warnings.warn(...) -> logger "py.warnings", same format
