@@ -111,7 +111,7 @@ def test_help_shows_defaults_once() -> None:
     assert "(default: empathetic)" in text  # the word "default" as a prompt name did not hide it
     serve = _help("serve")
     assert "--port PORT default: 8000" in serve
-    assert serve.count("(default 25)") == 1 and "(default 25) (default" not in serve  # said once
+    assert serve.count("(default: 25)") == 1 and "(default: 25) (default" not in serve  # said once
     assert "--speech {auto,piper,espeak} voice engine (default: auto)" in serve
     assert "--json print one JSON object (response, emotion, usage) (default" not in text  # flags: no default
 
