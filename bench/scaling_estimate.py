@@ -1,6 +1,6 @@
 """What BLSP-Emo costs at the paper's scale, from FLOP counts (no GPU needed): README "Scaling on paper".
 
-Paper scale (SPEC.md section 4): whisper-large-v2's encoder (637 M parameters, 32 layers, width 1280) and a
+Paper scale (docs/method.md §4): whisper-large-v2's encoder (637 M parameters, 32 layers, width 1280) and a
 7.6 B LLM (Qwen2.5-7B-Instruct); stage 1 on 1.9 M ASR clips, one epoch; stage 2 on 70 k emotion clips,
 three epochs, encoder trained. FLOPs per token: 2 x parameters forward; a backward pass that needs only
 activation gradients (frozen LLM, adapter / LoRA upstream) costs about one more forward, a full backward

@@ -2,7 +2,7 @@
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/targets_throughput.py [--rows 16] [--batch-size 16] [--repeats 5]
 
-Four ways over the same rows, prompts (SPEC.md stage 1) and greedy decoding with 48 new tokens, timed
+Four ways over the same rows, prompts (docs/method.md §3, stage 1) and greedy decoding with 48 new tokens, timed
 interleaved (each repeat runs all four in turn) with the torch threads pinned here (default 1):
 
 - one at a time, transformers ``generate`` per row (the reference);

@@ -80,7 +80,7 @@ train_stage1() {
   step train-stage1 "$OUT/stage1/final/model.safetensors" $BIN train --config configs/tiny-v2-stage1.yaml --resume \
     data.train="$T/stage1.jsonl" run.output_dir="$OUT/stage1"
 }
-# Ablations (SPEC.md section 4): stage 2 without stage 1, and stage 2 without the emotion-head loss.
+# Ablations (docs/method.md §4): stage 2 without stage 1, and stage 2 without the emotion-head loss.
 train_no_stage1() {
   step train-ablation-no-stage1 "$OUT/ablation-no-stage1/final/model.safetensors" $BIN train \
     --config configs/tiny-v2-stage2.yaml --resume data.train="$T/stage2.jsonl" model.init_from=tiny \

@@ -1,4 +1,4 @@
-"""Emotion labels and the exact prompt strings of the BLSP-Emo method (SPEC.md sections 2, 3 and 5).
+"""Emotion labels and the exact prompt strings of the BLSP-Emo method (docs/method.md §2, §3 and §5).
 
 These are defaults: configs and command-line options may override them, but every part of the project
 reads them from here so that training, target generation, evaluation and serving agree.
@@ -35,7 +35,7 @@ INSTRUCTIONS: dict[str, str] = {
     "continue_emotion": (
         "Continue the following sentence based on the conveyed emotion tone in a coherent style: "
     ),
-    # Emotion recognition (SPEC.md section 5).
+    # Emotion recognition (docs/method.md §5).
     "recognize_emotion": (
         "Please identify the emotion tone of the speech provided below. Select from the following "
         "options: neutral, sad, angry, happy, or surprise.\n\nSpeech: "
@@ -58,7 +58,7 @@ EMOTION_TARGET_PROMPTS: dict[str, str] = {
     "reply": "I feel {emotion}. ",
 }
 
-# Refusal filter for stage-2 targets (SPEC.md section 3).
+# Refusal filter for stage-2 targets (docs/method.md §3).
 REFUSAL_PREFIXES: tuple[str, ...] = ("I'm sorry, but I cannot", "I'm sorry, but I'm not sure")
 REFUSAL_SUBSTRINGS_CASEFOLD: tuple[str, ...] = ("as an ai language model", "i'm sorry, but i")
 REFUSAL_SUBSTRINGS_EXACT: tuple[str, ...] = ("I'm not sure what you",)
@@ -109,7 +109,7 @@ class PromptSet(NamedTuple):
     emotion_words: dict[str, str]  # the label word put into the teacher prompt for each emotion
 
 
-# English: the paper's strings (SPEC.md sections 2-4). Chinese: our rendering of the same prompts (the
+# English: the paper's strings (docs/method.md §2-4). Chinese: our rendering of the same prompts (the
 # paper trains on Chinese too but publishes only the English wording); the emotion word is quoted with
 # Chinese single quotes as the English one is with ASCII ones.
 PROMPT_SETS: dict[str, PromptSet] = {
@@ -222,7 +222,7 @@ def is_refusal(text: str) -> bool:
 
 
 class Stage(str, Enum):
-    """A training stage, with its prompts (SPEC.md sections 2-4).
+    """A training stage, with its prompts (docs/method.md §2-4).
 
     - ``ALIGN``: token-space pre-alignment (this project's addition; CTC, no prompt, no teacher);
     - ``SEMANTIC``: stage 1, the student hears "continue" + speech, the teacher reads the transcript;

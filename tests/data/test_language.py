@@ -170,7 +170,7 @@ def test_training_prompts_follow_the_row_language_unless_the_config_names_a_text
     assert zh[1]["content"][0]["text"] == "请根据所传达的情绪语气，以连贯的风格续写下面的句子："
     en = stage2.student_messages(audio, "", "en")
     assert en[1]["content"][0]["text"].startswith("Continue the following sentence based on the conveyed")
-    # The recognition question stays the English SPEC prompt (its answer is an English label word).
+    # The recognition question stays the English prompt of docs/method.md §5 (its answer is an English label word).
     assert stage2.student_messages(audio, "recognition", "zh")[1]["content"][0]["text"].startswith(
         "Please identify the emotion tone"
     )

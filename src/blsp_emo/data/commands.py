@@ -209,8 +209,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     targets = sub.add_parser(
         "targets",
-        help="write teacher-LLM continuations (SPEC.md section 3)",
-        description="Write teacher-LLM continuations (SPEC.md section 3). Each row is asked in the prompt "
+        help="write teacher-LLM continuations (docs/method.md §3)",
+        description="Write teacher-LLM continuations (docs/method.md §3). Each row is asked in the prompt "
         "set of its language field (en, zh; other languages fall back to English with a warning).",
     )
     targets.add_argument("manifest", type=Path)
@@ -242,7 +242,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     targets.add_argument("--seed", type=int, default=0)
     targets.add_argument(
         "--samples", type=int, default=1,
-        help="1 = greedy (SPEC); N > 1 = best-of-N: N sampled candidates, the scorer keeps one",
+        help="1 = greedy (the method); N > 1 = best-of-N: N sampled candidates, the scorer keeps one",
     )  # fmt: skip
     targets.add_argument("--temperature", type=float, default=0.7, help="best-of-N sampling temperature")
     targets.add_argument("--top-p", type=float, default=0.95, help="best-of-N nucleus sampling")
@@ -250,8 +250,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--scorer-embedder", default="all-MiniLM-L6-v2",
         help="best-of-N: sentence embedder for the reply-transcript similarity term ('none': off)",
     )  # fmt: skip
-    targets.add_argument("--min-seconds", type=float, default=1.0, help="drop shorter audio (SPEC: 1 s)")
-    targets.add_argument("--max-seconds", type=float, default=30.0, help="drop longer audio (SPEC: 30 s)")
+    targets.add_argument(
+        "--min-seconds", type=float, default=1.0, help="drop shorter audio (docs/method.md §3: 1 s)"
+    )
+    targets.add_argument(
+        "--max-seconds", type=float, default=30.0, help="drop longer audio (docs/method.md §3: 30 s)"
+    )
     targets.set_defaults(func=cmd_targets)
 
     diversity = sub.add_parser(
