@@ -71,8 +71,8 @@ class DataSection:
     )
     batch_seconds: float = 60.0  # duration batching: seconds of audio per micro-batch per device
     batch_size: int = 8  # count batching: rows per micro-batch per device; duration batching: the most rows
-    min_seconds: float = 1.0  # drop shorter utterances (SPEC.md §3)
-    max_seconds: float = 30.0  # drop longer utterances (SPEC.md §3)
+    min_seconds: float = 1.0  # drop shorter utterances (docs/method.md §3)
+    max_seconds: float = 30.0  # drop longer utterances (docs/method.md §3)
     max_rows: int = 0  # use only the first N rows (0 = all); for smoke tests
     cache_encoder: bool = True  # cache encoder outputs on disk while the encoder is frozen (fast path)
     cache_dir: str = ""  # encoder cache folder; "" = <output_dir>/encoder-cache
@@ -115,7 +115,7 @@ class AlignSection:
 
 @dataclass
 class OptimSection:
-    """AdamW with linear warm-up and linear decay to zero (SPEC.md §4)."""
+    """AdamW with linear warm-up and linear decay to zero (docs/method.md §4)."""
 
     __pydantic_config__ = _STRICT_KEYS
 

@@ -70,7 +70,7 @@ def load_start(init_from: str, adapter_output_scale: str | float = "embeddings")
 
 
 def build_model(config: TrainConfig):
-    """Load the starting model and set what the stage trains (SPEC.md §4). Returns (model, processor)."""
+    """Load the starting model and set what the stage trains (docs/method.md §4). Returns (model, processor)."""
     m = config.model
     model, processor = load_start(m.init_from, m.adapter_output_scale)
     model.config.pad_to_30s = processor.pad_to_30s = m.pad_to_30s
