@@ -113,7 +113,7 @@ def load_model(
 
     from blsp_emo.assets.loading import PRESETS
     from blsp_emo.model.configuration import BlspEmoConfig
-    from blsp_emo.model.modeling import BlspEmoModel
+    from blsp_emo.model.modeling import BlspEmoModel, encoder_from_config, llm_from_config
     from blsp_emo.model.sources import pretrained_bases
 
     allowed = trust_remote_code_allowed() if trust_remote_code is None else bool(trust_remote_code)
@@ -151,6 +151,11 @@ def load_model(
         with torch.random.fork_rng():  # the same seed as from_pretrained: random bases come out the same
             torch.manual_seed(RANDOM_BASE_SEED)
             encoder, llm = pretrained_bases(cfg)
+            if name == RANDOM_TINY:
+                # the random bases first (encoder, then LLM, as from_pretrained rebuilds them), then the
+                # adapter and heads from the seed again: the same weights random-tiny always had
+                encoder, llm = encoder_from_config(cfg), llm_from_config(cfg)
+                torch.manual_seed(RANDOM_BASE_SEED)
             model = BlspEmoModel(cfg, encoder=encoder, llm=llm)
         processor = build_processor(cfg)
     else:

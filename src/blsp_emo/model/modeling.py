@@ -112,6 +112,13 @@ def llm_from_config(config: BlspEmoConfig) -> PreTrainedModel:
             "LLM module, or load the model with blsp_emo.model.load_model or BlspEmoModel.from_pretrained, "
             "which read the base weights"
         )
+    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    if type(llm) in MODEL_FOR_CAUSAL_LM_MAPPING:
+        # the class itself, not from_config: under DeepSpeed ZeRO-3, from_config would partition the
+        # weights while they are built, and the adapter's initial gain reads the token embeddings
+        model_class: type[PreTrainedModel] = MODEL_FOR_CAUSAL_LM_MAPPING[type(llm)]  # type: ignore[assignment]
+        return model_class(llm)
     return AutoModelForCausalLM.from_config(llm, trust_remote_code=config.trust_remote_code)
 
 
