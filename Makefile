@@ -18,6 +18,7 @@ demo: assets
 lint: setup
 	$(PY) -m ruff check src tests bench
 	$(PY) -m ruff format --check src tests bench
+	$(PY) -m mypy
 
 unit: setup
 	$(PY) -m pytest -q -m "not integration"
@@ -27,6 +28,8 @@ integration: assets
 
 test: assets
 	$(PY) -m ruff check src tests bench
+	$(PY) -m ruff format --check src tests bench
+	$(PY) -m mypy
 	$(PY) -m pytest -q
 
 # The blsp-emo-tiny recipes: corpus -> teacher targets -> stage 1 -> stage 2 + ablations -> eval all.
