@@ -9,12 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from blsp_emo.errors import UserError
-
-if TYPE_CHECKING:
-    from blsp_emo.model.types import DecodingOptions
+from blsp_emo.model.types import DecodingOptions
 
 TASK_NAMES: tuple[str, ...] = ("ser", "semantic", "empathy", "instructions", "multiturn")
 DEFAULT_TASKS: tuple[str, ...] = ("ser", "semantic", "empathy")  # eval all (+ instructions with its data)
@@ -65,8 +62,6 @@ class EvalOptions:
     def decoding(self) -> DecodingOptions:
         """The systems' decoding (answer length: ``max_new_tokens`` or 128; tasks apply their own default
         when it is not set)."""
-        from blsp_emo.model.types import DecodingOptions  # numpy: not at import (the CLI's --help)
-
         return DecodingOptions(
             max_new_tokens=self.max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
             temperature=self.temperature,
