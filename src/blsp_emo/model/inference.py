@@ -29,6 +29,13 @@ def _emotion_dict(probs: torch.Tensor | None) -> tuple[str | None, dict[str, flo
     return max(scores, key=lambda k: scores[k]), scores
 
 
+def _segment_emotion(
+    emotion: torch.Tensor | None, segment: int | None
+) -> tuple[str | None, dict[str, float] | None]:
+    """(label, scores) of one conversation's last speech segment; (None, None) without one or a head."""
+    return _emotion_dict(emotion[segment] if emotion is not None and segment is not None else None)
+
+
 class SpeechChat:
     """Replies to conversations (see docs/architecture.md for the message format)."""
 
@@ -93,8 +100,7 @@ class SpeechChat:
                 finish = "stop"
             if stopper.forced[i]:
                 finish = "cancelled"
-            seg = last_segment[i]
-            label, scores = _emotion_dict(emotion[seg] if emotion is not None and seg is not None else None)
+            label, scores = _segment_emotion(emotion, last_segment[i])
             replies.append(Reply(text, label, scores, len(e.input_ids), n_tokens, finish))
         return replies
 
@@ -179,8 +185,7 @@ class ReplyStream:
             text, n_tokens, finish = self.chat._decode(ids[0])
             if self._cancelled.is_set() and finish == "length":
                 finish = "cancelled"
-            seg = self._last_segment
-            label, scores = _emotion_dict(emotion[seg] if emotion is not None and seg is not None else None)
+            label, scores = _segment_emotion(emotion, self._last_segment)
             self.reply = Reply(text, label, scores, self._prompt_tokens, n_tokens, finish)
         except BaseException as exc:  # surfaced to the consumer in __iter__
             self.error = exc
@@ -188,7 +193,7 @@ class ReplyStream:
 
     def _on_emotion(self, emotion: torch.Tensor) -> None:
         if self._last_segment is not None:
-            self.heard = _emotion_dict(emotion[self._last_segment])
+            self.heard = _segment_emotion(emotion, self._last_segment)
 
     def cancel(self) -> None:
         """Stop generating at the next token (e.g. the client went away); frees the model early."""

@@ -141,11 +141,6 @@ def load_rng_state(path: Path) -> None:
     np.random.set_state((name, tensors["numpy_keys"].numpy().astype(np.uint32), pos, has_gauss, cached))
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON atomically (:func:`blsp_emo.io.atomic_write_json`)."""
-    atomic_write_json(path, data)
-
-
 def temporary_dir(root: Path, step: int) -> Path:
     """The hidden folder a checkpoint is written into before it is renamed into place."""
     return root / f".{CHECKPOINT_PREFIX}{step}.tmp"
@@ -184,8 +179,8 @@ def save_main_parts(folder: Path, model, optimizer, scheduler, state: TrainerSta
     if optimizer is not None:
         save_optimizer(optimizer, folder / "optimizer.safetensors")
     if scheduler is not None:
-        write_json(folder / "scheduler.json", scheduler.state_dict())
-    write_json(folder / "trainer_state.json", asdict(state))
+        atomic_write_json(folder / "scheduler.json", scheduler.state_dict())
+    atomic_write_json(folder / "trainer_state.json", asdict(state))
 
 
 def finalize(tmp: Path, root: Path, step: int, keep_last: int) -> Path:

@@ -26,6 +26,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from blsp_emo.errors import UserError
+from blsp_emo.io import atomic_write_json
 from blsp_emo.model.processor import batch_to
 from blsp_emo.prompts import Stage
 from blsp_emo.training import checkpoint as ckpt
@@ -796,7 +797,7 @@ class Trainer:
                     self.out / "training_curve.png",
                     f"stage {self.config.stage} ({Path(self.config.data.train).name})",
                 )
-            ckpt.write_json(
+            atomic_write_json(
                 self.out / "summary.json",
                 {
                     "stage": self.config.stage,
