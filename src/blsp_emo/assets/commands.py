@@ -72,6 +72,8 @@ def _describe_checkpoint(folder) -> str:
         parts.append(f"LoRA r{config['lora_r']}")
     if config.get("use_emotion_head"):
         parts.append(f"emotion head ({config.get('emotion_features', 'adapter')})")
+    if config.get("emotion_token"):
+        parts.append("emotion token")
     if config.get("alignment_head"):
         parts.append("alignment head")
     whisper = config.get("whisper_hub_id") or config.get("whisper_name")

@@ -94,3 +94,33 @@ class LayerMixEmotionHead(nn.Module):
         weights = self.layer_weights.softmax(0).to(layer_stats.dtype)
         mixed = (layer_stats * weights[None, :, None]).sum(1)
         return self.proj(self.norm(mixed.to(self.proj.weight.dtype)))
+
+
+class EmotionToken(nn.Module):
+    """One embedding per speech segment that tells the LLM the emotion the head hears.
+
+    The emotion head's probabilities (S, num_emotions) weight a learned table of one embedding per emotion
+    (initialised, when a tokenizer is at hand, from the LLM's own embeddings of the emotion words), so the
+    LLM reads a soft emotion word in its own input space after the speech (``BlspEmoConfig.emotion_token``).
+    """
+
+    def __init__(self, num_emotions: int, llm_dim: int):
+        super().__init__()
+        self.table = nn.Parameter(torch.zeros(num_emotions, llm_dim))
+
+    def forward(self, probabilities: torch.Tensor) -> torch.Tensor:
+        """Embeddings (S, llm_dim) from emotion probabilities (S, num_emotions)."""
+        return probabilities.to(self.table.dtype) @ self.table
+
+
+def append_per_segment(
+    speech: torch.Tensor, lengths: torch.Tensor, extra: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Speech embeddings (S, T, D) with ``extra[s]`` (S, D) written right after segment s's last real
+    embedding: (S, T + 1, D) and lengths + 1."""
+    out = speech.new_zeros(speech.shape[0], speech.shape[1] + 1, speech.shape[2])
+    mask = lengths_to_mask(lengths, speech.shape[1])
+    out[:, : speech.shape[1]] = speech * mask[..., None].to(speech.dtype)
+    rows = torch.arange(speech.shape[0], device=speech.device)
+    out = out.index_put((rows, lengths.to(speech.device)), extra.to(speech.dtype))
+    return out, lengths + 1

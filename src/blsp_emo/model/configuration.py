@@ -48,6 +48,9 @@ class BlspEmoConfig(PretrainedConfig):
         # What the emotion head reads: "adapter" (the mean of the adapter outputs, the paper) or
         # "layer_mix" (a learned mix of every encoder layer's mean/std statistics, where prosody survives)
         emotion_features: str = "adapter",
+        # After each speech segment the LLM also reads one embedding: the emotion head's probabilities times a
+        # learned table of emotion embeddings (initialised from the LLM's embeddings of the emotion words)
+        emotion_token: bool = False,
         alignment_head: bool = False,  # token-space pre-alignment head (CTC against the LLM's embeddings)
         # What the LLM reads for speech: "adapter" (its output, the paper) or "token_bridge" (the
         # CTC-posterior-weighted token embeddings of the tokens the alignment head hears, blanks dropped)
@@ -75,6 +78,7 @@ class BlspEmoConfig(PretrainedConfig):
         self.num_emotions = num_emotions
         self.use_emotion_head = use_emotion_head
         self.emotion_features = emotion_features
+        self.emotion_token = emotion_token
         self.alignment_head = alignment_head
         self.speech_input = speech_input
         self.lora_r = lora_r

@@ -20,7 +20,13 @@ from transformers import AutoModelForCausalLM, GenerationMixin, LogitsProcessorL
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 from transformers.utils import ModelOutput
 
-from blsp_emo.model.adapter import EmotionHead, LayerMixEmotionHead, SpeechAdapter
+from blsp_emo.model.adapter import (
+    EmotionHead,
+    EmotionToken,
+    LayerMixEmotionHead,
+    SpeechAdapter,
+    append_per_segment,
+)
 from blsp_emo.model.alignment import (
     TokenAlignmentHead,
     bridge_to_tokens,
@@ -39,6 +45,7 @@ from blsp_emo.model.plora import LoraMask, apply_partial_lora, lora_parameters
 from blsp_emo.model.processor import IGNORE_INDEX, SPEECH_TOKEN_ID, BlspEmoProcessor, batch_to
 from blsp_emo.model.repetition import logits_processors
 from blsp_emo.model.types import PLAIN, DecodingOptions
+from blsp_emo.prompts import EMOTIONS
 
 WEIGHTS_NAME = "model.safetensors"
 # What the LLM gets for speech: the adapter's output, or (after pre-alignment) the token-space bridge.
@@ -193,6 +200,11 @@ class BlspEmoModel(PreTrainedModel):
             self.adapter.norm.weight.fill_(adapter_output_gain(config.adapter_output_scale, self.llm))
         self.emotion_head: nn.Module | None = self._new_emotion_head() if config.use_emotion_head else None
         self.alignment_head = TokenAlignmentHead(llm_dim) if config.alignment_head else None
+        self.emotion_token: EmotionToken | None = None
+        if config.emotion_token:
+            if self.emotion_head is None:
+                raise ValueError("emotion_token needs the emotion head (use_emotion_head)")
+            self.emotion_token = EmotionToken(config.num_emotions, llm_dim)
         if config.speech_input not in SPEECH_INPUTS:
             raise ValueError(
                 f"speech_input must be one of {', '.join(SPEECH_INPUTS)}, got {config.speech_input!r}"
@@ -287,7 +299,7 @@ class BlspEmoModel(PreTrainedModel):
         keep: dict[str, torch.Tensor] = {}
         for name, tensor in self.state_dict().items():
             if (
-                name.startswith(("adapter.", "emotion_head.", "alignment_head."))
+                name.startswith(("adapter.", "emotion_head.", "alignment_head.", "emotion_token."))
                 or ".lora_A." in name
                 or ".lora_B." in name
             ):
@@ -316,6 +328,30 @@ class BlspEmoModel(PreTrainedModel):
             self.config.use_emotion_head = True
             self.emotion_head = self._new_emotion_head()
 
+    def enable_emotion_token(self, tokenizer: Any = None) -> None:
+        """Let the LLM read the emotion the head hears as one embedding after each speech segment
+        (``config.emotion_token``). A new table starts from the LLM's mean embedding of each emotion word's
+        tokens (``tokenizer`` given, five-class head), else from small random vectors at the embeddings'
+        scale; a model that has the token keeps its own."""
+        if self.emotion_token is not None:
+            return
+        if self.emotion_head is None:
+            raise ValueError("the emotion token needs the emotion head")
+        table = self.token_embeddings().weight.detach()
+        token = EmotionToken(self.config.num_emotions, self.llm_dim).to(device=table.device)
+        labels = dict(enumerate(EMOTIONS)) if self.config.num_emotions == len(EMOTIONS) else {}
+        with torch.no_grad():
+            for k in range(self.config.num_emotions):
+                word = labels.get(k)
+                ids = tokenizer.encode(" " + word, add_special_tokens=False) if tokenizer and word else []
+                if ids:
+                    token.table[k] = table[ids].float().mean(0)
+                else:
+                    rms = float(table.float().pow(2).mean().sqrt())
+                    token.table[k] = torch.randn(self.llm_dim, device=table.device) * rms
+        self.emotion_token = token.to(dtype=self.adapter.norm.weight.dtype)
+        self.config.emotion_token = True
+
     @property
     def needs_layer_stats(self) -> bool:
         """True when the emotion head reads the encoder's per-layer statistics."""
@@ -336,9 +372,12 @@ class BlspEmoModel(PreTrainedModel):
         encoder: bool = False,
         alignment_head: bool = False,
     ):
-        """Freeze everything, then unfreeze the named parts; returns the trainable parameter count."""
+        """Freeze everything, then unfreeze the named parts (the emotion token's table trains with the
+        emotion head); returns the trainable parameter count."""
         self.requires_grad_(False)
         self.adapter.requires_grad_(adapter)
+        if self.emotion_token is not None:
+            self.emotion_token.requires_grad_(emotion_head)
         if self.alignment_head is not None:
             self.alignment_head.requires_grad_(alignment_head)
         if self.emotion_head is not None:
@@ -418,8 +457,10 @@ class BlspEmoModel(PreTrainedModel):
 
         Returns ``(inputs_embeds, speech_mask, speech, speech_lengths)``; ``speech`` is the adapter's
         output (what the emotion head reads). With ``config.speech_input == "token_bridge"`` the LLM gets
-        one embedding per token the alignment head hears instead (``alignment.bridge_to_tokens``): the
-        slot counts change, so ``batch["input_ids"]``, ``["attention_mask"]`` and ``["labels"]`` are
+        one embedding per token the alignment head hears instead (``alignment.bridge_to_tokens``); with
+        ``config.emotion_token`` each segment gets one more embedding, the emotion the head hears (its
+        logits are kept in ``batch["emotion_head_logits"]`` for :meth:`emotion_logits`). Either changes
+        the slot counts, so ``batch["input_ids"]``, ``["attention_mask"]`` and ``["labels"]`` are
         replaced in the dict by their re-laid versions.
         """
         speech: torch.Tensor | None = None
@@ -427,9 +468,18 @@ class BlspEmoModel(PreTrainedModel):
         if batch.get("encoder_states") is not None or batch.get("input_features") is not None:
             speech, lengths = self.speech_from_batch(batch)
         llm_speech, llm_lengths = speech, lengths
-        if speech is not None and lengths is not None and self.config.speech_input == "token_bridge":
-            table = self.token_embeddings().weight
-            llm_speech, llm_lengths = bridge_to_tokens(self.alignment_logits(speech), lengths, table)
+        if speech is not None and lengths is not None:
+            bridged: tuple[torch.Tensor, torch.Tensor] = (speech, lengths)
+            if self.config.speech_input == "token_bridge":
+                table = self.token_embeddings().weight
+                bridged = bridge_to_tokens(self.alignment_logits(speech), lengths, table)
+            if self.emotion_token is not None:
+                logits = self.emotion_logits(batch, speech, lengths)
+                batch["emotion_head_logits"] = logits
+                heard = self.emotion_token(logits.float().softmax(-1))
+                bridged = append_per_segment(*bridged, heard)
+            llm_speech, llm_lengths = bridged
+        if lengths is not None and llm_lengths is not None and llm_lengths is not lengths:
             ids, mask, labels = resize_speech_slots(
                 batch["input_ids"], batch["attention_mask"], batch.get("labels"), lengths, llm_lengths
             )
@@ -544,9 +594,12 @@ class BlspEmoModel(PreTrainedModel):
         return self.speech_embeddings(states, enc_lengths)
 
     def emotion_logits(self, batch: dict, speech: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """The emotion head's logits (S, 5): on the adapter output, or on the batch's layer statistics."""
+        """The emotion head's logits (S, 5): on the adapter output, or on the batch's layer statistics
+        (those :meth:`prepare_embeddings` computed for the emotion token when the batch has them)."""
         if self.emotion_head is None:
             raise ValueError("this model has no emotion head")
+        if batch.get("emotion_head_logits") is not None:
+            return batch["emotion_head_logits"]
         if not self.needs_layer_stats:
             return self.emotion_head(speech, lengths)
         layer_stats = batch.get("encoder_layer_stats")

@@ -342,6 +342,8 @@ def model_card(
         )
     if config.get("use_emotion_head"):
         parts.append(f"- emotion head reading {config.get('emotion_features')} features")
+    if config.get("emotion_token"):
+        parts.append("- emotion token: the LLM reads the heard emotion as one embedding after the speech")
     if config.get("alignment_head"):
         parts.append(f"- token-space alignment head (speech input: {config.get('speech_input')})")
     if config.get("encoder_trained"):
@@ -425,6 +427,8 @@ def _run_sections(run: dict[str, Any]) -> list[str]:
         ("lora_r", model.get("lora_r")),
         ("emotion_loss_weight", model.get("emotion_loss_weight")),
         ("emotion_features", model.get("emotion_features")),
+        ("emotion_token", model.get("emotion_token") or None),
+        ("emotion_head_prefit_steps", model.get("emotion_head_prefit_steps") or None),
         ("seed", (recipe.get("run") or {}).get("seed")),
     ]
     shown = ", ".join(f"{k} {_fmt(v)}" for k, v in recipe_keys if v not in (None, ""))

@@ -52,6 +52,14 @@ class ModelSection:
     # stage 2: what the emotion head reads: "" = the start model's; "adapter" (the paper: the mean of the
     # adapter output) or "layer_mix" (a learned mix of every encoder layer's mean/std statistics)
     emotion_features: str = ""
+    # stage 2: the LLM also reads the emotion the head hears, as one embedding after each speech segment
+    # (the head's probabilities times a learned table that starts at the LLM's embeddings of the emotion
+    # words; BlspEmoConfig.emotion_token); a start that has the token keeps it
+    emotion_token: bool = False
+    # stage 2, layer-mixed head: before the first step, fit the emotion head alone for this many full-batch
+    # steps on the frozen encoder's statistics of the training clips (as `blsp-emo refit-head` does), so the
+    # LLM trains with an emotion token that is right from the start; 0 = off
+    emotion_head_prefit_steps: int = 0
 
 
 @dataclass

@@ -5,7 +5,8 @@ as many steps as the replies need; for the small models the head ends undertrain
 1.3 after 300 steps, chance 1.61), while the same head fitted alone on the frozen encoder's layer
 statistics reaches 0.85-0.89 on unseen voices (``scripts/emotion_head_probe.py``). A layer-mixed head reads
 only the encoder's statistics, which stage 2 does not change (the encoder stays frozen), so it can be fitted
-again on its own afterwards without touching what the LLM hears.
+again on its own afterwards; the LLM's input changes only with the emotion token
+(``BlspEmoConfig.emotion_token``), which the head's probabilities make.
 
 The refit: per-clip layer statistics of the manifest's train rows (the audio as listed, augmented rows
 included) -> full-batch AdamW with class-balanced cross-entropy from a fresh head, seeded -> the step

@@ -92,6 +92,8 @@ def build_model(config: TrainConfig):
         model.config.emotion_loss_weight = m.emotion_loss_weight
         if m.emotion_features:
             model.set_emotion_features(m.emotion_features)
+        if m.emotion_token:
+            model.enable_emotion_token(processor.tokenizer)
         model.set_trainable(adapter=True, lora=m.lora_r > 0, emotion_head=True, encoder=m.train_encoder)
     if m.gradient_checkpointing:
         model.gradient_checkpointing_enable()
@@ -278,6 +280,9 @@ class Trainer:
         self.stats_cache: EncoderCache | None = None
         if config.uses_cache:
             self.cache, self.stats_cache = self._fill_cache()
+        self.emotion_prefit: dict[str, float] = {}
+        if config.model.emotion_head_prefit_steps > 0:
+            self.emotion_prefit = self._prefit_emotion_head(config.model.emotion_head_prefit_steps)
         if d.recognition_share > 0:  # after the cache: the copies share their utterances' encoder states
             self.dataset = RecognitionMix(self.dataset, d.recognition_share, config.run.seed)
         self.sampler, self.loader = self._make_loader()
@@ -364,6 +369,48 @@ class Trainer:
         self.model.encoder.to("cpu")
         acc.wait_for_everyone()
         return cache, stats_cache
+
+    def _prefit_emotion_head(self, steps: int) -> dict[str, float]:
+        """Fit the layer-mixed emotion head alone (full batch, class-balanced, seeded) on the cached layer
+        statistics of the labelled training clips, before the first step; returns its training accuracy and
+        loss. A resumed run then loads its checkpoint's head over this one."""
+        from blsp_emo.training.head_refit import fit_layer_mix_head
+
+        head = self.model.emotion_head
+        if self.stats_cache is None or head is None:
+            raise UserError(
+                "model.emotion_head_prefit_steps needs model.emotion_features=layer_mix and the cache"
+            )
+        stats, labels = [], []
+        for i in range(len(self.dataset)):
+            item = self.dataset[i]
+            if item["emotion_id"] < 0:
+                continue
+            stats.append(self.stats_cache.get_or_compute(item["audio"], self._layer_stats_of))
+            labels.append(int(item["emotion_id"]))
+        if len(set(labels)) < 2:
+            raise UserError(f"{self.config.data.train}: the emotion head prefit needs at least two emotions")
+        x = torch.stack(stats).float()
+        state = fit_layer_mix_head(x, labels, [steps], self.config.run.seed)[steps]
+        dtype = next(head.parameters()).dtype
+        head.load_state_dict({k: v.to(dtype) for k, v in state.items()})
+        with torch.no_grad():
+            logits = head(x.to(dtype)).float()
+        target = torch.tensor(labels)
+        report = {
+            "steps": float(steps),
+            "clips": float(len(labels)),
+            "train_accuracy": float((logits.argmax(-1) == target).float().mean()),
+            "train_loss": float(torch.nn.functional.cross_entropy(logits, target)),
+        }
+        if self.main:
+            log.info("emotion head prefit: %s", report)
+        return report
+
+    def _layer_stats_of(self, audio) -> torch.Tensor:
+        feats = self.processor.audio_features([audio])
+        with torch.no_grad():
+            return self.model.encode_speech_with_stats(**feats)[2][0].float().cpu()
 
     def _make_loader(self):
         d, acc = self.config.data, self.accelerator
@@ -819,6 +866,7 @@ class Trainer:
                         else {}
                     ),
                     **({"dev": self._dev_summary()} if self.dev is not None else {}),
+                    **({"emotion_head_prefit": self.emotion_prefit} if self.emotion_prefit else {}),
                 },
             )
         self.accelerator.wait_for_everyone()
