@@ -125,6 +125,19 @@ def test_stage2_trains_lora_adapter_and_emotion_head_only(tone_targets, tmp_path
     assert changed == {"adapter", "emotion_head", "llm"}
 
 
+def test_stage2_with_a_frozen_adapter_keeps_stage1s_adapter(tone_targets, tmp_path):
+    config = tiny_config(
+        tone_targets, tmp_path / "s2", "emotion", optim={"max_steps": 2},
+        model={"train_adapter": False, "emotion_token": True, "emotion_features": "layer_mix"},
+    )  # fmt: skip
+    trainer = Trainer(config)
+    model = trainer.unwrapped
+    before = {k: v.clone() for k, v in model.trainable_state_dict().items()}
+    after = _weights(trainer.fit().final_dir)
+    changed = {k.split(".")[0] for k in after if not torch.equal(after[k], before[k])}
+    assert changed == {"emotion_head", "emotion_token", "llm"}  # the adapter is saved, unchanged
+
+
 def test_cached_encoder_states_give_the_same_loss(tone_targets, tmp_path):
     cached = Trainer(tiny_config(tone_targets, tmp_path / "a", optim={"max_steps": 1}))
     fresh = Trainer(

@@ -40,6 +40,9 @@ class ModelSection:
     train_encoder: bool = (
         False  # stage 2: also train the Whisper encoder, as the paper does (disables the cache)
     )
+    # stage 2: train the adapter too (the paper); false keeps stage 1's adapter as it is, so the words it
+    # conveys are not worn away, and only the LoRA, the emotion head (and token) and the encoder train
+    train_adapter: bool = True
     lora_r: int = 16  # stage 2: partial-LoRA rank (0 = no LoRA)
     lora_alpha: float = 16.0  # stage 2: LoRA scaling numerator (scale = alpha / r)
     lora_dropout: float = 0.05  # stage 2: dropout on the LoRA branch input

@@ -94,7 +94,9 @@ def build_model(config: TrainConfig):
             model.set_emotion_features(m.emotion_features)
         if m.emotion_token:
             model.enable_emotion_token(processor.tokenizer)
-        model.set_trainable(adapter=True, lora=m.lora_r > 0, emotion_head=True, encoder=m.train_encoder)
+        model.set_trainable(
+            adapter=m.train_adapter, lora=m.lora_r > 0, emotion_head=True, encoder=m.train_encoder
+        )
     if m.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     model.train()
