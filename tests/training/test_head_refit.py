@@ -117,6 +117,16 @@ def test_refit_keeps_the_current_head_when_no_candidate_beats_it_on_dev(
     )  # of another head
 
 
+def test_a_refit_that_only_ties_on_dev_up_to_rounding_does_not_replace_the_head():
+    from blsp_emo.training.head_refit import choose_head
+
+    # 13/15 recalls averaged in two orders: 0.8666666666666666 vs 0.8666666666666668
+    tied = {"current": 0.8666666666666666, "steps=400": 0.8666666666666666, "steps=800": 0.8666666666666668}
+    assert choose_head(tied) == "current"
+    assert choose_head({"current": 0.5, "steps=100": 0.8, "steps=200": 0.8 + 1e-12}) == "steps=100"
+    assert choose_head({"current": 0.5, "steps=100": 0.7, "steps=200": 0.8}) == "steps=200"
+
+
 def test_refit_refuses_what_it_cannot_do(
     tones: Path, layer_mix_checkpoint: Path, tmp_path: Path, capsys
 ) -> None:

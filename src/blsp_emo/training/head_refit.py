@@ -82,6 +82,15 @@ def fit_layer_mix_head(
     return snapshots
 
 
+def choose_head(dev_uar: dict[str, float], tolerance: float = 1e-9) -> str:
+    """The candidate with the best dev UAR; scores within ``tolerance`` of each other tie (the same recalls
+    summed in another order differ in the last bits), and a tie goes to the current head, then to the
+    fewest steps (candidates in the order given)."""
+    best = max(dev_uar.values())
+    tied = [name for name, uar in dev_uar.items() if uar >= best - tolerance]
+    return "current" if "current" in tied else tied[0]
+
+
 def _labelled_rows(manifest: Path, split: str) -> list[tuple[Path, int]]:
     from blsp_emo.data.manifest import read_manifest
 
@@ -174,8 +183,7 @@ def refit_emotion_head(
         scores = classification_report([EMOTIONS[i] for i in y_dev], [EMOTIONS[i] for i in predicted])
         report.dev_uar[name] = scores.unweighted_average_recall
         report.dev_accuracy[name] = scores.accuracy
-    # the best dev UAR; on a tie the current head, then fewer steps
-    report.chosen = max(candidates, key=lambda name: (report.dev_uar[name], name == "current"))
+    report.chosen = choose_head(report.dev_uar)
     chosen = candidates[report.chosen]
     for name in head_names:
         tensors[name] = chosen[name[len(HEAD_PREFIX) :]].to(dtype)
