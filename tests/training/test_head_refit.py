@@ -117,6 +117,24 @@ def test_refit_keeps_the_current_head_when_no_candidate_beats_it_on_dev(
     )  # of another head
 
 
+def test_a_refit_of_an_emotion_token_model_says_that_the_replies_change(
+    tones: Path, tmp_path: Path, capsys
+) -> None:
+    torch.manual_seed(0)
+    model, processor = load_model("random-tiny", device="cpu", lora_r=4, emotion_features="layer_mix")
+    model.enable_emotion_token(processor.tokenizer)
+    model.save_pretrained(tmp_path / "ckpt")
+    out = tmp_path / "refit"
+    assert main(["refit-head", str(tmp_path / "ckpt"), "--data", str(tones), "-o", str(out),
+                 "--steps", "1000", "--lr", "1e-2"]) == 0  # fmt: skip
+    report = json.loads((out / "head_refit.json").read_text())
+    assert report["changes_replies"] and report["chosen"] == "steps=1000"
+    assert "changes its replies" in capsys.readouterr().out
+    refit, _ = load_model(str(out), device="cpu")
+    assert refit.emotion_token is not None  # the token's table is kept as it was
+    torch.testing.assert_close(refit.emotion_token.table, model.emotion_token.table)
+
+
 def test_a_refit_that_only_ties_on_dev_up_to_rounding_does_not_replace_the_head():
     from blsp_emo.training.head_refit import choose_head
 

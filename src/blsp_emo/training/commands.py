@@ -113,5 +113,10 @@ def run_refit_head(args: argparse.Namespace) -> int:
     for name, value in report.dev_uar.items():
         mark = "  <- chosen" if name == report.chosen else ""
         print(f"  {name:<12} {value:.3f} / {report.dev_accuracy[name]:.3f}{mark}")
+    if report.changes_replies and report.chosen != "current":
+        print(
+            "note: this model's LLM reads the head's probabilities (emotion token), so the new head changes "
+            "its replies and answers too: evaluate the new checkpoint before using it"
+        )
     print(f"wrote {out} ({report.seconds:.0f} s)")
     return 0

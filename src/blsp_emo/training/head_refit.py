@@ -48,6 +48,8 @@ class RefitReport:
     dev_accuracy: dict[str, float] = field(default_factory=dict)
     chosen: str = ""
     seconds: float = 0.0
+    # the LLM reads the head's probabilities (emotion token): a new head changes the replies as well
+    changes_replies: bool = False
 
 
 def fit_layer_mix_head(
@@ -167,6 +169,7 @@ def refit_emotion_head(
     x_dev = layer_statistics_of(model, processor, [p for p, _ in dev], batch_size)
     y_train, y_dev = [label for _, label in train], [label for _, label in dev]
     report = RefitReport(str(source), str(manifest), len(train), len(dev), seed, lr, weight_decay)
+    report.changes_replies = bool(config.get("emotion_token"))
 
     head = model.emotion_head
     if head is None:
