@@ -5,15 +5,19 @@
 #   2. emotion corpus: espeak-ng, Piper and festival voices for train/dev/test (disjoint by voice and
 #      sentence), every flite voice held out, 30 % of the training clips augmented; real LibriVox and AN4
 #      clips of pocketsphinx-testdata re-intoned per emotion (evaluation only)
+#   2b. words on the emotion corpus: the pre-alignment goes on over its training clips and as many grammar
+#      and broad clips (8 epochs), then 60 KL steps on the teacher's continuations of its transcripts
 #   3. targets: best-of-4 teacher replies for the training clips (two shards, one per core) | the teacher's
 #      reply for each of the five emotions of every test transcript (the empathy reference)
-#   4. stage 2 (configs/tiny-v3-stage2.yaml: layer-mixed emotion head, augmented audio) from step 1, 120
-#      steps as the reference, 300 steps for the shipped model; the paper's two ablations (no stage 1 --
-#      and no pre-alignment --, no emotion-head loss) and the emotion comparison (the paper's final-layer
-#      head; clean instead of augmented training audio), all at 120 steps, two lanes
-#   5. float16 export of stage 2, then its layer-mixed emotion head fitted again on its own on the frozen
-#      encoder's statistics of the training clips, the step count chosen on dev (`refit-head`): the shipped model
-#   6. eval: all tasks on the test split against v2 and the cascades; emotion recognition per engine on
+#   4. stage 2 (configs/tiny-v3-stage2.yaml: layer-mixed emotion head, augmented audio): the shipped model
+#      v3.1 from step 2b with the emotion token (the LLM reads the heard emotion as one embedding after the
+#      speech; the head fitted alone first), 300 steps; from step 1: v3.0's stage 2 (300 steps), the
+#      120-step reference, the paper's two ablations (no stage 1 -- and no pre-alignment --, no emotion-head
+#      loss) and the emotion comparison (the paper's final-layer head; clean instead of augmented training
+#      audio), all at 120 steps, two lanes
+#   5. float16 export of v3.1 (the shipped model); v3.0: float16 export of its stage 2, then its layer-mixed
+#      emotion head fitted again on its own (`refit-head`, the step count chosen on dev)
+#   6. eval: all tasks on the test split against v3.0, v2 and the cascades; emotion recognition per engine on
 #      the test voices, the held-out engine and the re-intoned real speech; semantics on LibriVox
 # Every step is resumable: rerun after an interruption and finished steps are skipped (each command also
 # resumes inside a step). Wall time per step goes to $OUT/timings.tsv.
@@ -39,6 +43,9 @@ W="$OUT/words"
 step words "$W/stage1/final/model.safetensors" env OUT="$W" STAGE1_ONLY=1 BIN="$BIN" PY="$PY" \
   bash scripts/stage1_words.sh
 STAGE1="$W/stage1/final"
+# Its grammar and broad-vocabulary training clips in one manifest (for step 2b).
+step words-broad "$W/combined-train.jsonl" env OUT="$W" STAGE1_ONLY=1 WITH_BROAD=1 BIN="$BIN" PY="$PY" \
+  bash scripts/stage1_words.sh
 
 # 2. The emotion corpus and the real-speech check.
 C="$OUT/corpus"
@@ -66,6 +73,40 @@ for manifest, splits in (('$C/emotion.jsonl', ('test', 'heldout-flite')), ('$OUT
 open('$HELDOUT.tmp', 'w').write(''.join(json.dumps(r) + '\\n' for r in rows))
 os.replace('$HELDOUT.tmp', '$HELDOUT')
 "
+
+# 2b. Words on the emotion corpus: stage 1's adapter spells the acted, four-engine emotional speech badly
+# (greedy-CTC WER 0.85-0.90). The pre-alignment goes on from stage 1 over the emotion corpus's training clips
+# (their transcripts are known) with as many grammar and broad-vocabulary clips so the vocabulary stays (CTC,
+# 8 epochs), then 60 KL steps on the teacher's continuations of the emotion corpus's training transcripts.
+AE="$OUT/align-emotion"
+S1E="$OUT/stage1-emotion"
+step align-emotion-manifest "$OUT/align-emotion-train.jsonl" $PY -c "
+import json, os, random
+corpus = os.path.abspath('$C')
+rows = []
+for line in open(os.path.join(corpus, 'emotion.jsonl')):
+    row = json.loads(line)
+    if row['split'] == 'train':
+        for key in ('audio', 'clean_audio'):
+            if key in row:
+                row[key] = os.path.join(corpus, row[key])
+        rows.append(row)
+words = [json.loads(line) for line in open('$W/combined-train.jsonl')]
+words = [r for r in words if r.get('split') == 'train']
+random.Random(0).shuffle(words)
+rows += words[:len(rows)]
+random.Random(1).shuffle(rows)
+open('$OUT/align-emotion-train.jsonl.tmp', 'w').write(''.join(json.dumps(r) + '\\n' for r in rows))
+os.replace('$OUT/align-emotion-train.jsonl.tmp', '$OUT/align-emotion-train.jsonl')
+"
+step train-align-emotion "$AE/final/model.safetensors" $BIN train --config configs/tiny-v3-align.yaml --resume \
+  data.train="$OUT/align-emotion-train.jsonl" model.init_from="$STAGE1" optim.epochs=8 optim.warmup_steps=20 \
+  optim.lr=1e-3 run.output_dir="$AE" data.cache_dir="$OUT/encoder-cache-align"
+step targets-stage1-emotion "$OUT/.stage1-emotion-targets.done" sh -c "$BIN data targets --stage semantic \
+  '$C/emotion.jsonl' --split train -o '$OUT/stage1-emotion-targets.jsonl' && touch '$OUT/.stage1-emotion-targets.done'"
+step train-stage1-emotion "$S1E/final/model.safetensors" $BIN train --config configs/tiny-v3-stage1.yaml --resume \
+  data.train="$OUT/stage1-emotion-targets.jsonl" model.init_from="$AE/final" optim.max_steps=60 \
+  run.output_dir="$S1E" data.cache_dir="$OUT/encoder-cache"
 
 # 3. Teacher targets: best-of-N for training in two shards (one per core), then one file.
 T="$OUT/targets"
@@ -105,6 +146,10 @@ train_a() {
   train2 stage2-long optim.max_steps=300
 }
 train_b() {
+  # v3.1, the shipped model: from the words on the emotion corpus (2b), the LLM reads the heard emotion as
+  # one embedding after the speech (model.emotion_token), the head fitted alone before the first step
+  train2 stage2-token model.init_from="$S1E/final" optim.max_steps=300 model.emotion_token=true \
+    model.emotion_head_prefit_steps=400
   train2 ablation-no-emotion-loss model.emotion_loss_weight=0
   train2 emotion-layer-mix-clean data.audio_field=clean_audio
   train2 emotion-final-layer-clean model.emotion_features=adapter data.audio_field=clean_audio
@@ -112,13 +157,16 @@ train_b() {
 }
 lanes train_a train_b
 
-# 5. The shipped model: stage 2's trained parts in float16 with the emotion head refitted (stage 2 leaves it
+# 5. The shipped model (v3.1): the emotion-token stage 2 in float16 (its head was fitted before stage 2: a refit
+# ties it on dev). v3.0, the first v3 release: the 300-step stage 2 with its head refitted (stage 2 left it
 # undertrained); the 120-step reference in float16 as trained.
-MODEL="$OUT/blsp-emo-tiny"
-STAGE2="$OUT/blsp-emo-tiny-stage2"
+MODEL="$OUT/blsp-emo-tiny-v3.1"
+STAGE2="$OUT/blsp-emo-tiny"
+V30="$OUT/blsp-emo-tiny-refit"
 REF="$OUT/blsp-emo-tiny-120"
+step export-v3.1 "$MODEL/model.safetensors" $BIN export "$OUT/stage2-token/final" -o "$MODEL" --dtype float16
 step export "$STAGE2/model.safetensors" $BIN export "$OUT/stage2-long/final" -o "$STAGE2" --dtype float16
-step refit-head "$MODEL/head_refit.json" $BIN refit-head "$STAGE2" --data "$C/emotion.jsonl" -o "$MODEL"
+step refit-head "$V30/head_refit.json" $BIN refit-head "$STAGE2" --data "$C/emotion.jsonl" -o "$V30"
 step export-ref "$REF/model.safetensors" $BIN export "$OUT/stage2/final" -o "$REF" --dtype float16
 # The v2 model from the repository's history (checkpoints/blsp-emo-tiny is v3 from the v3 release on).
 V2="$OUT/blsp-emo-tiny-v2"
@@ -130,9 +178,9 @@ step v2-model "$V2/model.safetensors" sh -c "mkdir -p '$V2' \
 # 6. Evaluation. (a) all tasks on a seeded sample of the test split; (b) emotion recognition on the held-out
 # material (test voices, held-out engine, re-intoned real speech; per engine); (c) semantics on the five
 # real LibriVox clips. Each lane its own text cache; one table per evaluation gathers them at the end.
-SYSTEMS_A=("$MODEL" "$REF" "$OUT/ablation-no-stage1/final" "$OUT/ablation-no-emotion-loss/final")
+SYSTEMS_A=("$MODEL" "$STAGE2" "$REF" "$OUT/ablation-no-stage1/final" "$OUT/ablation-no-emotion-loss/final")
 SYSTEMS_B=("$V2" cascade-asr cascade-text)
-EMOTION_A=("$MODEL" "$STAGE2" "$REF" "$OUT/emotion-final-layer/final" "$OUT/emotion-layer-mix-clean/final")
+EMOTION_A=("$MODEL" "$V30" "$STAGE2" "$REF" "$OUT/emotion-final-layer/final" "$OUT/emotion-layer-mix-clean/final")
 EMOTION_B=("$OUT/emotion-final-layer-clean/final" "$V2" cascade-asr-prosody cascade-asr-ser)
 TEST_ARGS=(--data "$C/emotion.jsonl" --split test --limit "$TEST_LIMIT" --ser-train "$C/emotion.jsonl"
   --teacher-targets "$T/test-all-emotions.jsonl" --llm tiny --batch-size 16 -o "$OUT/eval")
@@ -150,15 +198,22 @@ eval_b() {
     "${HELDOUT_ARGS[@]}" --cache-dir "$OUT/eval-heldout/cache-b"
   run_eval eval-test-b "$OUT/eval/.b.done" "$OUT/eval-b.md" --model "${SYSTEMS_B[@]}" "${TEST_ARGS[@]}" \
     --cache-dir "$OUT/eval/cache-b"
-  run_eval eval-librivox "$OUT/eval-librivox/.done" "$OUT/eval-librivox.md" --model "$MODEL" "$STAGE1" \
+  run_eval eval-librivox "$OUT/eval-librivox/.done" "$OUT/eval-librivox.md" --model "$MODEL" "$STAGE2" "$STAGE1" "$S1E/final" \
     "$OUT/ablation-no-stage1/final" "$V2" cascade-asr cascade-text "${LIBRIVOX_ARGS[@]}"
 }
 mkdir -p "$OUT/eval" "$OUT/eval-heldout" "$OUT/eval-librivox"
 lanes eval_a eval_b
+# v3.1 where the lanes above were run before it existed (resumed: nothing is scored twice).
+run_eval eval-heldout-v3.1 "$OUT/eval-heldout/.v3.1.done" "$OUT/eval-heldout-v3.1.md" --model "$MODEL" "$V30" \
+  "${HELDOUT_ARGS[@]}" --cache-dir "$OUT/eval-heldout/cache-a"
+run_eval eval-test-v3.1 "$OUT/eval/.v3.1.done" "$OUT/eval-v3.1.md" --model "$MODEL" "${TEST_ARGS[@]}" \
+  --cache-dir "$OUT/eval/cache-a"
+run_eval eval-librivox-v3.1 "$OUT/eval-librivox/.v3.1.done" "$OUT/eval-librivox-v3.1.md" --model "$MODEL" \
+  "$S1E/final" "${LIBRIVOX_ARGS[@]}"
 # One table per evaluation over all its systems (only gathers the finished results).
-run_eval table-test "$OUT/eval/.table.done" "$OUT/eval-table.md" --model "${SYSTEMS_A[@]}" "${SYSTEMS_B[@]}" \
+run_eval table-test "$OUT/eval/.table-v3.1.done" "$OUT/eval-table.md" --model "${SYSTEMS_A[@]}" "${SYSTEMS_B[@]}" \
   "${TEST_ARGS[@]}"
-run_eval table-heldout "$OUT/eval-heldout/.table.done" "$OUT/eval-heldout-table.md" --model "${EMOTION_A[@]}" \
+run_eval table-heldout "$OUT/eval-heldout/.table-v3.1.done" "$OUT/eval-heldout-table.md" --model "${EMOTION_A[@]}" \
   "${EMOTION_B[@]}" "${HELDOUT_ARGS[@]}"
 echo "== timings (s):"; cat "$OUT/timings.tsv"
 echo "== the trained model: $MODEL (checkpoints/blsp-emo-tiny in the repository is a copy of it)"

@@ -33,7 +33,7 @@ C="$OUT/corpus"
 step assets "$HOME/.cache/blsp-emo/models/smollm2-135m-instruct/.complete" $BIN assets prepare
 step synth "$C/prosody.txt" $BIN data synth -o "$C" --utterances 0 --general "$GENERAL" --seed 0 --workers 2
 B="$OUT/broad"
-if [ -z "${STAGE1_ONLY:-}" ]; then
+if [ -z "${STAGE1_ONLY:-}" ] || [ -n "${WITH_BROAD:-}" ]; then  # WITH_BROAD: recipe v3's emotion pre-alignment
   step sentences "$OUT/wordnet.txt" $BIN data sentences wordnet -o "$OUT/wordnet.txt"
   step synth-broad "$B/prosody.txt" $BIN data synth -o "$B" --utterances 0 --general "$GENERAL" \
     --sentences "$OUT/wordnet.txt" --engines all --seed 0 --workers 2
@@ -60,17 +60,8 @@ stage1() {
     data.train="$OUT/stage1-targets.jsonl" model.init_from="$OUT/align/final" optim.max_steps="$KL_STEPS" \
     run.output_dir="$OUT/stage1" "$CACHE"
 }
-lanes align targets
-if [ -n "${STAGE1_ONLY:-}" ]; then  # recipe v3 needs only the pre-aligned, KL-trained adapter
-  stage1
-  exit 0
-fi
-# The token-space bridge (this project's option): the same pre-aligned adapter, but the LLM reads the
-# embeddings of the tokens its alignment head hears (blank frames dropped) instead of the adapter output.
-step export-bridge "$OUT/align-bridge/model.safetensors" $BIN export "$OUT/align/final" -o "$OUT/align-bridge" \
-  --dtype float32 --speech-input token_bridge
-
-step combined-manifest "$OUT/combined-train.jsonl" $PY -c "
+if [ -z "${STAGE1_ONLY:-}" ] || [ -n "${WITH_BROAD:-}" ]; then
+  step combined-manifest "$OUT/combined-train.jsonl" $PY -c "
 import json, os
 rows = []
 for folder in ('$C', '$B'):
@@ -82,6 +73,17 @@ for folder in ('$C', '$B'):
 open('$OUT/combined-train.jsonl.tmp', 'w').write(''.join(json.dumps(r) + '\\n' for r in rows))
 os.replace('$OUT/combined-train.jsonl.tmp', '$OUT/combined-train.jsonl')
 "
+fi
+lanes align targets
+if [ -n "${STAGE1_ONLY:-}" ]; then  # recipe v3 needs only the pre-aligned, KL-trained adapter
+  stage1
+  exit 0
+fi
+# The token-space bridge (this project's option): the same pre-aligned adapter, but the LLM reads the
+# embeddings of the tokens its alignment head hears (blank frames dropped) instead of the adapter output.
+step export-bridge "$OUT/align-bridge/model.safetensors" $BIN export "$OUT/align/final" -o "$OUT/align-bridge" \
+  --dtype float32 --speech-input token_bridge
+
 align_broad() {  # the pre-alignment goes on over both corpora: the broad one brings the vocabulary
   step train-align-broad "$OUT/align-broad/final/model.safetensors" $BIN train --config configs/tiny-v3-align.yaml \
     --resume data.train="$OUT/combined-train.jsonl" model.init_from="$OUT/align/final" optim.epochs=2 \
