@@ -122,3 +122,21 @@ def test_stage2_with_the_token_and_the_head_prefit_trains_saves_and_reloads(tmp_
     assert prefit["steps"] == 400 and prefit["clips"] == 12 and prefit["train_accuracy"] > 0.5
     model, _ = load_model(str(result.final_dir), device="cpu")
     assert model.config.emotion_token and model.emotion_token is not None
+
+
+def test_prompt_tokens_count_the_emotion_token_as_the_llm_reads_it():
+    from blsp_emo.model import SpeechChat
+    from blsp_emo.model.types import Conversation, DecodingOptions
+
+    model, processor = _token_model()
+    chat = SpeechChat(model, processor)
+    clips = _clips()
+    conversation = Conversation().speech(clips[0]).assistant("fine.").speech(clips[1])
+    encoded = processor.encode(conversation, add_generation_prompt=True)
+    assert chat.prompt_tokens(conversation) == len(encoded.input_ids) + 2  # one token per speech turn
+    batch = processor([conversation], add_generation_prompt=True)
+    with torch.no_grad():
+        embeds, _, _, _ = model.prepare_embeddings(dict(batch))
+    assert embeds.shape[1] == chat.prompt_tokens(conversation)  # what the LLM reads
+    reply = chat.respond([conversation], DecodingOptions(max_new_tokens=2))[0]
+    assert reply.prompt_tokens == chat.prompt_tokens(conversation)

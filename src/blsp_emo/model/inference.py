@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from blsp_emo.model.processor import BlspEmoProcessor, stop_token_ids
+from blsp_emo.model.processor import BlspEmoProcessor, EncodedConversation, stop_token_ids
 from blsp_emo.model.stopping import RowStopper, cut_at_stop
 from blsp_emo.model.types import PLAIN, DecodingOptions, Message, Reply
 from blsp_emo.prompts import EMOTIONS
@@ -101,7 +101,7 @@ class SpeechChat:
             if stopper.forced[i]:
                 finish = "cancelled"
             label, scores = _segment_emotion(emotion, last_segment[i])
-            replies.append(Reply(text, label, scores, len(e.input_ids), n_tokens, finish))
+            replies.append(Reply(text, label, scores, self._prompt_length(e), n_tokens, finish))
         return replies
 
     def stream(self, messages: Sequence[Message], options: DecodingOptions = PLAIN) -> ReplyStream:
@@ -123,7 +123,13 @@ class SpeechChat:
 
     def prompt_tokens(self, messages: Sequence[Message]) -> int:
         """Tokens of the prompt (speech slots included) as the model will see it."""
-        return len(self.processor.encode(messages, add_generation_prompt=True).input_ids)
+        return self._prompt_length(self.processor.encode(messages, add_generation_prompt=True))
+
+    def _prompt_length(self, encoded: EncodedConversation) -> int:
+        """Positions the LLM reads for an encoded prompt: its ids, plus the emotion token after each speech
+        segment when the model has one (the token bridge's count depends on what is heard: not added)."""
+        extra = len(encoded.audios) if self.model.emotion_token is not None else 0
+        return len(encoded.input_ids) + extra
 
     @torch.no_grad()
     def recognize_emotion(self, audios: Sequence[np.ndarray]) -> list[dict[str, float] | None]:
@@ -161,7 +167,7 @@ class ReplyStream:
         self.error: BaseException | None = None
         self._cancelled = threading.Event()
         encoded, batch, last_segment = chat._prepare([messages])
-        self._prompt_tokens = len(encoded[0].input_ids)
+        self._prompt_tokens = chat._prompt_length(encoded[0])
         self._last_segment = last_segment[0]
         self._streamer = TextIteratorStreamer(
             chat.processor.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600
