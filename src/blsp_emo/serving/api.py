@@ -30,6 +30,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from pathlib import Path
 from typing import Any
 
+import anyio
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -64,6 +65,12 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).with_name("static")
 MODEL_ALIASES: tuple[str, ...] = ("blsp-emo", "default")  # names a request may use for the served model
 PROTECTED_DOCS = ("/docs", "/redoc", "/openapi.json")  # behind the API key when one is set
+
+# anyio imports its file module lazily, on first use: resolve it here, while this module is imported, so the
+# first page request (FileResponse opens files through anyio) does not import modules inside a server
+# thread (a slower first response; under pytest, whose assertion rewriter compiles anyio's modules,
+# CPython 3.11 can fail to compile in a thread: "AST constructor recursion depth mismatch").
+_OPEN_FILE = anyio.open_file
 
 
 def _error(exc: APIError) -> JSONResponse:
