@@ -340,6 +340,7 @@ class BlspEmoModel(PreTrainedModel):
         table = self.token_embeddings().weight.detach()
         token = EmotionToken(self.config.num_emotions, self.llm_dim).to(device=table.device)
         labels = dict(enumerate(EMOTIONS)) if self.config.num_emotions == len(EMOTIONS) else {}
+        rms = adapter_output_gain("embeddings", self.llm)
         with torch.no_grad():
             for k in range(self.config.num_emotions):
                 word = labels.get(k)
@@ -347,7 +348,6 @@ class BlspEmoModel(PreTrainedModel):
                 if ids:
                     token.table[k] = table[ids].float().mean(0)
                 else:
-                    rms = float(table.float().pow(2).mean().sqrt())
                     token.table[k] = torch.randn(self.llm_dim, device=table.device) * rms
         self.emotion_token = token.to(dtype=self.adapter.norm.weight.dtype)
         self.config.emotion_token = True
