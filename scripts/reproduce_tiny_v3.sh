@@ -19,8 +19,9 @@
 #      emotion head fitted again on its own (`refit-head`, the step count chosen on dev)
 #   6. eval: all tasks on the test split against v3.0, v2 and the cascades; emotion recognition per engine on
 #      the test voices, the held-out engine and the re-intoned real speech; semantics on LibriVox
-# Every step is resumable: rerun after an interruption and finished steps are skipped (each command also
-# resumes inside a step). Wall time per step goes to $OUT/timings.tsv.
+# Steps 1 and 2 run side by side, as do 2b and 3. Every step is resumable: rerun after an interruption and
+# finished steps are skipped (each command also resumes inside a step). Wall time per step goes to
+# $OUT/timings.tsv. UNTIL=targets stops after step 3 (the data and the stage-1 models, without stage 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/reproduce-tiny-v3}
@@ -38,29 +39,32 @@ export BLSP_EMO_NUM_THREADS=1 OMP_NUM_THREADS=1  # two one-thread lanes beat one
 source scripts/recipe_lib.sh  # step NAME DONE_FILE CMD..., lanes F G, run_eval NAME DONE MD ARGS...
 
 step assets "$HOME/.cache/blsp-emo/models/smollm2-135m-instruct/.complete" $BIN assets prepare
-# 1. Stage 1 that conveys the words (its own recipe, stopped after the stage-1 KL).
+# 1. Stage 1 that conveys the words (its own recipe, stopped after the stage-1 KL) | 2. the emotion corpus and
+# the real-speech check: two lanes.
 W="$OUT/words"
-step words "$W/stage1/final/model.safetensors" env OUT="$W" STAGE1_ONLY=1 BIN="$BIN" PY="$PY" \
-  bash scripts/stage1_words.sh
 STAGE1="$W/stage1/final"
-# Its grammar and broad-vocabulary training clips in one manifest (for step 2b).
-step words-broad "$W/combined-train.jsonl" env OUT="$W" STAGE1_ONLY=1 WITH_BROAD=1 BIN="$BIN" PY="$PY" \
-  bash scripts/stage1_words.sh
+words() {
+  step words "$W/stage1/final/model.safetensors" env OUT="$W" STAGE1_ONLY=1 BIN="$BIN" PY="$PY" \
+    bash scripts/stage1_words.sh
+  # Its grammar and broad-vocabulary training clips in one manifest (for step 2b).
+  step words-broad "$W/combined-train.jsonl" env OUT="$W" STAGE1_ONLY=1 WITH_BROAD=1 BIN="$BIN" PY="$PY" \
+    bash scripts/stage1_words.sh
+}
 
-# 2. The emotion corpus and the real-speech check.
 C="$OUT/corpus"
-step synth "$C/prosody-augmented.txt" $BIN data synth -o "$C" --utterances "$UTTERANCES" --general 0 \
-  --engines all --holdout-engine flite --augment all --augment-prob 0.3 --expressiveness 2 --seed "$SEED" --workers 2
-SPHINX=/usr/share/pocketsphinx/test/data
-step real-librivox "$OUT/librivox.jsonl" $BIN data import sphinx "$SPHINX/librivox" -o "$OUT/librivox.jsonl" --split test
-step real-cards "$OUT/cards.jsonl" $BIN data import sphinx "$SPHINX/cards" -o "$OUT/cards.jsonl" --split test
-step real-manifest "$OUT/real.jsonl" sh -c "cat '$OUT/librivox.jsonl' '$OUT/cards.jsonl' > '$OUT/real.jsonl.tmp' \
-  && mv '$OUT/real.jsonl.tmp' '$OUT/real.jsonl'"
-step reintone "$OUT/reintoned/reintoned.jsonl" $BIN data reintone "$OUT/real.jsonl" -o "$OUT/reintoned"
-# Held-out emotion material in one manifest (absolute paths): the test voices, the held-out engine, the
-# re-intoned real speech; `eval ser` reports each engine (and real-reintoned) as its own group.
 HELDOUT="$OUT/heldout-all.jsonl"
-step heldout-manifest "$HELDOUT" $PY -c "
+corpus() {
+  step synth "$C/prosody-augmented.txt" $BIN data synth -o "$C" --utterances "$UTTERANCES" --general 0 \
+    --engines all --holdout-engine flite --augment all --augment-prob 0.3 --expressiveness 2 --seed "$SEED" --workers 2
+  SPHINX=/usr/share/pocketsphinx/test/data
+  step real-librivox "$OUT/librivox.jsonl" $BIN data import sphinx "$SPHINX/librivox" -o "$OUT/librivox.jsonl" --split test
+  step real-cards "$OUT/cards.jsonl" $BIN data import sphinx "$SPHINX/cards" -o "$OUT/cards.jsonl" --split test
+  step real-manifest "$OUT/real.jsonl" sh -c "cat '$OUT/librivox.jsonl' '$OUT/cards.jsonl' > '$OUT/real.jsonl.tmp' \
+    && mv '$OUT/real.jsonl.tmp' '$OUT/real.jsonl'"
+  step reintone "$OUT/reintoned/reintoned.jsonl" $BIN data reintone "$OUT/real.jsonl" -o "$OUT/reintoned"
+  # Held-out emotion material in one manifest (absolute paths): the test voices, the held-out engine, the
+  # re-intoned real speech; `eval ser` reports each engine (and real-reintoned) as its own group.
+  step heldout-manifest "$HELDOUT" $PY -c "
 import json, os
 rows = []
 for manifest, splits in (('$C/emotion.jsonl', ('test', 'heldout-flite')), ('$OUT/reintoned/reintoned.jsonl', ('test',))):
@@ -73,6 +77,8 @@ for manifest, splits in (('$C/emotion.jsonl', ('test', 'heldout-flite')), ('$OUT
 open('$HELDOUT.tmp', 'w').write(''.join(json.dumps(r) + '\\n' for r in rows))
 os.replace('$HELDOUT.tmp', '$HELDOUT')
 "
+}
+lanes words corpus
 
 # 2b. Words on the emotion corpus: stage 1's adapter spells the acted, four-engine emotional speech badly
 # (greedy-CTC WER 0.85-0.90). The pre-alignment goes on from stage 1 over the emotion corpus's training clips
@@ -80,7 +86,8 @@ os.replace('$HELDOUT.tmp', '$HELDOUT')
 # 8 epochs), then 60 KL steps on the teacher's continuations of the emotion corpus's training transcripts.
 AE="$OUT/align-emotion"
 S1E="$OUT/stage1-emotion"
-step align-emotion-manifest "$OUT/align-emotion-train.jsonl" $PY -c "
+words_emotion() {
+  step align-emotion-manifest "$OUT/align-emotion-train.jsonl" $PY -c "
 import json, os, random
 corpus = os.path.abspath('$C')
 rows = []
@@ -99,16 +106,18 @@ random.Random(1).shuffle(rows)
 open('$OUT/align-emotion-train.jsonl.tmp', 'w').write(''.join(json.dumps(r) + '\\n' for r in rows))
 os.replace('$OUT/align-emotion-train.jsonl.tmp', '$OUT/align-emotion-train.jsonl')
 "
-step train-align-emotion "$AE/final/model.safetensors" $BIN train --config configs/tiny-v3-align.yaml --resume \
-  data.train="$OUT/align-emotion-train.jsonl" model.init_from="$STAGE1" optim.epochs=8 optim.warmup_steps=20 \
-  optim.lr=1e-3 run.output_dir="$AE" data.cache_dir="$OUT/encoder-cache-align"
-step targets-stage1-emotion "$OUT/.stage1-emotion-targets.done" sh -c "$BIN data targets --stage semantic \
-  '$C/emotion.jsonl' --split train -o '$OUT/stage1-emotion-targets.jsonl' && touch '$OUT/.stage1-emotion-targets.done'"
-step train-stage1-emotion "$S1E/final/model.safetensors" $BIN train --config configs/tiny-v3-stage1.yaml --resume \
-  data.train="$OUT/stage1-emotion-targets.jsonl" model.init_from="$AE/final" optim.max_steps=60 \
-  run.output_dir="$S1E" data.cache_dir="$OUT/encoder-cache"
+  step train-align-emotion "$AE/final/model.safetensors" $BIN train --config configs/tiny-v3-align.yaml --resume \
+    data.train="$OUT/align-emotion-train.jsonl" model.init_from="$STAGE1" optim.epochs=8 optim.warmup_steps=20 \
+    optim.lr=1e-3 run.output_dir="$AE" data.cache_dir="$OUT/encoder-cache-align"
+  step targets-stage1-emotion "$OUT/.stage1-emotion-targets.done" sh -c "$BIN data targets --stage semantic \
+    '$C/emotion.jsonl' --split train -o '$OUT/stage1-emotion-targets.jsonl' && touch '$OUT/.stage1-emotion-targets.done'"
+  step train-stage1-emotion "$S1E/final/model.safetensors" $BIN train --config configs/tiny-v3-stage1.yaml --resume \
+    data.train="$OUT/stage1-emotion-targets.jsonl" model.init_from="$AE/final" optim.max_steps=60 \
+    run.output_dir="$S1E" data.cache_dir="$OUT/encoder-cache"
+}
 
-# 3. Teacher targets: best-of-N for training in two shards (one per core), then one file.
+# 3. Teacher targets: best-of-N for training in two shards (one per core), then one file; step 2b runs in the
+# first lane before its shard.
 T="$OUT/targets"
 mkdir -p "$T"
 shard() {  # shard K: best-of-N targets of every other training clip
@@ -117,6 +126,7 @@ shard() {  # shard K: best-of-N targets of every other training clip
     --shard $1/2 -o '$T/stage2-shard$1.jsonl' && touch '$T/.shard$1.done'"
 }
 targets_a() {
+  words_emotion
   shard 0
   # The empathy reference: the teacher's greedy reply for each emotion of every test transcript.
   step targets-test-all-emotions "$T/.test5.done" sh -c "$BIN data targets --stage emotion --emotion-prompt reply \
@@ -128,6 +138,7 @@ step targets-merge "$T/stage2.jsonl" sh -c "cat '$T/stage2-shard0.jsonl' '$T/sta
   && mv '$T/stage2.jsonl.tmp' '$T/stage2.jsonl'"
 step targets-diversity "$T/diversity.txt" sh -c "$BIN data diversity '$T/stage2.jsonl' > '$T/diversity.txt.tmp' \
   && mv '$T/diversity.txt.tmp' '$T/diversity.txt'"
+if [ "${UNTIL:-}" = targets ]; then echo "== UNTIL=targets: stopping before stage 2"; exit 0; fi
 
 # 4. Stage 2, its ablations and the emotion comparison; the encoder is frozen in all of them, so they share
 # one cache of its outputs and layer statistics (written atomically, keyed by the encoder's weights).

@@ -12,6 +12,7 @@ from training_helpers import tiny_config
 
 from blsp_emo.errors import UserError
 from blsp_emo.model.processor import batch_to
+from blsp_emo.prompts import Stage
 from blsp_emo.training.trainer import Trainer, TrainingDivergedError, train
 
 
@@ -320,3 +321,62 @@ def test_recognition_share_adds_emotion_questions_to_stage2(tone_targets, tmp_pa
         tiny_config(tone_targets, tmp_path / "s1", "semantic", data={"recognition_share": 0.5}).validate()
     with pytest.raises(UserError, match="recognition_share"):
         tiny_config(tone_targets, tmp_path / "s3", "emotion", data={"recognition_share": 1.5}).validate()
+
+
+def test_semantic_kl_beside_stage2_trains_and_resumes_exactly(tone_targets, tmp_path):
+    # data.semantic_train: every stage-2 micro-batch is followed by one of stage 1's rows with its KL to
+    # the LLM fed the transcript; the stream's place follows the steps, so a resumed run ends on the same
+    # weights as an uninterrupted one.
+    from blsp_emo.prompts import INSTRUCTIONS, SYSTEM_PROMPTS
+
+    sections = {
+        "optim": {"max_steps": 4, "grad_accum": 2},
+        "run": {"save_steps": 2},
+        "data": {"batch_size": 3, "semantic_train": str(tone_targets), "semantic_batch_seconds": 5},
+        "model": {"emotion_features": "layer_mix", "emotion_token": True, "semantic_loss_weight": 0.5},
+    }
+    trainer = Trainer(tiny_config(tone_targets, tmp_path / "full", "emotion", **sections))
+    stream = trainer.semantic_stream
+    assert stream is not None and len(stream.dataset) == 12
+    batch = stream.batch(0)
+    assert {"teacher_input_ids", "teacher_labels", "encoder_layer_stats"} <= batch.keys()
+    tokenizer = trainer.processor.tokenizer
+    prompt = tokenizer.decode(batch["input_ids"][0][batch["input_ids"][0] >= 0])
+    assert SYSTEM_PROMPTS["default"] in prompt and SYSTEM_PROMPTS["empathetic"] not in prompt
+    teacher = tokenizer.decode(batch["teacher_input_ids"][0])
+    assert INSTRUCTIONS[Stage.SEMANTIC.instruction_name].split("\n")[0] in teacher
+    # micro-batch n is a function of n: epochs follow each other, every row once per epoch
+    first = [stream.indices(n) for n in range(stream.per_epoch)]
+    assert sorted(i for b in first for i in b) == list(range(12))
+    assert stream.indices(stream.per_epoch) != first[0] or stream.per_epoch == 1
+    assert stream.indices(1) == first[1]
+    full = trainer.fit()
+    records = _log(tmp_path / "full")
+    assert all(r["kl_loss"] > 0 and r["lm_loss"] > 0 for r in records)
+    summary = json.loads((tmp_path / "full" / "summary.json").read_text())
+    assert summary["semantic_rows"] == 12 and summary["semantic_micro_batches"] == 8
+
+    part = tmp_path / "part"
+    stopped = train(
+        tiny_config(
+            tone_targets, part, "emotion", **{**sections, "run": {"save_steps": 2, "stop_after_steps": 2}}
+        )
+    )
+    assert stopped.final_dir is None
+    resumed = train(tiny_config(tone_targets, part, "emotion", **sections), resume=True)
+    a, b = _weights(full.final_dir), _weights(resumed.final_dir)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
+
+    # the KL term moves the weights: without it the same run ends elsewhere
+    plain = {**sections, "data": {"batch_size": 3}}
+    alone = _weights(train(tiny_config(tone_targets, tmp_path / "plain", "emotion", **plain)).final_dir)
+    assert any(not torch.equal(a[k], alone[k]) for k in a if ".lora_" in k)
+    assert "kl_loss" not in _log(tmp_path / "plain")[0]
+
+
+def test_semantic_train_needs_stage2(tone_targets, tmp_path):
+    with pytest.raises(UserError, match="semantic_train needs stage: emotion"):
+        tiny_config(tone_targets, tmp_path / "s1", "semantic", data={"semantic_train": str(tone_targets)})
+    with pytest.raises(UserError, match="semantic_loss_weight"):
+        tiny_config(tone_targets, tmp_path / "s2", "emotion", model={"semantic_loss_weight": -1})

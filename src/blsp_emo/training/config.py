@@ -63,6 +63,9 @@ class ModelSection:
     # steps on the frozen encoder's statistics of the training clips (as `blsp-emo refit-head` does), so the
     # LLM trains with an emotion token that is right from the start; 0 = off
     emotion_head_prefit_steps: int = 0
+    # stage 2: weight of the semantic KL term on data.semantic_train (this project's addition): stage 1's
+    # loss kept in stage 2, so the LoRA does not wear away the words the adapter conveys
+    semantic_loss_weight: float = 1.0
 
 
 @dataclass
@@ -95,6 +98,14 @@ class DataSection:
     # Which recording of each row to train on: "audio" (as listed: the augmented copy in an augmented
     # corpus) or "clean_audio" (the recording before augmentation; rows without one keep "audio")
     audio_field: str = "audio"
+    # Stage 2: a stage-1 target JSONL (`blsp-emo data targets --stage semantic`, e.g. of the same training
+    # transcripts). With it every micro-batch of stage 2 is followed by one micro-batch of these rows
+    # trained as in stage 1 (the default prompt + speech, KL to the LLM fed the transcript, the LoRA
+    # active on the speech as in stage 2), weighted by model.semantic_loss_weight; "" = off (the paper)
+    semantic_train: str = ""
+    semantic_batch_seconds: float = (
+        0.0  # duration batching of those rows: seconds per micro-batch (0 = batch_seconds)
+    )
     # Held-out (dev) loss, off by default. ``dev``: a target JSONL of held-out rows (same format as
     # ``train``); ``dev_split``: take the rows of this split ("dev") from ``dev`` when given, else from
     # ``train`` (it must then differ from ``split``, or the dev rows would be training rows). With either
@@ -215,6 +226,12 @@ class TrainConfig:
                 "data.recognition_share needs stage: emotion (the rows need emotion labels)",
             ),
             (self.run.eval_steps >= 0, "run.eval_steps must be >= 0"),
+            (
+                not self.data.semantic_train or self.stage is Stage.EMOTION,
+                "data.semantic_train needs stage: emotion (stage 1 trains on data.train itself)",
+            ),
+            (self.model.semantic_loss_weight >= 0, "model.semantic_loss_weight must be >= 0"),
+            (self.data.semantic_batch_seconds >= 0, "data.semantic_batch_seconds must be >= 0"),
             (self.data.dev_max_rows >= 0, "data.dev_max_rows must be >= 0"),
             (
                 self.run.eval_steps == 0 or self.has_dev,

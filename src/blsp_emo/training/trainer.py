@@ -278,6 +278,13 @@ class Trainer:
                 log.info("%s", self.alignment_report["summary"])
         self.dev_overlap, self.dev_seconds = 0, 0.0
         self.dev = self._load_dev()
+        self.semantic: TargetDataset | None = None
+        if d.semantic_train:  # stage 1's rows, trained beside stage 2's (config: data.semantic_train)
+            self.semantic = load_target_dataset(
+                d.semantic_train, d.min_seconds, d.max_seconds, 0, d.split, audio_field=d.audio_field
+            )
+            if self.main:
+                log.info("semantic KL in stage 2: %d rows of %s", len(self.semantic), d.semantic_train)
         self.cache: EncoderCache | None = None
         self.stats_cache: EncoderCache | None = None
         if config.uses_cache:
@@ -341,7 +348,7 @@ class Trainer:
         # batch composition changes padded encoder outputs in the last bits, and the training rows must
         # be encoded exactly as without a dev set.
         todo: list[list] = []
-        for dataset in (self.dataset, self.dev):
+        for dataset in (self.dataset, self.dev, self.semantic):
             if dataset is None:
                 continue
             durations = dataset.durations
@@ -444,6 +451,23 @@ class Trainer:
             collate_fn=collator,
             generator=torch.Generator().manual_seed(0),
         )
+        self.semantic_stream: SemanticStream | None = None
+        if self.semantic is not None:
+            semantic_sampler = TrainBatchSampler(
+                self.semantic.durations,
+                mode=d.batching,
+                batch_seconds=d.semantic_batch_seconds or d.batch_seconds,
+                batch_size=d.batch_size,
+                num_replicas=acc.num_processes,
+                rank=acc.process_index,
+                seed=self.config.run.seed + 1,
+                shuffle=d.shuffle,
+            )
+            # stage 1's prompts (the default system prompt and instruction), the same encoder caches
+            semantic_collator = TrainingCollator(
+                self.processor, Stage.SEMANTIC, cache=self.cache, stats_cache=self.stats_cache
+            )
+            self.semantic_stream = SemanticStream(self.semantic, semantic_sampler, semantic_collator)
         # The dev loss: the same inputs as training, without SpecAugment-style time masks.
         self.dev_collate = None
         if self.dev is not None:
@@ -650,6 +674,8 @@ class Trainer:
             if not torch.isfinite(stats[:4]).all():
                 self._diverged(stats[0] / stats[4], state)
             acc.backward(out.loss)
+            if self.semantic_stream is not None:
+                self._semantic_micro_step(window, state)
             if acc.sync_gradients and self.config.optim.max_grad_norm > 0:
                 norm = acc.clip_grad_norm_(self.trainable, self.config.optim.max_grad_norm)
                 window["grad_norm"] = float(norm) if norm is not None else float("nan")
@@ -666,6 +692,24 @@ class Trainer:
             window["emotion_n"] = window.get("emotion_n", 0) + 1
         window["micro"] = window.get("micro", 0) + 1
         window["samples"] = window.get("samples", 0) + int(stats[6])
+
+    def _semantic_micro_step(self, window: dict, state: ckpt.TrainerState) -> None:
+        """One micro-batch of data.semantic_train as in stage 1 (KL to the LLM fed the transcript), its
+        gradient weighted by model.semantic_loss_weight and added to the stage-2 micro-batch's (a forward
+        and a backward of its own: DDP allows one forward per backward)."""
+        acc, stream = self.accelerator, self.semantic_stream
+        assert stream is not None
+        batch = stream.batch(self.semantic_micro)
+        self.semantic_micro += 1
+        batch.pop("num_samples")
+        out = self.model(**batch_to(batch, acc.device))
+        kl = acc.reduce(out.kl_loss.detach().float().reshape(1), reduction="mean")
+        if not torch.isfinite(kl).all():
+            self._diverged(kl[0], state)
+        weight = self.config.model.semantic_loss_weight
+        acc.backward(weight * out.kl_loss)
+        window["semantic_kl"] = window.get("semantic_kl", 0.0) + float(kl[0])
+        window["loss"] = window.get("loss", 0.0) + weight * float(kl[0])
 
     def _diverged(self, value: torch.Tensor, state: ckpt.TrainerState) -> None:
         last = ckpt.latest_checkpoint(self.checkpoint_root)
@@ -684,6 +728,8 @@ class Trainer:
             record["ctc_loss"] = window["stage_loss"] / micro
         else:
             record["lm_loss"] = window["lm_loss"] / micro
+            if "semantic_kl" in window:
+                record["kl_loss"] = window["semantic_kl"] / micro
             if window.get("emotion_n"):
                 record["emotion_loss"] = window["emotion_loss"] / window["emotion_n"]
         record["lr"] = self.scheduler.get_last_lr()[0]
@@ -722,6 +768,8 @@ class Trainer:
 
         cfg, acc = self.config, self.accelerator
         state, last_saved = self._resume_or_start(resume)
+        # the semantic stream's place follows the micro-batches trained (checkpoints fall on step ends)
+        self.semantic_micro = state.global_step * cfg.optim.grad_accum
         tracker = None
         if self.main:
             tracker = TrainingLog(self.out / "logs", resume_step=state.global_step if last_saved else None)
@@ -869,10 +917,43 @@ class Trainer:
                     ),
                     **({"dev": self._dev_summary()} if self.dev is not None else {}),
                     **({"emotion_head_prefit": self.emotion_prefit} if self.emotion_prefit else {}),
+                    **(
+                        {"semantic_rows": len(self.semantic), "semantic_micro_batches": self.semantic_micro}
+                        if self.semantic is not None
+                        else {}
+                    ),
                 },
             )
         self.accelerator.wait_for_everyone()
         return TrainResult(final_dir, last_saved, state.global_step, rate, losses, self.main)
+
+
+class SemanticStream:
+    """Stage 1's rows as an endless stream of micro-batches beside stage 2's (data.semantic_train).
+
+    Micro-batch ``n`` is a pure function of ``n`` (epoch ``n // per_epoch`` of the sampler, then its place in
+    it), so a resumed run continues the stream exactly where the checkpoint's step left it.
+    """
+
+    def __init__(self, dataset: TargetDataset, sampler: TrainBatchSampler, collator: TrainingCollator):
+        self.dataset, self.sampler, self.collator = dataset, sampler, collator
+        self.per_epoch = sampler.batches_per_epoch()
+        if self.per_epoch == 0:
+            raise UserError(f"data.semantic_train: {len(dataset)} rows make no micro-batch on every process")
+        self._epoch: int | None = None
+        self._batches: list[list[int]] = []
+
+    def indices(self, n: int) -> list[int]:
+        """The dataset rows of micro-batch ``n``."""
+        epoch, k = divmod(n, self.per_epoch)
+        if epoch != self._epoch:
+            self.sampler.set_epoch(epoch)
+            self._epoch, self._batches = epoch, self.sampler.epoch_batches()
+        return self._batches[k]
+
+    def batch(self, n: int) -> dict:
+        """Micro-batch ``n``, collated as stage 1 (teacher inputs included)."""
+        return self.collator([self.dataset[i] for i in self.indices(n)])
 
 
 def _computed(tensor: torch.Tensor) -> Callable[[np.ndarray], torch.Tensor]:
