@@ -7,8 +7,9 @@
 #      clips of pocketsphinx-testdata re-intoned per emotion (evaluation only)
 #   2b. words on the emotion corpus: the pre-alignment goes on over its training clips and as many grammar
 #      and broad clips (8 epochs), then 60 KL steps on the teacher's continuations of its transcripts
-#   3. targets: best-of-4 teacher replies for the training clips (two shards, one per core) | the teacher's
-#      reply for each of the five emotions of every test transcript (the empathy reference)
+#   3. targets: best-of-4 teacher replies for the training clips (two shards) | the teacher's continuations of
+#      the training transcripts (for 2b) | the teacher's reply for each of the five emotions of every test
+#      transcript (the empathy reference)
 #   4. stage 2 (configs/tiny-v3-stage2.yaml: layer-mixed emotion head, augmented audio): the shipped model
 #      v3.1 from step 2b with the emotion token (the LLM reads the heard emotion as one embedding after the
 #      speech; the head fitted alone first), 300 steps; from step 1: v3.0's stage 2 (300 steps), the
@@ -19,9 +20,10 @@
 #      emotion head fitted again on its own (`refit-head`, the step count chosen on dev)
 #   6. eval: all tasks on the test split against v3.0, v2 and the cascades; emotion recognition per engine on
 #      the test voices, the held-out engine and the re-intoned real speech; semantics on LibriVox
-# Steps 1 and 2 run side by side, as do 2b and 3. Every step is resumable: rerun after an interruption and
-# finished steps are skipped (each command also resumes inside a step). Wall time per step goes to
-# $OUT/timings.tsv. UNTIL=targets stops after step 3 (the data and the stage-1 models, without stage 2).
+# Two one-core lanes: step 1 | steps 2 and 3; then 2b and the stage-2 runs from it | the stage-2 runs from step 1;
+# then the evaluations. Every step is resumable: rerun after an interruption and finished steps are skipped
+# (each command also resumes inside a step). Wall time per step goes to $OUT/timings.tsv. UNTIL=targets stops
+# after steps 1-3 (the data, step 1's model and the targets; no 2b, no stage 2), UNTIL=2b after step 2b.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/reproduce-tiny-v3}
@@ -51,6 +53,25 @@ words() {
     bash scripts/stage1_words.sh
 }
 
+# 3. Teacher targets (in the corpus lane, after the corpus): best-of-N for training in two shards, then one
+# file; the stage-1 targets of the emotion corpus's training transcripts (for step 2b); the empathy reference.
+T="$OUT/targets"
+mkdir -p "$T"
+shard() {  # shard K: best-of-N targets of every other training clip
+  step "targets-stage2-shard$1" "$T/.shard$1.done" sh -c "$BIN data targets --stage emotion --emotion-prompt reply \
+    '$C/emotion.jsonl' --split train --samples $SAMPLES --max-new-tokens 40 --batch-size 16 --seed $SEED \
+    --shard $1/2 -o '$T/stage2-shard$1.jsonl' && touch '$T/.shard$1.done'"
+}
+targets() {
+  shard 0
+  shard 1
+  step targets-stage1-emotion "$OUT/.stage1-emotion-targets.done" sh -c "$BIN data targets --stage semantic \
+    '$C/emotion.jsonl' --split train -o '$OUT/stage1-emotion-targets.jsonl' && touch '$OUT/.stage1-emotion-targets.done'"
+  # The empathy reference: the teacher's greedy reply for each emotion of every test transcript.
+  step targets-test-all-emotions "$T/.test5.done" sh -c "$BIN data targets --stage emotion --emotion-prompt reply \
+    --all-emotions '$C/emotion.jsonl' --split test -o '$T/test-all-emotions.jsonl' && touch '$T/.test5.done'"
+}
+
 C="$OUT/corpus"
 HELDOUT="$OUT/heldout-all.jsonl"
 corpus() {
@@ -77,8 +98,14 @@ for manifest, splits in (('$C/emotion.jsonl', ('test', 'heldout-flite')), ('$OUT
 open('$HELDOUT.tmp', 'w').write(''.join(json.dumps(r) + '\\n' for r in rows))
 os.replace('$HELDOUT.tmp', '$HELDOUT')
 "
+  targets
 }
 lanes words corpus
+step targets-merge "$T/stage2.jsonl" sh -c "cat '$T/stage2-shard0.jsonl' '$T/stage2-shard1.jsonl' > '$T/stage2.jsonl.tmp' \
+  && mv '$T/stage2.jsonl.tmp' '$T/stage2.jsonl'"
+step targets-diversity "$T/diversity.txt" sh -c "$BIN data diversity '$T/stage2.jsonl' > '$T/diversity.txt.tmp' \
+  && mv '$T/diversity.txt.tmp' '$T/diversity.txt'"
+if [ "${UNTIL:-}" = targets ]; then echo "== UNTIL=targets: stopping before step 2b and stage 2"; exit 0; fi
 
 # 2b. Words on the emotion corpus: stage 1's adapter spells the acted, four-engine emotional speech badly
 # (greedy-CTC WER 0.85-0.90). The pre-alignment goes on from stage 1 over the emotion corpus's training clips
@@ -109,36 +136,12 @@ os.replace('$OUT/align-emotion-train.jsonl.tmp', '$OUT/align-emotion-train.jsonl
   step train-align-emotion "$AE/final/model.safetensors" $BIN train --config configs/tiny-v3-align.yaml --resume \
     data.train="$OUT/align-emotion-train.jsonl" model.init_from="$STAGE1" optim.epochs=8 optim.warmup_steps=20 \
     optim.lr=1e-3 run.output_dir="$AE" data.cache_dir="$OUT/encoder-cache-align"
-  step targets-stage1-emotion "$OUT/.stage1-emotion-targets.done" sh -c "$BIN data targets --stage semantic \
-    '$C/emotion.jsonl' --split train -o '$OUT/stage1-emotion-targets.jsonl' && touch '$OUT/.stage1-emotion-targets.done'"
   step train-stage1-emotion "$S1E/final/model.safetensors" $BIN train --config configs/tiny-v3-stage1.yaml --resume \
     data.train="$OUT/stage1-emotion-targets.jsonl" model.init_from="$AE/final" optim.max_steps=60 \
     run.output_dir="$S1E" data.cache_dir="$OUT/encoder-cache"
 }
+if [ "${UNTIL:-}" = 2b ]; then words_emotion; echo "== UNTIL=2b: stopping before stage 2"; exit 0; fi
 
-# 3. Teacher targets: best-of-N for training in two shards (one per core), then one file; step 2b runs in the
-# first lane before its shard.
-T="$OUT/targets"
-mkdir -p "$T"
-shard() {  # shard K: best-of-N targets of every other training clip
-  step "targets-stage2-shard$1" "$T/.shard$1.done" sh -c "$BIN data targets --stage emotion --emotion-prompt reply \
-    '$C/emotion.jsonl' --split train --samples $SAMPLES --max-new-tokens 40 --batch-size 16 --seed $SEED \
-    --shard $1/2 -o '$T/stage2-shard$1.jsonl' && touch '$T/.shard$1.done'"
-}
-targets_a() {
-  words_emotion
-  shard 0
-  # The empathy reference: the teacher's greedy reply for each emotion of every test transcript.
-  step targets-test-all-emotions "$T/.test5.done" sh -c "$BIN data targets --stage emotion --emotion-prompt reply \
-    --all-emotions '$C/emotion.jsonl' --split test -o '$T/test-all-emotions.jsonl' && touch '$T/.test5.done'"
-}
-targets_b() { shard 1; }
-lanes targets_a targets_b
-step targets-merge "$T/stage2.jsonl" sh -c "cat '$T/stage2-shard0.jsonl' '$T/stage2-shard1.jsonl' > '$T/stage2.jsonl.tmp' \
-  && mv '$T/stage2.jsonl.tmp' '$T/stage2.jsonl'"
-step targets-diversity "$T/diversity.txt" sh -c "$BIN data diversity '$T/stage2.jsonl' > '$T/diversity.txt.tmp' \
-  && mv '$T/diversity.txt.tmp' '$T/diversity.txt'"
-if [ "${UNTIL:-}" = targets ]; then echo "== UNTIL=targets: stopping before stage 2"; exit 0; fi
 
 # 4. Stage 2, its ablations and the emotion comparison; the encoder is frozen in all of them, so they share
 # one cache of its outputs and layer statistics (written atomically, keyed by the encoder's weights).
@@ -157,6 +160,7 @@ train_a() {
   train2 stage2-long optim.max_steps=300
 }
 train_b() {
+  words_emotion  # step 2b, beside the first stage-2 runs (they start from step 1)
   # v3.1, the shipped model: from the words on the emotion corpus (2b), the LLM reads the heard emotion as
   # one embedding after the speech (model.emotion_token), the head fitted alone before the first step
   train2 stage2-token model.init_from="$S1E/final" optim.max_steps=300 model.emotion_token=true \
