@@ -10,13 +10,15 @@
 #   3. targets: best-of-4 teacher replies for the training clips (two shards) | the teacher's continuations of
 #      the training transcripts (for 2b) | the teacher's reply for each of the five emotions of every test
 #      transcript (the empathy reference)
-#   4. stage 2 (configs/tiny-v3-stage2.yaml: layer-mixed emotion head, augmented audio): the shipped model
-#      v3.1 from step 2b with the emotion token (the LLM reads the heard emotion as one embedding after the
-#      speech; the head fitted alone first), 300 steps; from step 1: v3.0's stage 2 (300 steps), the
+#   4. stage 2 (configs/tiny-v3-stage2.yaml: layer-mixed emotion head, augmented audio): from step 2b, v3.1
+#      with the emotion token (the LLM reads the heard emotion as one embedding after the speech; the head
+#      fitted alone first), 300 steps, and the shipped model v3.2, the same with stage 1's KL kept beside
+#      stage 2 (data.semantic_train: one micro-batch of the teacher's continuations of the training
+#      transcripts after each stage-2 micro-batch, weight 1); from step 1: v3.0's stage 2 (300 steps), the
 #      120-step reference, the paper's two ablations (no stage 1 -- and no pre-alignment --, no emotion-head
 #      loss) and the emotion comparison (the paper's final-layer head; clean instead of augmented training
-#      audio), all at 120 steps, two lanes
-#   5. float16 export of v3.1 (the shipped model); v3.0: float16 export of its stage 2, then its layer-mixed
+#      audio), all at 120 steps; two lanes
+#   5. float16 export of v3.2 (the shipped model) and v3.1; v3.0: float16 export of its stage 2, then its layer-mixed
 #      emotion head fitted again on its own (`refit-head`, the step count chosen on dev)
 #   6. eval: all tasks on the test split against v3.0, v2 and the cascades; emotion recognition per engine on
 #      the test voices, the held-out engine and the re-intoned real speech; semantics on LibriVox
@@ -154,32 +156,39 @@ train2() {  # train2 NAME [overrides...]: one stage-2 run into $OUT/NAME
   step "train-$name" "$OUT/$name/final/model.safetensors" $BIN train --config configs/tiny-v3-stage2.yaml --resume \
     data.train="$T/stage2.jsonl" model.init_from="$STAGE1" run.output_dir="$OUT/$name" "$CACHE" "$@"
 }
-train_a() {
+train_a() {  # the stage-2 runs from step 1
   train2 stage2
   train2 emotion-final-layer model.emotion_features=adapter
   train2 stage2-long optim.max_steps=300
-}
-train_b() {
-  words_emotion  # step 2b, beside the first stage-2 runs (they start from step 1)
-  # v3.1, the shipped model: from the words on the emotion corpus (2b), the LLM reads the heard emotion as
-  # one embedding after the speech (model.emotion_token), the head fitted alone before the first step
-  train2 stage2-token model.init_from="$S1E/final" optim.max_steps=300 model.emotion_token=true \
-    model.emotion_head_prefit_steps=400
   train2 ablation-no-emotion-loss model.emotion_loss_weight=0
   train2 emotion-layer-mix-clean data.audio_field=clean_audio
   train2 emotion-final-layer-clean model.emotion_features=adapter data.audio_field=clean_audio
   train2 ablation-no-stage1 model.init_from=tiny
 }
+train_b() {  # step 2b and the stage-2 runs from it
+  words_emotion  # step 2b, beside the first stage-2 runs (they start from step 1)
+  # v3.1: from the words on the emotion corpus (2b), the LLM reads the heard emotion as one embedding after
+  # the speech (model.emotion_token), the head fitted alone before the first step
+  local token=(model.init_from="$S1E/final" optim.max_steps=300 model.emotion_token=true model.emotion_head_prefit_steps=400)
+  train2 stage2-token "${token[@]}"
+  # v3.2, the shipped model: the same, with stage 1's KL on the emotion corpus's transcripts kept beside it
+  # (one micro-batch of up to 16 s of speech after each stage-2 micro-batch; the weight chosen on dev)
+  train2 stage2-sem "${token[@]}" data.semantic_train="$OUT/stage1-emotion-targets.jsonl" \
+    data.semantic_batch_seconds=16 model.semantic_loss_weight=1
+}
 lanes train_a train_b
 
-# 5. The shipped model (v3.1): the emotion-token stage 2 in float16 (its head was fitted before stage 2: a refit
-# ties it on dev). v3.0, the first v3 release: the 300-step stage 2 with its head refitted (stage 2 left it
+# 5. The shipped model (v3.2): the emotion-token stage 2 with the semantic KL, in float16; v3.1, the
+# emotion-token stage 2 without it (its head was fitted before stage 2: a refit ties it on dev). v3.0, the
+# first v3 release: the 300-step stage 2 with its head refitted (stage 2 left it
 # undertrained); the 120-step reference in float16 as trained.
-MODEL="$OUT/blsp-emo-tiny-v3.1"
+MODEL="$OUT/blsp-emo-tiny-v3.2"
+V31="$OUT/blsp-emo-tiny-v3.1"
 STAGE2="$OUT/blsp-emo-tiny"
 V30="$OUT/blsp-emo-tiny-refit"
 REF="$OUT/blsp-emo-tiny-120"
-step export-v3.1 "$MODEL/model.safetensors" $BIN export "$OUT/stage2-token/final" -o "$MODEL" --dtype float16
+step export-v3.2 "$MODEL/model.safetensors" $BIN export "$OUT/stage2-sem/final" -o "$MODEL" --dtype float16
+step export-v3.1 "$V31/model.safetensors" $BIN export "$OUT/stage2-token/final" -o "$V31" --dtype float16
 step export "$STAGE2/model.safetensors" $BIN export "$OUT/stage2-long/final" -o "$STAGE2" --dtype float16
 step refit-head "$V30/head_refit.json" $BIN refit-head "$STAGE2" --data "$C/emotion.jsonl" -o "$V30"
 step export-ref "$REF/model.safetensors" $BIN export "$OUT/stage2/final" -o "$REF" --dtype float16
@@ -193,9 +202,9 @@ step v2-model "$V2/model.safetensors" sh -c "mkdir -p '$V2' \
 # 6. Evaluation. (a) all tasks on a seeded sample of the test split; (b) emotion recognition on the held-out
 # material (test voices, held-out engine, re-intoned real speech; per engine); (c) semantics on the five
 # real LibriVox clips. Each lane its own text cache; one table per evaluation gathers them at the end.
-SYSTEMS_A=("$MODEL" "$STAGE2" "$REF" "$OUT/ablation-no-stage1/final" "$OUT/ablation-no-emotion-loss/final")
+SYSTEMS_A=("$MODEL" "$V31" "$STAGE2" "$REF" "$OUT/ablation-no-stage1/final" "$OUT/ablation-no-emotion-loss/final")
 SYSTEMS_B=("$V2" cascade-asr cascade-text)
-EMOTION_A=("$MODEL" "$V30" "$STAGE2" "$REF" "$OUT/emotion-final-layer/final" "$OUT/emotion-layer-mix-clean/final")
+EMOTION_A=("$MODEL" "$V31" "$V30" "$STAGE2" "$REF" "$OUT/emotion-final-layer/final" "$OUT/emotion-layer-mix-clean/final")
 EMOTION_B=("$OUT/emotion-final-layer-clean/final" "$V2" cascade-asr-prosody cascade-asr-ser)
 TEST_ARGS=(--data "$C/emotion.jsonl" --split test --limit "$TEST_LIMIT" --ser-train "$C/emotion.jsonl"
   --teacher-targets "$T/test-all-emotions.jsonl" --llm tiny --batch-size 16 -o "$OUT/eval")
@@ -213,22 +222,22 @@ eval_b() {
     "${HELDOUT_ARGS[@]}" --cache-dir "$OUT/eval-heldout/cache-b"
   run_eval eval-test-b "$OUT/eval/.b.done" "$OUT/eval-b.md" --model "${SYSTEMS_B[@]}" "${TEST_ARGS[@]}" \
     --cache-dir "$OUT/eval/cache-b"
-  run_eval eval-librivox "$OUT/eval-librivox/.done" "$OUT/eval-librivox.md" --model "$MODEL" "$STAGE2" "$STAGE1" "$S1E/final" \
+  run_eval eval-librivox "$OUT/eval-librivox/.done" "$OUT/eval-librivox.md" --model "$MODEL" "$V31" "$STAGE2" "$STAGE1" "$S1E/final" \
     "$OUT/ablation-no-stage1/final" "$V2" cascade-asr cascade-text "${LIBRIVOX_ARGS[@]}"
 }
 mkdir -p "$OUT/eval" "$OUT/eval-heldout" "$OUT/eval-librivox"
 lanes eval_a eval_b
-# v3.1 where the lanes above were run before it existed (resumed: nothing is scored twice).
-run_eval eval-heldout-v3.1 "$OUT/eval-heldout/.v3.1.done" "$OUT/eval-heldout-v3.1.md" --model "$MODEL" "$V30" \
+# v3.2 where the lanes above were run before it existed (resumed: nothing is scored twice).
+run_eval eval-heldout-v3.2 "$OUT/eval-heldout/.v3.2.done" "$OUT/eval-heldout-v3.2.md" --model "$MODEL" \
   "${HELDOUT_ARGS[@]}" --cache-dir "$OUT/eval-heldout/cache-a"
-run_eval eval-test-v3.1 "$OUT/eval/.v3.1.done" "$OUT/eval-v3.1.md" --model "$MODEL" "${TEST_ARGS[@]}" \
+run_eval eval-test-v3.2 "$OUT/eval/.v3.2.done" "$OUT/eval-v3.2.md" --model "$MODEL" "${TEST_ARGS[@]}" \
   --cache-dir "$OUT/eval/cache-a"
-run_eval eval-librivox-v3.1 "$OUT/eval-librivox/.v3.1.done" "$OUT/eval-librivox-v3.1.md" --model "$MODEL" \
-  "$S1E/final" "${LIBRIVOX_ARGS[@]}"
+run_eval eval-librivox-v3.2 "$OUT/eval-librivox/.v3.2.done" "$OUT/eval-librivox-v3.2.md" --model "$MODEL" \
+  "${LIBRIVOX_ARGS[@]}"
 # One table per evaluation over all its systems (only gathers the finished results).
-run_eval table-test "$OUT/eval/.table-v3.1.done" "$OUT/eval-table.md" --model "${SYSTEMS_A[@]}" "${SYSTEMS_B[@]}" \
+run_eval table-test "$OUT/eval/.table-v3.2.done" "$OUT/eval-table.md" --model "${SYSTEMS_A[@]}" "${SYSTEMS_B[@]}" \
   "${TEST_ARGS[@]}"
-run_eval table-heldout "$OUT/eval-heldout/.table-v3.1.done" "$OUT/eval-heldout-table.md" --model "${EMOTION_A[@]}" \
+run_eval table-heldout "$OUT/eval-heldout/.table-v3.2.done" "$OUT/eval-heldout-table.md" --model "${EMOTION_A[@]}" \
   "${EMOTION_B[@]}" "${HELDOUT_ARGS[@]}"
 echo "== timings (s):"; cat "$OUT/timings.tsv"
 echo "== the trained model: $MODEL (checkpoints/blsp-emo-tiny in the repository is a copy of it)"

@@ -14,7 +14,7 @@ from blsp_emo.prompts import EMOTIONS
 
 pytestmark = pytest.mark.integration
 
-# blsp-emo-tiny v3.1 hears 4 of the 5 example tones (all but angry, heard as happy; chance:
+# blsp-emo-tiny v3.2 (as v3.1) hears 4 of the 5 example tones (all but angry, heard as happy; chance:
 # 1); README "blsp-emo-tiny".
 MIN_HEARD = 4
 
