@@ -18,8 +18,8 @@
 #      120-step reference, the paper's two ablations (no stage 1 -- and no pre-alignment --, no emotion-head
 #      loss) and the emotion comparison (the paper's final-layer head; clean instead of augmented training
 #      audio), all at 120 steps; two lanes
-#   5. float16 export of v3.2 (the shipped model) and v3.1; v3.0: float16 export of its stage 2, then its layer-mixed
-#      emotion head fitted again on its own (`refit-head`, the step count chosen on dev)
+#   5. float16 export of v3.2 (the shipped model) and v3.1; v3.0: float16 export of its stage 2, then its
+#      layer-mixed emotion head fitted again on its own (`refit-head`, the step count chosen on dev)
 #   6. eval: all tasks on the test split against v3.0, v2 and the cascades; emotion recognition per engine on
 #      the test voices, the held-out engine and the re-intoned real speech; semantics on LibriVox
 # Two one-core lanes: step 1 | steps 2 and 3; then 2b and the stage-2 runs from it | the stage-2 runs from step 1;
@@ -169,7 +169,8 @@ train_b() {  # step 2b and the stage-2 runs from it
   words_emotion  # step 2b, beside the first stage-2 runs (they start from step 1)
   # v3.1: from the words on the emotion corpus (2b), the LLM reads the heard emotion as one embedding after
   # the speech (model.emotion_token), the head fitted alone before the first step
-  local token=(model.init_from="$S1E/final" optim.max_steps=300 model.emotion_token=true model.emotion_head_prefit_steps=400)
+  local token=(model.init_from="$S1E/final" optim.max_steps=300 model.emotion_token=true
+    model.emotion_head_prefit_steps=400)
   train2 stage2-token "${token[@]}"
   # v3.2, the shipped model: the same, with stage 1's KL on the emotion corpus's transcripts kept beside it
   # (one micro-batch of up to 16 s of speech after each stage-2 micro-batch; the weight chosen on dev)
@@ -180,8 +181,8 @@ lanes train_a train_b
 
 # 5. The shipped model (v3.2): the emotion-token stage 2 with the semantic KL, in float16; v3.1, the
 # emotion-token stage 2 without it (its head was fitted before stage 2: a refit ties it on dev). v3.0, the
-# first v3 release: the 300-step stage 2 with its head refitted (stage 2 left it
-# undertrained); the 120-step reference in float16 as trained.
+# first v3 release: the 300-step stage 2 with its head refitted (stage 2 left it undertrained); the 120-step
+# reference in float16 as trained.
 MODEL="$OUT/blsp-emo-tiny-v3.2"
 V31="$OUT/blsp-emo-tiny-v3.1"
 STAGE2="$OUT/blsp-emo-tiny"
