@@ -375,6 +375,108 @@ def test_semantic_kl_beside_stage2_trains_and_resumes_exactly(tone_targets, tmp_
     assert "kl_loss" not in _log(tmp_path / "plain")[0]
 
 
+def test_on_policy_turns_are_an_even_share_and_a_function_of_the_index():
+    from blsp_emo.training.trainer import on_policy_turn
+
+    for share in (0.0, 0.25, 0.5, 1 / 3, 1.0):
+        turns = [on_policy_turn(n, share) for n in range(120)]
+        assert sum(turns) == round(120 * share)
+    assert [on_policy_turn(n, 0.5) for n in range(4)] == [False, True, False, True]
+    assert not any(on_policy_turn(n, 0.0) for n in range(50)) and all(
+        on_policy_turn(n, 1.0) for n in range(50)
+    )
+
+
+def test_eval_mode_restores_each_modules_mode():
+    from blsp_emo.training.trainer import eval_mode
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.5))
+    model.train()
+    model[0].eval()  # a frozen part that stays in eval mode (the encoder in stage 2)
+    with eval_mode(model):
+        assert not any(m.training for m in model.modules())
+    assert model.training and model[1].training and not model[0].training
+
+
+def test_on_policy_semantic_kl_trains_on_the_models_own_replies_and_resumes_exactly(tone_targets, tmp_path):
+    # model.semantic_on_policy: a share of the semantic micro-batches take the model's own continuation of
+    # the speech as the target (the KL to the LLM fed the transcript along it); sampled continuations
+    # are seeded by the micro-batch, so a resumed run ends on the same weights.
+    from blsp_emo.model.inference import decode_reply
+    from blsp_emo.model.processor import stop_token_ids
+    from blsp_emo.model.types import DecodingOptions
+    from blsp_emo.training.trainer import eval_mode
+
+    policy = {
+        "semantic_on_policy": 0.5,
+        "semantic_on_policy_tokens": 6,
+        "semantic_on_policy_temperature": 0.8,
+    }
+    sections = {
+        "optim": {"max_steps": 4, "grad_accum": 2},
+        "run": {"save_steps": 2},
+        "data": {"batch_size": 3, "semantic_train": str(tone_targets), "semantic_batch_seconds": 5},
+        "model": {"emotion_features": "layer_mix", "emotion_token": True, **policy},
+    }
+    greedy = {**sections, "model": {**sections["model"], "semantic_on_policy_temperature": 0}}
+    trainer = Trainer(tiny_config(tone_targets, tmp_path / "probe", "emotion", **greedy))
+    stream = trainer.semantic_stream
+    assert stream is not None
+    # greedy: the targets are exactly the model's reply to the speech under the stage-1 prompt
+    items = [stream.dataset[i] for i in stream.indices(0)]
+    gen = stream.collator.generation_batch(items)
+    assert "labels" not in gen and {"encoder_states", "encoder_layer_stats"} <= gen.keys()
+    tokenizer = trainer.processor.tokenizer
+    stops = stop_token_ids(tokenizer)
+    with eval_mode(trainer.unwrapped):
+        ids, _ = trainer.unwrapped.generate(gen, stops, DecodingOptions(max_new_tokens=6))
+    expected = [decode_reply(tokenizer, stops, row) for row in ids]
+    batch = stream.on_policy_batch(0, lambda b: trainer._continue_speech(b, 0))
+    teacher_targets = stream.batch(0)
+    for i, (text, _, finish) in enumerate(expected):
+        labels = batch["labels"][i][batch["labels"][i] >= 0]
+        reply = tokenizer.decode(labels, skip_special_tokens=True).strip()
+        assert reply == text and items[i]["target"] != text  # the model's reply, not the teacher's
+        t_labels = batch["teacher_labels"][i][batch["teacher_labels"][i] >= 0]
+        assert torch.equal(labels, t_labels)  # the teacher is scored along the same tokens
+        # a reply cut by the token cap gets no end-of-turn marker; one that stopped ends with it
+        marked = tokenizer.decode(labels).strip() != reply
+        assert marked == (finish == "stop")
+    assert not torch.equal(batch["labels"], teacher_targets["labels"])
+    assert trainer.unwrapped.training and not trainer.unwrapped.encoder.training  # modes restored
+
+    full = train(tiny_config(tone_targets, tmp_path / "full", "emotion", **sections))
+    records = _log(tmp_path / "full")
+    assert all(r["on_policy"] == 0.5 and r["kl_loss"] > 0 for r in records)
+    part = tmp_path / "part"
+    stopped = train(
+        tiny_config(
+            tone_targets, part, "emotion", **{**sections, "run": {"save_steps": 2, "stop_after_steps": 2}}
+        )
+    )
+    assert stopped.final_dir is None
+    resumed = train(tiny_config(tone_targets, part, "emotion", **sections), resume=True)
+    a, b = _weights(full.final_dir), _weights(resumed.final_dir)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
+    # the on-policy micro-batches move the weights elsewhere than the teacher's continuations do
+    off = {**sections, "model": {"emotion_features": "layer_mix", "emotion_token": True}}
+    teacher_only = _weights(train(tiny_config(tone_targets, tmp_path / "off", "emotion", **off)).final_dir)
+    assert any(not torch.equal(a[k], teacher_only[k]) for k in a if ".lora_" in k)
+    assert "on_policy" not in _log(tmp_path / "off")[0]
+
+
+def test_on_policy_settings_are_checked(tone_targets, tmp_path):
+    for model, match in (
+        ({"semantic_on_policy": 0.5}, "semantic_on_policy needs data.semantic_train"),
+        ({"semantic_on_policy": 1.5}, "between 0 and 1"),
+        ({"semantic_on_policy_tokens": 0}, "semantic_on_policy_tokens must be >= 1"),
+        ({"semantic_on_policy_temperature": -1}, "semantic_on_policy_temperature must be >= 0"),
+    ):
+        with pytest.raises(UserError, match=match):
+            tiny_config(tone_targets, tmp_path / "c", "emotion", model=model).validate()
+
+
 def test_semantic_train_needs_stage2(tone_targets, tmp_path):
     with pytest.raises(UserError, match="semantic_train needs stage: emotion"):
         tiny_config(tone_targets, tmp_path / "s1", "semantic", data={"semantic_train": str(tone_targets)})

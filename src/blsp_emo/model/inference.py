@@ -36,6 +36,19 @@ def _segment_emotion(
     return _emotion_dict(emotion[segment] if emotion is not None and segment is not None else None)
 
 
+def decode_reply(tokenizer: Any, stop_ids: Sequence[int], ids: torch.Tensor) -> tuple[str, int, str]:
+    """One row of generated ids -> (reply text up to the first stop token, tokens used including that stop
+    token, finish reason "stop" or "length")."""
+    tokens = ids.tolist()
+    finish = "length"
+    for i, t in enumerate(tokens):
+        if t in stop_ids:
+            tokens, finish = tokens[:i], "stop"
+            break
+    text = tokenizer.decode(tokens, skip_special_tokens=True).strip()
+    return text, len(tokens) + (finish == "stop"), finish
+
+
 class SpeechChat:
     """Replies to conversations (see docs/architecture.md for the message format)."""
 
@@ -56,14 +69,7 @@ class SpeechChat:
         return encoded, self.processor.collate(encoded), last_segment
 
     def _decode(self, ids: torch.Tensor) -> tuple[str, int, str]:
-        tokens = ids.tolist()
-        finish = "length"
-        for i, t in enumerate(tokens):
-            if t in self.stop_ids:
-                tokens, finish = tokens[:i], "stop"
-                break
-        text = self.processor.tokenizer.decode(tokens, skip_special_tokens=True).strip()
-        return text, len(tokens) + (finish == "stop"), finish
+        return decode_reply(self.processor.tokenizer, self.stop_ids, ids)
 
     def respond(
         self,

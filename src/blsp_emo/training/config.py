@@ -66,6 +66,13 @@ class ModelSection:
     # stage 2: weight of the semantic KL term on data.semantic_train (this project's addition): stage 1's
     # loss kept in stage 2, so the LoRA does not wear away the words the adapter conveys
     semantic_loss_weight: float = 1.0
+    # stage 2, data.semantic_train: the share of its micro-batches trained on the model's own continuation
+    # of the speech instead of the teacher's (on-policy distillation: the KL to the LLM fed the transcript
+    # is taken along the student's reply, the tokens it will generate, so a reply that drifts from the
+    # words is corrected where it drifts); 0 = off (always the teacher's continuation), 1 = always
+    semantic_on_policy: float = 0.0
+    semantic_on_policy_tokens: int = 48  # the student's continuation length (the stage-1 target length)
+    semantic_on_policy_temperature: float = 0.0  # 0 = greedy (how the replies are evaluated), else sampled
 
 
 @dataclass
@@ -231,6 +238,19 @@ class TrainConfig:
                 "data.semantic_train needs stage: emotion (stage 1 trains on data.train itself)",
             ),
             (self.model.semantic_loss_weight >= 0, "model.semantic_loss_weight must be >= 0"),
+            (
+                0 <= self.model.semantic_on_policy <= 1,
+                "model.semantic_on_policy must be between 0 and 1 (a share of the semantic micro-batches)",
+            ),
+            (
+                self.model.semantic_on_policy == 0 or bool(self.data.semantic_train),
+                "model.semantic_on_policy needs data.semantic_train (the rows whose speech it continues)",
+            ),
+            (self.model.semantic_on_policy_tokens >= 1, "model.semantic_on_policy_tokens must be >= 1"),
+            (
+                self.model.semantic_on_policy_temperature >= 0,
+                "model.semantic_on_policy_temperature must be >= 0",
+            ),
             (self.data.semantic_batch_seconds >= 0, "data.semantic_batch_seconds must be >= 0"),
             (self.data.dev_max_rows >= 0, "data.dev_max_rows must be >= 0"),
             (

@@ -141,32 +141,41 @@ class TrainingCollator:
         batch["num_samples"] = torch.tensor(len(items))
         return batch
 
+    def _speech_batch(self, items: Sequence[dict[str, Any]], with_response: bool) -> dict[str, Any]:
+        """The student's inputs (left-padded; cached encoder states in place of the audio features when
+        there is a cache), with the rows' targets as labels, or ending in the generation prompt."""
+        encoded = [
+            self.processor.encode(
+                self.student_messages(it["audio"], it.get("task", ""), it.get("language", "en")),
+                response=it["target"] if with_response else None,
+                truncated=it["truncated"] if with_response else False,
+            )
+            for it in items
+        ]
+        if self.cache is None:
+            return self.processor.collate(encoded, with_labels=with_response)
+        states = []
+        for e in encoded:
+            states.append(self.cache.get_or_compute(e.audios[0], _missing))
+            e.audios = []  # no mel features: the cached encoder states stand in for them
+        batch = self.processor.collate(encoded, with_labels=with_response)
+        batch["encoder_states"], batch["encoder_lengths"] = pad_states(states)
+        if self.stats_cache is not None:
+            batch["encoder_layer_stats"] = torch.stack(
+                [self.stats_cache.get_or_compute(it["audio"], _missing) for it in items]
+            )
+        return batch
+
+    def generation_batch(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """The student's prompts for generating its own continuations (on-policy distillation)."""
+        return self._speech_batch(items, with_response=False)
+
     def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """Items of :class:`blsp_emo.training.dataset.TargetDataset` -> the model's keyword arguments (+
         num_samples)."""
         if self.stage is Stage.ALIGN:
             return self.alignment_batch(items)
-        encoded = [
-            self.processor.encode(
-                self.student_messages(it["audio"], it.get("task", ""), it.get("language", "en")),
-                response=it["target"],
-                truncated=it["truncated"],
-            )
-            for it in items
-        ]
-        if self.cache is not None:
-            states = []
-            for e in encoded:
-                states.append(self.cache.get_or_compute(e.audios[0], _missing))
-                e.audios = []  # no mel features: the cached encoder states stand in for them
-            batch = self.processor.collate(encoded, with_labels=True)
-            batch["encoder_states"], batch["encoder_lengths"] = pad_states(states)
-            if self.stats_cache is not None:
-                batch["encoder_layer_stats"] = torch.stack(
-                    [self.stats_cache.get_or_compute(it["audio"], _missing) for it in items]
-                )
-        else:
-            batch = self.processor.collate(encoded, with_labels=True)
+        batch = self._speech_batch(items, with_response=True)
         if self.stage is Stage.SEMANTIC:
             teacher = [
                 self.processor.encode(

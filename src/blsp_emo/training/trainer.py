@@ -8,6 +8,7 @@ a checkpoint holds and ``blsp_emo.training.config`` for every option.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -16,7 +17,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -697,9 +698,14 @@ class Trainer:
         """One micro-batch of data.semantic_train as in stage 1 (KL to the LLM fed the transcript), its
         gradient weighted by model.semantic_loss_weight and added to the stage-2 micro-batch's (a forward
         and a backward of its own: DDP allows one forward per backward)."""
-        acc, stream = self.accelerator, self.semantic_stream
+        acc, stream, m = self.accelerator, self.semantic_stream, self.config.model
         assert stream is not None
-        batch = stream.batch(self.semantic_micro)
+        n = self.semantic_micro
+        if on_policy_turn(n, m.semantic_on_policy):
+            batch = stream.on_policy_batch(n, lambda b: self._continue_speech(b, n))
+            window["on_policy"] = window.get("on_policy", 0) + 1
+        else:
+            batch = stream.batch(n)
         self.semantic_micro += 1
         batch.pop("num_samples")
         out = self.model(**batch_to(batch, acc.device))
@@ -710,6 +716,26 @@ class Trainer:
         acc.backward(weight * out.kl_loss)
         window["semantic_kl"] = window.get("semantic_kl", 0.0) + float(kl[0])
         window["loss"] = window.get("loss", 0.0) + weight * float(kl[0])
+
+    def _continue_speech(self, batch: dict, n: int) -> list[tuple[str, bool]]:
+        """The model's own continuations of a generation batch (model.semantic_on_policy_*): greedy, or
+        sampled with a seed fixed by the run seed and micro-batch ``n``; in eval mode, without gradient.
+        Returns (text, truncated by the token cap) per row."""
+        from blsp_emo.model.inference import decode_reply
+        from blsp_emo.model.processor import stop_token_ids
+        from blsp_emo.model.types import DecodingOptions
+
+        m, device = self.config.model, self.accelerator.device
+        options = DecodingOptions(
+            max_new_tokens=m.semantic_on_policy_tokens, temperature=m.semantic_on_policy_temperature
+        )
+        stops = stop_token_ids(self.processor.tokenizer)
+        cuda = [device.index or 0] if device.type == "cuda" else []
+        with eval_mode(self.unwrapped), torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(self.config.run.seed * 1_000_003 + n)
+            ids, _ = self.unwrapped.generate(batch_to(batch, device), stops, options)
+        replies = [decode_reply(self.processor.tokenizer, stops, row) for row in ids.cpu()]
+        return [(text, finish == "length") for text, _, finish in replies]
 
     def _diverged(self, value: torch.Tensor, state: ckpt.TrainerState) -> None:
         last = ckpt.latest_checkpoint(self.checkpoint_root)
@@ -730,6 +756,8 @@ class Trainer:
             record["lm_loss"] = window["lm_loss"] / micro
             if "semantic_kl" in window:
                 record["kl_loss"] = window["semantic_kl"] / micro
+                if window.get("on_policy"):  # the share of semantic micro-batches on the model's own replies
+                    record["on_policy"] = window["on_policy"] / micro
             if window.get("emotion_n"):
                 record["emotion_loss"] = window["emotion_loss"] / window["emotion_n"]
         record["lr"] = self.scheduler.get_last_lr()[0]
@@ -954,6 +982,34 @@ class SemanticStream:
     def batch(self, n: int) -> dict:
         """Micro-batch ``n``, collated as stage 1 (teacher inputs included)."""
         return self.collator([self.dataset[i] for i in self.indices(n)])
+
+    def on_policy_batch(self, n: int, continue_speech: Callable[[dict], list[tuple[str, bool]]]) -> dict:
+        """Micro-batch ``n`` with the student's own continuations as the targets: ``continue_speech`` gets
+        the student's generation batch and returns (text, truncated) per row; the teacher is fed the
+        transcript and that same text, as in :meth:`batch`."""
+        items = [self.dataset[i] for i in self.indices(n)]
+        replies = continue_speech(self.collator.generation_batch(items))
+        for item, (text, truncated) in zip(items, replies, strict=True):
+            item.update(target=text, truncated=truncated)
+        return self.collator(items)
+
+
+def on_policy_turn(n: int, share: float) -> bool:
+    """Whether micro-batch ``n`` of the semantic stream is on-policy: ``share`` of them, evenly spread
+    (1 of 2 at 0.5) and a pure function of ``n``, so a resumed run makes the same choices."""
+    return math.floor((n + 1) * share + 1e-9) > math.floor(n * share + 1e-9)
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """The model in eval mode (no dropout) for the block; every module's own mode restored after."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 def _computed(tensor: torch.Tensor) -> Callable[[np.ndarray], torch.Tensor]:
