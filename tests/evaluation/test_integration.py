@@ -62,6 +62,11 @@ def test_semantic_on_real_librivox_speech(librivox_manifest: Path, tmp_path: Pat
     assert values["cascade-asr"]["semantic.asr_wer"] == pytest.approx(wer, abs=1e-6)
     for system in ("tiny", "cascade-asr"):
         assert -1.0 <= values[system]["semantic.cosine"] <= 1.0
+    # the cascade's transcripts are its reading of the words: every clip counted in one of the two groups
+    metrics = json.loads((out / "cascade-asr" / "semantic" / "results.json").read_text())["metrics"]
+    by = metrics["cosine_by_reading"]
+    assert by["read_well"]["n"] + by["read_badly"]["n"] == 5 and by["read_well"]["n"] >= 4
+    assert 0.0 <= metrics["reference_echo"] <= 1.0
 
 
 def test_packaged_embedder_matches_sentence_transformers() -> None:

@@ -200,6 +200,35 @@ def test_semantic_text_cascade_is_the_reference(emotion_manifest: Path, tmp_path
     forced = results["metrics"]["teacher_forced"]
     assert forced["no_speech"]["kl"] > forced["transcript"]["kl"] and forced["transcript"]["top1"] == 1.0
     assert "Gap closed" in (out / "report.md").read_text()
+    # the reference (= the reply here) starts with the transcript exactly where the helper says so
+    from blsp_emo.evaluation.tasks.semantic import reference_echo
+
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert results["metrics"]["reference_echo"] == pytest.approx(
+        reference_echo([r["text"] for r in rows], [r["text_reply"] for r in rows])
+    )
+    assert "cosine_by_reading" not in results["metrics"]  # the true transcript is no reading
+
+
+def test_reference_echo_and_cosine_by_reading() -> None:
+    from blsp_emo.evaluation.tasks.semantic import READ_WELL_WER, cosine_by_reading, reference_echo
+
+    texts = ["I'm graduating soon.", "We're having a baby.", "He answered my message.", ""]
+    references = [
+        "I'm graduating soon! Congratulations are in order.",  # repeats it, punctuation aside
+        "Congratulations on the baby.",
+        "he ANSWERED my message, finally",
+        "Anything.",  # an empty transcript repeats nothing
+    ]
+    assert reference_echo(texts, references) == pytest.approx(2 / 4)
+    assert reference_echo([], []) == 0.0
+    readings = ["I'm graduating soon", "we are having the radio", "he answered my massage", "x"]
+    by = cosine_by_reading(texts[:3], readings[:3], [0.9, 0.1, 0.5])
+    # WERs 0, 0.75 and 0.25: two read well (mean 0.7), one badly
+    assert by["wer_threshold"] == READ_WELL_WER
+    assert by["read_well"] == {"n": 2, "mean": pytest.approx(0.7)}
+    assert by["read_badly"] == {"n": 1, "mean": pytest.approx(0.1)}
+    assert cosine_by_reading(["a b"], ["c d"], [0.2])["read_well"] == {"n": 0, "mean": None}
 
 
 def test_semantic_speech_model(emotion_manifest: Path, tmp_path: Path) -> None:

@@ -41,8 +41,9 @@ from blsp_emo.prompts import INSTRUCTIONS, SYSTEM_PROMPTS
 DEFAULT_MAX_NEW_TOKENS = 48  # the stage-1 target length (docs/method.md §3)
 # Bumped whenever this task's numbers change or gain columns: `eval all` does not resume a results.json
 # written by an older revision (it would lack the new columns). 2: teacher-forced KL/top-1, ctc_wer;
-# 3: repeat4 (share of replies with a repeated 4-word run).
-REVISION = 3
+# 3: repeat4 (share of replies with a repeated 4-word run); 4: reference_echo, cosine_by_reading.
+REVISION = 4
+READ_WELL_WER = 0.5  # cosine_by_reading: an utterance whose words were read with at most this WER
 STUDENTS = ("model", "no_speech", "transcript")
 
 
@@ -129,6 +130,34 @@ def ctc_readings(system: System, utterances: list[Utterance], batch_size: int) -
     return readings
 
 
+def reference_echo(texts: list[str], references: list[str]) -> float:
+    """The share of references that begin by repeating the transcript word for word (after
+    :func:`~blsp_emo.textnorm.normalize_text`): where it is high, the reply cosine mostly measures whether
+    the system heard the words."""
+    from blsp_emo.textnorm import normalize_text
+
+    echoes = 0
+    for text, reference in zip(texts, references, strict=True):
+        words, ref = normalize_text(text).split(), normalize_text(reference).split()
+        echoes += bool(words) and ref[: len(words)] == words
+    return echoes / max(len(texts), 1)
+
+
+def cosine_by_reading(texts: list[str], readings: list[str], cosine: list[float]) -> dict[str, Any]:
+    """Reply cosine over the utterances whose words the system read well (per-utterance WER of its
+    reading, an ASR transcript or the greedy-CTC reading, at most ``READ_WELL_WER``) and the rest."""
+    from blsp_emo.textnorm import word_error_rate
+
+    groups: dict[str, list[float]] = {"read_well": [], "read_badly": []}
+    for text, reading, c in zip(texts, readings, cosine, strict=True):
+        well = word_error_rate([text], [reading]) <= READ_WELL_WER
+        groups["read_well" if well else "read_badly"].append(c)
+    out: dict[str, Any] = {"wer_threshold": READ_WELL_WER}
+    for name, values in groups.items():
+        out[name] = {"n": len(values), "mean": sum(values) / len(values) if values else None}
+    return out
+
+
 def run_semantic(system: System, utterances: list[Utterance], ctx: RunContext) -> TaskResult:
     """Cosine and ROUGE-L between the continuation of the speech and of its transcript, teacher-forced
     KL and top-1 agreement along the transcript's continuation, and WERs of any transcripts."""
@@ -180,13 +209,19 @@ def run_semantic(system: System, utterances: list[Utterance], ctx: RunContext) -
     }
     shown = [a.user_text for a in answers]
     texts = [u.text for u in utterances]
+    metrics["reference_echo"] = reference_echo(texts, ref)
+    heard: list[str] | None = None  # what the system read of the words: ASR transcripts or CTC readings
     if isinstance(system, CascadeSystem) and system.kind != "cascade-text":
-        metrics["asr_wer"] = word_error_rate(texts, system.transcripts(utterances))
+        heard = system.transcripts(utterances)
+        metrics["asr_wer"] = word_error_rate(texts, heard)
         headline["asr_wer"] = metrics["asr_wer"]
     readings = ctc_readings(system, utterances, ctx.batch_size)
     if readings is not None:
+        heard = readings
         metrics["ctc_wer"] = word_error_rate(texts, readings)
         headline["ctc_wer"] = metrics["ctc_wer"]
+    if heard is not None:
+        metrics["cosine_by_reading"] = cosine_by_reading(texts, heard, cosine)
     plot_histogram(
         cosine, ctx.out_dir / "cosine.png", f"{system.name}: speech vs transcript continuation", "cosine"
     )
@@ -237,6 +272,17 @@ def run_semantic(system: System, utterances: list[Utterance], ctx: RunContext) -
     if "ctc_wer" in metrics:
         forced_section += (
             f" Word error rate of the greedy-CTC reading of the alignment head: {fmt(metrics['ctc_wer'])}."
+        )
+    section += (
+        f" The reference begins by repeating the transcript in {fmt(metrics['reference_echo'])} of the "
+        "utterances (there the cosine mostly measures whether the words were heard)."
+    )
+    if "cosine_by_reading" in metrics:
+        by = metrics["cosine_by_reading"]
+        well, badly = by["read_well"], by["read_badly"]
+        section += (
+            f" Cosine where the system's reading of the words has a WER of at most {READ_WELL_WER}: "
+            f"{fmt(well['mean'])} (n={well['n']}); elsewhere {fmt(badly['mean'])} (n={badly['n']})."
         )
     return TaskResult(
         task="semantic",
