@@ -26,7 +26,9 @@ from blsp_emo.training.trainer import Trainer  # noqa: E402
 # The resume scenario: stage 2 (LoRA dropout draws from each rank's RNG), duration batching (batches of 1-4
 # rows under 8 s of padded audio: 3 micro-batches per rank per epoch), 7 steps, interrupted after step 4;
 # with stage 1's KL beside stage 2 (data.semantic_train: the same rows), so each micro-step runs two forward
-# and backward passes under DDP and the semantic stream must resume in step too.
+# and backward passes under DDP and the semantic stream must resume in step too; every other semantic
+# micro-batch is on-policy (model.semantic_on_policy: each rank samples its rows' continuations from its
+# own model copy, seeded by the micro-batch), so generation under DDP resumes exactly as well.
 RESUME = {
     "optim": {"max_steps": 7},
     "data": {"batching": "duration", "batch_seconds": 8, "batch_size": 4},
@@ -41,7 +43,9 @@ def _save_weights(trainer: Trainer, folder: Path) -> None:
 def _resume_run(train: Path, out: Path, stop_after: int = 0, resume: bool = False) -> None:
     run = {"save_steps": 2, **({"stop_after_steps": stop_after} if stop_after else {})}
     data = {**RESUME["data"], "semantic_train": str(train), "semantic_batch_seconds": 6}
-    trainer = Trainer(tiny_config(train, out, "emotion", optim=RESUME["optim"], data=data, run=run))
+    model = {"semantic_on_policy": 0.5, "semantic_on_policy_tokens": 5, "semantic_on_policy_temperature": 0.7}
+    config = tiny_config(train, out, "emotion", optim=RESUME["optim"], data=data, run=run, model=model)
+    trainer = Trainer(config)
     trainer.fit(resume=resume)
     _save_weights(trainer, out)
 

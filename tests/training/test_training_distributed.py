@@ -67,5 +67,9 @@ def test_torchrun_resume_with_duration_batching_matches_uninterrupted(tone_targe
     expected, got = _log(out / "full"), _log(out / "part")
     assert [r["step"] for r in got] == [r["step"] for r in expected] == list(range(1, 8))
     assert [r["samples_seen"] for r in got] == [r["samples_seen"] for r in expected]
+    # every other semantic micro-batch (one per step here) trained on the model's own continuations
+    assert (
+        [r.get("on_policy", 0) for r in got] == [r.get("on_policy", 0) for r in expected] == [0, 1] * 3 + [0]
+    )
     for x, y in zip(expected, got):
         assert y["loss"] == pytest.approx(x["loss"], rel=1e-5), (x, y)
