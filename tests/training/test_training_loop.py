@@ -323,6 +323,18 @@ def test_recognition_share_adds_emotion_questions_to_stage2(tone_targets, tmp_pa
         tiny_config(tone_targets, tmp_path / "s3", "emotion", data={"recognition_share": 1.5}).validate()
 
 
+def _resumed_matches(tone_targets, part, sections: dict, full) -> dict[str, torch.Tensor]:
+    """The stage-2 run of ``sections`` stopped after step 2 and resumed ends on ``full``'s weights (returned)."""
+    run = {"save_steps": 2, "stop_after_steps": 2}
+    stopped = train(tiny_config(tone_targets, part, "emotion", **{**sections, "run": run}))
+    assert stopped.final_dir is None
+    resumed = train(tiny_config(tone_targets, part, "emotion", **sections), resume=True)
+    a, b = _weights(full.final_dir), _weights(resumed.final_dir)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
+    return a
+
+
 def test_semantic_kl_beside_stage2_trains_and_resumes_exactly(tone_targets, tmp_path):
     # data.semantic_train: every stage-2 micro-batch is followed by one of stage 1's rows with its KL to
     # the LLM fed the transcript; the stream's place follows the steps, so a resumed run ends on the same
@@ -356,17 +368,7 @@ def test_semantic_kl_beside_stage2_trains_and_resumes_exactly(tone_targets, tmp_
     summary = json.loads((tmp_path / "full" / "summary.json").read_text())
     assert summary["semantic_rows"] == 12 and summary["semantic_micro_batches"] == 8
 
-    part = tmp_path / "part"
-    stopped = train(
-        tiny_config(
-            tone_targets, part, "emotion", **{**sections, "run": {"save_steps": 2, "stop_after_steps": 2}}
-        )
-    )
-    assert stopped.final_dir is None
-    resumed = train(tiny_config(tone_targets, part, "emotion", **sections), resume=True)
-    a, b = _weights(full.final_dir), _weights(resumed.final_dir)
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
+    a = _resumed_matches(tone_targets, tmp_path / "part", sections, full)
 
     # the KL term moves the weights: without it the same run ends elsewhere
     plain = {**sections, "data": {"batch_size": 3}}
@@ -448,17 +450,7 @@ def test_on_policy_semantic_kl_trains_on_the_models_own_replies_and_resumes_exac
     full = train(tiny_config(tone_targets, tmp_path / "full", "emotion", **sections))
     records = _log(tmp_path / "full")
     assert all(r["on_policy"] == 0.5 and r["kl_loss"] > 0 for r in records)
-    part = tmp_path / "part"
-    stopped = train(
-        tiny_config(
-            tone_targets, part, "emotion", **{**sections, "run": {"save_steps": 2, "stop_after_steps": 2}}
-        )
-    )
-    assert stopped.final_dir is None
-    resumed = train(tiny_config(tone_targets, part, "emotion", **sections), resume=True)
-    a, b = _weights(full.final_dir), _weights(resumed.final_dir)
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
+    a = _resumed_matches(tone_targets, tmp_path / "part", sections, full)
     # the on-policy micro-batches move the weights elsewhere than the teacher's continuations do
     off = {**sections, "model": {"emotion_features": "layer_mix", "emotion_token": True}}
     teacher_only = _weights(train(tiny_config(tone_targets, tmp_path / "off", "emotion", **off)).final_dir)
