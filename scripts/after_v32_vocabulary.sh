@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# After v3.2, part 2 (README "After v3.2 ... where the reply cosine is lost"): does open-vocabulary data
-# teach the adapter to read? Step 2b's pre-alignment again with the broad corpus's training clips added,
+# After v3.2, the vocabulary test (README "More open-vocabulary data in step 2b"): does open-vocabulary
+# data teach the adapter to read? Step 2b's pre-alignment again with the broad corpus's training clips added,
 # then both 2b adapters read emotion-corpus dev clips and broad-corpus test clips. Needs recipe v3's
 # outputs in $RECIPE (step 1 and step 2b: `OUT=runs/tiny-v3 UNTIL=2b bash scripts/reproduce_tiny_v3.sh`).
 # Resumable step by step; wall times go to $OUT/timings.tsv.

@@ -25,7 +25,8 @@
 # Two one-core lanes: step 1 | steps 2 and 3; then 2b and the stage-2 runs from it | the stage-2 runs from step 1;
 # then the evaluations. Every step is resumable: rerun after an interruption and finished steps are skipped
 # (each command also resumes inside a step). Wall time per step goes to $OUT/timings.tsv. UNTIL=targets stops
-# after steps 1-3 (the data, step 1's model and the targets; no 2b, no stage 2), UNTIL=2b after step 2b, UNTIL=corpus after step 3 without step 1.
+# after steps 1-3 (the data, step 1's model and the targets; no 2b, no stage 2), UNTIL=2b after step 2b,
+# UNTIL=corpus after steps 2-3 alone (no step 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/reproduce-tiny-v3}
@@ -109,7 +110,10 @@ step targets-merge "$T/stage2.jsonl" sh -c "cat '$T/stage2-shard0.jsonl' '$T/sta
   && mv '$T/stage2.jsonl.tmp' '$T/stage2.jsonl'"
 step targets-diversity "$T/diversity.txt" sh -c "$BIN data diversity '$T/stage2.jsonl' > '$T/diversity.txt.tmp' \
   && mv '$T/diversity.txt.tmp' '$T/diversity.txt'"
-if [ "${UNTIL:-}" = targets ] || [ "${UNTIL:-}" = corpus ]; then echo "== UNTIL=$UNTIL: stopping before step 2b and stage 2"; exit 0; fi
+if [ "${UNTIL:-}" = targets ] || [ "${UNTIL:-}" = corpus ]; then
+  echo "== UNTIL=$UNTIL: stopping before step 2b and stage 2"
+  exit 0
+fi
 
 # 2b. Words on the emotion corpus: stage 1's adapter spells the acted, four-engine emotional speech badly
 # (greedy-CTC WER 0.85-0.90). The pre-alignment goes on from stage 1 over the emotion corpus's training clips
