@@ -425,7 +425,7 @@ def test_on_policy_semantic_kl_trains_on_the_models_own_replies_and_resumes_exac
     stream = trainer.semantic_stream
     assert stream is not None
     # greedy: the targets are exactly the model's reply to the speech under the stage-1 prompt
-    items = [stream.dataset[i] for i in stream.indices(0)]
+    items = stream.items(0)
     gen = stream.collator.generation_batch(items)
     assert "labels" not in gen and {"encoder_states", "encoder_layer_stats"} <= gen.keys()
     tokenizer = trainer.processor.tokenizer

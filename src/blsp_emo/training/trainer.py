@@ -534,20 +534,16 @@ class Trainer:
 
         A sharded model (FSDP, DeepSpeed) runs its own forward: every process must call this together."""
         model = self.model if self._sharded else self.unwrapped
-        was_training = model.training
-        model.eval()
         collate = self.loader.collate_fn
         total, count = 0.0, 0
-        for start in range(0, len(self.dataset), batch_size):
-            batch = collate(
-                [self.dataset[i] for i in range(start, min(start + batch_size, len(self.dataset)))]
-            )
-            n = int(batch.pop("num_samples"))
-            out = model(**batch_to(batch, self.accelerator.device))
-            total, count = total + float(out.loss) * n, count + n
-        model.train(was_training)
-        if was_training and self.config.encoder_frozen:
-            model.encoder.eval()
+        with eval_mode(model):
+            for start in range(0, len(self.dataset), batch_size):
+                batch = collate(
+                    [self.dataset[i] for i in range(start, min(start + batch_size, len(self.dataset)))]
+                )
+                n = int(batch.pop("num_samples"))
+                out = model(**batch_to(batch, self.accelerator.device))
+                total, count = total + float(out.loss) * n, count + n
         return total / max(count, 1)
 
     @torch.no_grad()
@@ -558,14 +554,12 @@ class Trainer:
         part (``dev_kl_loss``, ``dev_ctc_loss``, or ``dev_lm_loss`` and ``dev_emotion_loss``)."""
         assert self.dev is not None and self.dev_collate is not None
         model = self.model if self._sharded else self.unwrapped
-        was_training = model.training
-        model.eval()
         durations = self.dev.durations
         order = sorted(range(len(self.dev)), key=lambda i: (durations[i], i))
         size = self.config.data.batch_size
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
-        try:
+        with eval_mode(model):
             for start in range(0, len(order), size):
                 batch = self.dev_collate([self.dev[i] for i in order[start : start + size]])
                 n = int(batch.pop("num_samples"))
@@ -582,10 +576,6 @@ class Trainer:
                     if value is not None:
                         sums[key] = sums.get(key, 0.0) + float(value) * n
                         counts[key] = counts.get(key, 0) + n
-        finally:
-            model.train(was_training)
-            if was_training and self.config.encoder_frozen:
-                self.unwrapped.encoder.eval()
         return {key: sums[key] / counts[key] for key in sums}
 
     def _evaluate(self, state: ckpt.TrainerState, tracker: TrainingLog | None, record: dict | None) -> float:
@@ -979,15 +969,19 @@ class SemanticStream:
             self._epoch, self._batches = epoch, self.sampler.epoch_batches()
         return self._batches[k]
 
+    def items(self, n: int) -> list[dict]:
+        """The dataset items of micro-batch ``n``."""
+        return [self.dataset[i] for i in self.indices(n)]
+
     def batch(self, n: int) -> dict:
         """Micro-batch ``n``, collated as stage 1 (teacher inputs included)."""
-        return self.collator([self.dataset[i] for i in self.indices(n)])
+        return self.collator(self.items(n))
 
     def on_policy_batch(self, n: int, continue_speech: Callable[[dict], list[tuple[str, bool]]]) -> dict:
         """Micro-batch ``n`` with the student's own continuations as the targets: ``continue_speech`` gets
         the student's generation batch and returns (text, truncated) per row; the teacher is fed the
         transcript and that same text, as in :meth:`batch`."""
-        items = [self.dataset[i] for i in self.indices(n)]
+        items = self.items(n)
         replies = continue_speech(self.collator.generation_batch(items))
         for item, (text, truncated) in zip(items, replies, strict=True):
             item.update(target=text, truncated=truncated)
@@ -1002,7 +996,8 @@ def on_policy_turn(n: int, share: float) -> bool:
 
 @contextlib.contextmanager
 def eval_mode(model: torch.nn.Module) -> Iterator[None]:
-    """The model in eval mode (no dropout) for the block; every module's own mode restored after."""
+    """The model in eval mode (no dropout) for the block; every module's own mode restored after (a
+    frozen encoder stays in eval mode)."""
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
